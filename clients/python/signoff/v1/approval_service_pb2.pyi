@@ -1,0 +1,50 @@
+from signoff.v1 import types_pb2 as _types_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ListPendingApprovalsRequest(_message.Message):
+    __slots__ = ("tenant_id", "gate_id", "page_size", "page_token")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    GATE_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    gate_id: str
+    page_size: int
+    page_token: str
+    def __init__(self, tenant_id: _Optional[str] = ..., gate_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListPendingApprovalsResponse(_message.Message):
+    __slots__ = ("actions", "next_page_token")
+    ACTIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    actions: _containers.RepeatedCompositeFieldContainer[_types_pb2.Action]
+    next_page_token: str
+    def __init__(self, actions: _Optional[_Iterable[_Union[_types_pb2.Action, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class SubmitDecisionRequest(_message.Message):
+    __slots__ = ("action_id", "verdict", "reason", "approver", "request_id")
+    ACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    APPROVER_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    action_id: str
+    verdict: _types_pb2.Verdict
+    reason: str
+    approver: str
+    request_id: str
+    def __init__(self, action_id: _Optional[str] = ..., verdict: _Optional[_Union[_types_pb2.Verdict, str]] = ..., reason: _Optional[str] = ..., approver: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class SubmitDecisionResponse(_message.Message):
+    __slots__ = ("action", "record")
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    RECORD_FIELD_NUMBER: _ClassVar[int]
+    action: _types_pb2.Action
+    record: _types_pb2.DecisionRecord
+    def __init__(self, action: _Optional[_Union[_types_pb2.Action, _Mapping]] = ..., record: _Optional[_Union[_types_pb2.DecisionRecord, _Mapping]] = ...) -> None: ...
