@@ -1,0 +1,1 @@
+"""gRPC servicers: validate, translate proto <-> domain, map errors. No business rules here."""

@@ -1,0 +1,144 @@
+"""Protobuf messages to and from domain models."""
+
+from datetime import datetime
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from signoff.v1 import types_pb2 as pb
+
+from signoff.domain import models
+from signoff.domain.states import RiskClass
+
+
+def enum_to_pb(enum_type: Any, prefix: str, value: Any) -> int:
+    """Domain enum value → proto enum number (RISK_CLASS_ + READ_ONLY); None → 0."""
+    return 0 if value is None else int(enum_type.Value(f"{prefix}_{value.value}"))
+
+
+def enum_from_pb(enum_type: Any, prefix: str, domain: Any, number: int) -> Any:
+    """Proto enum number → domain enum; the caller has rejected 0 and unknown numbers."""
+    return domain(enum_type.Name(number).removeprefix(f"{prefix}_"))
+
+
+def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    result = timestamp_pb2.Timestamp()
+    result.FromDatetime(value)
+    return result
+
+
+def struct(value: dict[str, Any]) -> struct_pb2.Struct:
+    result = struct_pb2.Struct()
+    result.update(value)
+    return result
+
+
+def message_to_json(message: Any) -> dict[str, Any]:
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
+def instance_to_pb(instance: models.Instance) -> pb.Instance:
+    message = pb.Instance()
+    json_format.ParseDict(instance.envelope, message, ignore_unknown_fields=True)
+    message.instance_id = instance.instance_id
+    message.state = enum_to_pb(pb.InstanceState, "INSTANCE_STATE", instance.state)
+    message.revision = instance.revision
+    message.tool_calls_used = instance.tool_calls_used
+    message.create_time.FromDatetime(instance.create_time)
+    message.update_time.FromDatetime(instance.update_time)
+    return message
+
+
+def action_to_pb(action: models.Action) -> pb.Action:
+    proposal = action.proposal
+    return pb.Action(
+        action_id=action.action_id,
+        instance_id=action.instance_id,
+        tenant_id=action.tenant_id,
+        tool_call_id=proposal.tool_call_id,
+        tool=proposal.tool,
+        params=struct(proposal.params),
+        risk_class=enum_to_pb(pb.RiskClass, "RISK_CLASS", proposal.risk_class),
+        evidence_refs=proposal.evidence_refs,
+        action_sha256=action.action_sha256,
+        state=enum_to_pb(pb.ActionState, "ACTION_STATE", action.state),
+        gate_ids=action.gate_ids,
+        decided_by=action.decided_by,
+        decision_reason=action.decision_reason,
+        create_time=timestamp(action.create_time),
+        decide_time=timestamp(action.decide_time),
+        execution_evidence_ref=action.execution_evidence_ref,
+    )
+
+
+def proposal_from_pb(message: pb.ProposedAction) -> models.ProposedAction:
+    return models.ProposedAction(
+        tool_call_id=message.tool_call_id,
+        tool=message.tool,
+        params=json_format.MessageToDict(message.params),
+        risk_class=enum_from_pb(pb.RiskClass, "RISK_CLASS", RiskClass, message.risk_class),
+        evidence_refs=tuple(message.evidence_refs),
+    )
+
+
+def event_to_pb(event: models.Event) -> pb.Event:
+    return pb.Event(
+        instance_id=event.instance_id,
+        revision=event.revision,
+        type=enum_to_pb(pb.EventType, "EVENT_TYPE", event.type),
+        time=timestamp(event.time),
+        instance_state=enum_to_pb(pb.InstanceState, "INSTANCE_STATE", event.instance_state),
+        action_id=event.action_id,
+        action_state=enum_to_pb(pb.ActionState, "ACTION_STATE", event.action_state),
+        outcome=enum_to_pb(pb.Outcome, "OUTCOME", event.outcome),
+        actor=event.actor,
+        reason=event.reason,
+        record_id=event.record_id,
+        tool=event.tool,
+    )
+
+
+def record_to_pb(record: models.DecisionRecord) -> pb.DecisionRecord:
+    return pb.DecisionRecord(
+        record_id=record.record_id,
+        decision_key=record.decision_key,
+        status=enum_to_pb(pb.DecisionStatus, "DECISION_STATUS", record.status),
+        outcome=enum_to_pb(pb.Outcome, "OUTCOME", record.outcome),
+        outputs=struct(record.outputs),
+        evidence_refs=record.evidence_refs,
+        approvals=[
+            pb.Approval(
+                gate_id=a.gate_id,
+                approver=a.approver,
+                approval_mode_effective=a.approval_mode_effective,
+                evidence_snapshot_hash=a.evidence_snapshot_hash,
+                verdict=enum_to_pb(pb.Verdict, "VERDICT", a.verdict),
+                reason=a.reason,
+                time=timestamp(a.time),
+            )
+            for a in record.approvals
+        ],
+        controls_active=pb.ControlsActive(
+            approval_gates_active=record.approval_gates_active,
+            must_refuse=record.must_refuse,
+            must_escalate=record.must_escalate,
+            redaction_rules_active=record.redaction_rules_active,
+        ),
+        policy=pb.PolicyRef(
+            bundle_id=record.policy_bundle_id,
+            version=record.policy_version,
+            sha256=record.policy_sha256,
+            rule_ids=record.rule_ids,
+        ),
+        trace_id=record.trace_id,
+        tenant_id=record.tenant_id,
+        instance_id=record.instance_id,
+        action_id=record.action_id,
+        tool=record.tool,
+        action_sha256=record.action_sha256,
+        revision=record.revision,
+        create_time=timestamp(record.create_time),
+        execution_state=enum_to_pb(pb.ActionState, "ACTION_STATE", record.execution_state),
+    )
+

@@ -1,0 +1,88 @@
+"""The grpc.aio server: signoff's services, health, reflection, graceful shutdown."""
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from signoff.v1 import approval_service_pb2, audit_service_pb2, execution_service_pb2
+from signoff.v1 import approval_service_pb2_grpc as approval_grpc
+from signoff.v1 import audit_service_pb2_grpc as audit_grpc
+from signoff.v1 import execution_service_pb2_grpc as execution_grpc
+
+from signoff.api.servicers import ApprovalService, AuditService, ExecutionService
+from signoff.services.context import Context
+from signoff.store.database import Database
+from signoff.store.migrate import migrate
+
+log = logging.getLogger("signoff.server")
+
+SIGNOFF_SERVICES = [
+    execution_service_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name,
+    approval_service_pb2.DESCRIPTOR.services_by_name["ApprovalService"].full_name,
+    audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
+]
+
+SERVER_OPTIONS = [
+    # A reconnect storm of thousands of watchers must queue, not fail with CANCELLED.
+    ("grpc.server.max_pending_requests", 20_000),
+    ("grpc.server.max_pending_requests_hard_limit", 40_000),
+    ("grpc.max_concurrent_streams", 100_000),
+    # Idle watch streams stay alive through proxies; dead peers are noticed.
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+
+
+@dataclass
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 50051
+    database_url: str = "sqlite:///signoff.db"
+    bookmark_interval: float = 15.0
+    shutdown_grace: float = 5.0
+
+
+async def serve(options: ServeOptions) -> None:
+    """Runs until SIGINT or SIGTERM, then drains and stops."""
+    database = Database(options.database_url)
+    await migrate(database)
+    ctx = Context(db=database, bookmark_interval=options.bookmark_interval)
+
+    server = grpc.aio.server(options=SERVER_OPTIONS)
+    execution_grpc.add_ExecutionServiceServicer_to_server(ExecutionService(ctx), server)
+    approval_grpc.add_ApprovalServiceServicer_to_server(ApprovalService(ctx), server)
+    audit_grpc.add_AuditServiceServicer_to_server(AuditService(ctx), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [*SIGNOFF_SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
+    address = f"{options.host}:{options.port}"
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise RuntimeError(f"cannot listen on {address}")
+    await server.start()
+    for name in ["", *SIGNOFF_SERVICES]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    # The one line scripts and tests read to find the port (useful with --port 0).
+    print(f"signoff listening on {options.host}:{port}", flush=True)
+    log.info("database %s", database.url.render_as_string(hide_password=True))
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+    log.info("shutting down: health NOT_SERVING, draining for %ss", options.shutdown_grace)
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(options.shutdown_grace)
+    await database.close()
+    print("signoff stopped", flush=True)

@@ -1,0 +1,277 @@
+"""The gRPC services: validate, call one use case, translate the answer."""
+
+from collections.abc import AsyncIterator
+
+import grpc
+from google.protobuf import json_format
+from signoff.v1 import approval_service_pb2 as approval_pb
+from signoff.v1 import approval_service_pb2_grpc as approval_grpc
+from signoff.v1 import audit_service_pb2 as audit_pb
+from signoff.v1 import audit_service_pb2_grpc as audit_grpc
+from signoff.v1 import execution_service_pb2 as execution_pb
+from signoff.v1 import execution_service_pb2_grpc as execution_grpc
+from signoff.v1 import types_pb2 as pb
+
+from signoff.api import convert
+from signoff.api.errors import streaming, unary
+from signoff.api.validation import MAX_ID, TOOL, Validator
+from signoff.domain.models import Event
+from signoff.domain.states import ExecutionResult, InstanceState, Outcome, Verdict
+from signoff.services import audit, decisions, instances, watch
+from signoff.services.context import Context
+
+
+class ExecutionService(execution_grpc.ExecutionServiceServicer):
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    @unary
+    async def InvokeAgent(
+        self, request: execution_pb.InvokeAgentRequest, context: grpc.aio.ServicerContext
+    ) -> execution_pb.InvokeAgentResponse:
+        v = Validator()
+        v.identifier("request_id", request.request_id)
+        v.identifier("tenant_id", request.tenant_id)
+        v.identifier("session_id", request.session_id, required=False)
+        v.identifier("user.user_id", request.user.user_id)
+        v.identifier("user.delegation.auth_type", request.user.delegation.auth_type, required=False)
+        v.refs("user.delegation.scopes", request.user.delegation.scopes)
+        v.identifier("agent.agent_id", request.agent.agent_id)
+        v.text("agent.workload_identity", request.agent.workload_identity, MAX_ID * 4)
+        v.identifier("workflow_id", request.workflow_id, required=False)
+        v.identifier("workflow_version", request.workflow_version, required=False)
+        v.refs("context_pack_refs", request.context_pack_refs)
+        v.text("input.intent", request.input.intent, MAX_ID)
+        v.text("input.message", request.input.message)
+        v.text("input.channel", request.input.channel, MAX_ID)
+        v.text("input.locale", request.input.locale, MAX_ID)
+        v.struct("input.context", request.input.context)
+        v.enum("mode", pb.Mode, request.mode, required=False)
+        v.number("runtime.max_tool_calls", request.runtime.max_tool_calls)
+        v.number("runtime.max_cost_cents", request.runtime.max_cost_cents)
+        v.done()
+        instance = await instances.invoke_agent(self.ctx, convert.message_to_json(request))
+        return execution_pb.InvokeAgentResponse(instance=convert.instance_to_pb(instance))
+
+    @unary
+    async def RequestDecision(
+        self, request: execution_pb.RequestDecisionRequest, context: grpc.aio.ServicerContext
+    ) -> execution_pb.RequestDecisionResponse:
+        v = Validator()
+        v.identifier("instance_id", request.instance_id)
+        if not request.HasField("action"):
+            v.fail("action", "is required")
+        else:
+            action = request.action
+            v.identifier("action.tool_call_id", action.tool_call_id)
+            if not action.tool:
+                v.fail("action.tool", "is required")
+            elif len(action.tool) > MAX_ID or not TOOL.match(action.tool):
+                v.fail("action.tool", "must look like adapter.capability (letters, digits, _ -)")
+            v.struct("action.params", action.params)
+            v.enum("action.risk_class", pb.RiskClass, action.risk_class, required=True)
+            v.refs("action.evidence_refs", action.evidence_refs)
+        v.done()
+        answer = await decisions.request_decision(
+            self.ctx, request.instance_id, convert.proposal_from_pb(request.action)
+        )
+        response = execution_pb.RequestDecisionResponse(
+            outcome=convert.enum_to_pb(pb.Outcome, "OUTCOME", answer.outcome),
+            reason=answer.reason,
+            revision=answer.revision,
+        )
+        if answer.action is not None:
+            response.action_id = answer.action.action_id
+            response.action_sha256 = answer.action.action_sha256
+            response.action.CopyFrom(convert.action_to_pb(answer.action))
+            if answer.outcome is Outcome.WAITING_FOR_HUMAN:
+                response.gate_ids.extend(answer.action.gate_ids)
+        return response
+
+    @streaming
+    async def WatchInstance(
+        self, request: execution_pb.WatchInstanceRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[execution_pb.WatchInstanceResponse]:
+        v = Validator()
+        v.identifier("instance_id", request.instance_id)
+        if request.after_revision < 0:
+            v.fail("after_revision", "must not be negative")
+        v.done()
+        async for item in watch.watch_instance(
+            self.ctx, request.instance_id, request.after_revision
+        ):
+            if isinstance(item, Event):
+                yield execution_pb.WatchInstanceResponse(event=convert.event_to_pb(item))
+            else:
+                yield execution_pb.WatchInstanceResponse(
+                    bookmark=execution_pb.Bookmark(
+                        revision=item.revision, time=convert.timestamp(item.time)
+                    )
+                )
+
+    @unary
+    async def ReportExecution(
+        self, request: execution_pb.ReportExecutionRequest, context: grpc.aio.ServicerContext
+    ) -> execution_pb.ReportExecutionResponse:
+        v = Validator()
+        v.identifier("action_id", request.action_id)
+        v.enum("result", execution_pb.ExecutionResult, request.result, required=True)
+        v.text("evidence_ref", request.evidence_ref, 512)
+        v.struct("outputs", request.outputs)
+        v.text("error_message", request.error_message)
+        v.done()
+        result = convert.enum_from_pb(
+            execution_pb.ExecutionResult, "EXECUTION_RESULT", ExecutionResult, request.result
+        )
+        action = await decisions.report_execution(
+            self.ctx,
+            request.action_id,
+            result,
+            request.evidence_ref,
+            json_format.MessageToDict(request.outputs),
+            request.error_message,
+        )
+        return execution_pb.ReportExecutionResponse(action=convert.action_to_pb(action))
+
+    @unary
+    async def CompleteInstance(
+        self, request: execution_pb.CompleteInstanceRequest, context: grpc.aio.ServicerContext
+    ) -> execution_pb.CompleteInstanceResponse:
+        _require_id("instance_id", request.instance_id)
+        instance = await instances.complete_instance(self.ctx, request.instance_id)
+        return execution_pb.CompleteInstanceResponse(instance=convert.instance_to_pb(instance))
+
+    @unary
+    async def CancelInstance(
+        self, request: execution_pb.CancelInstanceRequest, context: grpc.aio.ServicerContext
+    ) -> execution_pb.CancelInstanceResponse:
+        v = Validator()
+        v.identifier("instance_id", request.instance_id)
+        v.text("reason", request.reason)
+        v.done()
+        instance = await instances.cancel_instance(self.ctx, request.instance_id, request.reason)
+        return execution_pb.CancelInstanceResponse(instance=convert.instance_to_pb(instance))
+
+    @unary
+    async def GetInstance(
+        self, request: execution_pb.GetInstanceRequest, context: grpc.aio.ServicerContext
+    ) -> execution_pb.GetInstanceResponse:
+        _require_id("instance_id", request.instance_id)
+        instance = await instances.get_instance(self.ctx, request.instance_id)
+        return execution_pb.GetInstanceResponse(instance=convert.instance_to_pb(instance))
+
+    @unary
+    async def ListInstances(
+        self, request: execution_pb.ListInstancesRequest, context: grpc.aio.ServicerContext
+    ) -> execution_pb.ListInstancesResponse:
+        v = Validator()
+        v.identifier("tenant_id", request.tenant_id, required=False)
+        v.enum("state", pb.InstanceState, request.state, required=False)
+        v.page(request.page_size)
+        v.done()
+        state = (
+            convert.enum_from_pb(pb.InstanceState, "INSTANCE_STATE", InstanceState, request.state)
+            if request.state
+            else None
+        )
+        found, token = await instances.list_instances(
+            self.ctx, request.tenant_id, state, request.page_size, request.page_token
+        )
+        return execution_pb.ListInstancesResponse(
+            instances=[convert.instance_to_pb(i) for i in found], next_page_token=token
+        )
+
+
+class ApprovalService(approval_grpc.ApprovalServiceServicer):
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    @unary
+    async def ListPendingApprovals(
+        self, request: approval_pb.ListPendingApprovalsRequest, context: grpc.aio.ServicerContext
+    ) -> approval_pb.ListPendingApprovalsResponse:
+        v = Validator()
+        v.identifier("tenant_id", request.tenant_id, required=False)
+        v.page(request.page_size)
+        v.done()
+        found, token = await decisions.list_pending(
+            self.ctx, request.tenant_id, request.page_size, request.page_token
+        )
+        return approval_pb.ListPendingApprovalsResponse(
+            actions=[convert.action_to_pb(a) for a in found], next_page_token=token
+        )
+
+    @unary
+    async def SubmitDecision(
+        self, request: approval_pb.SubmitDecisionRequest, context: grpc.aio.ServicerContext
+    ) -> approval_pb.SubmitDecisionResponse:
+        v = Validator()
+        v.identifier("action_id", request.action_id)
+        v.enum("verdict", pb.Verdict, request.verdict, required=True)
+        v.text("reason", request.reason)
+        v.identifier("approver", request.approver)
+        v.identifier("request_id", request.request_id)
+        v.done()
+        action, record = await decisions.submit_decision(
+            self.ctx,
+            request.action_id,
+            convert.enum_from_pb(pb.Verdict, "VERDICT", Verdict, request.verdict),
+            request.reason,
+            request.approver,
+            request.request_id,
+        )
+        return approval_pb.SubmitDecisionResponse(
+            action=convert.action_to_pb(action), record=convert.record_to_pb(record)
+        )
+
+
+class AuditService(audit_grpc.AuditServiceServicer):
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    @unary
+    async def GetDecisionRecord(
+        self, request: audit_pb.GetDecisionRecordRequest, context: grpc.aio.ServicerContext
+    ) -> audit_pb.GetDecisionRecordResponse:
+        _require_id("record_id", request.record_id)
+        record = await audit.get_record(self.ctx, request.record_id)
+        return audit_pb.GetDecisionRecordResponse(record=convert.record_to_pb(record))
+
+    @unary
+    async def ListDecisionRecords(
+        self, request: audit_pb.ListDecisionRecordsRequest, context: grpc.aio.ServicerContext
+    ) -> audit_pb.ListDecisionRecordsResponse:
+        v = Validator()
+        v.identifier("tenant_id", request.tenant_id, required=False)
+        v.identifier("instance_id", request.instance_id, required=False)
+        v.page(request.page_size)
+        v.done()
+        found, token = await audit.list_records(
+            self.ctx, request.tenant_id, request.instance_id, request.page_size, request.page_token
+        )
+        return audit_pb.ListDecisionRecordsResponse(
+            records=[convert.record_to_pb(r) for r in found], next_page_token=token
+        )
+
+    @unary
+    async def ListEvents(
+        self, request: audit_pb.ListEventsRequest, context: grpc.aio.ServicerContext
+    ) -> audit_pb.ListEventsResponse:
+        v = Validator()
+        v.identifier("instance_id", request.instance_id)
+        if request.after_revision < 0:
+            v.fail("after_revision", "must not be negative")
+        v.page(request.page_size)
+        v.done()
+        found, next_after = await audit.list_events(
+            self.ctx, request.instance_id, request.after_revision, request.page_size
+        )
+        return audit_pb.ListEventsResponse(
+            events=[convert.event_to_pb(e) for e in found], next_after_revision=next_after
+        )
+
+
+def _require_id(field: str, value: str) -> None:
+    v = Validator()
+    v.identifier(field, value)
+    v.done()

@@ -1,0 +1,227 @@
+"""`signoff serve | migrate | pending | approve | reject | watch | instances`.
+
+serve and migrate work on the database; the rest are operator commands that talk to a
+running server over its gRPC API, so they work against any server.
+"""
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import sys
+import uuid
+from collections.abc import Sequence
+
+import grpc
+from google.protobuf import json_format
+from grpc_status import rpc_status
+from signoff.v1 import approval_service_pb2 as approval_pb
+from signoff.v1 import approval_service_pb2_grpc as approval_grpc
+from signoff.v1 import execution_service_pb2 as execution_pb
+from signoff.v1 import execution_service_pb2_grpc as execution_grpc
+from signoff.v1 import types_pb2 as pb
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from signoff.api.server import ServeOptions, serve
+
+    asyncio.run(
+        serve(
+            ServeOptions(
+                host=args.host,
+                port=args.port,
+                database_url=args.database_url,
+                bookmark_interval=args.bookmark_interval,
+            )
+        )
+    )
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from signoff.store.database import Database
+    from signoff.store.migrate import migrate
+
+    async def run() -> None:
+        database = Database(args.database_url)
+        try:
+            await migrate(database)
+        finally:
+            await database.close()
+
+    asyncio.run(run())
+    print("database schema is current")
+    return 0
+
+
+def _channel(args: argparse.Namespace) -> grpc.Channel:
+    return grpc.insecure_channel(args.target)
+
+
+def _short(enum_type: type, prefix: str, number: int) -> str:
+    return enum_type.Name(number).removeprefix(prefix)  # type: ignore[attr-defined, no-any-return]
+
+
+def _pending(args: argparse.Namespace) -> int:
+    stub = approval_grpc.ApprovalServiceStub(_channel(args))
+    token, shown = "", 0
+    while True:
+        page = stub.ListPendingApprovals(
+            approval_pb.ListPendingApprovalsRequest(
+                tenant_id=args.tenant, page_size=100, page_token=token
+            )
+        )
+        for action in page.actions:
+            params = json_format.MessageToJson(action.params, indent=None)
+            print(
+                f"{action.action_id}  {action.tool}  "
+                f"{_short(pb.RiskClass, 'RISK_CLASS_', action.risk_class)}  "
+                f"gates={','.join(action.gate_ids)}  instance={action.instance_id}  {params}"
+            )
+            shown += 1
+        token = page.next_page_token
+        if not token or shown >= args.limit:
+            break
+    if not shown:
+        print("no actions wait for a decision")
+    return 0
+
+
+def _decide(args: argparse.Namespace, verdict: int) -> int:
+    stub = approval_grpc.ApprovalServiceStub(_channel(args))
+    response = stub.SubmitDecision(
+        approval_pb.SubmitDecisionRequest(
+            action_id=args.action_id,
+            verdict=verdict,
+            reason=args.reason,
+            approver=args.approver,
+            request_id=args.request_id or f"cli-{uuid.uuid4()}",
+        )
+    )
+    state = _short(pb.ActionState, "ACTION_STATE_", response.action.state)
+    print(f"{response.action.action_id} {state} by {args.approver} (record {response.record.record_id})")
+    return 0
+
+
+def _watch(args: argparse.Namespace) -> int:
+    stub = execution_grpc.ExecutionServiceStub(_channel(args))
+    stream = stub.WatchInstance(
+        execution_pb.WatchInstanceRequest(instance_id=args.instance_id, after_revision=args.after)
+    )
+    for message in stream:
+        if message.HasField("bookmark"):
+            print(f"-- current at revision {message.bookmark.revision}", flush=True)
+            continue
+        event = message.event
+        parts = [f"#{event.revision}", _short(pb.EventType, "EVENT_TYPE_", event.type)]
+        parts.append("instance=" + _short(pb.InstanceState, "INSTANCE_STATE_", event.instance_state))
+        if event.action_id:
+            parts.append(f"action={event.action_id}")
+            parts.append(_short(pb.ActionState, "ACTION_STATE_", event.action_state))
+        if event.actor:
+            parts.append(f"by {event.actor}")
+        if event.reason:
+            parts.append(f"({event.reason})")
+        print("  ".join(parts), flush=True)
+    return 0
+
+
+def _instances(args: argparse.Namespace) -> int:
+    stub = execution_grpc.ExecutionServiceStub(_channel(args))
+    state = pb.InstanceState.Value(f"INSTANCE_STATE_{args.state}") if args.state else 0
+    page = stub.ListInstances(
+        execution_pb.ListInstancesRequest(tenant_id=args.tenant, state=state, page_size=args.limit)
+    )
+    for instance in page.instances:
+        print(
+            f"{instance.instance_id}  "
+            f"{_short(pb.InstanceState, 'INSTANCE_STATE_', instance.state)}  "
+            f"tenant={instance.tenant_id}  intent={instance.input.intent}  "
+            f"revision={instance.revision}"
+        )
+    if not page.instances:
+        print("no instances")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="signoff", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    database = os.environ.get("SIGNOFF_DATABASE_URL", "sqlite:///signoff.db")
+
+    serve = commands.add_parser("serve", help="run the gRPC server")
+    serve.add_argument("--host", default=os.environ.get("SIGNOFF_HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("SIGNOFF_PORT", "50051")),
+                       help="0 picks a free port (printed on start)")
+    serve.add_argument("--database-url", default=database,
+                       help="sqlite:///FILE (default signoff.db) or postgresql+psycopg://…")
+    serve.add_argument("--bookmark-interval", type=float, default=15.0,
+                       help="seconds an idle watch stream waits before a progress bookmark")
+    serve.add_argument("--log-level", default=os.environ.get("SIGNOFF_LOG_LEVEL", "INFO"))
+    serve.set_defaults(run=_serve)
+
+    migrate = commands.add_parser("migrate", help="bring the database schema up to date")
+    migrate.add_argument("--database-url", default=database)
+    migrate.set_defaults(run=_migrate)
+
+    target = argparse.ArgumentParser(add_help=False)
+    target.add_argument("--target", default=os.environ.get("SIGNOFF_TARGET", DEFAULT_TARGET),
+                        help=f"server address (default {DEFAULT_TARGET})")
+
+    pending = commands.add_parser("pending", parents=[target], help="list actions that wait")
+    pending.add_argument("--tenant", default="")
+    pending.add_argument("--limit", type=int, default=100)
+    pending.set_defaults(run=_pending)
+
+    for name, verdict in (("approve", pb.VERDICT_APPROVE), ("reject", pb.VERDICT_REJECT)):
+        decide = commands.add_parser(name, parents=[target], help=f"{name} a waiting action")
+        decide.add_argument("action_id")
+        decide.add_argument("--reason", required=True)
+        decide.add_argument("--approver", default=os.environ.get("SIGNOFF_APPROVER", getpass.getuser()))
+        decide.add_argument("--request-id", default="", help="idempotency key (default: new)")
+        decide.set_defaults(run=lambda args, verdict=verdict: _decide(args, verdict))
+
+    watch = commands.add_parser("watch", parents=[target], help="follow an instance's events")
+    watch.add_argument("instance_id")
+    watch.add_argument("--after", type=int, default=0, help="start after this revision")
+    watch.set_defaults(run=_watch)
+
+    listing = commands.add_parser("instances", parents=[target], help="list instances")
+    listing.add_argument("--tenant", default="")
+    listing.add_argument("--state", choices=["RUNNING", "WAITING_FOR_HUMAN", "COMPLETED", "TERMINATED"])
+    listing.add_argument("--limit", type=int, default=50)
+    listing.set_defaults(run=_instances)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    logging.basicConfig(
+        level=getattr(args, "log_level", "WARNING").upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.run(args))
+    except grpc.RpcError as error:
+        status = rpc_status.from_call(error)  # type: ignore[arg-type]
+        reason = ""
+        if status is not None:
+            from google.rpc import error_details_pb2
+
+            for detail in status.details:
+                info = error_details_pb2.ErrorInfo()
+                if detail.Unpack(info):
+                    reason = f" [{info.reason}]"
+        print(f"signoff: {error.code().name}{reason}: {error.details()}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""What signoff stores and reasons about. Plain data: no I/O, no protobuf."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from signoff.domain.canonical import sha256_of
+from signoff.domain.states import (
+    ActionState,
+    DecisionStatus,
+    EventType,
+    InstanceState,
+    Outcome,
+    RiskClass,
+    Verdict,
+)
+
+# JSON-shaped data, as exchanged with clients (protobuf JSON names).
+Json = dict[str, Any]
+
+
+@dataclass
+class Instance:
+    instance_id: str
+    tenant_id: str
+    request_id: str
+    # The InvokeAgent envelope as JSON (request_id, session_id, user, agent, input …).
+    envelope: Json
+    envelope_sha256: str
+    state: InstanceState
+    revision: int
+    tool_calls_used: int
+    create_time: datetime
+    update_time: datetime
+
+
+@dataclass(frozen=True)
+class ProposedAction:
+    tool_call_id: str
+    tool: str
+    params: Json
+    risk_class: RiskClass
+    evidence_refs: tuple[str, ...] = ()
+
+    def canonical(self) -> Json:
+        """What the action's hash covers: what would run, and on what evidence."""
+        return {
+            "tool": self.tool,
+            "params": self.params,
+            "risk_class": self.risk_class.value,
+            "evidence_refs": list(self.evidence_refs),
+        }
+
+    def sha256(self) -> str:
+        return sha256_of(self.canonical())
+
+
+@dataclass
+class Action:
+    action_id: str
+    instance_id: str
+    tenant_id: str
+    proposal: ProposedAction
+    action_sha256: str
+    state: ActionState
+    gate_ids: list[str]
+    decided_by: str
+    decision_reason: str
+    create_time: datetime
+    decide_time: datetime | None
+    # What policy said when the action was proposed: bundle, rule ids, reasons, decision key.
+    policy: Json = field(default_factory=dict)
+    execution_evidence_ref: str = ""
+
+
+@dataclass(frozen=True)
+class Event:
+    instance_id: str
+    tenant_id: str
+    revision: int
+    type: EventType
+    time: datetime
+    instance_state: InstanceState
+    action_id: str = ""
+    action_state: ActionState | None = None
+    outcome: Outcome | None = None
+    actor: str = ""
+    reason: str = ""
+    record_id: str = ""
+    tool: str = ""
+
+
+@dataclass(frozen=True)
+class Bookmark:
+    revision: int
+    time: datetime
+
+
+@dataclass(frozen=True)
+class Vote:
+    action_id: str
+    approver: str
+    verdict: Verdict
+    reason: str
+    request_id: str
+    request_sha256: str
+    time: datetime
+
+
+@dataclass(frozen=True)
+class Approval:
+    gate_id: str
+    approver: str
+    approval_mode_effective: str
+    evidence_snapshot_hash: str
+    verdict: Verdict
+    reason: str
+    time: datetime
+
+
+@dataclass
+class DecisionRecord:
+    record_id: str
+    decision_key: str
+    status: DecisionStatus
+    outcome: Outcome
+    tenant_id: str
+    instance_id: str
+    action_id: str
+    tool: str
+    action_sha256: str
+    revision: int
+    create_time: datetime
+    evidence_refs: list[str]
+    approvals: list[Approval] = field(default_factory=list)
+    approval_gates_active: list[str] = field(default_factory=list)
+    must_refuse: list[str] = field(default_factory=list)
+    must_escalate: list[str] = field(default_factory=list)
+    redaction_rules_active: list[str] = field(default_factory=list)
+    policy_bundle_id: str = ""
+    policy_version: str = ""
+    policy_sha256: str = ""
+    rule_ids: list[str] = field(default_factory=list)
+    trace_id: str = ""
+    outputs: Json = field(default_factory=dict)
+    execution_state: ActionState | None = None

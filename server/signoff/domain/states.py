@@ -1,0 +1,149 @@
+"""States, the one transition table, and what an agent is told about each state."""
+
+from enum import StrEnum
+
+from signoff.domain.errors import IllegalTransition
+
+
+class InstanceState(StrEnum):
+    RUNNING = "RUNNING"
+    WAITING_FOR_HUMAN = "WAITING_FOR_HUMAN"
+    COMPLETED = "COMPLETED"
+    TERMINATED = "TERMINATED"
+
+
+class ActionState(StrEnum):
+    # NEW is the state of an action before it is stored; it is never persisted.
+    NEW = "NEW"
+    WAITING_FOR_HUMAN = "WAITING_FOR_HUMAN"
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+    CANCELLED = "CANCELLED"
+    EXECUTING = "EXECUTING"
+    EXECUTED = "EXECUTED"
+    FAILED = "FAILED"
+
+
+class Outcome(StrEnum):
+    APPROVED = "APPROVED"
+    WAITING_FOR_HUMAN = "WAITING_FOR_HUMAN"
+    REJECTED = "REJECTED"
+    TERMINATED = "TERMINATED"
+
+
+class RiskClass(StrEnum):
+    READ_ONLY = "READ_ONLY"
+    LOCAL_WRITE = "LOCAL_WRITE"
+    NETWORK = "NETWORK"
+    DELEGATED = "DELEGATED"
+    DESTRUCTIVE = "DESTRUCTIVE"
+
+
+class Verdict(StrEnum):
+    APPROVE = "APPROVE"
+    REJECT = "REJECT"
+
+
+class ExecutionResult(StrEnum):
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+class EventType(StrEnum):
+    INSTANCE_CREATED = "INSTANCE_CREATED"
+    ACTION_REQUESTED = "ACTION_REQUESTED"
+    ACTION_DECIDED = "ACTION_DECIDED"
+    ACTION_CANCELLED = "ACTION_CANCELLED"
+    ACTION_EXECUTION_REPORTED = "ACTION_EXECUTION_REPORTED"
+    INSTANCE_COMPLETED = "INSTANCE_COMPLETED"
+    INSTANCE_TERMINATED = "INSTANCE_TERMINATED"
+
+
+class DecisionStatus(StrEnum):
+    DECIDED = "DECIDED"
+    ESCALATED = "ESCALATED"
+    EXPIRED = "EXPIRED"
+    CANCELLED = "CANCELLED"
+
+
+TERMINAL_INSTANCE_STATES = frozenset({InstanceState.COMPLETED, InstanceState.TERMINATED})
+TERMINAL_EVENT_TYPES = frozenset({EventType.INSTANCE_COMPLETED, EventType.INSTANCE_TERMINATED})
+
+# The one transition table. Every write path asks it before changing a state.
+INSTANCE_TRANSITIONS: dict[InstanceState, frozenset[InstanceState]] = {
+    InstanceState.RUNNING: frozenset(
+        {InstanceState.WAITING_FOR_HUMAN, InstanceState.COMPLETED, InstanceState.TERMINATED}
+    ),
+    InstanceState.WAITING_FOR_HUMAN: frozenset({InstanceState.RUNNING, InstanceState.TERMINATED}),
+    InstanceState.COMPLETED: frozenset(),
+    InstanceState.TERMINATED: frozenset(),
+}
+
+ACTION_TRANSITIONS: dict[ActionState, frozenset[ActionState]] = {
+    # Policy answers at once (APPROVED, REJECTED) or hands the action to humans.
+    ActionState.NEW: frozenset(
+        {ActionState.WAITING_FOR_HUMAN, ActionState.APPROVED, ActionState.REJECTED}
+    ),
+    # Escalation moves a waiting action to its next gate and keeps it waiting.
+    ActionState.WAITING_FOR_HUMAN: frozenset(
+        {
+            ActionState.WAITING_FOR_HUMAN,
+            ActionState.APPROVED,
+            ActionState.REJECTED,
+            ActionState.EXPIRED,
+            ActionState.CANCELLED,
+        }
+    ),
+    # Cancelling the instance revokes an approval that has not been acted on.
+    # An execution may be reported without a separate grant-consume step.
+    ActionState.APPROVED: frozenset(
+        {
+            ActionState.EXECUTING,
+            ActionState.EXECUTED,
+            ActionState.FAILED,
+            ActionState.CANCELLED,
+        }
+    ),
+    ActionState.EXECUTING: frozenset({ActionState.EXECUTED, ActionState.FAILED}),
+    ActionState.REJECTED: frozenset(),
+    ActionState.EXPIRED: frozenset(),
+    ActionState.CANCELLED: frozenset(),
+    ActionState.EXECUTED: frozenset(),
+    ActionState.FAILED: frozenset(),
+}
+
+DECIDED_ACTION_STATES = frozenset(
+    {
+        ActionState.APPROVED,
+        ActionState.REJECTED,
+        ActionState.EXECUTING,
+        ActionState.EXECUTED,
+        ActionState.FAILED,
+    }
+)
+
+
+def transition_instance(current: InstanceState, target: InstanceState) -> InstanceState:
+    if target not in INSTANCE_TRANSITIONS[current]:
+        raise IllegalTransition("instance", current, target)
+    return target
+
+
+def transition_action(current: ActionState, target: ActionState) -> ActionState:
+    if target not in ACTION_TRANSITIONS[current]:
+        raise IllegalTransition("action", current, target)
+    return target
+
+
+def outcome_of(action: ActionState) -> Outcome:
+    """What the agent that proposed an action in this state is told."""
+    if action is ActionState.WAITING_FOR_HUMAN:
+        return Outcome.WAITING_FOR_HUMAN
+    if action in (ActionState.REJECTED, ActionState.EXPIRED):
+        return Outcome.REJECTED
+    if action is ActionState.CANCELLED:
+        return Outcome.TERMINATED
+    if action is ActionState.NEW:
+        raise ValueError("an action that was never stored has no outcome")
+    return Outcome.APPROVED

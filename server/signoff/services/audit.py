@@ -1,0 +1,37 @@
+"""Reading the trail: decision records and events."""
+
+from signoff.domain.errors import NotFound
+from signoff.domain.models import DecisionRecord, Event
+from signoff.services import pagination
+from signoff.services.context import Context
+
+
+async def get_record(ctx: Context, record_id: str) -> DecisionRecord:
+    async with ctx.db.read() as tx:
+        record = await tx.get_record(record_id)
+    if record is None:
+        raise NotFound("record", record_id)
+    return record
+
+
+async def list_records(
+    ctx: Context, tenant_id: str, instance_id: str, size: int, token: str
+) -> tuple[list[DecisionRecord], str]:
+    limit = pagination.page_size(size, 50)
+    async with ctx.db.read() as tx:
+        rows = await tx.list_records(tenant_id, instance_id, pagination.decode(token), limit + 1)
+    page = rows[:limit]
+    next_token = pagination.encode(page[-1][0]) if len(rows) > limit else ""
+    return [record for _, record in page], next_token
+
+
+async def list_events(
+    ctx: Context, instance_id: str, after_revision: int, size: int
+) -> tuple[list[Event], int]:
+    limit = pagination.page_size(size, 100)
+    async with ctx.db.read() as tx:
+        if await tx.get_instance(instance_id) is None:
+            raise NotFound("instance", instance_id)
+        events = await tx.list_events(instance_id, after_revision, limit + 1)
+    page = events[:limit]
+    return page, (page[-1].revision if len(events) > limit else 0)

@@ -1,0 +1,37 @@
+"""How a DecisionRecord is composed from an action and what decided it."""
+
+from datetime import datetime
+
+from signoff.domain.ids import new_id
+from signoff.domain.models import Action, Approval, DecisionRecord
+from signoff.domain.states import DecisionStatus, outcome_of
+
+
+def record_for(
+    action: Action,
+    status: DecisionStatus,
+    revision: int,
+    now: datetime,
+    approvals: list[Approval] | None = None,
+) -> DecisionRecord:
+    policy = action.policy
+    return DecisionRecord(
+        record_id=new_id("dr"),
+        decision_key=policy.get("decision_key", "") or action.proposal.tool,
+        status=status,
+        outcome=outcome_of(action.state),
+        tenant_id=action.tenant_id,
+        instance_id=action.instance_id,
+        action_id=action.action_id,
+        tool=action.proposal.tool,
+        action_sha256=action.action_sha256,
+        revision=revision,
+        create_time=now,
+        evidence_refs=list(action.proposal.evidence_refs),
+        approvals=approvals or [],
+        approval_gates_active=list(action.gate_ids),
+        policy_bundle_id=policy.get("bundle_id", ""),
+        policy_version=policy.get("version", ""),
+        policy_sha256=policy.get("sha256", ""),
+        rule_ids=list(policy.get("rule_ids", [])),
+    )

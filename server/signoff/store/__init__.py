@@ -1,0 +1,1 @@
+"""Durable storage: SQLAlchemy Core tables, transactions, migrations and the notify hub."""

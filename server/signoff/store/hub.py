@@ -1,0 +1,71 @@
+"""In-process fan-out of committed events to watchers.
+
+Notifications are wake-up hints only: the database stays the source of truth, and a
+subscriber that falls behind is told to re-read it instead of buffering without bound.
+"""
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Iterable
+
+from signoff.domain.models import Event
+
+
+class Subscription:
+    def __init__(self, instance_id: str, max_queued: int) -> None:
+        self.instance_id = instance_id
+        self._max_queued = max_queued
+        self._queue: list[Event] = []
+        self._overflowed = False
+        self._wakeup = asyncio.Event()
+
+    def push(self, event: Event) -> None:
+        if len(self._queue) >= self._max_queued:
+            # Keep memory bounded: drop the live copies; the watcher re-reads the database.
+            self._queue.clear()
+            self._overflowed = True
+        else:
+            self._queue.append(event)
+        self._wakeup.set()
+
+    async def wait(self, timeout: float) -> bool:
+        """Waits for a push; False if the timeout passed first."""
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def take(self) -> tuple[list[Event], bool]:
+        """The queued events and whether some were dropped since the last take."""
+        events, overflowed = self._queue, self._overflowed
+        self._queue, self._overflowed = [], False
+        self._wakeup.clear()
+        return events, overflowed
+
+
+class Hub:
+    def __init__(self, max_queued: int = 256) -> None:
+        self._max_queued = max_queued
+        self._subscriptions: dict[str, set[Subscription]] = defaultdict(set)
+
+    def subscribe(self, instance_id: str) -> Subscription:
+        subscription = Subscription(instance_id, self._max_queued)
+        self._subscriptions[instance_id].add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        watchers = self._subscriptions.get(subscription.instance_id)
+        if watchers is not None:
+            watchers.discard(subscription)
+            if not watchers:
+                del self._subscriptions[subscription.instance_id]
+
+    def publish(self, events: Iterable[Event]) -> None:
+        for event in events:
+            for subscription in self._subscriptions.get(event.instance_id, ()):
+                subscription.push(event)
+
+    @property
+    def watcher_count(self) -> int:
+        return sum(len(s) for s in self._subscriptions.values())

@@ -1,0 +1,419 @@
+"""Queries, one method each, on one open transaction (SQLAlchemy Core: no ORM on hot paths)."""
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from signoff.domain.models import (
+    Action,
+    Approval,
+    DecisionRecord,
+    Event,
+    Instance,
+    Json,
+    ProposedAction,
+    Vote,
+)
+from signoff.domain.states import (
+    ActionState,
+    DecisionStatus,
+    EventType,
+    InstanceState,
+    Outcome,
+    RiskClass,
+    Verdict,
+    outcome_of,
+)
+from signoff.store.schema import actions, decision_records, events, instances, votes
+
+
+class Tx:
+    def __init__(self, connection: AsyncConnection, dialect: str) -> None:
+        self.connection = connection
+        self.dialect = dialect
+        # Events appended in this transaction, published to watchers after commit.
+        self.events: list[Event] = []
+
+    # -- instances ---------------------------------------------------------------------
+
+    async def get_instance(self, instance_id: str, *, lock: bool = False) -> Instance | None:
+        query = select(instances).where(instances.c.instance_id == instance_id)
+        if lock and self.dialect == "postgresql":
+            # Serializes every change to one instance, so revisions follow commit order.
+            # (SQLite serializes all writers with BEGIN IMMEDIATE.)
+            query = query.with_for_update()
+        row = (await self.connection.execute(query)).first()
+        return _instance(row) if row else None
+
+    async def find_instance_by_request(self, tenant_id: str, request_id: str) -> Instance | None:
+        query = select(instances).where(
+            instances.c.tenant_id == tenant_id, instances.c.request_id == request_id
+        )
+        row = (await self.connection.execute(query)).first()
+        return _instance(row) if row else None
+
+    async def insert_instance(self, instance: Instance) -> None:
+        await self.connection.execute(
+            insert(instances).values(
+                instance_id=instance.instance_id,
+                tenant_id=instance.tenant_id,
+                request_id=instance.request_id,
+                envelope=instance.envelope,
+                envelope_sha256=instance.envelope_sha256,
+                state=instance.state.value,
+                revision=instance.revision,
+                tool_calls_used=instance.tool_calls_used,
+                create_time=instance.create_time,
+                update_time=instance.update_time,
+            )
+        )
+
+    async def save_instance(self, instance: Instance) -> None:
+        await self.connection.execute(
+            update(instances)
+            .where(instances.c.instance_id == instance.instance_id)
+            .values(
+                state=instance.state.value,
+                revision=instance.revision,
+                tool_calls_used=instance.tool_calls_used,
+                update_time=instance.update_time,
+            )
+        )
+
+    async def list_instances(
+        self, tenant_id: str, state: InstanceState | None, before_seq: int | None, limit: int
+    ) -> list[tuple[int, Instance]]:
+        query = select(instances).order_by(instances.c.seq.desc()).limit(limit)
+        if tenant_id:
+            query = query.where(instances.c.tenant_id == tenant_id)
+        if state is not None:
+            query = query.where(instances.c.state == state.value)
+        if before_seq is not None:
+            query = query.where(instances.c.seq < before_seq)
+        rows = (await self.connection.execute(query)).all()
+        return [(row.seq, _instance(row)) for row in rows]
+
+    # -- events --------------------------------------------------------------------------
+
+    async def append_event(
+        self,
+        instance: Instance,
+        type: EventType,
+        now: datetime,
+        *,
+        action: Action | None = None,
+        actor: str = "",
+        reason: str = "",
+        record_id: str = "",
+    ) -> Event:
+        """Appends the next revision. The caller holds the instance lock and saves the
+        instance (whose revision this advances) before the transaction commits."""
+        instance.revision += 1
+        instance.update_time = now
+        event = Event(
+            instance_id=instance.instance_id,
+            tenant_id=instance.tenant_id,
+            revision=instance.revision,
+            type=type,
+            time=now,
+            instance_state=instance.state,
+            action_id=action.action_id if action else "",
+            action_state=action.state if action else None,
+            outcome=outcome_of(action.state) if action else None,
+            actor=actor,
+            reason=reason,
+            record_id=record_id,
+            tool=action.proposal.tool if action else "",
+        )
+        await self.connection.execute(
+            insert(events).values(
+                instance_id=event.instance_id,
+                revision=event.revision,
+                tenant_id=event.tenant_id,
+                type=event.type.value,
+                time=event.time,
+                instance_state=event.instance_state.value,
+                action_id=event.action_id,
+                action_state=event.action_state.value if event.action_state else None,
+                outcome=event.outcome.value if event.outcome else None,
+                actor=event.actor,
+                reason=event.reason,
+                record_id=event.record_id,
+                tool=event.tool,
+            )
+        )
+        self.events.append(event)
+        return event
+
+    async def list_events(self, instance_id: str, after_revision: int, limit: int) -> list[Event]:
+        query = (
+            select(events)
+            .where(events.c.instance_id == instance_id, events.c.revision > after_revision)
+            .order_by(events.c.revision)
+            .limit(limit)
+        )
+        return [_event(row) for row in (await self.connection.execute(query)).all()]
+
+    # -- actions ---------------------------------------------------------------------------
+
+    async def get_action(self, action_id: str) -> Action | None:
+        query = select(actions).where(actions.c.action_id == action_id)
+        row = (await self.connection.execute(query)).first()
+        return _action(row) if row else None
+
+    async def find_action(self, instance_id: str, tool_call_id: str) -> Action | None:
+        query = select(actions).where(
+            actions.c.instance_id == instance_id, actions.c.tool_call_id == tool_call_id
+        )
+        row = (await self.connection.execute(query)).first()
+        return _action(row) if row else None
+
+    async def actions_in_states(self, instance_id: str, states: set[ActionState]) -> list[Action]:
+        query = (
+            select(actions)
+            .where(
+                actions.c.instance_id == instance_id,
+                actions.c.state.in_([s.value for s in states]),
+            )
+            .order_by(actions.c.seq)
+        )
+        return [_action(row) for row in (await self.connection.execute(query)).all()]
+
+    async def insert_action(self, action: Action) -> None:
+        proposal = action.proposal
+        await self.connection.execute(
+            insert(actions).values(
+                action_id=action.action_id,
+                instance_id=action.instance_id,
+                tenant_id=action.tenant_id,
+                tool_call_id=proposal.tool_call_id,
+                tool=proposal.tool,
+                params=proposal.params,
+                risk_class=proposal.risk_class.value,
+                evidence_refs=list(proposal.evidence_refs),
+                action_sha256=action.action_sha256,
+                state=action.state.value,
+                gate_ids=action.gate_ids,
+                decided_by=action.decided_by,
+                decision_reason=action.decision_reason,
+                create_time=action.create_time,
+                decide_time=action.decide_time,
+                policy=action.policy,
+                execution_evidence_ref=action.execution_evidence_ref,
+            )
+        )
+
+    async def save_action(self, action: Action, *, expected_state: ActionState) -> bool:
+        """Writes the action's mutable fields if it is still in expected_state.
+
+        False means another transaction changed it first (a lost race)."""
+        result = await self.connection.execute(
+            update(actions)
+            .where(
+                actions.c.action_id == action.action_id,
+                actions.c.state == expected_state.value,
+            )
+            .values(
+                state=action.state.value,
+                gate_ids=action.gate_ids,
+                decided_by=action.decided_by,
+                decision_reason=action.decision_reason,
+                decide_time=action.decide_time,
+                execution_evidence_ref=action.execution_evidence_ref,
+            )
+        )
+        return bool(result.rowcount == 1)
+
+    async def list_waiting_actions(
+        self, tenant_id: str, after_seq: int | None, limit: int
+    ) -> list[tuple[int, Action]]:
+        query = (
+            select(actions)
+            .where(actions.c.state == ActionState.WAITING_FOR_HUMAN.value)
+            .order_by(actions.c.seq)
+            .limit(limit)
+        )
+        if tenant_id:
+            query = query.where(actions.c.tenant_id == tenant_id)
+        if after_seq is not None:
+            query = query.where(actions.c.seq > after_seq)
+        rows = (await self.connection.execute(query)).all()
+        return [(row.seq, _action(row)) for row in rows]
+
+    # -- votes -------------------------------------------------------------------------------
+
+    async def insert_vote(self, vote: Vote) -> None:
+        await self.connection.execute(
+            insert(votes).values(
+                action_id=vote.action_id,
+                approver=vote.approver,
+                verdict=vote.verdict.value,
+                reason=vote.reason,
+                request_id=vote.request_id,
+                request_sha256=vote.request_sha256,
+                time=vote.time,
+            )
+        )
+
+    async def find_vote_by_request(self, request_id: str) -> Vote | None:
+        query = select(votes).where(votes.c.request_id == request_id)
+        row = (await self.connection.execute(query)).first()
+        return _vote(row) if row else None
+
+    # -- decision records -------------------------------------------------------------------
+
+    async def insert_record(self, record: DecisionRecord) -> None:
+        await self.connection.execute(
+            insert(decision_records).values(
+                record_id=record.record_id,
+                tenant_id=record.tenant_id,
+                instance_id=record.instance_id,
+                action_id=record.action_id,
+                create_time=record.create_time,
+                body=_record_body(record),
+            )
+        )
+
+    async def attach_execution(self, record: DecisionRecord) -> None:
+        await self.connection.execute(
+            update(decision_records)
+            .where(decision_records.c.record_id == record.record_id)
+            .values(body=_record_body(record))
+        )
+
+    async def get_record(self, record_id: str) -> DecisionRecord | None:
+        query = select(decision_records.c.body).where(decision_records.c.record_id == record_id)
+        body = (await self.connection.execute(query)).scalar()
+        return _record(body) if body is not None else None
+
+    async def get_record_for_action(self, action_id: str) -> DecisionRecord | None:
+        query = select(decision_records.c.body).where(decision_records.c.action_id == action_id)
+        body = (await self.connection.execute(query)).scalar()
+        return _record(body) if body is not None else None
+
+    async def list_records(
+        self, tenant_id: str, instance_id: str, before_seq: int | None, limit: int
+    ) -> list[tuple[int, DecisionRecord]]:
+        query = (
+            select(decision_records.c.seq, decision_records.c.body)
+            .order_by(decision_records.c.seq.desc())
+            .limit(limit)
+        )
+        if tenant_id:
+            query = query.where(decision_records.c.tenant_id == tenant_id)
+        if instance_id:
+            query = query.where(decision_records.c.instance_id == instance_id)
+        if before_seq is not None:
+            query = query.where(decision_records.c.seq < before_seq)
+        rows = (await self.connection.execute(query)).all()
+        return [(row.seq, _record(row.body)) for row in rows]
+
+
+# -- rows to models ------------------------------------------------------------------------
+
+
+def _instance(row: Row[Any]) -> Instance:
+    return Instance(
+        instance_id=row.instance_id,
+        tenant_id=row.tenant_id,
+        request_id=row.request_id,
+        envelope=row.envelope,
+        envelope_sha256=row.envelope_sha256,
+        state=InstanceState(row.state),
+        revision=row.revision,
+        tool_calls_used=row.tool_calls_used,
+        create_time=row.create_time,
+        update_time=row.update_time,
+    )
+
+
+def _action(row: Row[Any]) -> Action:
+    return Action(
+        action_id=row.action_id,
+        instance_id=row.instance_id,
+        tenant_id=row.tenant_id,
+        proposal=ProposedAction(
+            tool_call_id=row.tool_call_id,
+            tool=row.tool,
+            params=row.params,
+            risk_class=RiskClass(row.risk_class),
+            evidence_refs=tuple(row.evidence_refs),
+        ),
+        action_sha256=row.action_sha256,
+        state=ActionState(row.state),
+        gate_ids=list(row.gate_ids),
+        decided_by=row.decided_by,
+        decision_reason=row.decision_reason,
+        create_time=row.create_time,
+        decide_time=row.decide_time,
+        policy=row.policy,
+        execution_evidence_ref=row.execution_evidence_ref,
+    )
+
+
+def _event(row: Row[Any]) -> Event:
+    return Event(
+        instance_id=row.instance_id,
+        tenant_id=row.tenant_id,
+        revision=row.revision,
+        type=EventType(row.type),
+        time=row.time,
+        instance_state=InstanceState(row.instance_state),
+        action_id=row.action_id,
+        action_state=ActionState(row.action_state) if row.action_state else None,
+        outcome=Outcome(row.outcome) if row.outcome else None,
+        actor=row.actor,
+        reason=row.reason,
+        record_id=row.record_id,
+        tool=row.tool,
+    )
+
+
+def _vote(row: Row[Any]) -> Vote:
+    return Vote(
+        action_id=row.action_id,
+        approver=row.approver,
+        verdict=Verdict(row.verdict),
+        reason=row.reason,
+        request_id=row.request_id,
+        request_sha256=row.request_sha256,
+        time=row.time,
+    )
+
+
+def _record_body(record: DecisionRecord) -> Json:
+    body = asdict(record)
+    for key in ("create_time",):
+        body[key] = record.create_time.isoformat()
+    body["approvals"] = [
+        {**asdict(a), "verdict": a.verdict.value, "time": a.time.isoformat()}
+        for a in record.approvals
+    ]
+    body["status"] = record.status.value
+    body["outcome"] = record.outcome.value
+    body["execution_state"] = record.execution_state.value if record.execution_state else None
+    return body
+
+
+def _record(body: Json) -> DecisionRecord:
+    fields = dict(body)
+    fields["create_time"] = datetime.fromisoformat(body["create_time"])
+    fields["status"] = DecisionStatus(body["status"])
+    fields["outcome"] = Outcome(body["outcome"])
+    fields["execution_state"] = (
+        ActionState(body["execution_state"]) if body.get("execution_state") else None
+    )
+    fields["approvals"] = [
+        Approval(
+            **{
+                **a,
+                "verdict": Verdict(a["verdict"]),
+                "time": datetime.fromisoformat(a["time"]),
+            }
+        )
+        for a in body["approvals"]
+    ]
+    return DecisionRecord(**fields)

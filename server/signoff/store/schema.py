@@ -1,0 +1,160 @@
+"""The tables. Migrations in store/migrations must produce exactly this schema."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC on the way out, whatever the database keeps."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# BIGINT on PostgreSQL; INTEGER on SQLite, where only INTEGER PRIMARY KEY autoincrements.
+Seq = BigInteger().with_variant(Integer(), "sqlite")
+Document: Any = JSON().with_variant(JSONB(), "postgresql")
+Id = String(64)
+Key = String(128)
+State = String(32)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+instances = Table(
+    "instances",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("instance_id", Id, nullable=False, unique=True),
+    Column("tenant_id", Key, nullable=False),
+    Column("request_id", Key, nullable=False),
+    Column("envelope", Document, nullable=False),
+    Column("envelope_sha256", String(71), nullable=False),
+    Column("state", State, nullable=False),
+    Column("revision", BigInteger, nullable=False),
+    Column("tool_calls_used", Integer, nullable=False),
+    Column("create_time", UTCDateTime, nullable=False),
+    Column("update_time", UTCDateTime, nullable=False),
+    UniqueConstraint("tenant_id", "request_id"),
+    Index(None, "tenant_id", "state", "seq"),
+    Index(None, "state", "seq"),
+)
+
+actions = Table(
+    "actions",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("action_id", Id, nullable=False, unique=True),
+    Column("instance_id", Id, nullable=False),
+    Column("tenant_id", Key, nullable=False),
+    Column("tool_call_id", Key, nullable=False),
+    Column("tool", Key, nullable=False),
+    Column("params", Document, nullable=False),
+    Column("risk_class", State, nullable=False),
+    Column("evidence_refs", Document, nullable=False),
+    Column("action_sha256", String(71), nullable=False),
+    Column("state", State, nullable=False),
+    Column("gate_ids", Document, nullable=False),
+    Column("decided_by", Key, nullable=False),
+    Column("decision_reason", Text, nullable=False),
+    Column("create_time", UTCDateTime, nullable=False),
+    Column("decide_time", UTCDateTime, nullable=True),
+    Column("policy", Document, nullable=False),
+    Column("execution_evidence_ref", Text, nullable=False),
+    UniqueConstraint("instance_id", "tool_call_id"),
+    # Pending-approval pages read only waiting rows, in order: O(page), not O(table).
+    Index(
+        "ix_actions_waiting",
+        "tenant_id",
+        "seq",
+        sqlite_where=text("state = 'WAITING_FOR_HUMAN'"),
+        postgresql_where=text("state = 'WAITING_FOR_HUMAN'"),
+    ),
+    Index(
+        "ix_actions_waiting_all",
+        "seq",
+        sqlite_where=text("state = 'WAITING_FOR_HUMAN'"),
+        postgresql_where=text("state = 'WAITING_FOR_HUMAN'"),
+    ),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("instance_id", Id, nullable=False),
+    Column("revision", BigInteger, nullable=False),
+    Column("tenant_id", Key, nullable=False),
+    Column("type", State, nullable=False),
+    Column("time", UTCDateTime, nullable=False),
+    Column("instance_state", State, nullable=False),
+    Column("action_id", Id, nullable=False),
+    Column("action_state", State, nullable=True),
+    Column("outcome", State, nullable=True),
+    Column("actor", Key, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("record_id", Id, nullable=False),
+    Column("tool", Key, nullable=False),
+    PrimaryKeyConstraint("instance_id", "revision"),
+)
+
+votes = Table(
+    "votes",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("action_id", Id, nullable=False, index=True),
+    Column("approver", Key, nullable=False),
+    Column("verdict", State, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("request_id", Key, nullable=False, unique=True),
+    Column("request_sha256", String(71), nullable=False),
+    Column("time", UTCDateTime, nullable=False),
+)
+
+decision_records = Table(
+    "decision_records",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("record_id", Id, nullable=False, unique=True),
+    Column("tenant_id", Key, nullable=False),
+    Column("instance_id", Id, nullable=False),
+    Column("action_id", Id, nullable=False, unique=True),
+    Column("create_time", UTCDateTime, nullable=False),
+    Column("body", Document, nullable=False),
+    Index(None, "tenant_id", "seq"),
+    Index(None, "instance_id", "seq"),
+)
