@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from signoff.domain.errors import NotFound, OutOfRange
 from signoff.domain.models import Bookmark, Event
-from signoff.domain.states import TERMINAL_EVENT_TYPES
+from signoff.domain.states import TERMINAL_EVENT_TYPES, TERMINAL_INSTANCE_STATES
 from signoff.services.context import Context
 
 _BATCH = 500
@@ -31,6 +31,8 @@ async def watch_instance(
                 f"{instance.revision}",
                 metadata={"revision": str(instance.revision)},
             )
+        if instance.state in TERMINAL_INSTANCE_STATES and after_revision == instance.revision:
+            return  # the client already has the terminal event
         last = after_revision
         from_database = True
         while True:

@@ -30,6 +30,8 @@ class Subscription:
 
     async def wait(self, timeout: float) -> bool:
         """Waits for a push; False if the timeout passed first."""
+        if self._wakeup.is_set():
+            return True
         try:
             await asyncio.wait_for(self._wakeup.wait(), timeout)
         except TimeoutError:

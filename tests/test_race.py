@@ -1,0 +1,89 @@
+"""Concurrent deciders and duplicate requests: exactly one wins, every other learns who did."""
+
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+from signoff.v1 import approval_service_pb2 as approval_pb
+from signoff.v1 import audit_service_pb2 as audit_pb
+from signoff.v1 import execution_service_pb2 as execution_pb
+from signoff.v1 import types_pb2 as pb
+
+from tests.support import ServerProcess, envelope, error_info, refund_action
+
+DECIDERS = 40
+
+
+def race(server: ServerProcess, calls: list[Callable[[object], object]]) -> list[object]:
+    """Runs the calls at the same moment, each on its own channel; returns results or errors."""
+    stubs = [server.stubs() for _ in range(min(len(calls), 8))]
+    start = threading.Barrier(len(calls))
+
+    def run(i: int) -> object:
+        start.wait()
+        try:
+            return calls[i](stubs[i % len(stubs)])
+        except grpc.RpcError as error:
+            return error
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(run, range(len(calls))))
+
+
+def test_exactly_one_decider_wins(server: ServerProcess) -> None:
+    stubs = server.stubs()
+    instance = stubs.execution.InvokeAgent(envelope()).instance
+    waiting = stubs.execution.RequestDecision(
+        execution_pb.RequestDecisionRequest(instance_id=instance.instance_id, action=refund_action())
+    )
+
+    def decider(i: int) -> Callable[[object], object]:
+        verdict = pb.VERDICT_APPROVE if i % 2 else pb.VERDICT_REJECT
+        message = approval_pb.SubmitDecisionRequest(
+            action_id=waiting.action_id, verdict=verdict, reason=f"decider {i}",
+            approver=f"approver_{i}", request_id=f"race_{uuid.uuid4().hex}",
+        )
+        return lambda s: s.approval.SubmitDecision(message)  # type: ignore[attr-defined]
+
+    results = race(server, [decider(i) for i in range(DECIDERS)])
+    winners = [r for r in results if isinstance(r, approval_pb.SubmitDecisionResponse)]
+    losers = [r for r in results if isinstance(r, grpc.RpcError)]
+    assert len(winners) == 1 and len(losers) == DECIDERS - 1, results
+    winner = winners[0].action
+    verdict = "APPROVE" if winner.state == pb.ACTION_STATE_APPROVED else "REJECT"
+    for loser in losers:
+        assert loser.code() == grpc.StatusCode.ABORTED
+        info = error_info(loser)
+        assert info.reason == "ALREADY_DECIDED"
+        assert info.metadata["winning_approver"] == winner.decided_by
+        assert info.metadata["winning_verdict"] == verdict
+
+    trail = stubs.audit.ListEvents(audit_pb.ListEventsRequest(instance_id=instance.instance_id)).events
+    assert [e.type for e in trail].count(pb.EVENT_TYPE_ACTION_DECIDED) == 1
+    assert [e.revision for e in trail] == list(range(1, len(trail) + 1))
+    [record] = [
+        r for r in stubs.audit.ListDecisionRecords(
+            audit_pb.ListDecisionRecordsRequest(instance_id=instance.instance_id)
+        ).records
+    ]
+    assert [a.approver for a in record.approvals] == [winner.decided_by]
+
+
+def test_duplicate_invocations_create_one_instance(server: ServerProcess) -> None:
+    message = envelope()
+    results = race(server, [lambda s: s.execution.InvokeAgent(message) for _ in range(20)])  # type: ignore[attr-defined]
+    assert all(isinstance(r, execution_pb.InvokeAgentResponse) for r in results), results
+    assert len({r.instance.instance_id for r in results}) == 1  # type: ignore[attr-defined]
+
+
+def test_duplicate_requests_create_one_action(server: ServerProcess) -> None:
+    stubs = server.stubs()
+    instance = stubs.execution.InvokeAgent(envelope()).instance
+    message = execution_pb.RequestDecisionRequest(instance_id=instance.instance_id, action=refund_action())
+    results = race(server, [lambda s: s.execution.RequestDecision(message) for _ in range(20)])  # type: ignore[attr-defined]
+    assert all(isinstance(r, execution_pb.RequestDecisionResponse) for r in results), results
+    assert len({r.action_id for r in results}) == 1  # type: ignore[attr-defined]
+    again = stubs.execution.GetInstance(execution_pb.GetInstanceRequest(instance_id=instance.instance_id))
+    assert again.instance.tool_calls_used == 1 and again.instance.revision == 2
