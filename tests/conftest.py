@@ -18,7 +18,9 @@ DATABASE_KINDS = ["sqlite", "postgresql"]
 def _require(kind: str) -> None:
     if kind == "postgresql" and not POSTGRES_URL:
         if os.environ.get("CI") == "true":
-            pytest.fail("CI=true but SIGNOFF_TEST_POSTGRES_URL is not set: PostgreSQL did not start")
+            pytest.fail(
+                "CI=true but SIGNOFF_TEST_POSTGRES_URL is not set: PostgreSQL did not start"
+            )
         pytest.skip("no PostgreSQL test cluster (run through scripts/test)")
 
 
@@ -41,7 +43,9 @@ def make_database(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], s
 
 @pytest.fixture(scope="session")
 def server(
-    database_kind: str, make_database: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
+    database_kind: str,
+    make_database: Callable[[str], str],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ServerProcess]:
     """A shared server per database kind. Tests isolate themselves by fresh request ids."""
     process = ServerProcess(make_database(database_kind), tmp_path_factory.mktemp("logs"))

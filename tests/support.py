@@ -16,12 +16,13 @@ import psycopg
 from google.protobuf import json_format
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from sqlalchemy.engine import make_url
+
 from signoff.v1 import approval_service_pb2_grpc as approval_grpc
 from signoff.v1 import audit_service_pb2_grpc as audit_grpc
 from signoff.v1 import execution_service_pb2 as execution_pb
 from signoff.v1 import execution_service_pb2_grpc as execution_grpc
 from signoff.v1 import types_pb2 as pb
-from sqlalchemy.engine import make_url
 
 POSTGRES_URL = os.environ.get("SIGNOFF_TEST_POSTGRES_URL", "")
 
@@ -58,9 +59,22 @@ class ServerProcess:
     def start(self, port: int = 0) -> "ServerProcess":
         log = self.log_path.open("a")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "signoff.cli", "serve", "--port", str(port),
-             "--database-url", self.database_url, "--bookmark-interval", "0.3", *self.extra],
-            stdout=subprocess.PIPE, stderr=log, text=True,
+            [
+                sys.executable,
+                "-m",
+                "signoff.cli",
+                "serve",
+                "--port",
+                str(port),
+                "--database-url",
+                self.database_url,
+                "--bookmark-interval",
+                "0.3",
+                *self.extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
         )
         assert self.process.stdout is not None
         deadline = time.monotonic() + 60
@@ -123,14 +137,22 @@ def envelope(**overrides: object) -> execution_pb.InvokeAgentRequest:
             "user_id": "usr_771",
             "delegation": {"auth_type": "oauth2", "scopes": ["orders.read", "payments.refund"]},
         },
-        "agent": {"agent_id": "agt_support", "workload_identity": "spiffe://contextos/agents/support"},
+        "agent": {
+            "agent_id": "agt_support",
+            "workload_identity": "spiffe://contextos/agents/support",
+        },
         "context_pack_refs": ["ctxpack.support@5.2.0"],
         "input": {
             "intent": "support.refund",
             "message": "Refund order ord_881 for INR 4200.",
             "channel": "app_chat",
             "locale": "en-IN",
-            "context": {"identity_verified": True, "order_id": "ord_881", "refund_amount": 4200, "currency": "INR"},
+            "context": {
+                "identity_verified": True,
+                "order_id": "ord_881",
+                "refund_amount": 4200,
+                "currency": "INR",
+            },
         },
         "mode": "MODE_STREAM",
         "runtime": {"max_tool_calls": 8, "max_cost_cents": 25.0},

@@ -5,29 +5,47 @@ import uuid
 import grpc
 import pytest
 from google.protobuf import json_format
+
 from signoff.v1 import approval_service_pb2 as approval_pb
 from signoff.v1 import audit_service_pb2 as audit_pb
 from signoff.v1 import execution_service_pb2 as execution_pb
 from signoff.v1 import types_pb2 as pb
-
-from tests.support import Stubs, envelope, error_info, field_violations, lookup_action, refund_action
+from tests.support import (
+    Stubs,
+    envelope,
+    error_info,
+    field_violations,
+    lookup_action,
+    refund_action,
+)
 
 
 def invoke(stubs: Stubs, **overrides: object) -> pb.Instance:
     return stubs.execution.InvokeAgent(envelope(**overrides)).instance
 
 
-def request(stubs: Stubs, instance_id: str, action: pb.ProposedAction) -> execution_pb.RequestDecisionResponse:
+def request(
+    stubs: Stubs, instance_id: str, action: pb.ProposedAction
+) -> execution_pb.RequestDecisionResponse:
     return stubs.execution.RequestDecision(
         execution_pb.RequestDecisionRequest(instance_id=instance_id, action=action)
     )
 
 
-def decide(stubs: Stubs, action_id: str, verdict: int = pb.VERDICT_APPROVE, approver: str = "user_finance_lead_77",
-           request_id: str | None = None, reason: str = "checked the order") -> approval_pb.SubmitDecisionResponse:
+def decide(
+    stubs: Stubs,
+    action_id: str,
+    verdict: int = pb.VERDICT_APPROVE,
+    approver: str = "user_finance_lead_77",
+    request_id: str | None = None,
+    reason: str = "checked the order",
+) -> approval_pb.SubmitDecisionResponse:
     return stubs.approval.SubmitDecision(
         approval_pb.SubmitDecisionRequest(
-            action_id=action_id, verdict=verdict, reason=reason, approver=approver,
+            action_id=action_id,
+            verdict=verdict,
+            reason=reason,
+            approver=approver,
             request_id=request_id or f"dec_{uuid.uuid4().hex}",
         )
     )
@@ -38,7 +56,9 @@ def events(stubs: Stubs, instance_id: str) -> list[pb.Event]:
 
 
 def get(stubs: Stubs, instance_id: str) -> pb.Instance:
-    return stubs.execution.GetInstance(execution_pb.GetInstanceRequest(instance_id=instance_id)).instance
+    return stubs.execution.GetInstance(
+        execution_pb.GetInstanceRequest(instance_id=instance_id)
+    ).instance
 
 
 def rpc_error(call, *args) -> grpc.RpcError:  # type: ignore[no-untyped-def]
@@ -57,7 +77,9 @@ def test_invoke_agent_keeps_the_whole_envelope(stubs: Stubs) -> None:
     assert instance.state == pb.INSTANCE_STATE_RUNNING
     assert instance.revision == 1
     sent = json_format.MessageToDict(request_message, preserving_proto_field_name=True)
-    kept = json_format.MessageToDict(get(stubs, instance.instance_id), preserving_proto_field_name=True)
+    kept = json_format.MessageToDict(
+        get(stubs, instance.instance_id), preserving_proto_field_name=True
+    )
     for field, value in sent.items():
         assert kept[field] == value, field
     assert [e.type for e in events(stubs, instance.instance_id)] == [pb.EVENT_TYPE_INSTANCE_CREATED]
@@ -78,14 +100,21 @@ def test_invoke_agent_is_idempotent_by_request_id(stubs: Stubs) -> None:
 
 def test_invoke_agent_rejects_bad_input_with_field_violations(stubs: Stubs) -> None:
     bad = execution_pb.InvokeAgentRequest(
-        request_id="has space", runtime=pb.Runtime(max_tool_calls=-1), mode=42,
+        request_id="has space",
+        runtime=pb.Runtime(max_tool_calls=-1),
+        mode=42,
     )
     error = rpc_error(stubs.execution.InvokeAgent, bad)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error_info(error).reason == "INVALID_ARGUMENT"
     violations = field_violations(error)
     assert set(violations) == {
-        "request_id", "tenant_id", "user.user_id", "agent.agent_id", "mode", "runtime.max_tool_calls",
+        "request_id",
+        "tenant_id",
+        "user.user_id",
+        "agent.agent_id",
+        "mode",
+        "runtime.max_tool_calls",
     }
     assert "unknown value 42" in violations["mode"]
 
@@ -96,7 +125,9 @@ def test_oversized_context_is_rejected_and_nothing_is_stored(stubs: Stubs) -> No
     error = rpc_error(stubs.execution.InvokeAgent, big)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "input.context" in field_violations(error)
-    listed = stubs.execution.ListInstances(execution_pb.ListInstancesRequest(page_size=1000)).instances
+    listed = stubs.execution.ListInstances(
+        execution_pb.ListInstancesRequest(page_size=1000)
+    ).instances
     assert big.request_id not in {i.request_id for i in listed}
 
 
@@ -129,7 +160,9 @@ def test_local_risk_classes_run_at_once(stubs: Stubs, risk: int) -> None:
     assert request(stubs, instance.instance_id, action).outcome == pb.OUTCOME_APPROVED
 
 
-@pytest.mark.parametrize("risk", [pb.RISK_CLASS_NETWORK, pb.RISK_CLASS_DELEGATED, pb.RISK_CLASS_DESTRUCTIVE])
+@pytest.mark.parametrize(
+    "risk", [pb.RISK_CLASS_NETWORK, pb.RISK_CLASS_DELEGATED, pb.RISK_CLASS_DESTRUCTIVE]
+)
 def test_outward_risk_classes_wait_for_a_human(stubs: Stubs, risk: int) -> None:
     instance = invoke(stubs)
     action = pb.ProposedAction(tool_call_id="tc_1", tool="adp_mail.send", risk_class=risk)
@@ -159,19 +192,29 @@ def test_request_decision_is_idempotent_by_tool_call_id(stubs: Stubs) -> None:
 
 def test_request_decision_validates_the_action(stubs: Stubs) -> None:
     instance = invoke(stubs)
-    error = rpc_error(request, stubs, instance.instance_id, pb.ProposedAction(tool="no dots", risk_class=77))
+    error = rpc_error(
+        request, stubs, instance.instance_id, pb.ProposedAction(tool="no dots", risk_class=77)
+    )
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert set(field_violations(error)) == {"action.tool_call_id", "action.tool", "action.risk_class"}
+    assert set(field_violations(error)) == {
+        "action.tool_call_id",
+        "action.tool",
+        "action.risk_class",
+    }
 
     missing = rpc_error(stubs.execution.RequestDecision, execution_pb.RequestDecisionRequest())
     assert set(field_violations(missing)) == {"instance_id", "action"}
 
     unspecified = pb.ProposedAction(tool_call_id="tc", tool="a.b")
-    assert "action.risk_class" in field_violations(rpc_error(request, stubs, instance.instance_id, unspecified))
+    assert "action.risk_class" in field_violations(
+        rpc_error(request, stubs, instance.instance_id, unspecified)
+    )
 
     huge = pb.ProposedAction(tool_call_id="tc", tool="a.b", risk_class=pb.RISK_CLASS_READ_ONLY)
     huge.params.update({"blob": "y" * 70_000})
-    assert "action.params" in field_violations(rpc_error(request, stubs, instance.instance_id, huge))
+    assert "action.params" in field_violations(
+        rpc_error(request, stubs, instance.instance_id, huge)
+    )
     assert len(events(stubs, instance.instance_id)) == 1  # nothing was written
 
 
@@ -181,12 +224,22 @@ def test_unknown_instance_is_not_found(stubs: Stubs) -> None:
     assert error_info(error).reason == "INSTANCE_NOT_FOUND"
     for call, message in [
         (stubs.execution.GetInstance, execution_pb.GetInstanceRequest(instance_id="ins_missing")),
-        (stubs.execution.CancelInstance, execution_pb.CancelInstanceRequest(instance_id="ins_missing")),
-        (stubs.execution.CompleteInstance, execution_pb.CompleteInstanceRequest(instance_id="ins_missing")),
+        (
+            stubs.execution.CancelInstance,
+            execution_pb.CancelInstanceRequest(instance_id="ins_missing"),
+        ),
+        (
+            stubs.execution.CompleteInstance,
+            execution_pb.CompleteInstanceRequest(instance_id="ins_missing"),
+        ),
         (stubs.audit.ListEvents, audit_pb.ListEventsRequest(instance_id="ins_missing")),
         (stubs.audit.GetDecisionRecord, audit_pb.GetDecisionRecordRequest(record_id="dr_missing")),
-        (stubs.execution.ReportExecution, execution_pb.ReportExecutionRequest(
-            action_id="act_missing", result=execution_pb.EXECUTION_RESULT_SUCCEEDED)),
+        (
+            stubs.execution.ReportExecution,
+            execution_pb.ReportExecutionRequest(
+                action_id="act_missing", result=execution_pb.EXECUTION_RESULT_SUCCEEDED
+            ),
+        ),
     ]:
         assert rpc_error(call, message).code() == grpc.StatusCode.NOT_FOUND
     missing_action = rpc_error(decide, stubs, "act_missing")
@@ -214,11 +267,17 @@ def test_approval_settles_the_action_and_writes_its_record(stubs: Stubs) -> None
     assert approval.evidence_snapshot_hash == waiting.action_sha256
     assert list(record.controls_active.approval_gates_active) == ["GATE_DEFAULT"]
     assert record.policy.bundle_id == "signoff.builtin"
-    stored = stubs.audit.GetDecisionRecord(audit_pb.GetDecisionRecordRequest(record_id=record.record_id)).record
+    stored = stubs.audit.GetDecisionRecord(
+        audit_pb.GetDecisionRecordRequest(record_id=record.record_id)
+    ).record
     assert stored == record
     assert get(stubs, instance.instance_id).state == pb.INSTANCE_STATE_RUNNING
     kinds = [e.type for e in events(stubs, instance.instance_id)]
-    assert kinds == [pb.EVENT_TYPE_INSTANCE_CREATED, pb.EVENT_TYPE_ACTION_REQUESTED, pb.EVENT_TYPE_ACTION_DECIDED]
+    assert kinds == [
+        pb.EVENT_TYPE_INSTANCE_CREATED,
+        pb.EVENT_TYPE_ACTION_REQUESTED,
+        pb.EVENT_TYPE_ACTION_DECIDED,
+    ]
     assert events(stubs, instance.instance_id)[-1].record_id == record.record_id
 
 
@@ -254,7 +313,9 @@ def test_submit_decision_repeat_returns_the_original_answer(stubs: Stubs) -> Non
     again = decide(stubs, waiting.action_id, request_id="dec-same")
     assert again.record == first.record
     assert again.action.state == pb.ACTION_STATE_APPROVED
-    error = rpc_error(decide, stubs, waiting.action_id, pb.VERDICT_REJECT, "user_finance_lead_77", "dec-same")
+    error = rpc_error(
+        decide, stubs, waiting.action_id, pb.VERDICT_REJECT, "user_finance_lead_77", "dec-same"
+    )
     assert error.code() == grpc.StatusCode.ALREADY_EXISTS
     assert error_info(error).reason == "IDEMPOTENCY_KEY_REUSED"
     assert len(events(stubs, instance.instance_id)) == 3
@@ -276,7 +337,9 @@ def test_submit_decision_validates(stubs: Stubs) -> None:
 def test_pending_approvals_page_through_waiting_actions_only(stubs: Stubs) -> None:
     tenant = f"tenant_{uuid.uuid4().hex[:8]}"
     instance = invoke(stubs, tenant_id=tenant)
-    waiting = [request(stubs, instance.instance_id, refund_action(f"tc_{i}")).action_id for i in range(5)]
+    waiting = [
+        request(stubs, instance.instance_id, refund_action(f"tc_{i}")).action_id for i in range(5)
+    ]
     request(stubs, instance.instance_id, lookup_action())
     decide(stubs, waiting[0])
     seen, token = [], ""
@@ -290,7 +353,10 @@ def test_pending_approvals_page_through_waiting_actions_only(stubs: Stubs) -> No
         if not token:
             break
     assert seen == waiting[1:]  # oldest first, decided and auto-approved ones excluded
-    bad = rpc_error(stubs.approval.ListPendingApprovals, approval_pb.ListPendingApprovalsRequest(page_token="nope"))
+    bad = rpc_error(
+        stubs.approval.ListPendingApprovals,
+        approval_pb.ListPendingApprovalsRequest(page_token="nope"),
+    )
     assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "page_token" in field_violations(bad)
 
@@ -303,21 +369,31 @@ def test_report_execution_attaches_the_result_to_the_record(stubs: Stubs) -> Non
     waiting = request(stubs, instance.instance_id, refund_action())
     record_id = decide(stubs, waiting.action_id).record.record_id
     report = execution_pb.ReportExecutionRequest(
-        action_id=waiting.action_id, result=execution_pb.EXECUTION_RESULT_SUCCEEDED,
+        action_id=waiting.action_id,
+        result=execution_pb.EXECUTION_RESULT_SUCCEEDED,
         evidence_ref="tool:adp_payments.issue_refund:tc_121",
     )
-    report.outputs.update({"refund_amount_inr": 4200, "currency": "INR", "transaction_id": "txn_q9"})
+    report.outputs.update(
+        {"refund_amount_inr": 4200, "currency": "INR", "transaction_id": "txn_q9"}
+    )
     executed = stubs.execution.ReportExecution(report).action
     assert executed.state == pb.ACTION_STATE_EXECUTED
-    assert stubs.execution.ReportExecution(report).action.state == pb.ACTION_STATE_EXECUTED  # a repeat is harmless
-    record = stubs.audit.GetDecisionRecord(audit_pb.GetDecisionRecordRequest(record_id=record_id)).record
+    assert (
+        stubs.execution.ReportExecution(report).action.state == pb.ACTION_STATE_EXECUTED
+    )  # a repeat is harmless
+    record = stubs.audit.GetDecisionRecord(
+        audit_pb.GetDecisionRecordRequest(record_id=record_id)
+    ).record
     assert record.execution_state == pb.ACTION_STATE_EXECUTED
     assert json_format.MessageToDict(record.outputs)["transaction_id"] == "txn_q9"
     assert list(record.evidence_refs)[-1] == "tool:adp_payments.issue_refund:tc_121"
     failed = execution_pb.ReportExecutionRequest(
         action_id=waiting.action_id, result=execution_pb.EXECUTION_RESULT_FAILED
     )
-    assert rpc_error(stubs.execution.ReportExecution, failed).code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert (
+        rpc_error(stubs.execution.ReportExecution, failed).code()
+        == grpc.StatusCode.FAILED_PRECONDITION
+    )
 
 
 def test_reporting_an_action_that_is_not_approved_fails(stubs: Stubs) -> None:
@@ -330,7 +406,10 @@ def test_reporting_an_action_that_is_not_approved_fails(stubs: Stubs) -> None:
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert error_info(error).reason == "ACTION_NOT_APPROVED"
     decide(stubs, waiting.action_id, verdict=pb.VERDICT_REJECT)
-    assert error_info(rpc_error(stubs.execution.ReportExecution, report)).reason == "ACTION_NOT_APPROVED"
+    assert (
+        error_info(rpc_error(stubs.execution.ReportExecution, report)).reason
+        == "ACTION_NOT_APPROVED"
+    )
 
 
 def test_complete_instance(stubs: Stubs) -> None:
@@ -346,30 +425,48 @@ def test_complete_instance(stubs: Stubs) -> None:
     late = rpc_error(request, stubs, instance.instance_id, lookup_action("tc_late"))
     assert error_info(late).reason == "INSTANCE_COMPLETED"
     cancel = execution_pb.CancelInstanceRequest(instance_id=instance.instance_id)
-    assert rpc_error(stubs.execution.CancelInstance, cancel).code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert (
+        rpc_error(stubs.execution.CancelInstance, cancel).code()
+        == grpc.StatusCode.FAILED_PRECONDITION
+    )
 
 
 def test_cancel_instance_cancels_what_waits_and_revokes_approvals(stubs: Stubs) -> None:
     instance = invoke(stubs)
     waiting = request(stubs, instance.instance_id, refund_action("tc_wait"))
     approved = request(stubs, instance.instance_id, lookup_action())
-    cancel = execution_pb.CancelInstanceRequest(instance_id=instance.instance_id, reason="customer left")
+    cancel = execution_pb.CancelInstanceRequest(
+        instance_id=instance.instance_id, reason="customer left"
+    )
     cancelled = stubs.execution.CancelInstance(cancel).instance
     assert cancelled.state == pb.INSTANCE_STATE_TERMINATED
-    assert stubs.execution.CancelInstance(cancel).instance.revision == cancelled.revision  # idempotent
-    assert request(stubs, instance.instance_id, refund_action("tc_wait")).outcome == pb.OUTCOME_TERMINATED
+    assert (
+        stubs.execution.CancelInstance(cancel).instance.revision == cancelled.revision
+    )  # idempotent
+    assert (
+        request(stubs, instance.instance_id, refund_action("tc_wait")).outcome
+        == pb.OUTCOME_TERMINATED
+    )
     assert request(stubs, instance.instance_id, lookup_action()).outcome == pb.OUTCOME_TERMINATED
-    assert request(stubs, instance.instance_id, lookup_action("tc_new")).outcome == pb.OUTCOME_TERMINATED
+    assert (
+        request(stubs, instance.instance_id, lookup_action("tc_new")).outcome
+        == pb.OUTCOME_TERMINATED
+    )
     late_vote = rpc_error(decide, stubs, waiting.action_id)
     assert late_vote.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert error_info(late_vote).reason == "ACTION_NOT_WAITING"
     report = execution_pb.ReportExecutionRequest(
         action_id=approved.action_id, result=execution_pb.EXECUTION_RESULT_SUCCEEDED
     )
-    assert error_info(rpc_error(stubs.execution.ReportExecution, report)).reason == "ACTION_NOT_APPROVED"
+    assert (
+        error_info(rpc_error(stubs.execution.ReportExecution, report)).reason
+        == "ACTION_NOT_APPROVED"
+    )
     trail = events(stubs, instance.instance_id)
     assert [e.type for e in trail[-3:]] == [
-        pb.EVENT_TYPE_ACTION_CANCELLED, pb.EVENT_TYPE_ACTION_CANCELLED, pb.EVENT_TYPE_INSTANCE_TERMINATED,
+        pb.EVENT_TYPE_ACTION_CANCELLED,
+        pb.EVENT_TYPE_ACTION_CANCELLED,
+        pb.EVENT_TYPE_INSTANCE_TERMINATED,
     ]
     assert {e.outcome for e in trail[-3:-1]} == {pb.OUTCOME_TERMINATED}
     records = stubs.audit.ListDecisionRecords(
@@ -398,10 +495,14 @@ def test_list_instances_filters_by_tenant_and_state_and_pages(stubs: Stubs) -> N
             break
     assert listed == created[::-1]  # newest first
     waiting = stubs.execution.ListInstances(
-        execution_pb.ListInstancesRequest(tenant_id=tenant, state=pb.INSTANCE_STATE_WAITING_FOR_HUMAN)
+        execution_pb.ListInstancesRequest(
+            tenant_id=tenant, state=pb.INSTANCE_STATE_WAITING_FOR_HUMAN
+        )
     ).instances
     assert [i.instance_id for i in waiting] == [created[0]]
-    bad = rpc_error(stubs.execution.ListInstances, execution_pb.ListInstancesRequest(state=99, page_size=-1))
+    bad = rpc_error(
+        stubs.execution.ListInstances, execution_pb.ListInstancesRequest(state=99, page_size=-1)
+    )
     assert set(field_violations(bad)) == {"state", "page_size"}
 
 
@@ -409,7 +510,9 @@ def test_list_events_pages_in_revision_order(stubs: Stubs) -> None:
     instance = invoke(stubs)
     for i in range(4):
         request(stubs, instance.instance_id, lookup_action(f"tc_{i}"))
-    page = stubs.audit.ListEvents(audit_pb.ListEventsRequest(instance_id=instance.instance_id, page_size=3))
+    page = stubs.audit.ListEvents(
+        audit_pb.ListEventsRequest(instance_id=instance.instance_id, page_size=3)
+    )
     assert [e.revision for e in page.events] == [1, 2, 3] and page.next_after_revision == 3
     rest = stubs.audit.ListEvents(
         audit_pb.ListEventsRequest(instance_id=instance.instance_id, after_revision=3, page_size=3)

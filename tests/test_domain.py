@@ -103,7 +103,9 @@ def test_an_unstored_action_has_no_outcome() -> None:
 
 def test_canonical_json_is_rfc8785() -> None:
     # Keys sorted, no whitespace, numbers in their shortest form.
-    assert canonical_json({"b": 1.0, "a": [True, None, "é"]}) == '{"a":[true,null,"é"],"b":1}'.encode()
+    assert (
+        canonical_json({"b": 1.0, "a": [True, None, "é"]}) == '{"a":[true,null,"é"],"b":1}'.encode()
+    )
 
 
 def test_action_hash_ignores_key_order_and_covers_what_runs() -> None:
@@ -121,7 +123,9 @@ def test_action_hash_ignores_key_order_and_covers_what_runs() -> None:
 
 
 def test_sha256_of_is_stable() -> None:
-    assert sha256_of({}) == "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+    assert (
+        sha256_of({}) == "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+    )
 
 
 def test_ids_are_prefixed_unique_and_time_ordered() -> None:

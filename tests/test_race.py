@@ -6,11 +6,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
+
 from signoff.v1 import approval_service_pb2 as approval_pb
 from signoff.v1 import audit_service_pb2 as audit_pb
 from signoff.v1 import execution_service_pb2 as execution_pb
 from signoff.v1 import types_pb2 as pb
-
 from tests.support import ServerProcess, envelope, error_info, refund_action
 
 DECIDERS = 40
@@ -36,14 +36,19 @@ def test_exactly_one_decider_wins(server: ServerProcess) -> None:
     stubs = server.stubs()
     instance = stubs.execution.InvokeAgent(envelope()).instance
     waiting = stubs.execution.RequestDecision(
-        execution_pb.RequestDecisionRequest(instance_id=instance.instance_id, action=refund_action())
+        execution_pb.RequestDecisionRequest(
+            instance_id=instance.instance_id, action=refund_action()
+        )
     )
 
     def decider(i: int) -> Callable[[object], object]:
         verdict = pb.VERDICT_APPROVE if i % 2 else pb.VERDICT_REJECT
         message = approval_pb.SubmitDecisionRequest(
-            action_id=waiting.action_id, verdict=verdict, reason=f"decider {i}",
-            approver=f"approver_{i}", request_id=f"race_{uuid.uuid4().hex}",
+            action_id=waiting.action_id,
+            verdict=verdict,
+            reason=f"decider {i}",
+            approver=f"approver_{i}",
+            request_id=f"race_{uuid.uuid4().hex}",
         )
         return lambda s: s.approval.SubmitDecision(message)  # type: ignore[attr-defined]
 
@@ -60,11 +65,14 @@ def test_exactly_one_decider_wins(server: ServerProcess) -> None:
         assert info.metadata["winning_approver"] == winner.decided_by
         assert info.metadata["winning_verdict"] == verdict
 
-    trail = stubs.audit.ListEvents(audit_pb.ListEventsRequest(instance_id=instance.instance_id)).events
+    trail = stubs.audit.ListEvents(
+        audit_pb.ListEventsRequest(instance_id=instance.instance_id)
+    ).events
     assert [e.type for e in trail].count(pb.EVENT_TYPE_ACTION_DECIDED) == 1
     assert [e.revision for e in trail] == list(range(1, len(trail) + 1))
     [record] = [
-        r for r in stubs.audit.ListDecisionRecords(
+        r
+        for r in stubs.audit.ListDecisionRecords(
             audit_pb.ListDecisionRecordsRequest(instance_id=instance.instance_id)
         ).records
     ]
@@ -81,9 +89,13 @@ def test_duplicate_invocations_create_one_instance(server: ServerProcess) -> Non
 def test_duplicate_requests_create_one_action(server: ServerProcess) -> None:
     stubs = server.stubs()
     instance = stubs.execution.InvokeAgent(envelope()).instance
-    message = execution_pb.RequestDecisionRequest(instance_id=instance.instance_id, action=refund_action())
+    message = execution_pb.RequestDecisionRequest(
+        instance_id=instance.instance_id, action=refund_action()
+    )
     results = race(server, [lambda s: s.execution.RequestDecision(message) for _ in range(20)])  # type: ignore[attr-defined]
     assert all(isinstance(r, execution_pb.RequestDecisionResponse) for r in results), results
     assert len({r.action_id for r in results}) == 1  # type: ignore[attr-defined]
-    again = stubs.execution.GetInstance(execution_pb.GetInstanceRequest(instance_id=instance.instance_id))
+    again = stubs.execution.GetInstance(
+        execution_pb.GetInstanceRequest(instance_id=instance.instance_id)
+    )
     assert again.instance.tool_calls_used == 1 and again.instance.revision == 2

@@ -4,18 +4,17 @@ bookmarks on idle streams, OK after the terminal event, bounded memory for slow 
 import asyncio
 import queue
 import threading
-import time
 from collections.abc import Iterator
 
 import grpc
 import pytest
-from signoff.v1 import approval_service_pb2 as approval_pb
-from signoff.v1 import execution_service_pb2 as execution_pb
-from signoff.v1 import types_pb2 as pb
 
 from signoff.domain.models import Event
 from signoff.domain.states import EventType, InstanceState
 from signoff.store.hub import Hub
+from signoff.v1 import approval_service_pb2 as approval_pb
+from signoff.v1 import execution_service_pb2 as execution_pb
+from signoff.v1 import types_pb2 as pb
 from tests.support import ServerProcess, Stubs, envelope, error_info, lookup_action, refund_action
 
 TIMEOUT = 30  # generous: a guard against hanging, never an assertion on speed
@@ -23,7 +22,8 @@ TIMEOUT = 30  # generous: a guard against hanging, never an assertion on speed
 
 def watch(stubs: Stubs, instance_id: str, after: int = 0) -> "grpc.Future":
     return stubs.execution.WatchInstance(
-        execution_pb.WatchInstanceRequest(instance_id=instance_id, after_revision=after), timeout=TIMEOUT
+        execution_pb.WatchInstanceRequest(instance_id=instance_id, after_revision=after),
+        timeout=TIMEOUT,
     )
 
 
@@ -32,7 +32,9 @@ class Reader:
 
     def __init__(self, stream: Iterator[execution_pb.WatchInstanceResponse]) -> None:
         self.stream = stream
-        self.messages: "queue.Queue[execution_pb.WatchInstanceResponse | Exception | None]" = queue.Queue()
+        self.messages: queue.Queue[execution_pb.WatchInstanceResponse | Exception | None] = (
+            queue.Queue()
+        )
         threading.Thread(target=self._run, daemon=True).start()
 
     def _run(self) -> None:
@@ -69,14 +71,23 @@ class Reader:
 def start(stubs: Stubs) -> tuple[str, str]:
     instance = stubs.execution.InvokeAgent(envelope()).instance
     waiting = stubs.execution.RequestDecision(
-        execution_pb.RequestDecisionRequest(instance_id=instance.instance_id, action=refund_action())
+        execution_pb.RequestDecisionRequest(
+            instance_id=instance.instance_id, action=refund_action()
+        )
     )
     return instance.instance_id, waiting.action_id
 
 
 def approve(stubs: Stubs, action_id: str) -> None:
-    stubs.approval.SubmitDecision(approval_pb.SubmitDecisionRequest(
-        action_id=action_id, verdict=pb.VERDICT_APPROVE, reason="ok", approver="lead", request_id=f"r-{action_id}"))
+    stubs.approval.SubmitDecision(
+        approval_pb.SubmitDecisionRequest(
+            action_id=action_id,
+            verdict=pb.VERDICT_APPROVE,
+            reason="ok",
+            approver="lead",
+            request_id=f"r-{action_id}",
+        )
+    )
 
 
 def complete(stubs: Stubs, instance_id: str) -> None:
@@ -114,8 +125,11 @@ def test_reconnecting_with_the_last_revision_gets_exactly_what_was_missed(stubs:
     stream.cancel()
     approve(stubs, action_id)  # happens while disconnected
     for i in range(3):
-        stubs.execution.RequestDecision(execution_pb.RequestDecisionRequest(
-            instance_id=instance_id, action=lookup_action(f"tc_{i}")))
+        stubs.execution.RequestDecision(
+            execution_pb.RequestDecisionRequest(
+                instance_id=instance_id, action=lookup_action(f"tc_{i}")
+            )
+        )
     complete(stubs, instance_id)
     rest = [m.event.revision for m in watch(stubs, instance_id, after=seen[-1])]
     assert seen + rest == list(range(1, 8))
@@ -129,7 +143,10 @@ def test_idle_streams_get_bookmarks_with_the_current_revision(stubs: Stubs) -> N
     assert reader.next_bookmark().revision == 2  # keeps coming while idle
     stubs.execution.CancelInstance(execution_pb.CancelInstanceRequest(instance_id=instance_id))
     ending = reader.events_until_end()
-    assert [e.type for e in ending] == [pb.EVENT_TYPE_ACTION_CANCELLED, pb.EVENT_TYPE_INSTANCE_TERMINATED]
+    assert [e.type for e in ending] == [
+        pb.EVENT_TYPE_ACTION_CANCELLED,
+        pb.EVENT_TYPE_INSTANCE_TERMINATED,
+    ]
     assert ending[0].outcome == pb.OUTCOME_TERMINATED
 
 
@@ -141,8 +158,11 @@ def test_concurrent_writers_are_streamed_in_order_without_gaps(server: ServerPro
 
     def write(w: int) -> None:
         for i in range(15):
-            writers[w].execution.RequestDecision(execution_pb.RequestDecisionRequest(
-                instance_id=instance_id, action=lookup_action(f"tc_{w}_{i}")))
+            writers[w].execution.RequestDecision(
+                execution_pb.RequestDecisionRequest(
+                    instance_id=instance_id, action=lookup_action(f"tc_{w}_{i}")
+                )
+            )
 
     threads = [threading.Thread(target=write, args=(w,)) for w in range(4)]
     for thread in threads:
@@ -160,8 +180,11 @@ def test_a_reader_that_falls_behind_still_gets_every_event(server: ServerProcess
     stream = watch(stubs, instance_id)
     assert next(stream).event.revision == 1  # subscribed; now stop reading while 300 events land
     for i in range(300):
-        stubs.execution.RequestDecision(execution_pb.RequestDecisionRequest(
-            instance_id=instance_id, action=lookup_action(f"tc_{i}")))
+        stubs.execution.RequestDecision(
+            execution_pb.RequestDecisionRequest(
+                instance_id=instance_id, action=lookup_action(f"tc_{i}")
+            )
+        )
     complete(stubs, instance_id)
     assert [m.event.revision for m in stream] == list(range(2, 303))
 

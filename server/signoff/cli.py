@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import grpc
 from google.protobuf import json_format
 from grpc_status import rpc_status
+
 from signoff.v1 import approval_service_pb2 as approval_pb
 from signoff.v1 import approval_service_pb2_grpc as approval_grpc
 from signoff.v1 import execution_service_pb2 as execution_pb
@@ -90,7 +91,7 @@ def _pending(args: argparse.Namespace) -> int:
     return 0
 
 
-def _decide(args: argparse.Namespace, verdict: int) -> int:
+def _decide(args: argparse.Namespace, verdict: pb.Verdict) -> int:
     stub = approval_grpc.ApprovalServiceStub(_channel(args))
     response = stub.SubmitDecision(
         approval_pb.SubmitDecisionRequest(
@@ -101,8 +102,9 @@ def _decide(args: argparse.Namespace, verdict: int) -> int:
             request_id=args.request_id or f"cli-{uuid.uuid4()}",
         )
     )
-    state = _short(pb.ActionState, "ACTION_STATE_", response.action.state)
-    print(f"{response.action.action_id} {state} by {args.approver} (record {response.record.record_id})")
+    action, record_id = response.action, response.record.record_id
+    state = _short(pb.ActionState, "ACTION_STATE_", action.state)
+    print(f"{action.action_id} {state} by {args.approver} (record {record_id})")
     return 0
 
 
@@ -117,7 +119,9 @@ def _watch(args: argparse.Namespace) -> int:
             continue
         event = message.event
         parts = [f"#{event.revision}", _short(pb.EventType, "EVENT_TYPE_", event.type)]
-        parts.append("instance=" + _short(pb.InstanceState, "INSTANCE_STATE_", event.instance_state))
+        parts.append(
+            "instance=" + _short(pb.InstanceState, "INSTANCE_STATE_", event.instance_state)
+        )
         if event.action_id:
             parts.append(f"action={event.action_id}")
             parts.append(_short(pb.ActionState, "ACTION_STATE_", event.action_state))
@@ -131,7 +135,7 @@ def _watch(args: argparse.Namespace) -> int:
 
 def _instances(args: argparse.Namespace) -> int:
     stub = execution_grpc.ExecutionServiceStub(_channel(args))
-    state = pb.InstanceState.Value(f"INSTANCE_STATE_{args.state}") if args.state else 0
+    state = f"INSTANCE_STATE_{args.state}" if args.state else None
     page = stub.ListInstances(
         execution_pb.ListInstancesRequest(tenant_id=args.tenant, state=state, page_size=args.limit)
     )
@@ -154,12 +158,23 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the gRPC server")
     serve.add_argument("--host", default=os.environ.get("SIGNOFF_HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=int(os.environ.get("SIGNOFF_PORT", "50051")),
-                       help="0 picks a free port (printed on start)")
-    serve.add_argument("--database-url", default=database,
-                       help="sqlite:///FILE (default signoff.db) or postgresql+psycopg://…")
-    serve.add_argument("--bookmark-interval", type=float, default=15.0,
-                       help="seconds an idle watch stream waits before a progress bookmark")
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("SIGNOFF_PORT", "50051")),
+        help="0 picks a free port (printed on start)",
+    )
+    serve.add_argument(
+        "--database-url",
+        default=database,
+        help="sqlite:///FILE (default signoff.db) or postgresql+psycopg://…",
+    )
+    serve.add_argument(
+        "--bookmark-interval",
+        type=float,
+        default=15.0,
+        help="seconds an idle watch stream waits before a progress bookmark",
+    )
     serve.add_argument("--log-level", default=os.environ.get("SIGNOFF_LOG_LEVEL", "INFO"))
     serve.set_defaults(run=_serve)
 
@@ -168,8 +183,11 @@ def _parser() -> argparse.ArgumentParser:
     migrate.set_defaults(run=_migrate)
 
     target = argparse.ArgumentParser(add_help=False)
-    target.add_argument("--target", default=os.environ.get("SIGNOFF_TARGET", DEFAULT_TARGET),
-                        help=f"server address (default {DEFAULT_TARGET})")
+    target.add_argument(
+        "--target",
+        default=os.environ.get("SIGNOFF_TARGET", DEFAULT_TARGET),
+        help=f"server address (default {DEFAULT_TARGET})",
+    )
 
     pending = commands.add_parser("pending", parents=[target], help="list actions that wait")
     pending.add_argument("--tenant", default="")
@@ -180,7 +198,9 @@ def _parser() -> argparse.ArgumentParser:
         decide = commands.add_parser(name, parents=[target], help=f"{name} a waiting action")
         decide.add_argument("action_id")
         decide.add_argument("--reason", required=True)
-        decide.add_argument("--approver", default=os.environ.get("SIGNOFF_APPROVER", getpass.getuser()))
+        decide.add_argument(
+            "--approver", default=os.environ.get("SIGNOFF_APPROVER", getpass.getuser())
+        )
         decide.add_argument("--request-id", default="", help="idempotency key (default: new)")
         decide.set_defaults(run=lambda args, verdict=verdict: _decide(args, verdict))
 
@@ -191,7 +211,9 @@ def _parser() -> argparse.ArgumentParser:
 
     listing = commands.add_parser("instances", parents=[target], help="list instances")
     listing.add_argument("--tenant", default="")
-    listing.add_argument("--state", choices=["RUNNING", "WAITING_FOR_HUMAN", "COMPLETED", "TERMINATED"])
+    listing.add_argument(
+        "--state", choices=["RUNNING", "WAITING_FOR_HUMAN", "COMPLETED", "TERMINATED"]
+    )
     listing.add_argument("--limit", type=int, default=50)
     listing.set_defaults(run=_instances)
     return parser

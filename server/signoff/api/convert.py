@@ -4,15 +4,15 @@ from datetime import datetime
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
-from signoff.v1 import types_pb2 as pb
 
 from signoff.domain import models
 from signoff.domain.states import RiskClass
+from signoff.v1 import types_pb2 as pb
 
 
-def enum_to_pb(enum_type: Any, prefix: str, value: Any) -> int:
+def enum_to_pb(enum_type: Any, prefix: str, value: Any) -> Any:
     """Domain enum value → proto enum number (RISK_CLASS_ + READ_ONLY); None → 0."""
-    return 0 if value is None else int(enum_type.Value(f"{prefix}_{value.value}"))
+    return 0 if value is None else enum_type.Value(f"{prefix}_{value.value}")
 
 
 def enum_from_pb(enum_type: Any, prefix: str, domain: Any, number: int) -> Any:
@@ -141,4 +141,3 @@ def record_to_pb(record: models.DecisionRecord) -> pb.DecisionRecord:
         create_time=timestamp(record.create_time),
         execution_state=enum_to_pb(pb.ActionState, "ACTION_STATE", record.execution_state),
     )
-

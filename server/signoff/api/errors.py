@@ -37,7 +37,9 @@ def _pack(message: Any) -> any_pb2.Any:
 
 def to_status(error: SignoffError) -> grpc.Status:
     details = [
-        _pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=error.metadata))
+        _pack(
+            error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=error.metadata)
+        )
     ]
     if error.violations:
         details.append(

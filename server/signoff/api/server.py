@@ -8,15 +8,15 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from signoff.v1 import approval_service_pb2, audit_service_pb2, execution_service_pb2
-from signoff.v1 import approval_service_pb2_grpc as approval_grpc
-from signoff.v1 import audit_service_pb2_grpc as audit_grpc
-from signoff.v1 import execution_service_pb2_grpc as execution_grpc
 
 from signoff.api.servicers import ApprovalService, AuditService, ExecutionService
 from signoff.services.context import Context
 from signoff.store.database import Database
 from signoff.store.migrate import migrate
+from signoff.v1 import approval_service_pb2, audit_service_pb2, execution_service_pb2
+from signoff.v1 import approval_service_pb2_grpc as approval_grpc
+from signoff.v1 import audit_service_pb2_grpc as audit_grpc
+from signoff.v1 import execution_service_pb2_grpc as execution_grpc
 
 log = logging.getLogger("signoff.server")
 

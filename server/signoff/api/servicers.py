@@ -4,13 +4,6 @@ from collections.abc import AsyncIterator
 
 import grpc
 from google.protobuf import json_format
-from signoff.v1 import approval_service_pb2 as approval_pb
-from signoff.v1 import approval_service_pb2_grpc as approval_grpc
-from signoff.v1 import audit_service_pb2 as audit_pb
-from signoff.v1 import audit_service_pb2_grpc as audit_grpc
-from signoff.v1 import execution_service_pb2 as execution_pb
-from signoff.v1 import execution_service_pb2_grpc as execution_grpc
-from signoff.v1 import types_pb2 as pb
 
 from signoff.api import convert
 from signoff.api.errors import streaming, unary
@@ -19,6 +12,13 @@ from signoff.domain.models import Event
 from signoff.domain.states import ExecutionResult, InstanceState, Outcome, Verdict
 from signoff.services import audit, decisions, instances, watch
 from signoff.services.context import Context
+from signoff.v1 import approval_service_pb2 as approval_pb
+from signoff.v1 import approval_service_pb2_grpc as approval_grpc
+from signoff.v1 import audit_service_pb2 as audit_pb
+from signoff.v1 import audit_service_pb2_grpc as audit_grpc
+from signoff.v1 import execution_service_pb2 as execution_pb
+from signoff.v1 import execution_service_pb2_grpc as execution_grpc
+from signoff.v1 import types_pb2 as pb
 
 
 class ExecutionService(execution_grpc.ExecutionServiceServicer):

@@ -1,6 +1,6 @@
 """Domain errors. Each has a stable UPPER_SNAKE reason; api/errors.py maps kinds to gRPC codes."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 
@@ -55,7 +55,9 @@ class NotFound(SignoffError):
 
     def __init__(self, what: str, ident: str) -> None:
         super().__init__(
-            f"{what.upper()}_NOT_FOUND", f"{what} {ident!r} not found", metadata={f"{what}_id": ident}
+            f"{what.upper()}_NOT_FOUND",
+            f"{what} {ident!r} not found",
+            metadata={f"{what}_id": ident},
         )
 
 

@@ -43,22 +43,17 @@ class DefaultPolicy:
 
     def evaluate(self, instance: Instance, action: ProposedAction) -> PolicyDecision:
         intent = instance.envelope.get("input", {}).get("intent", "") or "unspecified"
-        common = dict(
+        gated = action.risk_class in _GATED
+        return PolicyDecision(
+            effect=Effect.REQUIRE_APPROVAL if gated else Effect.ALLOW,
+            reasons=[
+                f"{action.risk_class.value} actions need a human approval"
+                if gated
+                else f"{action.risk_class.value} actions are allowed"
+            ],
+            rule_ids=["BUILTIN_GATE_OUTWARD_ACTIONS" if gated else "BUILTIN_ALLOW_LOCAL_ACTIONS"],
+            gate_ids=[DEFAULT_GATE] if gated else [],
             decision_key=f"{intent}.{action.tool}",
             bundle_id=self.bundle_id,
             bundle_version=self.version,
-        )
-        if action.risk_class in _GATED:
-            return PolicyDecision(
-                effect=Effect.REQUIRE_APPROVAL,
-                reasons=[f"{action.risk_class.value} actions need a human approval"],
-                rule_ids=["BUILTIN_GATE_OUTWARD_ACTIONS"],
-                gate_ids=[DEFAULT_GATE],
-                **common,
-            )
-        return PolicyDecision(
-            effect=Effect.ALLOW,
-            reasons=[f"{action.risk_class.value} actions are allowed"],
-            rule_ids=["BUILTIN_ALLOW_LOCAL_ACTIONS"],
-            **common,
         )

@@ -22,7 +22,9 @@ def normalize_url(url: str) -> URL:
         return parsed.set(drivername="sqlite+aiosqlite")
     if backend == "postgresql":
         return parsed.set(drivername="postgresql+psycopg")
-    raise ValueError(f"unsupported database {backend!r}: use sqlite:///FILE or postgresql+psycopg://…")
+    raise ValueError(
+        f"unsupported database {backend!r}: use sqlite:///FILE or postgresql+psycopg://…"
+    )
 
 
 def _sqlite_engine(url: URL, *, begin: str, pool_size: int) -> AsyncEngine:
