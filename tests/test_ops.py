@@ -1,0 +1,150 @@
+"""What operators type: grpcurl through server reflection, and the signoff CLI."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from signoff.v1 import execution_service_pb2 as execution_pb
+from tests.support import ServerProcess, envelope, refund_action
+
+BIN = Path(sys.executable).parent
+
+
+def grpcurl(server: ServerProcess, *args: str, data: object | None = None) -> str:
+    command = [str(BIN / "grpcurl"), "-plaintext"]
+    if data is not None:
+        command += ["-d", json.dumps(data)]
+    result = subprocess.run(
+        [*command, server.target, *args], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def cli(server: ServerProcess, *args: str) -> str:
+    result = subprocess.run(
+        [str(BIN / "signoff"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "SIGNOFF_TARGET": server.target},
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_reflection_lists_and_describes_the_services(server: ServerProcess) -> None:
+    listed = grpcurl(server, "list").split()
+    for service in (
+        "signoff.v1.ExecutionService",
+        "signoff.v1.ApprovalService",
+        "signoff.v1.AuditService",
+        "grpc.health.v1.Health",
+    ):
+        assert service in listed
+    described = grpcurl(server, "describe", "signoff.v1.ExecutionService")
+    assert "rpc WatchInstance ( .signoff.v1.WatchInstanceRequest ) returns ( stream" in described
+    assert json.loads(grpcurl(server, "grpc.health.v1.Health/Check")) == {"status": "SERVING"}
+
+
+def test_a_whole_approval_by_grpcurl_alone(server: ServerProcess) -> None:
+    tenant = f"tenant_ops_{os.getpid()}"
+    instance = json.loads(
+        grpcurl(
+            server,
+            "signoff.v1.ExecutionService/InvokeAgent",
+            data={
+                "request_id": f"req_ops_{os.getpid()}",
+                "tenant_id": tenant,
+                "user": {"user_id": "usr_771"},
+                "agent": {"agent_id": "agt_support"},
+                "input": {"intent": "support.refund"},
+            },
+        )
+    )["instance"]
+    decision = json.loads(
+        grpcurl(
+            server,
+            "signoff.v1.ExecutionService/RequestDecision",
+            data={
+                "instance_id": instance["instanceId"],
+                "action": {
+                    "tool_call_id": "tc_121",
+                    "tool": "adp_payments.issue_refund",
+                    "params": {"order_id": "ord_881", "amount": 4200},
+                    "risk_class": "RISK_CLASS_DESTRUCTIVE",
+                },
+            },
+        )
+    )
+    assert decision["outcome"] == "OUTCOME_WAITING_FOR_HUMAN"
+    pending = json.loads(
+        grpcurl(
+            server, "signoff.v1.ApprovalService/ListPendingApprovals", data={"tenant_id": tenant}
+        )
+    )
+    assert [a["actionId"] for a in pending["actions"]] == [decision["actionId"]]
+    decided = json.loads(
+        grpcurl(
+            server,
+            "signoff.v1.ApprovalService/SubmitDecision",
+            data={
+                "action_id": decision["actionId"],
+                "verdict": "VERDICT_APPROVE",
+                "reason": "verified",
+                "approver": "user_finance_lead_77",
+                "request_id": "ops-approve-1",
+            },
+        )
+    )
+    assert decided["action"]["state"] == "ACTION_STATE_APPROVED"
+    grpcurl(
+        server,
+        "signoff.v1.ExecutionService/CompleteInstance",
+        data={"instance_id": instance["instanceId"]},
+    )
+    # The stream replays and, after the terminal event, ends by itself.
+    streamed = grpcurl(
+        server,
+        "signoff.v1.ExecutionService/WatchInstance",
+        data={"instance_id": instance["instanceId"]},
+    )
+    assert streamed.count('"event"') == 4 and "EVENT_TYPE_INSTANCE_COMPLETED" in streamed
+
+
+def test_operator_cli(server: ServerProcess) -> None:
+    stubs = server.stubs()
+    tenant = f"tenant_cli_{os.getpid()}"
+    instance_id = stubs.execution.InvokeAgent(envelope(tenant_id=tenant)).instance.instance_id
+    first, second = (
+        stubs.execution.RequestDecision(
+            execution_pb.RequestDecisionRequest(
+                instance_id=instance_id, action=refund_action(f"tc_{i}")
+            )
+        ).action_id
+        for i in range(2)
+    )
+    pending = cli(server, "pending", "--tenant", tenant)
+    assert first in pending and second in pending and "adp_payments.issue_refund" in pending
+    assert "APPROVED by alice" in cli(
+        server, "approve", first, "--reason", "ok", "--approver", "alice"
+    )
+    assert "REJECTED by bob" in cli(server, "reject", second, "--reason", "no", "--approver", "bob")
+    assert cli(server, "pending", "--tenant", tenant).strip() == "no actions wait for a decision"
+    assert "WAITING_FOR_HUMAN" not in cli(server, "instances", "--tenant", tenant)
+    stubs.execution.CompleteInstance(execution_pb.CompleteInstanceRequest(instance_id=instance_id))
+    watched = cli(server, "watch", instance_id).splitlines()
+    assert [line.split()[0] for line in watched] == ["#1", "#2", "#3", "#4", "#5", "#6"]
+    assert "ACTION_DECIDED" in watched[3] and "by alice" in watched[3]
+    assert watched[-1].startswith("#6  INSTANCE_COMPLETED")
+
+    failed = subprocess.run(
+        [str(BIN / "signoff"), "approve", first, "--reason", "again", "--target", server.target],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert failed.returncode == 1
+    assert "ABORTED [ALREADY_DECIDED]" in failed.stderr
