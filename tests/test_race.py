@@ -99,3 +99,23 @@ def test_duplicate_requests_create_one_action(server: ServerProcess) -> None:
         execution_pb.GetInstanceRequest(instance_id=instance.instance_id)
     )
     assert again.instance.tool_calls_used == 1 and again.instance.revision == 2
+
+
+def test_retries_racing_their_own_first_attempt_all_get_the_answer(server: ServerProcess) -> None:
+    stubs = server.stubs()
+    instance = stubs.execution.InvokeAgent(envelope()).instance
+    waiting = stubs.execution.RequestDecision(
+        execution_pb.RequestDecisionRequest(
+            instance_id=instance.instance_id, action=refund_action()
+        )
+    )
+    message = approval_pb.SubmitDecisionRequest(
+        action_id=waiting.action_id,
+        verdict=pb.VERDICT_APPROVE,
+        reason="retried",
+        approver="lead",
+        request_id=f"retry_{uuid.uuid4().hex}",
+    )
+    results = race(server, [lambda s: s.approval.SubmitDecision(message) for _ in range(20)])  # type: ignore[attr-defined]
+    assert all(isinstance(r, approval_pb.SubmitDecisionResponse) for r in results), results
+    assert len({r.record.record_id for r in results}) == 1  # type: ignore[attr-defined]

@@ -153,13 +153,13 @@ async def submit_decision(
         {"action_id": action_id, "verdict": verdict.value, "reason": reason, "approver": approver}
     )
     async with ctx.db.write() as tx:
+        action, instance = await _locked_action(tx, action_id)
+        # Under the lock, so a retry racing its own first attempt still gets its answer.
         prior = await tx.find_vote_by_request(request_id)
         if prior is not None:
             if prior.request_sha256 != request_digest:
                 raise IdempotencyKeyReused("request_id", "decision")
-            return await _decided(tx, prior.action_id)
-
-        action, instance = await _locked_action(tx, action_id)
+            return action, await _record_of(tx, action_id)
         if action.state in DECIDED_ACTION_STATES:
             raise AlreadyDecided(
                 action_id, action.state.value, _winning_verdict(action).value, action.decided_by
@@ -217,11 +217,10 @@ async def submit_decision(
         return action, record
 
 
-async def _decided(tx: Tx, action_id: str) -> tuple[Action, DecisionRecord]:
-    action = await tx.get_action(action_id)
+async def _record_of(tx: Tx, action_id: str) -> DecisionRecord:
     record = await tx.get_record_for_action(action_id)
-    assert action is not None and record is not None, "a vote always has its action and record"
-    return action, record
+    assert record is not None, "a vote is always written with its record"
+    return record
 
 
 async def report_execution(
