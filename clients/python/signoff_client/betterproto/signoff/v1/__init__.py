@@ -544,9 +544,7 @@ class Action(betterproto2.Message):
         7, betterproto2.TYPE_ENUM, default_factory=lambda: RiskClass(0)
     )
 
-    evidence_refs: "list[str]" = betterproto2.field(
-        8, betterproto2.TYPE_STRING, repeated=True
-    )
+    evidence_refs: "list[str]" = betterproto2.field(8, betterproto2.TYPE_STRING, repeated=True)
 
     action_sha256: "str" = betterproto2.field(9, betterproto2.TYPE_STRING)
     """
@@ -558,9 +556,7 @@ class Action(betterproto2.Message):
         10, betterproto2.TYPE_ENUM, default_factory=lambda: ActionState(0)
     )
 
-    gate_ids: "list[str]" = betterproto2.field(
-        11, betterproto2.TYPE_STRING, repeated=True
-    )
+    gate_ids: "list[str]" = betterproto2.field(11, betterproto2.TYPE_STRING, repeated=True)
     """
     The gates the action waits on (or waited on).
     """
@@ -573,17 +569,11 @@ class Action(betterproto2.Message):
     decision_reason: "str" = betterproto2.field(13, betterproto2.TYPE_STRING)
 
     create_time: "datetime.datetime | None" = betterproto2.field(
-        14,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: __google__protobuf__.Timestamp,
-        optional=True,
+        14, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
     )
 
     decide_time: "datetime.datetime | None" = betterproto2.field(
-        15,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: __google__protobuf__.Timestamp,
-        optional=True,
+        15, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
     )
 
     execution_evidence_ref: "str" = betterproto2.field(16, betterproto2.TYPE_STRING)
@@ -639,10 +629,7 @@ class Approval(betterproto2.Message):
     reason: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
 
     time: "datetime.datetime | None" = betterproto2.field(
-        7,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: __google__protobuf__.Timestamp,
-        optional=True,
+        7, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
     )
 
 
@@ -658,10 +645,7 @@ class Bookmark(betterproto2.Message):
     revision: "int" = betterproto2.field(1, betterproto2.TYPE_INT64)
 
     time: "datetime.datetime | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: __google__protobuf__.Timestamp,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
     )
 
 
@@ -678,16 +662,12 @@ class CancelInstanceRequest(betterproto2.Message):
     reason: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "signoff.v1", "CancelInstanceRequest", CancelInstanceRequest
-)
+default_message_pool.register_message("signoff.v1", "CancelInstanceRequest", CancelInstanceRequest)
 
 
 @dataclass(eq=False, repr=False)
 class CancelInstanceResponse(betterproto2.Message):
-    instance: "Instance | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    instance: "Instance | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
 
 default_message_pool.register_message(
@@ -710,9 +690,7 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class CompleteInstanceResponse(betterproto2.Message):
-    instance: "Instance | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    instance: "Instance | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
 
 default_message_pool.register_message(
@@ -730,13 +708,9 @@ class ControlsActive(betterproto2.Message):
         1, betterproto2.TYPE_STRING, repeated=True
     )
 
-    must_refuse: "list[str]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, repeated=True
-    )
+    must_refuse: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
 
-    must_escalate: "list[str]" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, repeated=True
-    )
+    must_escalate: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
 
     redaction_rules_active: "list[str]" = betterproto2.field(
         4, betterproto2.TYPE_STRING, repeated=True
@@ -782,24 +756,18 @@ class DecisionRecord(betterproto2.Message):
     The execution's outputs, attached by ReportExecution.
     """
 
-    evidence_refs: "list[str]" = betterproto2.field(
-        6, betterproto2.TYPE_STRING, repeated=True
-    )
+    evidence_refs: "list[str]" = betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True)
     """
     The action's evidence, then the execution's evidence ref once reported.
     """
 
-    approvals: "list[Approval]" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    approvals: "list[Approval]" = betterproto2.field(7, betterproto2.TYPE_MESSAGE, repeated=True)
 
     controls_active: "ControlsActive | None" = betterproto2.field(
         8, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    policy: "PolicyRef | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    policy: "PolicyRef | None" = betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True)
 
     trace_id: "str" = betterproto2.field(10, betterproto2.TYPE_STRING)
     """
@@ -822,10 +790,7 @@ class DecisionRecord(betterproto2.Message):
     """
 
     create_time: "datetime.datetime | None" = betterproto2.field(
-        17,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: __google__protobuf__.Timestamp,
-        optional=True,
+        17, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
     )
 
     execution_state: "ActionState" = betterproto2.field(
@@ -878,10 +843,7 @@ class Event(betterproto2.Message):
     )
 
     time: "datetime.datetime | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: __google__protobuf__.Timestamp,
-        optional=True,
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
     )
 
     instance_state: "InstanceState" = betterproto2.field(
@@ -964,21 +926,15 @@ class GetInstanceRequest(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "signoff.v1", "GetInstanceRequest", GetInstanceRequest
-)
+default_message_pool.register_message("signoff.v1", "GetInstanceRequest", GetInstanceRequest)
 
 
 @dataclass(eq=False, repr=False)
 class GetInstanceResponse(betterproto2.Message):
-    instance: "Instance | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    instance: "Instance | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
 
-default_message_pool.register_message(
-    "signoff.v1", "GetInstanceResponse", GetInstanceResponse
-)
+default_message_pool.register_message("signoff.v1", "GetInstanceResponse", GetInstanceResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -1029,33 +985,21 @@ class Instance(betterproto2.Message):
 
     tenant_id: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
 
-    user: "User | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    user: "User | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
 
-    agent: "Agent | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    agent: "Agent | None" = betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True)
 
     workflow_id: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
 
     workflow_version: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
 
-    context_pack_refs: "list[str]" = betterproto2.field(
-        9, betterproto2.TYPE_STRING, repeated=True
-    )
+    context_pack_refs: "list[str]" = betterproto2.field(9, betterproto2.TYPE_STRING, repeated=True)
 
-    input: "Input | None" = betterproto2.field(
-        10, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    input: "Input | None" = betterproto2.field(10, betterproto2.TYPE_MESSAGE, optional=True)
 
-    mode: "Mode" = betterproto2.field(
-        11, betterproto2.TYPE_ENUM, default_factory=lambda: Mode(0)
-    )
+    mode: "Mode" = betterproto2.field(11, betterproto2.TYPE_ENUM, default_factory=lambda: Mode(0))
 
-    runtime: "Runtime | None" = betterproto2.field(
-        12, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    runtime: "Runtime | None" = betterproto2.field(12, betterproto2.TYPE_MESSAGE, optional=True)
 
     state: "InstanceState" = betterproto2.field(
         13, betterproto2.TYPE_ENUM, default_factory=lambda: InstanceState(0)
@@ -1073,17 +1017,11 @@ class Instance(betterproto2.Message):
     """
 
     create_time: "datetime.datetime | None" = betterproto2.field(
-        16,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: __google__protobuf__.Timestamp,
-        optional=True,
+        16, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
     )
 
     update_time: "datetime.datetime | None" = betterproto2.field(
-        17,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: __google__protobuf__.Timestamp,
-        optional=True,
+        17, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
     )
 
 
@@ -1108,16 +1046,12 @@ class InvokeAgentRequest(betterproto2.Message):
     Required.
     """
 
-    user: "User | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    user: "User | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
     """
     Required: user.user_id.
     """
 
-    agent: "Agent | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    agent: "Agent | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
     """
     Required: agent.agent_id.
     """
@@ -1126,38 +1060,24 @@ class InvokeAgentRequest(betterproto2.Message):
 
     workflow_version: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
 
-    context_pack_refs: "list[str]" = betterproto2.field(
-        8, betterproto2.TYPE_STRING, repeated=True
-    )
+    context_pack_refs: "list[str]" = betterproto2.field(8, betterproto2.TYPE_STRING, repeated=True)
 
-    input: "Input | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    input: "Input | None" = betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True)
 
-    mode: "Mode" = betterproto2.field(
-        10, betterproto2.TYPE_ENUM, default_factory=lambda: Mode(0)
-    )
+    mode: "Mode" = betterproto2.field(10, betterproto2.TYPE_ENUM, default_factory=lambda: Mode(0))
 
-    runtime: "Runtime | None" = betterproto2.field(
-        11, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    runtime: "Runtime | None" = betterproto2.field(11, betterproto2.TYPE_MESSAGE, optional=True)
 
 
-default_message_pool.register_message(
-    "signoff.v1", "InvokeAgentRequest", InvokeAgentRequest
-)
+default_message_pool.register_message("signoff.v1", "InvokeAgentRequest", InvokeAgentRequest)
 
 
 @dataclass(eq=False, repr=False)
 class InvokeAgentResponse(betterproto2.Message):
-    instance: "Instance | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    instance: "Instance | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
 
-default_message_pool.register_message(
-    "signoff.v1", "InvokeAgentResponse", InvokeAgentResponse
-)
+default_message_pool.register_message("signoff.v1", "InvokeAgentResponse", InvokeAgentResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -1211,16 +1131,12 @@ class ListEventsRequest(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "signoff.v1", "ListEventsRequest", ListEventsRequest
-)
+default_message_pool.register_message("signoff.v1", "ListEventsRequest", ListEventsRequest)
 
 
 @dataclass(eq=False, repr=False)
 class ListEventsResponse(betterproto2.Message):
-    events: "list[Event]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    events: "list[Event]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
     next_after_revision: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
     """
@@ -1228,9 +1144,7 @@ class ListEventsResponse(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "signoff.v1", "ListEventsResponse", ListEventsResponse
-)
+default_message_pool.register_message("signoff.v1", "ListEventsResponse", ListEventsResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -1255,16 +1169,12 @@ class ListInstancesRequest(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "signoff.v1", "ListInstancesRequest", ListInstancesRequest
-)
+default_message_pool.register_message("signoff.v1", "ListInstancesRequest", ListInstancesRequest)
 
 
 @dataclass(eq=False, repr=False)
 class ListInstancesResponse(betterproto2.Message):
-    instances: "list[Instance]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    instances: "list[Instance]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
     next_page_token: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
     """
@@ -1272,9 +1182,7 @@ class ListInstancesResponse(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "signoff.v1", "ListInstancesResponse", ListInstancesResponse
-)
+default_message_pool.register_message("signoff.v1", "ListInstancesResponse", ListInstancesResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -1301,9 +1209,7 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class ListPendingApprovalsResponse(betterproto2.Message):
-    actions: "list[Action]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    actions: "list[Action]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
     next_page_token: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
@@ -1325,9 +1231,7 @@ class PolicyRef(betterproto2.Message):
 
     sha256: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
-    rule_ids: "list[str]" = betterproto2.field(
-        4, betterproto2.TYPE_STRING, repeated=True
-    )
+    rule_ids: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
 
 
 default_message_pool.register_message("signoff.v1", "PolicyRef", PolicyRef)
@@ -1358,9 +1262,7 @@ class ProposedAction(betterproto2.Message):
         4, betterproto2.TYPE_ENUM, default_factory=lambda: RiskClass(0)
     )
 
-    evidence_refs: "list[str]" = betterproto2.field(
-        5, betterproto2.TYPE_STRING, repeated=True
-    )
+    evidence_refs: "list[str]" = betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True)
     """
     References to the evidence the agent acted on, for example
     "kg:order:ord_881#snapshot_kg_2026_05_03_T0930".
@@ -1406,9 +1308,7 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class ReportExecutionResponse(betterproto2.Message):
-    action: "Action | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    action: "Action | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
 
 default_message_pool.register_message(
@@ -1449,9 +1349,7 @@ class RequestDecisionResponse(betterproto2.Message):
     "sha256:<hex>" of the action's canonical form (RFC 8785 JSON).
     """
 
-    gate_ids: "list[str]" = betterproto2.field(
-        4, betterproto2.TYPE_STRING, repeated=True
-    )
+    gate_ids: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
     """
     The gates the action waits on when the outcome is WAITING_FOR_HUMAN.
     """
@@ -1461,9 +1359,7 @@ class RequestDecisionResponse(betterproto2.Message):
     Why policy answered as it did.
     """
 
-    action: "Action | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    action: "Action | None" = betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True)
     """
     The action as stored; on APPROVED its params are the ones to execute.
     """
@@ -1521,16 +1417,12 @@ class SubmitDecisionRequest(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "signoff.v1", "SubmitDecisionRequest", SubmitDecisionRequest
-)
+default_message_pool.register_message("signoff.v1", "SubmitDecisionRequest", SubmitDecisionRequest)
 
 
 @dataclass(eq=False, repr=False)
 class SubmitDecisionResponse(betterproto2.Message):
-    action: "Action | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    action: "Action | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
     """
     The action after the decision.
     """
@@ -1577,9 +1469,7 @@ class WatchInstanceRequest(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "signoff.v1", "WatchInstanceRequest", WatchInstanceRequest
-)
+default_message_pool.register_message("signoff.v1", "WatchInstanceRequest", WatchInstanceRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -1600,9 +1490,7 @@ class WatchInstanceResponse(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "signoff.v1", "WatchInstanceResponse", WatchInstanceResponse
-)
+default_message_pool.register_message("signoff.v1", "WatchInstanceResponse", WatchInstanceResponse)
 
 
 class ApprovalServiceStub:
@@ -1626,9 +1514,7 @@ class ApprovalServiceStub:
             ListPendingApprovalsResponse.FromString,
         )(message)
 
-    def submit_decision(
-        self, message: "SubmitDecisionRequest"
-    ) -> "SubmitDecisionResponse":
+    def submit_decision(self, message: "SubmitDecisionRequest") -> "SubmitDecisionResponse":
         """
         Approves or rejects a waiting action. When several deciders race on one
         action exactly one takes effect; every other gets ABORTED with reason
@@ -1834,9 +1720,7 @@ class ExecutionServiceStub:
             InvokeAgentResponse.FromString,
         )(message)
 
-    def request_decision(
-        self, message: "RequestDecisionRequest"
-    ) -> "RequestDecisionResponse":
+    def request_decision(self, message: "RequestDecisionRequest") -> "RequestDecisionResponse":
         """
         Asks whether an action may run. Policy answers at once with APPROVED,
         REJECTED or TERMINATED, or with WAITING_FOR_HUMAN and the gates the action
@@ -1851,9 +1735,7 @@ class ExecutionServiceStub:
             RequestDecisionResponse.FromString,
         )(message)
 
-    def watch_instance(
-        self, message: "WatchInstanceRequest"
-    ) -> "Iterator[WatchInstanceResponse]":
+    def watch_instance(self, message: "WatchInstanceRequest") -> "Iterator[WatchInstanceResponse]":
         """
         Streams an instance's events with revision > after_revision: first the
         stored ones, then live ones. Ordered, gapless, no duplicates; progress
@@ -1867,9 +1749,7 @@ class ExecutionServiceStub:
             WatchInstanceResponse.FromString,
         )(message)
 
-    def report_execution(
-        self, message: "ReportExecutionRequest"
-    ) -> "ReportExecutionResponse":
+    def report_execution(self, message: "ReportExecutionRequest") -> "ReportExecutionResponse":
         """
         Reports the execution of an APPROVED action (EXECUTED or FAILED).
         Fails with FAILED_PRECONDITION for an action that is not approved.
@@ -1881,9 +1761,7 @@ class ExecutionServiceStub:
             ReportExecutionResponse.FromString,
         )(message)
 
-    def complete_instance(
-        self, message: "CompleteInstanceRequest"
-    ) -> "CompleteInstanceResponse":
+    def complete_instance(self, message: "CompleteInstanceRequest") -> "CompleteInstanceResponse":
         """
         Marks a RUNNING instance COMPLETED. Fails with FAILED_PRECONDITION while an
         action waits (cancel the instance instead).
@@ -1895,9 +1773,7 @@ class ExecutionServiceStub:
             CompleteInstanceResponse.FromString,
         )(message)
 
-    def cancel_instance(
-        self, message: "CancelInstanceRequest"
-    ) -> "CancelInstanceResponse":
+    def cancel_instance(self, message: "CancelInstanceRequest") -> "CancelInstanceResponse":
         """
         Terminates an instance: waiting and approved-but-unexecuted actions become
         CANCELLED, and an agent waiting on them learns TERMINATED.
@@ -1920,9 +1796,7 @@ class ExecutionServiceStub:
             GetInstanceResponse.FromString,
         )(message)
 
-    def list_instances(
-        self, message: "ListInstancesRequest"
-    ) -> "ListInstancesResponse":
+    def list_instances(self, message: "ListInstancesRequest") -> "ListInstancesResponse":
         """
         Lists instances, newest first, optionally filtered by tenant and state.
         """
