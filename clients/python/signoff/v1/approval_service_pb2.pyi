@@ -8,16 +8,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ListPendingApprovalsRequest(_message.Message):
-    __slots__ = ("tenant_id", "gate_id", "page_size", "page_token")
+    __slots__ = ("tenant_id", "page_size", "page_token")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
-    GATE_ID_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
-    gate_id: str
     page_size: int
     page_token: str
-    def __init__(self, tenant_id: _Optional[str] = ..., gate_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    def __init__(self, tenant_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListPendingApprovalsResponse(_message.Message):
     __slots__ = ("actions", "next_page_token")

@@ -1189,17 +1189,12 @@ default_message_pool.register_message("signoff.v1", "ListInstancesResponse", Lis
 class ListPendingApprovalsRequest(betterproto2.Message):
     tenant_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
-    gate_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
-    """
-    Only actions waiting on this gate.
-    """
-
-    page_size: "int" = betterproto2.field(3, betterproto2.TYPE_INT32)
+    page_size: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
     """
     At most 1000; 0 means 50.
     """
 
-    page_token: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    page_token: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
 
 default_message_pool.register_message(

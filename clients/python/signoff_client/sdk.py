@@ -1,0 +1,814 @@
+"""The signoff SDK: ask before acting, and wait for humans without polling.
+
+`AsyncSignoff` (grpc.aio) and `Signoff` (blocking grpc) wrap the generated grpcio stubs.
+The heart is `request_decision`: it asks signoff whether an action may run and, when a
+human must decide, waits on the resumable WatchInstance stream, reconnecting with capped
+exponential backoff and jitter from the last revision received. It fails closed: only an
+APPROVED answer from signoff returns normally; every other answer or error raises.
+
+Both clients share the pure helpers below (request building, answer and error mapping,
+backoff); only the I/O loops differ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+import uuid
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Generator,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+import grpc
+from google.protobuf import json_format
+
+from signoff.v1 import approval_service_pb2 as approval_pb
+from signoff.v1 import approval_service_pb2_grpc as approval_grpc
+from signoff.v1 import execution_service_pb2 as execution_pb
+from signoff.v1 import execution_service_pb2_grpc as execution_grpc
+from signoff.v1 import types_pb2 as pb
+from signoff_client.errors import (
+    ActionRejected,
+    DecisionTimeout,
+    InstanceTerminated,
+    SignoffError,
+    error_info,
+    from_rpc_error,
+    rich_status,
+)
+
+__all__ = [
+    "APPROVED",
+    "CHANNEL_OPTIONS",
+    "REJECTED",
+    "TERMINATED",
+    "WAITING_FOR_HUMAN",
+    "AsyncSignoff",
+    "Backoff",
+    "Decision",
+    "Signoff",
+    "proposed_action",
+]
+
+APPROVED = "APPROVED"
+WAITING_FOR_HUMAN = "WAITING_FOR_HUMAN"
+REJECTED = "REJECTED"
+TERMINATED = "TERMINATED"
+
+# Used by connect(): keep idle streams alive and reconnect quickly once a server is back.
+CHANNEL_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.max_reconnect_backoff_ms", 5_000),
+]
+
+# INTERNAL/UNKNOWN without signoff's ErrorInfo come from the transport (a reset stream, a
+# proxy); they are retried this many times in a row before being raised.
+_TRANSPORT_ERROR_RETRIES = 5
+
+
+@dataclass(frozen=True)
+class Decision:
+    """signoff's answer about one action.
+
+    On APPROVED, `params` are the params signoff approved: execute with these, not a
+    local copy. `params` and `action` are None only for an approval learned through
+    `wait_for_decision` without the proposal (the stream carries no params).
+    `revision` is the instance revision to watch from (persist it with `action_id` to
+    resume a wait later).
+    """
+
+    outcome: str
+    action_id: str
+    action_sha256: str
+    params: dict[str, Any] | None
+    approver: str
+    reason: str
+    revision: int
+    action: pb.Action | None = field(repr=False)
+    instance_id: str = ""
+    gate_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Capped exponential backoff with jitter between reconnection attempts (seconds)."""
+
+    initial: float = 0.1
+    maximum: float = 5.0
+    multiplier: float = 2.0
+
+    def delay(self, attempt: int) -> float:
+        # The exponent is capped so a days-long outage never overflows the float.
+        ceiling = min(self.maximum, self.initial * self.multiplier ** min(attempt, 64))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+# ---- pure helpers shared by both clients ------------------------------------------------
+
+
+def _enum(wrapper: Any, prefix: str, value: str | int) -> int:
+    """An enum number from a pb value, a short name ("DESTRUCTIVE") or a full name."""
+    if isinstance(value, int):
+        wrapper.Name(value)  # ValueError for unknown numbers
+        return value
+    name = value.upper()
+    try:
+        return int(wrapper.Value(name if name.startswith(prefix) else prefix + name))
+    except ValueError:
+        raise ValueError(f"unknown {prefix.rstrip('_')} {value!r}") from None
+
+
+def _json_numbers(value: Any) -> Any:
+    """Struct numbers are doubles; whole ones become ints (the same RFC 8785 value)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _json_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_numbers(item) for item in value]
+    return value
+
+
+def proposed_action(
+    tool_call_id: str,
+    tool: str,
+    params: Mapping[str, Any],
+    risk_class: str | int,
+    evidence_refs: Sequence[str] = (),
+) -> pb.ProposedAction:
+    """Builds the ProposedAction RequestDecision takes (risk_class as "DESTRUCTIVE" or pb)."""
+    action = pb.ProposedAction(
+        tool_call_id=tool_call_id,
+        tool=tool,
+        risk_class=_enum(pb.RiskClass, "RISK_CLASS_", risk_class),  # type: ignore[arg-type]
+        evidence_refs=list(evidence_refs),
+    )
+    action.params.update(dict(params))
+    return action
+
+
+def _invoke_request(
+    envelope: Mapping[str, Any] | execution_pb.InvokeAgentRequest,
+) -> execution_pb.InvokeAgentRequest:
+    if isinstance(envelope, execution_pb.InvokeAgentRequest):
+        return envelope
+    return json_format.ParseDict(dict(envelope), execution_pb.InvokeAgentRequest())
+
+
+def _submit_request(
+    action_id: str, verdict: str | int, reason: str, approver: str, request_id: str | None
+) -> approval_pb.SubmitDecisionRequest:
+    return approval_pb.SubmitDecisionRequest(
+        action_id=action_id,
+        verdict=_enum(pb.Verdict, "VERDICT_", verdict),  # type: ignore[arg-type]
+        reason=reason,
+        approver=approver,
+        request_id=request_id or f"sdk_{uuid.uuid4().hex}",
+    )
+
+
+def _report_request(
+    action_id: str,
+    succeeded: bool,
+    evidence_ref: str,
+    outputs: Mapping[str, Any] | None,
+    error_message: str,
+) -> execution_pb.ReportExecutionRequest:
+    request = execution_pb.ReportExecutionRequest(
+        action_id=action_id,
+        result=execution_pb.EXECUTION_RESULT_SUCCEEDED
+        if succeeded
+        else execution_pb.EXECUTION_RESULT_FAILED,
+        evidence_ref=evidence_ref,
+        error_message=error_message,
+    )
+    if outputs:
+        request.outputs.update(dict(outputs))
+    return request
+
+
+def _decision_request(
+    instance_id: str, proposal: pb.ProposedAction
+) -> execution_pb.RequestDecisionRequest:
+    return execution_pb.RequestDecisionRequest(instance_id=instance_id, action=proposal)
+
+
+def _pending(instance_id: str, action_id: str, revision: int) -> Decision:
+    """A waiting action known only by id (a resumed wait)."""
+    return Decision(
+        outcome=WAITING_FOR_HUMAN,
+        action_id=action_id,
+        action_sha256="",
+        params=None,
+        approver="",
+        reason="",
+        revision=revision,
+        action=None,
+        instance_id=instance_id,
+    )
+
+
+def _outcome_name(number: int) -> str:
+    return pb.Outcome.Name(number).removeprefix("OUTCOME_")
+
+
+def _decision(instance_id: str, response: execution_pb.RequestDecisionResponse) -> Decision:
+    """Maps a RequestDecision answer: returns APPROVED/WAITING_FOR_HUMAN, raises the rest."""
+    action = response.action if response.HasField("action") else None
+    decision = Decision(
+        outcome=_outcome_name(response.outcome),
+        action_id=response.action_id,
+        action_sha256=response.action_sha256,
+        params=_json_numbers(json_format.MessageToDict(action.params)) if action else {},
+        approver=action.decided_by if action else "",
+        reason=response.reason,
+        revision=response.revision,
+        action=action,
+        instance_id=instance_id,
+        gate_ids=tuple(response.gate_ids),
+    )
+    if decision.outcome == REJECTED:
+        raise ActionRejected(decision)
+    if decision.outcome == TERMINATED:
+        raise InstanceTerminated(instance_id, decision.reason, decision)
+    if decision.outcome not in (APPROVED, WAITING_FOR_HUMAN):
+        raise SignoffError(f"unexpected outcome {decision.outcome}", reason="UNEXPECTED_OUTCOME")
+    return decision
+
+
+def _settles(event: pb.Event, action_id: str) -> bool:
+    """Whether an event tells the agent the outcome of its action."""
+    return event.action_id == action_id and event.outcome not in (
+        pb.OUTCOME_UNSPECIFIED,
+        pb.OUTCOME_WAITING_FOR_HUMAN,
+    )
+
+
+def _from_event(instance_id: str, event: pb.Event | None, pending: Decision | None) -> Decision:
+    """Maps the event that settled an action (None: the stream ended first).
+
+    Returns an APPROVED Decision without params (the caller re-asks to get them);
+    raises ActionRejected or InstanceTerminated otherwise."""
+    if event is None:
+        raise InstanceTerminated(
+            instance_id, "the instance ended before the action was decided", pending
+        )
+    decision = Decision(
+        outcome=_outcome_name(event.outcome),
+        action_id=event.action_id,
+        action_sha256=pending.action_sha256 if pending else "",
+        params=pending.params if pending else None,
+        approver=event.actor,
+        reason=event.reason,
+        revision=event.revision,
+        action=pending.action if pending else None,
+        instance_id=instance_id,
+        gate_ids=pending.gate_ids if pending else (),
+    )
+    if decision.outcome == REJECTED:
+        raise ActionRejected(decision)
+    if decision.outcome != APPROVED:
+        raise InstanceTerminated(instance_id, event.reason, decision)
+    return decision
+
+
+def _approved_again(decision: Decision, action_id: str) -> Decision:
+    """Checks the repeated RequestDecision after an approval event (fail closed)."""
+    if decision.outcome != APPROVED or decision.action_id != action_id:
+        raise SignoffError(
+            f"signoff announced the approval of {action_id} but now answers "
+            f"{decision.outcome} for {decision.action_id}; not executing",
+            reason="UNEXPECTED_OUTCOME",
+        )
+    return decision
+
+
+def _retryable(error: grpc.RpcError, attempt: int) -> bool:
+    """Transient errors worth a reconnect. Retrying a read is safe; never approval."""
+    code = error.code()
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return True
+    if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
+        # signoff's own INTERNAL carries an ErrorInfo and is final; a transport's is not.
+        return attempt < _TRANSPORT_ERROR_RETRIES and error_info(rich_status(error)) is None
+    return False
+
+
+class _Timeout(Exception):
+    """The caller's deadline passed inside a watch loop."""
+
+
+def _delay(backoff: Backoff, error: grpc.RpcError, attempt: int, deadline: float | None) -> float:
+    """How long to wait before retrying after `error`; raises when retrying is wrong."""
+    code = error.code()
+    if deadline is not None and code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        raise _Timeout from error
+    if not _retryable(error, attempt):
+        raise from_rpc_error(error) from error
+    delay, remaining = backoff.delay(attempt), _remaining(deadline)
+    if remaining is None:
+        return delay
+    if remaining <= 0:
+        raise _Timeout from error
+    return min(delay, remaining)
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else deadline - time.monotonic()
+
+
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def _revision(item: execution_pb.WatchInstanceResponse, current: int) -> int:
+    if item.HasField("event"):
+        return item.event.revision
+    return max(current, item.bookmark.revision)
+
+
+def _watch_request(instance_id: str, revision: int) -> execution_pb.WatchInstanceRequest:
+    return execution_pb.WatchInstanceRequest(instance_id=instance_id, after_revision=revision)
+
+
+# ---- grpc.aio ----------------------------------------------------------------------------
+
+
+class AsyncSignoff:
+    """The asyncio signoff client, on a grpc.aio channel (closed by `async with`)."""
+
+    def __init__(self, channel: grpc.aio.Channel, *, backoff: Backoff | None = None) -> None:
+        self.channel = channel
+        self.backoff = backoff or Backoff()
+        self._execution = execution_grpc.ExecutionServiceStub(channel)
+        self._approval = approval_grpc.ApprovalServiceStub(channel)
+
+    @classmethod
+    def connect(
+        cls,
+        target: str,
+        *,
+        credentials: grpc.ChannelCredentials | None = None,
+        backoff: Backoff | None = None,
+    ) -> AsyncSignoff:
+        """A client on a new channel to `target` (TLS when credentials are given)."""
+        if credentials is None:
+            channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        else:
+            channel = grpc.aio.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
+        return cls(channel, backoff=backoff)
+
+    async def close(self) -> None:
+        await self.channel.close(None)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _call(self, method: Any, request: Any, timeout: float | None = None) -> Any:
+        try:
+            return await method(request, timeout=timeout)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from error
+
+    async def invoke_agent(
+        self, envelope: Mapping[str, Any] | execution_pb.InvokeAgentRequest
+    ) -> pb.Instance:
+        """Creates (or, for a repeated request_id, returns) the instance for an envelope."""
+        response: execution_pb.InvokeAgentResponse = await self._call(
+            self._execution.InvokeAgent, _invoke_request(envelope)
+        )
+        return response.instance
+
+    async def request_decision(
+        self,
+        instance_id: str,
+        *,
+        tool_call_id: str,
+        tool: str,
+        params: Mapping[str, Any],
+        risk_class: str | int,
+        evidence_refs: Sequence[str] = (),
+        wait: bool = True,
+        timeout: float | None = None,
+    ) -> Decision:
+        """Asks whether an action may run; returns only on APPROVED (or WAITING with wait=False).
+
+        Raises ActionRejected, InstanceTerminated, DecisionTimeout (the action still
+        waits server-side) or SignoffError. `timeout` bounds the whole call."""
+        deadline = _deadline(timeout)
+        proposal = proposed_action(tool_call_id, tool, params, risk_class, evidence_refs)
+        request = _decision_request(instance_id, proposal)
+        response = await self._call(self._execution.RequestDecision, request, _remaining(deadline))
+        decision = _decision(instance_id, response)
+        if decision.outcome == APPROVED or not wait:
+            return decision
+        return await self._await(instance_id, decision, decision.revision, request, deadline)
+
+    async def wait_for_decision(
+        self,
+        instance_id: str,
+        action_id: str,
+        after_revision: int,
+        *,
+        proposal: pb.ProposedAction | None = None,
+        timeout: float | None = None,
+    ) -> Decision:
+        """Resumes waiting for a decision persisted earlier (instance, action, revision).
+
+        Pass the `proposal` (see `proposed_action`) to receive the approved params; without
+        it an approval is returned with `params` None."""
+        request = None if proposal is None else _decision_request(instance_id, proposal)
+        pending = _pending(instance_id, action_id, after_revision)
+        return await self._await(instance_id, pending, after_revision, request, _deadline(timeout))
+
+    async def _await(
+        self,
+        instance_id: str,
+        pending: Decision,
+        after_revision: int,
+        request: execution_pb.RequestDecisionRequest | None,
+        deadline: float | None,
+    ) -> Decision:
+        settled: pb.Event | None = None
+        revision = after_revision
+        try:
+            async with contextlib.aclosing(
+                self._responses(instance_id, after_revision, deadline)
+            ) as stream:
+                async for item in stream:
+                    if item.HasField("event") and _settles(item.event, pending.action_id):
+                        settled = item.event
+                        break
+                    revision = _revision(item, revision)  # the action still waits here
+            approved = _from_event(instance_id, settled, pending)
+            if request is None:
+                return approved
+            response = await self._retrying(self._execution.RequestDecision, request, deadline)
+            return _approved_again(_decision(instance_id, response), pending.action_id)
+        except _Timeout:
+            raise DecisionTimeout(instance_id, pending.action_id, revision) from None
+
+    async def _retrying(self, method: Any, request: Any, deadline: float | None) -> Any:
+        """An idempotent unary call, retried on transient errors until the deadline."""
+        attempt = 0
+        while True:
+            try:
+                return await method(request, timeout=_remaining(deadline))
+            except grpc.RpcError as error:
+                await self._pause(error, attempt, deadline)
+            attempt += 1
+
+    async def _pause(self, error: grpc.RpcError, attempt: int, deadline: float | None) -> None:
+        await asyncio.sleep(_delay(self.backoff, error, attempt, deadline))
+
+    async def _responses(
+        self, instance_id: str, after_revision: int, deadline: float | None
+    ) -> AsyncGenerator[execution_pb.WatchInstanceResponse, None]:
+        """WatchInstance items, resumed from the last revision after transient errors."""
+        revision, attempt = after_revision, 0
+        while True:
+            remaining = _remaining(deadline)
+            if remaining is not None and remaining <= 0:
+                raise _Timeout
+            call = self._execution.WatchInstance(
+                _watch_request(instance_id, revision), timeout=remaining
+            )
+            try:
+                async for item in call:
+                    attempt = 0
+                    revision = _revision(item, revision)
+                    yield item
+                return  # ended with OK: the instance reached a terminal state
+            except grpc.RpcError as error:
+                await self._pause(error, attempt, deadline)
+            finally:
+                call.cancel()
+            attempt += 1
+
+    async def watch(self, instance_id: str, after_revision: int = 0) -> AsyncIterator[pb.Event]:
+        """The instance's events after `after_revision`, resumed across disconnects;
+        ends after the terminal event."""
+        async with contextlib.aclosing(self._responses(instance_id, after_revision, None)) as items:
+            async for item in items:
+                if item.HasField("event"):
+                    yield item.event
+
+    async def submit_decision(
+        self,
+        action_id: str,
+        verdict: str | int,
+        reason: str,
+        approver: str,
+        request_id: str | None = None,
+    ) -> approval_pb.SubmitDecisionResponse:
+        """Approves ("APPROVE") or rejects ("REJECT") a waiting action.
+
+        Raises AlreadyDecided when another decision won. Pass a stable request_id to make
+        retries safe; by default a new one is generated."""
+        request = _submit_request(action_id, verdict, reason, approver, request_id)
+        response: approval_pb.SubmitDecisionResponse = await self._call(
+            self._approval.SubmitDecision, request
+        )
+        return response
+
+    async def report_execution(
+        self,
+        action_id: str,
+        succeeded: bool,
+        evidence_ref: str = "",
+        outputs: Mapping[str, Any] | None = None,
+        error_message: str = "",
+    ) -> pb.Action:
+        """Records that an approved action was executed (or failed)."""
+        request = _report_request(action_id, succeeded, evidence_ref, outputs, error_message)
+        response: execution_pb.ReportExecutionResponse = await self._call(
+            self._execution.ReportExecution, request
+        )
+        return response.action
+
+    async def complete_instance(self, instance_id: str) -> pb.Instance:
+        """Marks the instance COMPLETED (the agent is done)."""
+        request = execution_pb.CompleteInstanceRequest(instance_id=instance_id)
+        response: execution_pb.CompleteInstanceResponse = await self._call(
+            self._execution.CompleteInstance, request
+        )
+        return response.instance
+
+    async def cancel_instance(self, instance_id: str, reason: str = "") -> pb.Instance:
+        """Terminates the instance; waiting agents learn TERMINATED."""
+        request = execution_pb.CancelInstanceRequest(instance_id=instance_id, reason=reason)
+        response: execution_pb.CancelInstanceResponse = await self._call(
+            self._execution.CancelInstance, request
+        )
+        return response.instance
+
+    async def get_instance(self, instance_id: str) -> pb.Instance:
+        """The instance as signoff holds it (state, revision, tool calls used)."""
+        request = execution_pb.GetInstanceRequest(instance_id=instance_id)
+        response: execution_pb.GetInstanceResponse = await self._call(
+            self._execution.GetInstance, request
+        )
+        return response.instance
+
+    async def list_pending(self, tenant_id: str = "") -> list[pb.Action]:
+        """Every action waiting for a human (all pages), oldest first."""
+        actions: list[pb.Action] = []
+        token = ""
+        while True:
+            request = approval_pb.ListPendingApprovalsRequest(
+                tenant_id=tenant_id, page_size=1000, page_token=token
+            )
+            page = await self._call(self._approval.ListPendingApprovals, request)
+            actions.extend(page.actions)
+            token = page.next_page_token
+            if not token:
+                return actions
+
+
+# ---- blocking grpc -----------------------------------------------------------------------
+
+
+class Signoff:
+    """The blocking signoff client, on a grpc channel (closed by `with`)."""
+
+    def __init__(self, channel: grpc.Channel, *, backoff: Backoff | None = None) -> None:
+        self.channel = channel
+        self.backoff = backoff or Backoff()
+        self._execution = execution_grpc.ExecutionServiceStub(channel)
+        self._approval = approval_grpc.ApprovalServiceStub(channel)
+
+    @classmethod
+    def connect(
+        cls,
+        target: str,
+        *,
+        credentials: grpc.ChannelCredentials | None = None,
+        backoff: Backoff | None = None,
+    ) -> Signoff:
+        """A client on a new channel to `target` (TLS when credentials are given)."""
+        if credentials is None:
+            channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+        else:
+            channel = grpc.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
+        return cls(channel, backoff=backoff)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _call(self, method: Any, request: Any, timeout: float | None = None) -> Any:
+        try:
+            return method(request, timeout=timeout)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from error
+
+    def invoke_agent(
+        self, envelope: Mapping[str, Any] | execution_pb.InvokeAgentRequest
+    ) -> pb.Instance:
+        """Creates (or, for a repeated request_id, returns) the instance for an envelope."""
+        response: execution_pb.InvokeAgentResponse = self._call(
+            self._execution.InvokeAgent, _invoke_request(envelope)
+        )
+        return response.instance
+
+    def request_decision(
+        self,
+        instance_id: str,
+        *,
+        tool_call_id: str,
+        tool: str,
+        params: Mapping[str, Any],
+        risk_class: str | int,
+        evidence_refs: Sequence[str] = (),
+        wait: bool = True,
+        timeout: float | None = None,
+    ) -> Decision:
+        """Asks whether an action may run; see `AsyncSignoff.request_decision`."""
+        deadline = _deadline(timeout)
+        proposal = proposed_action(tool_call_id, tool, params, risk_class, evidence_refs)
+        request = _decision_request(instance_id, proposal)
+        response = self._call(self._execution.RequestDecision, request, _remaining(deadline))
+        decision = _decision(instance_id, response)
+        if decision.outcome == APPROVED or not wait:
+            return decision
+        return self._await(instance_id, decision, decision.revision, request, deadline)
+
+    def wait_for_decision(
+        self,
+        instance_id: str,
+        action_id: str,
+        after_revision: int,
+        *,
+        proposal: pb.ProposedAction | None = None,
+        timeout: float | None = None,
+    ) -> Decision:
+        """Resumes a persisted wait; see `AsyncSignoff.wait_for_decision`."""
+        request = None if proposal is None else _decision_request(instance_id, proposal)
+        pending = _pending(instance_id, action_id, after_revision)
+        return self._await(instance_id, pending, after_revision, request, _deadline(timeout))
+
+    def _await(
+        self,
+        instance_id: str,
+        pending: Decision,
+        after_revision: int,
+        request: execution_pb.RequestDecisionRequest | None,
+        deadline: float | None,
+    ) -> Decision:
+        settled: pb.Event | None = None
+        revision = after_revision
+        try:
+            responses = self._responses(instance_id, after_revision, deadline)
+            with contextlib.closing(responses) as stream:
+                for item in stream:
+                    if item.HasField("event") and _settles(item.event, pending.action_id):
+                        settled = item.event
+                        break
+                    revision = _revision(item, revision)  # the action still waits here
+            approved = _from_event(instance_id, settled, pending)
+            if request is None:
+                return approved
+            response = self._retrying(self._execution.RequestDecision, request, deadline)
+            return _approved_again(_decision(instance_id, response), pending.action_id)
+        except _Timeout:
+            raise DecisionTimeout(instance_id, pending.action_id, revision) from None
+
+    def _retrying(self, method: Any, request: Any, deadline: float | None) -> Any:
+        attempt = 0
+        while True:
+            try:
+                return method(request, timeout=_remaining(deadline))
+            except grpc.RpcError as error:
+                self._pause(error, attempt, deadline)
+            attempt += 1
+
+    def _pause(self, error: grpc.RpcError, attempt: int, deadline: float | None) -> None:
+        time.sleep(_delay(self.backoff, error, attempt, deadline))
+
+    def _responses(
+        self, instance_id: str, after_revision: int, deadline: float | None
+    ) -> Generator[execution_pb.WatchInstanceResponse, None, None]:
+        revision, attempt = after_revision, 0
+        while True:
+            remaining = _remaining(deadline)
+            if remaining is not None and remaining <= 0:
+                raise _Timeout
+            call = self._execution.WatchInstance(
+                _watch_request(instance_id, revision), timeout=remaining
+            )
+            try:
+                for item in call:
+                    attempt = 0
+                    revision = _revision(item, revision)
+                    yield item
+                return
+            except grpc.RpcError as error:
+                self._pause(error, attempt, deadline)
+            finally:
+                call.cancel()
+            attempt += 1
+
+    def watch(self, instance_id: str, after_revision: int = 0) -> Iterator[pb.Event]:
+        """The instance's events after `after_revision`, resumed across disconnects;
+        ends after the terminal event."""
+        with contextlib.closing(self._responses(instance_id, after_revision, None)) as items:
+            for item in items:
+                if item.HasField("event"):
+                    yield item.event
+
+    def submit_decision(
+        self,
+        action_id: str,
+        verdict: str | int,
+        reason: str,
+        approver: str,
+        request_id: str | None = None,
+    ) -> approval_pb.SubmitDecisionResponse:
+        """Approves or rejects a waiting action; see `AsyncSignoff.submit_decision`."""
+        request = _submit_request(action_id, verdict, reason, approver, request_id)
+        response: approval_pb.SubmitDecisionResponse = self._call(
+            self._approval.SubmitDecision, request
+        )
+        return response
+
+    def report_execution(
+        self,
+        action_id: str,
+        succeeded: bool,
+        evidence_ref: str = "",
+        outputs: Mapping[str, Any] | None = None,
+        error_message: str = "",
+    ) -> pb.Action:
+        """Records that an approved action was executed (or failed)."""
+        request = _report_request(action_id, succeeded, evidence_ref, outputs, error_message)
+        response: execution_pb.ReportExecutionResponse = self._call(
+            self._execution.ReportExecution, request
+        )
+        return response.action
+
+    def complete_instance(self, instance_id: str) -> pb.Instance:
+        """Marks the instance COMPLETED (the agent is done)."""
+        request = execution_pb.CompleteInstanceRequest(instance_id=instance_id)
+        response: execution_pb.CompleteInstanceResponse = self._call(
+            self._execution.CompleteInstance, request
+        )
+        return response.instance
+
+    def cancel_instance(self, instance_id: str, reason: str = "") -> pb.Instance:
+        """Terminates the instance; waiting agents learn TERMINATED."""
+        request = execution_pb.CancelInstanceRequest(instance_id=instance_id, reason=reason)
+        response: execution_pb.CancelInstanceResponse = self._call(
+            self._execution.CancelInstance, request
+        )
+        return response.instance
+
+    def get_instance(self, instance_id: str) -> pb.Instance:
+        """The instance as signoff holds it (state, revision, tool calls used)."""
+        request = execution_pb.GetInstanceRequest(instance_id=instance_id)
+        response: execution_pb.GetInstanceResponse = self._call(
+            self._execution.GetInstance, request
+        )
+        return response.instance
+
+    def list_pending(self, tenant_id: str = "") -> list[pb.Action]:
+        """Every action waiting for a human (all pages), oldest first."""
+        actions: list[pb.Action] = []
+        token = ""
+        while True:
+            request = approval_pb.ListPendingApprovalsRequest(
+                tenant_id=tenant_id, page_size=1000, page_token=token
+            )
+            page = self._call(self._approval.ListPendingApprovals, request)
+            actions.extend(page.actions)
+            token = page.next_page_token
+            if not token:
+                return actions
