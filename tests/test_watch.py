@@ -222,4 +222,9 @@ def test_hub_queue_is_bounded_and_reports_overflow() -> None:
         hub.unsubscribe(subscription)
         assert hub.watcher_count == 0
 
+        open_one = hub.subscribe("ins_2")
+        hub.close()
+        assert open_one.closed and await open_one.wait(0)
+        assert hub.subscribe("ins_3").closed  # no new watch starts on a closing server
+
     asyncio.run(scenario())

@@ -24,6 +24,7 @@ CODES: dict[ErrorKind, int] = {
     ErrorKind.ABORTED: code_pb2.ABORTED,
     ErrorKind.OUT_OF_RANGE: code_pb2.OUT_OF_RANGE,
     ErrorKind.RESOURCE_EXHAUSTED: code_pb2.RESOURCE_EXHAUSTED,
+    ErrorKind.UNAVAILABLE: code_pb2.UNAVAILABLE,
     ErrorKind.UNAUTHENTICATED: code_pb2.UNAUTHENTICATED,
     ErrorKind.PERMISSION_DENIED: code_pb2.PERMISSION_DENIED,
 }

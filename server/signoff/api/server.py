@@ -83,6 +83,7 @@ async def serve(options: ServeOptions) -> None:
 
     log.info("shutting down: health NOT_SERVING, draining for %ss", options.shutdown_grace)
     await health_servicer.enter_graceful_shutdown()
+    database.hub.close()  # watch streams end now with UNAVAILABLE; clients resume elsewhere
     await server.stop(options.shutdown_grace)
     await database.close()
     print("signoff stopped", flush=True)

@@ -12,6 +12,7 @@ class ErrorKind(Enum):
     ABORTED = "ABORTED"
     OUT_OF_RANGE = "OUT_OF_RANGE"
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    UNAVAILABLE = "UNAVAILABLE"
     UNAUTHENTICATED = "UNAUTHENTICATED"
     PERMISSION_DENIED = "PERMISSION_DENIED"
 
@@ -103,3 +104,9 @@ class AlreadyDecided(SignoffError):
 
 class OutOfRange(SignoffError):
     kind = ErrorKind.OUT_OF_RANGE
+
+
+class Unavailable(SignoffError):
+    """Try again, possibly on another server; nothing was decided."""
+
+    kind = ErrorKind.UNAVAILABLE

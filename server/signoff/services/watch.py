@@ -7,7 +7,7 @@ sends the watcher back to the database, which is the source of truth.
 
 from collections.abc import AsyncIterator
 
-from signoff.domain.errors import NotFound, OutOfRange
+from signoff.domain.errors import NotFound, OutOfRange, Unavailable
 from signoff.domain.models import Bookmark, Event
 from signoff.domain.states import TERMINAL_EVENT_TYPES, TERMINAL_INSTANCE_STATES
 from signoff.services.context import Context
@@ -48,6 +48,12 @@ async def watch_instance(
                     continue  # more backlog
                 from_database = False
 
+            if subscription.closed:
+                raise Unavailable(
+                    "SERVER_SHUTTING_DOWN",
+                    "the server is shutting down; reconnect and resume from the last revision",
+                    metadata={"revision": str(last)},
+                )
             if not await subscription.wait(ctx.bookmark_interval):
                 # Idle: make sure nothing was missed, then tell the client it is current.
                 async with ctx.db.read() as tx:

@@ -18,6 +18,12 @@ class Subscription:
         self._queue: list[Event] = []
         self._overflowed = False
         self._wakeup = asyncio.Event()
+        # Set when the server shuts down: the watcher should end so its client resumes elsewhere.
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+        self._wakeup.set()
 
     def push(self, event: Event) -> None:
         if len(self._queue) >= self._max_queued:
@@ -50,11 +56,21 @@ class Hub:
     def __init__(self, max_queued: int = 256) -> None:
         self._max_queued = max_queued
         self._subscriptions: dict[str, set[Subscription]] = defaultdict(set)
+        self._closed = False
 
     def subscribe(self, instance_id: str) -> Subscription:
         subscription = Subscription(instance_id, self._max_queued)
+        if self._closed:
+            subscription.close()
         self._subscriptions[instance_id].add(subscription)
         return subscription
+
+    def close(self) -> None:
+        """Ends every watch: for shutdown, so clients reconnect to a server that stays."""
+        self._closed = True
+        for subscriptions in self._subscriptions.values():
+            for subscription in subscriptions:
+                subscription.close()
 
     def unsubscribe(self, subscription: Subscription) -> None:
         watchers = self._subscriptions.get(subscription.instance_id)
