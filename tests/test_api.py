@@ -518,3 +518,31 @@ def test_list_events_pages_in_revision_order(stubs: Stubs) -> None:
         audit_pb.ListEventsRequest(instance_id=instance.instance_id, after_revision=3, page_size=3)
     )
     assert [e.revision for e in rest.events] == [4, 5] and rest.next_after_revision == 0
+
+
+def test_nul_characters_are_rejected_before_the_database(stubs: Stubs) -> None:
+    instance = invoke(stubs)
+    action = refund_action()
+    action.params.update({"note": "a\x00b"})
+    error = rpc_error(request, stubs, instance.instance_id, action)
+    assert field_violations(error) == {"action.params": "must not contain NUL characters"}
+    waiting = request(stubs, instance.instance_id, refund_action())
+    nul_reason = rpc_error(
+        decide, stubs, waiting.action_id, pb.VERDICT_APPROVE, "lead", None, "x\x00"
+    )
+    assert field_violations(nul_reason) == {"reason": "must not contain NUL characters"}
+
+
+def test_executions_are_reported_before_completing(stubs: Stubs) -> None:
+    instance = invoke(stubs)
+    approved = request(stubs, instance.instance_id, lookup_action())
+    stubs.execution.CompleteInstance(
+        execution_pb.CompleteInstanceRequest(instance_id=instance.instance_id)
+    )
+    late = execution_pb.ReportExecutionRequest(
+        action_id=approved.action_id, result=execution_pb.EXECUTION_RESULT_SUCCEEDED
+    )
+    error = rpc_error(stubs.execution.ReportExecution, late)
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error_info(error).reason == "INSTANCE_NOT_ACTIVE"
+    assert events(stubs, instance.instance_id)[-1].type == pb.EVENT_TYPE_INSTANCE_COMPLETED

@@ -119,3 +119,34 @@ def test_retries_racing_their_own_first_attempt_all_get_the_answer(server: Serve
     results = race(server, [lambda s: s.approval.SubmitDecision(message) for _ in range(20)])  # type: ignore[attr-defined]
     assert all(isinstance(r, approval_pb.SubmitDecisionResponse) for r in results), results
     assert len({r.record.record_id for r in results}) == 1  # type: ignore[attr-defined]
+
+
+def test_one_request_id_on_two_actions_at_once_is_a_reused_key(server: ServerProcess) -> None:
+    stubs = server.stubs()
+    actions = []
+    for _ in range(10):
+        instance = stubs.execution.InvokeAgent(envelope()).instance
+        actions.append(
+            stubs.execution.RequestDecision(
+                execution_pb.RequestDecisionRequest(
+                    instance_id=instance.instance_id, action=refund_action()
+                )
+            ).action_id
+        )
+    key = f"shared_{uuid.uuid4().hex}"
+
+    def decider(action_id: str) -> Callable[[object], object]:
+        message = approval_pb.SubmitDecisionRequest(
+            action_id=action_id,
+            verdict=pb.VERDICT_APPROVE,
+            reason="same key",
+            approver="lead",
+            request_id=key,
+        )
+        return lambda s: s.approval.SubmitDecision(message)  # type: ignore[attr-defined]
+
+    results = race(server, [decider(a) for a in actions])
+    assert sum(isinstance(r, approval_pb.SubmitDecisionResponse) for r in results) == 1
+    for error in (r for r in results if isinstance(r, grpc.RpcError)):
+        assert error.code() == grpc.StatusCode.ALREADY_EXISTS, error
+        assert error_info(error).reason == "IDEMPOTENCY_KEY_REUSED"

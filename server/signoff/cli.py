@@ -72,7 +72,7 @@ def _pending(args: argparse.Namespace) -> int:
     while True:
         page = stub.ListPendingApprovals(
             approval_pb.ListPendingApprovalsRequest(
-                tenant_id=args.tenant, page_size=100, page_token=token
+                tenant_id=args.tenant, page_size=min(100, args.limit - shown), page_token=token
             )
         )
         for action in page.actions:

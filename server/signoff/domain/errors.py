@@ -110,3 +110,16 @@ class Unavailable(SignoffError):
     """Try again, possibly on another server; nothing was decided."""
 
     kind = ErrorKind.UNAVAILABLE
+
+
+class ConcurrentChange(SignoffError):
+    """Another transaction changed the action first; the caller may retry."""
+
+    kind = ErrorKind.ABORTED
+
+    def __init__(self, action_id: str) -> None:
+        super().__init__(
+            "CONCURRENT_CHANGE",
+            f"action {action_id} changed while this call ran; read it again and retry",
+            metadata={"action_id": action_id},
+        )

@@ -1,8 +1,11 @@
 """What every use case needs: the database, the policy and the clock."""
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
+
+from sqlalchemy.exc import IntegrityError
 
 from signoff.policy import DefaultPolicy, Policy
 from signoff.store.database import Database
@@ -20,3 +23,15 @@ class Context:
     clock: Callable[[], datetime] = system_clock
     # How long an idle watch stream waits before it sends a progress bookmark.
     bookmark_interval: float = 15.0
+
+
+T = TypeVar("T")
+
+
+async def once_more_on_key_conflict(work: Callable[[], Awaitable[T]]) -> T:
+    """Runs a transaction; if a concurrent one committed the same unique key first, runs it
+    again, and then it finds that key and answers from it (idempotency under races)."""
+    try:
+        return await work()
+    except IntegrityError:
+        return await work()

@@ -34,7 +34,7 @@ from signoff.domain.states import (
 )
 from signoff.policy import Effect
 from signoff.services import pagination
-from signoff.services.context import Context
+from signoff.services.context import Context, once_more_on_key_conflict
 from signoff.services.instances import locked_instance
 from signoff.services.records import record_for
 from signoff.store.repository import Tx
@@ -152,69 +152,74 @@ async def submit_decision(
     request_digest = sha256_of(
         {"action_id": action_id, "verdict": verdict.value, "reason": reason, "approver": approver}
     )
-    async with ctx.db.write() as tx:
-        action, instance = await _locked_action(tx, action_id)
-        # Under the lock, so a retry racing its own first attempt still gets its answer.
-        prior = await tx.find_vote_by_request(request_id)
-        if prior is not None:
-            if prior.request_sha256 != request_digest:
-                raise IdempotencyKeyReused("request_id", "decision")
-            return action, await _record_of(tx, action_id)
-        if action.state in DECIDED_ACTION_STATES:
-            raise AlreadyDecided(
-                action_id, action.state.value, _winning_verdict(action).value, action.decided_by
-            )
-        if action.state is not ActionState.WAITING_FOR_HUMAN:
-            raise FailedPrecondition(
-                "ACTION_NOT_WAITING",
-                f"action {action_id} is {action.state.value}; only waiting actions can be decided",
-                metadata={"action_id": action_id, "state": action.state.value},
-            )
 
-        now = ctx.clock()
-        previous = action.state
-        target = ActionState.APPROVED if verdict is Verdict.APPROVE else ActionState.REJECTED
-        action.state = transition_action(previous, target)
-        action.decided_by = approver
-        action.decision_reason = reason
-        action.decide_time = now
-        if not await tx.save_action(action, expected_state=previous):
-            raise FailedPrecondition("CONCURRENT_CHANGE", "the action changed; retry")
-        await tx.insert_vote(
-            Vote(action_id, approver, verdict, reason, request_id, request_digest, now)
-        )
-        still_waiting = await tx.actions_in_states(
-            instance.instance_id, {ActionState.WAITING_FOR_HUMAN}
-        )
-        if not still_waiting and instance.state is InstanceState.WAITING_FOR_HUMAN:
-            instance.state = transition_instance(instance.state, InstanceState.RUNNING)
-        approvals = [
-            Approval(
-                gate_id=gate_id,
-                approver=approver,
-                approval_mode_effective=action.proposal.risk_class.value.lower(),
-                evidence_snapshot_hash=action.action_sha256,
-                verdict=verdict,
-                reason=reason,
-                time=now,
+    async def decide() -> tuple[Action, DecisionRecord]:
+        async with ctx.db.write() as tx:
+            action, instance = await _locked_action(tx, action_id)
+            # Under the lock, so a retry racing its own first attempt still gets its answer.
+            prior = await tx.find_vote_by_request(request_id)
+            if prior is not None:
+                if prior.request_sha256 != request_digest:
+                    raise IdempotencyKeyReused("request_id", "decision")
+                return action, await _record_of(tx, action_id)
+            if action.state in DECIDED_ACTION_STATES:
+                raise AlreadyDecided(
+                    action_id, action.state.value, _winning_verdict(action).value, action.decided_by
+                )
+            if action.state is not ActionState.WAITING_FOR_HUMAN:
+                raise FailedPrecondition(
+                    "ACTION_NOT_WAITING",
+                    f"action {action_id} is {action.state.value}; only a waiting action can be "
+                    "decided",
+                    metadata={"action_id": action_id, "state": action.state.value},
+                )
+
+            now = ctx.clock()
+            previous = action.state
+            target = ActionState.APPROVED if verdict is Verdict.APPROVE else ActionState.REJECTED
+            action.state = transition_action(previous, target)
+            action.decided_by = approver
+            action.decision_reason = reason
+            action.decide_time = now
+            await tx.save_action(action, expected_state=previous)
+            await tx.insert_vote(
+                Vote(action_id, approver, verdict, reason, request_id, request_digest, now)
             )
-            for gate_id in action.gate_ids
-        ]
-        record = record_for(
-            action, DecisionStatus.DECIDED, instance.revision + 1, now, approvals=approvals
-        )
-        await tx.insert_record(record)
-        await tx.append_event(
-            instance,
-            EventType.ACTION_DECIDED,
-            now,
-            action=action,
-            actor=approver,
-            reason=reason,
-            record_id=record.record_id,
-        )
-        await tx.save_instance(instance)
-        return action, record
+            still_waiting = await tx.actions_in_states(
+                instance.instance_id, {ActionState.WAITING_FOR_HUMAN}
+            )
+            if not still_waiting and instance.state is InstanceState.WAITING_FOR_HUMAN:
+                instance.state = transition_instance(instance.state, InstanceState.RUNNING)
+            approvals = [
+                Approval(
+                    gate_id=gate_id,
+                    approver=approver,
+                    approval_mode_effective=action.proposal.risk_class.value.lower(),
+                    evidence_snapshot_hash=action.action_sha256,
+                    verdict=verdict,
+                    reason=reason,
+                    time=now,
+                )
+                for gate_id in action.gate_ids
+            ]
+            record = record_for(
+                action, DecisionStatus.DECIDED, instance.revision + 1, now, approvals=approvals
+            )
+            await tx.insert_record(record)
+            await tx.append_event(
+                instance,
+                EventType.ACTION_DECIDED,
+                now,
+                action=action,
+                actor=approver,
+                reason=reason,
+                record_id=record.record_id,
+            )
+            await tx.save_instance(instance)
+            return action, record
+
+    # Two requests racing with one request_id on different actions: the second finds the first.
+    return await once_more_on_key_conflict(decide)
 
 
 async def _record_of(tx: Tx, action_id: str) -> DecisionRecord:

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import Row, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from signoff.domain.errors import ConcurrentChange
 from signoff.domain.models import (
     Action,
     Approval,
@@ -206,10 +207,9 @@ class Tx:
             )
         )
 
-    async def save_action(self, action: Action, *, expected_state: ActionState) -> bool:
-        """Writes the action's mutable fields if it is still in expected_state.
-
-        False means another transaction changed it first (a lost race)."""
+    async def save_action(self, action: Action, *, expected_state: ActionState) -> None:
+        """Writes the action's mutable fields if it is still in expected_state; otherwise
+        another transaction changed it first and ConcurrentChange is raised."""
         result = await self.connection.execute(
             update(actions)
             .where(
@@ -225,7 +225,8 @@ class Tx:
                 execution_evidence_ref=action.execution_evidence_ref,
             )
         )
-        return bool(result.rowcount == 1)
+        if result.rowcount != 1:
+            raise ConcurrentChange(action.action_id)
 
     async def list_waiting_actions(
         self, tenant_id: str, after_seq: int | None, limit: int

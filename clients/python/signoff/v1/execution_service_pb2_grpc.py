@@ -123,7 +123,8 @@ class ExecutionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CompleteInstance(self, request, context):
-        """Marks a RUNNING instance COMPLETED. Fails with FAILED_PRECONDITION while an
+        """Marks a RUNNING instance COMPLETED. Report executions first: the trail
+        closes with the terminal event. Fails with FAILED_PRECONDITION while an
         action waits (cancel the instance instead).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

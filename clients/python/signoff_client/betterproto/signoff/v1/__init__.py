@@ -228,7 +228,8 @@ class EventType(betterproto2.Enum):
 
     ACTION_CANCELLED = 4
     """
-    The instance was cancelled while the action waited or was approved.
+    The instance was cancelled while the action waited or was approved but not
+    yet executed.
     """
 
     ACTION_EXECUTION_REPORTED = 5
@@ -723,9 +724,11 @@ default_message_pool.register_message("signoff.v1", "ControlsActive", ControlsAc
 @dataclass(eq=False, repr=False)
 class DecisionRecord(betterproto2.Message):
     """
-    The final, immutable account of one decision on one action. Written in the
-    same transaction as the decision. ReportExecution attaches the execution's
-    outputs and evidence ref once; nothing else ever changes.
+    The final account of one decision on one action, written in the same
+    transaction as the decision. The decision part never changes afterwards; only
+    execution_state, outputs and the execution's evidence ref are attached once,
+    by ReportExecution or when the instance is cancelled before an approved
+    action ran.
     """
 
     record_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
@@ -797,7 +800,8 @@ class DecisionRecord(betterproto2.Message):
         18, betterproto2.TYPE_ENUM, default_factory=lambda: ActionState(0)
     )
     """
-    The action's state when the execution was reported (EXECUTED or FAILED).
+    What became of an approved action: EXECUTED or FAILED (reported), or
+    CANCELLED (the instance was cancelled before it ran). Unset until then.
     """
 
 
@@ -874,7 +878,8 @@ class Event(betterproto2.Message):
 
     actor: "str" = betterproto2.field(9, betterproto2.TYPE_STRING)
     """
-    Who caused the event: an approver id, "policy", or "agent".
+    Who caused the event: the agent's agent_id (INSTANCE_CREATED), an approver
+    id, "policy", or "agent".
     """
 
     reason: "str" = betterproto2.field(10, betterproto2.TYPE_STRING)
@@ -1758,7 +1763,8 @@ class ExecutionServiceStub:
 
     def complete_instance(self, message: "CompleteInstanceRequest") -> "CompleteInstanceResponse":
         """
-        Marks a RUNNING instance COMPLETED. Fails with FAILED_PRECONDITION while an
+        Marks a RUNNING instance COMPLETED. Report executions first: the trail
+        closes with the terminal event. Fails with FAILED_PRECONDITION while an
         action waits (cancel the instance instead).
         """
 
@@ -1914,7 +1920,8 @@ class ExecutionServiceAsyncStub(betterproto2_grpclib.ServiceStub):
         metadata: "MetadataLike | None" = None,
     ) -> "CompleteInstanceResponse":
         """
-        Marks a RUNNING instance COMPLETED. Fails with FAILED_PRECONDITION while an
+        Marks a RUNNING instance COMPLETED. Report executions first: the trail
+        closes with the terminal event. Fails with FAILED_PRECONDITION while an
         action waits (cancel the instance instead).
         """
 
