@@ -25,6 +25,10 @@ from signoff.v1 import execution_service_pb2_grpc as execution_grpc
 from signoff.v1 import types_pb2 as pb
 
 POSTGRES_URL = os.environ.get("SIGNOFF_TEST_POSTGRES_URL", "")
+POLICIES = Path(__file__).parent / "policies"
+# The core-loop tests run on a bundle where anyone may approve; policy tests pick their own.
+OPEN_POLICY = POLICIES / "open"
+EXAMPLE_POLICY = Path(__file__).parents[1] / "examples" / "policies"
 
 
 def new_database_url(kind: str, directory: Path) -> str:
@@ -48,10 +52,12 @@ class Stubs:
 class ServerProcess:
     """`signoff serve` as its own OS process, on a free loopback port."""
 
-    def __init__(self, database_url: str, log_dir: Path, *extra: str) -> None:
+    def __init__(
+        self, database_url: str, log_dir: Path, *extra: str, policy: Path = OPEN_POLICY
+    ) -> None:
         self.database_url = database_url
         self.log_path = log_dir / f"server-{uuid.uuid4().hex[:8]}.log"
-        self.extra = extra
+        self.extra = ("--policy", str(policy), *extra)
         self.process: subprocess.Popen[str] | None = None
         self.target = ""
         self._channels: list[grpc.Channel] = []

@@ -150,7 +150,7 @@ def test_read_only_is_approved_at_once_with_a_record(stubs: Stubs) -> None:
     ).records
     assert len(records) == 1 and records[0].outcome == pb.OUTCOME_APPROVED
     assert records[0].status == pb.DECISION_STATUS_DECIDED
-    assert records[0].policy.rule_ids == ["BUILTIN_ALLOW_LOCAL_ACTIONS"]
+    assert records[0].controls_active.policy.rule_ids == ["ALLOW_LOCAL_ACTIONS"]
 
 
 @pytest.mark.parametrize("risk", [pb.RISK_CLASS_READ_ONLY, pb.RISK_CLASS_LOCAL_WRITE])
@@ -266,7 +266,7 @@ def test_approval_settles_the_action_and_writes_its_record(stubs: Stubs) -> None
     assert approval.approval_mode_effective == "destructive"
     assert approval.evidence_snapshot_hash == waiting.action_sha256
     assert list(record.controls_active.approval_gates_active) == ["GATE_DEFAULT"]
-    assert record.policy.bundle_id == "signoff.builtin"
+    assert record.controls_active.policy.bundle_id == "TEST_OPEN"
     stored = stubs.audit.GetDecisionRecord(
         audit_pb.GetDecisionRecordRequest(record_id=record.record_id)
     ).record

@@ -12,6 +12,7 @@ import os
 import sys
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 
 import grpc
 from google.protobuf import json_format
@@ -27,19 +28,33 @@ DEFAULT_TARGET = "127.0.0.1:50051"
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from signoff.api.server import ServeOptions, serve
+    from signoff.api.server import EXAMPLE_POLICY, ServeOptions, serve
+    from signoff.policy.bundle import BundleError
 
-    asyncio.run(
-        serve(
-            ServeOptions(
-                host=args.host,
-                port=args.port,
-                database_url=args.database_url,
-                bookmark_interval=args.bookmark_interval,
+    try:
+        asyncio.run(
+            serve(
+                ServeOptions(
+                    host=args.host,
+                    port=args.port,
+                    database_url=args.database_url,
+                    bookmark_interval=args.bookmark_interval,
+                    policy=Path(args.policy) if args.policy else EXAMPLE_POLICY,
+                    timer_interval=args.timer_interval,
+                )
             )
         )
-    )
+    except BundleError as error:
+        print(f"signoff: policy bundle: {error}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _policy_test(args: argparse.Namespace) -> int:
+    from signoff.policy.testing import run_bundle_tests
+
+    failures = run_bundle_tests(Path(args.directory), print)
+    return 1 if failures else 0
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -175,8 +190,25 @@ def _parser() -> argparse.ArgumentParser:
         default=15.0,
         help="seconds an idle watch stream waits before a progress bookmark",
     )
+    serve.add_argument(
+        "--policy",
+        default=os.environ.get("SIGNOFF_POLICY", ""),
+        help="policy bundle directory (default: examples/policies)",
+    )
+    serve.add_argument(
+        "--timer-interval",
+        type=float,
+        default=1.0,
+        help="seconds between looks for due gate deadlines and reminders",
+    )
     serve.add_argument("--log-level", default=os.environ.get("SIGNOFF_LOG_LEVEL", "INFO"))
     serve.set_defaults(run=_serve)
+
+    policy = commands.add_parser("policy", help="work with policy bundles")
+    policy_commands = policy.add_subparsers(dest="policy_command", required=True)
+    policy_test = policy_commands.add_parser("test", help="run a bundle's tests/*.yaml cases")
+    policy_test.add_argument("directory")
+    policy_test.set_defaults(run=_policy_test)
 
     migrate = commands.add_parser("migrate", help="bring the database schema up to date")
     migrate.add_argument("--database-url", default=database)

@@ -7,6 +7,9 @@ from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from signoff.domain import models
 from signoff.domain.states import RiskClass
+from signoff.policy import BundleRef, Effect, PolicyDecision
+from signoff.policy.gates import Gate
+from signoff.v1 import policy_service_pb2 as policy_pb
 from signoff.v1 import types_pb2 as pb
 
 
@@ -69,6 +72,19 @@ def action_to_pb(action: models.Action) -> pb.Action:
         create_time=timestamp(action.create_time),
         decide_time=timestamp(action.decide_time),
         execution_evidence_ref=action.execution_evidence_ref,
+        gates=[
+            pb.GateStatus(
+                gate_id=g.gate_id,
+                state=enum_to_pb(pb.GateState, "GATE_STATE", g.state),
+                quorum=g.quorum,
+                approvals=g.approvals,
+                rejections=g.rejections,
+                deadline=timestamp(g.deadline),
+                escalated_from=g.escalated_from,
+            )
+            for g in action.gates
+        ],
+        proposed_sha256=action.proposed_sha256 or action.action_sha256,
     )
 
 
@@ -96,6 +112,24 @@ def event_to_pb(event: models.Event) -> pb.Event:
         reason=event.reason,
         record_id=event.record_id,
         tool=event.tool,
+        gate_id=event.gate_id,
+        controls=controls_to_pb(event.controls) if event.controls else None,
+    )
+
+
+def controls_to_pb(policy: dict[str, Any], gates: list[str] | None = None) -> pb.ControlsActive:
+    """An action's stored policy part (PolicyDecision.as_json) as ControlsActive."""
+    return pb.ControlsActive(
+        approval_gates_active=gates or [],
+        must_refuse=policy.get("must_refuse", []),
+        must_escalate=policy.get("must_escalate", []),
+        redaction_rules_active=policy.get("redaction_rules_active", []),
+        policy=pb.PolicyRef(
+            bundle_id=policy.get("bundle_id", ""),
+            version=policy.get("version", ""),
+            sha256=policy.get("sha256", ""),
+            rule_ids=policy.get("rule_ids", []),
+        ),
     )
 
 
@@ -116,6 +150,7 @@ def record_to_pb(record: models.DecisionRecord) -> pb.DecisionRecord:
                 verdict=enum_to_pb(pb.Verdict, "VERDICT", a.verdict),
                 reason=a.reason,
                 time=timestamp(a.time),
+                params_diff=struct(a.params_diff) if a.params_diff else None,
             )
             for a in record.approvals
         ],
@@ -124,12 +159,12 @@ def record_to_pb(record: models.DecisionRecord) -> pb.DecisionRecord:
             must_refuse=record.must_refuse,
             must_escalate=record.must_escalate,
             redaction_rules_active=record.redaction_rules_active,
-        ),
-        policy=pb.PolicyRef(
-            bundle_id=record.policy_bundle_id,
-            version=record.policy_version,
-            sha256=record.policy_sha256,
-            rule_ids=record.rule_ids,
+            policy=pb.PolicyRef(
+                bundle_id=record.policy_bundle_id,
+                version=record.policy_version,
+                sha256=record.policy_sha256,
+                rule_ids=record.rule_ids,
+            ),
         ),
         trace_id=record.trace_id,
         tenant_id=record.tenant_id,
@@ -141,3 +176,56 @@ def record_to_pb(record: models.DecisionRecord) -> pb.DecisionRecord:
         create_time=timestamp(record.create_time),
         execution_state=enum_to_pb(pb.ActionState, "ACTION_STATE", record.execution_state),
     )
+
+
+def evaluation_to_pb(decision: PolicyDecision) -> policy_pb.EvaluatePolicyResponse:
+    return policy_pb.EvaluatePolicyResponse(
+        effect=_EFFECTS[decision.effect],
+        gate_ids=decision.gate_ids,
+        reasons=decision.reasons,
+        controls=controls_to_pb(decision.as_json(), decision.gate_ids),
+        decision_key=decision.decision_key,
+        findings=[
+            policy_pb.Finding(
+                rule_id=f.rule_id,
+                effect=_EFFECTS[f.effect],
+                reason=f.reason,
+                gate_id=f.gate_id,
+                refuse=f.refuse,
+                escalate_to=f.escalate_to,
+                redact=f.redact,
+            )
+            for f in decision.findings
+        ],
+        error=decision.error,
+    )
+
+
+def policy_to_pb(bundle: BundleRef, gates: list[Gate]) -> policy_pb.GetPolicyResponse:
+    return policy_pb.GetPolicyResponse(
+        bundle=pb.PolicyRef(
+            bundle_id=bundle.bundle_id, version=bundle.version, sha256=bundle.sha256
+        ),
+        gates=[
+            policy_pb.GateDefinition(
+                gate_id=g.gate_id,
+                description=g.description,
+                principals=sorted(g.principals),
+                roles=sorted(g.roles),
+                quorum=g.quorum,
+                rejections_to_settle=g.rejections_to_settle,
+                ttl_seconds=int(g.ttl.total_seconds()),
+                on_timeout=g.on_timeout.value,
+                escalate_to=g.escalate_to,
+                reminder_seconds=[int(r.total_seconds()) for r in g.reminders],
+            )
+            for g in gates
+        ],
+    )
+
+
+_EFFECTS = {
+    Effect.ALLOW: policy_pb.EFFECT_ALLOW,
+    Effect.REQUIRE_APPROVAL: policy_pb.EFFECT_REQUIRE_APPROVAL,
+    Effect.DENY: policy_pb.EFFECT_DENY,
+}

@@ -3,20 +3,29 @@
 import asyncio
 import logging
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from signoff.api.servicers import ApprovalService, AuditService, ExecutionService
+from signoff.api.servicers import ApprovalService, AuditService, ExecutionService, PolicyService
+from signoff.policy.engine import RegoPolicy
+from signoff.services import timers
 from signoff.services.context import Context
 from signoff.store.database import Database
 from signoff.store.migrate import migrate
-from signoff.v1 import approval_service_pb2, audit_service_pb2, execution_service_pb2
+from signoff.v1 import (
+    approval_service_pb2,
+    audit_service_pb2,
+    execution_service_pb2,
+    policy_service_pb2,
+)
 from signoff.v1 import approval_service_pb2_grpc as approval_grpc
 from signoff.v1 import audit_service_pb2_grpc as audit_grpc
 from signoff.v1 import execution_service_pb2_grpc as execution_grpc
+from signoff.v1 import policy_service_pb2_grpc as policy_grpc
 
 log = logging.getLogger("signoff.server")
 
@@ -24,7 +33,11 @@ SIGNOFF_SERVICES = [
     execution_service_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name,
     approval_service_pb2.DESCRIPTOR.services_by_name["ApprovalService"].full_name,
     audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
+    policy_service_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,
 ]
+
+# The example bundle of this repository: the default when --policy is not given.
+EXAMPLE_POLICY = Path(__file__).resolve().parents[3] / "examples" / "policies"
 
 SERVER_OPTIONS = [
     # A reconnect storm of thousands of watchers must queue, not fail with CANCELLED.
@@ -47,18 +60,23 @@ class ServeOptions:
     database_url: str = "sqlite:///signoff.db"
     bookmark_interval: float = 15.0
     shutdown_grace: float = 5.0
+    policy: Path = field(default_factory=lambda: EXAMPLE_POLICY)
+    # How often due gate deadlines and reminders are looked for.
+    timer_interval: float = 1.0
 
 
 async def serve(options: ServeOptions) -> None:
     """Runs until SIGINT or SIGTERM, then drains and stops."""
+    policy = RegoPolicy.load(options.policy)  # fails before anything listens
     database = Database(options.database_url)
     await migrate(database)
-    ctx = Context(db=database, bookmark_interval=options.bookmark_interval)
+    ctx = Context(db=database, policy=policy, bookmark_interval=options.bookmark_interval)
 
     server = grpc.aio.server(options=SERVER_OPTIONS)
     execution_grpc.add_ExecutionServiceServicer_to_server(ExecutionService(ctx), server)
     approval_grpc.add_ApprovalServiceServicer_to_server(ApprovalService(ctx), server)
     audit_grpc.add_AuditServiceServicer_to_server(AuditService(ctx), server)
+    policy_grpc.add_PolicyServiceServicer_to_server(PolicyService(ctx), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -74,8 +92,10 @@ async def serve(options: ServeOptions) -> None:
     # The one line scripts and tests read to find the port (useful with --port 0).
     print(f"signoff listening on {options.host}:{port}", flush=True)
     log.info("database %s", database.url.render_as_string(hide_password=True))
+    log.info("policy %s %s (%s)", policy.bundle.bundle_id, policy.bundle.version, options.policy)
 
     stop = asyncio.Event()
+    timer_loop = asyncio.create_task(timers.run(ctx, options.timer_interval, stop))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -85,5 +105,6 @@ async def serve(options: ServeOptions) -> None:
     await health_servicer.enter_graceful_shutdown()
     database.hub.close()  # watch streams end now with UNAVAILABLE; clients resume elsewhere
     await server.stop(options.shutdown_grace)
+    await timer_loop
     await database.close()
     print("signoff stopped", flush=True)

@@ -1,6 +1,7 @@
 """The gRPC services: validate, call one use case, translate the answer."""
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 from google.protobuf import json_format
@@ -10,7 +11,7 @@ from signoff.api.errors import streaming, unary
 from signoff.api.validation import MAX_ID, TOOL, Validator
 from signoff.domain.models import Event
 from signoff.domain.states import ExecutionResult, InstanceState, Outcome, Verdict
-from signoff.services import audit, decisions, instances, watch
+from signoff.services import audit, decisions, instances, policies, watch
 from signoff.services.context import Context
 from signoff.v1 import approval_service_pb2 as approval_pb
 from signoff.v1 import approval_service_pb2_grpc as approval_grpc
@@ -18,6 +19,8 @@ from signoff.v1 import audit_service_pb2 as audit_pb
 from signoff.v1 import audit_service_pb2_grpc as audit_grpc
 from signoff.v1 import execution_service_pb2 as execution_pb
 from signoff.v1 import execution_service_pb2_grpc as execution_grpc
+from signoff.v1 import policy_service_pb2 as policy_pb
+from signoff.v1 import policy_service_pb2_grpc as policy_grpc
 from signoff.v1 import types_pb2 as pb
 
 
@@ -30,25 +33,7 @@ class ExecutionService(execution_grpc.ExecutionServiceServicer):
         self, request: execution_pb.InvokeAgentRequest, context: grpc.aio.ServicerContext
     ) -> execution_pb.InvokeAgentResponse:
         v = Validator()
-        v.identifier("request_id", request.request_id)
-        v.identifier("tenant_id", request.tenant_id)
-        v.identifier("session_id", request.session_id, required=False)
-        v.identifier("user.user_id", request.user.user_id)
-        v.identifier("user.delegation.auth_type", request.user.delegation.auth_type, required=False)
-        v.refs("user.delegation.scopes", request.user.delegation.scopes)
-        v.identifier("agent.agent_id", request.agent.agent_id)
-        v.text("agent.workload_identity", request.agent.workload_identity, MAX_ID * 4)
-        v.identifier("workflow_id", request.workflow_id, required=False)
-        v.identifier("workflow_version", request.workflow_version, required=False)
-        v.refs("context_pack_refs", request.context_pack_refs)
-        v.text("input.intent", request.input.intent, MAX_ID)
-        v.text("input.message", request.input.message)
-        v.text("input.channel", request.input.channel, MAX_ID)
-        v.text("input.locale", request.input.locale, MAX_ID)
-        v.struct("input.context", request.input.context)
-        v.enum("mode", pb.Mode, request.mode, required=False)
-        v.number("runtime.max_tool_calls", request.runtime.max_tool_calls)
-        v.number("runtime.max_cost_cents", request.runtime.max_cost_cents)
+        _validate_envelope(v, request)
         v.done()
         instance = await instances.invoke_agent(self.ctx, convert.message_to_json(request))
         return execution_pb.InvokeAgentResponse(instance=convert.instance_to_pb(instance))
@@ -59,18 +44,7 @@ class ExecutionService(execution_grpc.ExecutionServiceServicer):
     ) -> execution_pb.RequestDecisionResponse:
         v = Validator()
         v.identifier("instance_id", request.instance_id)
-        if not request.HasField("action"):
-            v.fail("action", "is required")
-        else:
-            action = request.action
-            v.identifier("action.tool_call_id", action.tool_call_id)
-            if not action.tool:
-                v.fail("action.tool", "is required")
-            elif len(action.tool) > MAX_ID or not TOOL.match(action.tool):
-                v.fail("action.tool", "must look like adapter.capability (letters, digits, _ -)")
-            v.struct("action.params", action.params)
-            v.enum("action.risk_class", pb.RiskClass, action.risk_class, required=True)
-            v.refs("action.evidence_refs", action.evidence_refs)
+        _validate_proposal(v, request)
         v.done()
         answer = await decisions.request_decision(
             self.ctx, request.instance_id, convert.proposal_from_pb(request.action)
@@ -84,8 +58,11 @@ class ExecutionService(execution_grpc.ExecutionServiceServicer):
             response.action_id = answer.action.action_id
             response.action_sha256 = answer.action.action_sha256
             response.action.CopyFrom(convert.action_to_pb(answer.action))
+            response.controls.CopyFrom(
+                convert.controls_to_pb(answer.action.policy, answer.action.gate_ids)
+            )
             if answer.outcome is Outcome.WAITING_FOR_HUMAN:
-                response.gate_ids.extend(answer.action.gate_ids)
+                response.gate_ids.extend(g.gate_id for g in answer.action.waiting_gates())
         return response
 
     @streaming
@@ -211,6 +188,10 @@ class ApprovalService(approval_grpc.ApprovalServiceServicer):
         v.text("reason", request.reason)
         v.identifier("approver", request.approver)
         v.identifier("request_id", request.request_id)
+        edited = None
+        if request.HasField("edited_params"):
+            v.struct("edited_params", request.edited_params)
+            edited = json_format.MessageToDict(request.edited_params)
         v.done()
         action, record = await decisions.submit_decision(
             self.ctx,
@@ -219,9 +200,11 @@ class ApprovalService(approval_grpc.ApprovalServiceServicer):
             request.reason,
             request.approver,
             request.request_id,
+            edited,
         )
         return approval_pb.SubmitDecisionResponse(
-            action=convert.action_to_pb(action), record=convert.record_to_pb(record)
+            action=convert.action_to_pb(action),
+            record=convert.record_to_pb(record) if record else None,
         )
 
 
@@ -271,7 +254,79 @@ class AuditService(audit_grpc.AuditServiceServicer):
         )
 
 
+def _validate_envelope(v: Validator, request: Any, prefix: str = "") -> None:
+    """The InvokeAgent envelope (also EvaluatePolicy's, under `envelope.`)."""
+    v.identifier(f"{prefix}request_id", request.request_id)
+    v.identifier(f"{prefix}tenant_id", request.tenant_id)
+    v.identifier(f"{prefix}session_id", request.session_id, required=False)
+    v.identifier(f"{prefix}user.user_id", request.user.user_id)
+    v.identifier(
+        f"{prefix}user.delegation.auth_type", request.user.delegation.auth_type, required=False
+    )
+    v.refs(f"{prefix}user.delegation.scopes", request.user.delegation.scopes)
+    v.identifier(f"{prefix}agent.agent_id", request.agent.agent_id)
+    v.text(f"{prefix}agent.workload_identity", request.agent.workload_identity, MAX_ID * 4)
+    v.identifier(f"{prefix}workflow_id", request.workflow_id, required=False)
+    v.identifier(f"{prefix}workflow_version", request.workflow_version, required=False)
+    v.refs(f"{prefix}context_pack_refs", request.context_pack_refs)
+    v.text(f"{prefix}input.intent", request.input.intent, MAX_ID)
+    v.text(f"{prefix}input.message", request.input.message)
+    v.text(f"{prefix}input.channel", request.input.channel, MAX_ID)
+    v.text(f"{prefix}input.locale", request.input.locale, MAX_ID)
+    v.struct(f"{prefix}input.context", request.input.context)
+    v.enum(f"{prefix}mode", pb.Mode, request.mode, required=False)
+    v.number(f"{prefix}runtime.max_tool_calls", request.runtime.max_tool_calls)
+    v.number(f"{prefix}runtime.max_cost_cents", request.runtime.max_cost_cents)
+
+
+def _validate_proposal(v: Validator, request: Any) -> None:
+    """The `action` field of RequestDecision and EvaluatePolicy."""
+    if not request.HasField("action"):
+        v.fail("action", "is required")
+        return
+    action = request.action
+    v.identifier("action.tool_call_id", action.tool_call_id)
+    if not action.tool:
+        v.fail("action.tool", "is required")
+    elif len(action.tool) > MAX_ID or not TOOL.match(action.tool):
+        v.fail("action.tool", "must look like adapter.capability (letters, digits, _ -)")
+    v.struct("action.params", action.params)
+    v.enum("action.risk_class", pb.RiskClass, action.risk_class, required=True)
+    v.refs("action.evidence_refs", action.evidence_refs)
+
+
 def _require_id(field: str, value: str) -> None:
     v = Validator()
     v.identifier(field, value)
     v.done()
+
+
+class PolicyService(policy_grpc.PolicyServiceServicer):
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    @unary
+    async def EvaluatePolicy(
+        self, request: policy_pb.EvaluatePolicyRequest, context: grpc.aio.ServicerContext
+    ) -> policy_pb.EvaluatePolicyResponse:
+        v = Validator()
+        subject = request.WhichOneof("subject")
+        if subject is None:
+            v.fail("subject", "give instance_id or envelope")
+        elif subject == "instance_id":
+            v.identifier("instance_id", request.instance_id)
+        else:
+            _validate_envelope(v, request.envelope, prefix="envelope.")
+        _validate_proposal(v, request)
+        v.done()
+        envelope = None if subject == "instance_id" else convert.message_to_json(request.envelope)
+        decision = await policies.evaluate(
+            self.ctx, request.instance_id, envelope, convert.proposal_from_pb(request.action)
+        )
+        return convert.evaluation_to_pb(decision)
+
+    @unary
+    async def GetPolicy(
+        self, request: policy_pb.GetPolicyRequest, context: grpc.aio.ServicerContext
+    ) -> policy_pb.GetPolicyResponse:
+        return convert.policy_to_pb(self.ctx.policy.bundle, self.ctx.policy.gates())

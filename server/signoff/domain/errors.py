@@ -123,3 +123,7 @@ class ConcurrentChange(SignoffError):
             f"action {action_id} changed while this call ran; read it again and retry",
             metadata={"action_id": action_id},
         )
+
+
+class PermissionDenied(SignoffError):
+    kind = ErrorKind.PERMISSION_DENIED

@@ -9,6 +9,7 @@ from signoff.domain.states import (
     ActionState,
     DecisionStatus,
     EventType,
+    GateState,
     InstanceState,
     Outcome,
     RiskClass,
@@ -56,6 +57,23 @@ class ProposedAction:
 
 
 @dataclass
+class GateStatus:
+    """One gate of one action: its votes so far and its deadline."""
+
+    gate_id: str
+    state: GateState
+    quorum: int
+    rejections_to_settle: int
+    opened: datetime
+    deadline: datetime
+    approvals: int = 0
+    rejections: int = 0
+    next_reminder: datetime | None = None
+    reminders_sent: int = 0
+    escalated_from: str = ""
+
+
+@dataclass
 class Action:
     action_id: str
     instance_id: str
@@ -71,6 +89,12 @@ class Action:
     # What policy said when the action was proposed: bundle, rule ids, reasons, decision key.
     policy: Json = field(default_factory=dict)
     execution_evidence_ref: str = ""
+    gates: list[GateStatus] = field(default_factory=list)
+    # The hash of what the agent proposed; action_sha256 moves on when an approver edits.
+    proposed_sha256: str = ""
+
+    def waiting_gates(self) -> list[GateStatus]:
+        return [g for g in self.gates if g.state is GateState.WAITING]
 
 
 @dataclass(frozen=True)
@@ -88,6 +112,9 @@ class Event:
     reason: str = ""
     record_id: str = ""
     tool: str = ""
+    gate_id: str = ""
+    # The policy's controls, on ACTION_REQUESTED events.
+    controls: Json = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -105,6 +132,10 @@ class Vote:
     request_id: str
     request_sha256: str
     time: datetime
+    # The gates this vote counted for, what the approver saw, and what they changed.
+    gate_ids: tuple[str, ...] = ()
+    evidence_snapshot_hash: str = ""
+    params_diff: Json = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -116,6 +147,7 @@ class Approval:
     verdict: Verdict
     reason: str
     time: datetime
+    params_diff: Json = field(default_factory=dict)
 
 
 @dataclass

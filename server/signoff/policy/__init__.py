@@ -2,10 +2,9 @@
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
-from signoff.domain.models import Instance, ProposedAction
-from signoff.domain.states import RiskClass
+from signoff.policy.gates import Gate
 
 
 class Effect(StrEnum):
@@ -15,45 +14,66 @@ class Effect(StrEnum):
 
 
 @dataclass(frozen=True)
+class Finding:
+    """One rule that matched, as the Rego module reported it."""
+
+    rule_id: str
+    effect: Effect
+    reason: str = ""
+    gate_id: str = ""
+    refuse: bool = False
+    escalate_to: str = ""
+    redact: str = ""
+
+
+@dataclass(frozen=True)
+class BundleRef:
+    bundle_id: str
+    version: str
+    sha256: str
+
+
+@dataclass(frozen=True)
 class PolicyDecision:
     effect: Effect
     reasons: list[str]
     rule_ids: list[str]
+    bundle: BundleRef
     gate_ids: list[str] = field(default_factory=list)
     decision_key: str = ""
-    bundle_id: str = ""
-    bundle_version: str = ""
-    bundle_sha256: str = ""
+    must_refuse: list[str] = field(default_factory=list)
+    must_escalate: list[str] = field(default_factory=list)
+    redaction_rules_active: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    # Set when evaluation failed and the decision is the bundle's fail-closed answer.
+    error: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        """The policy part stored with an action and copied into its DecisionRecord."""
+        return {
+            "bundle_id": self.bundle.bundle_id,
+            "version": self.bundle.version,
+            "sha256": self.bundle.sha256,
+            "rule_ids": self.rule_ids,
+            "decision_key": self.decision_key,
+            "must_refuse": self.must_refuse,
+            "must_escalate": self.must_escalate,
+            "redaction_rules_active": self.redaction_rules_active,
+        }
 
 
 class Policy(Protocol):
-    def evaluate(self, instance: Instance, action: ProposedAction) -> PolicyDecision: ...
+    """What the services need from a policy: evaluation, gates, and redaction."""
 
+    @property
+    def bundle(self) -> BundleRef: ...
 
-DEFAULT_GATE = "GATE_DEFAULT"
-_GATED = frozenset({RiskClass.NETWORK, RiskClass.DELEGATED, RiskClass.DESTRUCTIVE})
+    def evaluate(self, evaluation_input: dict[str, Any]) -> PolicyDecision: ...
 
+    def gate(self, gate_id: str) -> Gate: ...
 
-class DefaultPolicy:
-    """The built-in rule: reads and local writes run at once; everything that reaches
-    outside the agent waits for one human on GATE_DEFAULT."""
+    def gates(self) -> list[Gate]: ...
 
-    bundle_id = "signoff.builtin"
-    version = "1"
+    def roles_of(self, principal_id: str) -> frozenset[str]: ...
 
-    def evaluate(self, instance: Instance, action: ProposedAction) -> PolicyDecision:
-        intent = instance.envelope.get("input", {}).get("intent", "") or "unspecified"
-        gated = action.risk_class in _GATED
-        return PolicyDecision(
-            effect=Effect.REQUIRE_APPROVAL if gated else Effect.ALLOW,
-            reasons=[
-                f"{action.risk_class.value} actions need a human approval"
-                if gated
-                else f"{action.risk_class.value} actions are allowed"
-            ],
-            rule_ids=["BUILTIN_GATE_OUTWARD_ACTIONS" if gated else "BUILTIN_ALLOW_LOCAL_ACTIONS"],
-            gate_ids=[DEFAULT_GATE] if gated else [],
-            decision_key=f"{intent}.{action.tool}",
-            bundle_id=self.bundle_id,
-            bundle_version=self.version,
-        )
+    def redact(self, value: Any, rules: list[str]) -> Any: ...

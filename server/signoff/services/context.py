@@ -1,13 +1,13 @@
 """What every use case needs: the database, the policy and the clock."""
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
 from sqlalchemy.exc import IntegrityError
 
-from signoff.policy import DefaultPolicy, Policy
+from signoff.policy import Policy
 from signoff.store.database import Database
 
 
@@ -18,7 +18,7 @@ def system_clock() -> datetime:
 @dataclass
 class Context:
     db: Database
-    policy: Policy = field(default_factory=DefaultPolicy)
+    policy: Policy
     # Injectable so tests control time instead of sleeping.
     clock: Callable[[], datetime] = system_clock
     # How long an idle watch stream waits before it sends a progress bookmark.

@@ -1,13 +1,18 @@
-"""Asking before acting, deciding, and reporting what was done."""
+"""Asking before acting, voting, and reporting what was done."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
 
 from signoff.domain.canonical import sha256_of
 from signoff.domain.errors import (
     AlreadyDecided,
     FailedPrecondition,
+    FieldViolation,
     IdempotencyKeyReused,
+    InvalidArgument,
     NotFound,
+    PermissionDenied,
 )
 from signoff.domain.ids import new_id
 from signoff.domain.models import (
@@ -32,10 +37,21 @@ from signoff.domain.states import (
     transition_action,
     transition_instance,
 )
-from signoff.policy import Effect
+from signoff.policy import Effect, PolicyDecision
 from signoff.services import pagination
 from signoff.services.context import Context, once_more_on_key_conflict
-from signoff.services.instances import locked_instance
+from signoff.services.gating import (
+    close_waiting,
+    count_vote,
+    open_gate,
+    params_diff,
+    settled_state,
+)
+from signoff.services.instances import (
+    leave_waiting_if_idle,
+    locked_instance,
+    revoke_open_actions,
+)
 from signoff.services.records import record_for
 from signoff.store.repository import Tx
 
@@ -55,6 +71,35 @@ class DecisionAnswer:
     action: Action | None
 
 
+def evaluation_input(instance: Instance, proposal: ProposedAction) -> dict[str, Any]:
+    """What a bundle's rules see. The principal is the agent until credentials say more."""
+    agent = instance.envelope.get("agent", {})
+    return {
+        "envelope": instance.envelope,
+        "action": {
+            "tool_call_id": proposal.tool_call_id,
+            "tool": proposal.tool,
+            "params": proposal.params,
+            "risk_class": proposal.risk_class.value,
+            "evidence_refs": list(proposal.evidence_refs),
+        },
+        "principal": {"id": agent.get("agent_id", ""), "kind": "agent"},
+        "instance": {"tool_calls_used": instance.tool_calls_used},
+    }
+
+
+def _budget_exhausted(ctx: Context, instance: Instance) -> PolicyDecision | None:
+    limit = int(instance.envelope.get("runtime", {}).get("max_tool_calls", 0) or 0)
+    if not limit or instance.tool_calls_used < limit:
+        return None
+    return PolicyDecision(
+        effect=Effect.DENY,
+        reasons=[f"BUDGET_EXHAUSTED: runtime.max_tool_calls ({limit}) reached"],
+        rule_ids=["BUDGET_EXHAUSTED"],
+        bundle=ctx.policy.bundle,
+    )
+
+
 async def request_decision(
     ctx: Context, instance_id: str, proposal: ProposedAction
 ) -> DecisionAnswer:
@@ -63,12 +108,13 @@ async def request_decision(
         instance = await locked_instance(tx, instance_id)
         existing = await tx.find_action(instance_id, proposal.tool_call_id)
         if existing is not None:
-            if existing.action_sha256 != digest:
+            if (existing.proposed_sha256 or existing.action_sha256) != digest:
                 raise IdempotencyKeyReused("action.tool_call_id", "action")
             # A repeat (say, after the agent restarted): tell it where the action stands now.
-            return DecisionAnswer(
-                outcome_of(existing.state), existing.decision_reason, instance.revision, existing
-            )
+            outcome = outcome_of(existing.state)
+            if instance.state is InstanceState.TERMINATED:
+                outcome = Outcome.TERMINATED
+            return DecisionAnswer(outcome, existing.decision_reason, instance.revision, existing)
         if instance.state is InstanceState.TERMINATED:
             return DecisionAnswer(
                 Outcome.TERMINATED, "the instance is terminated", instance.revision, None
@@ -79,29 +125,30 @@ async def request_decision(
                 f"instance {instance_id} is completed; start a new instance for new work",
             )
 
-        decision = ctx.policy.evaluate(instance, proposal)
+        decision = _budget_exhausted(ctx, instance) or ctx.policy.evaluate(
+            evaluation_input(instance, proposal)
+        )
         now = ctx.clock()
         state = transition_action(ActionState.NEW, _STATE_FOR_EFFECT[decision.effect])
         waits = state is ActionState.WAITING_FOR_HUMAN
+        stored = replace(
+            proposal, params=ctx.policy.redact(proposal.params, decision.redaction_rules_active)
+        )
         action = Action(
             action_id=new_id("act"),
             instance_id=instance_id,
             tenant_id=instance.tenant_id,
-            proposal=proposal,
+            proposal=stored,
             action_sha256=digest,
+            proposed_sha256=digest,
             state=state,
             gate_ids=list(decision.gate_ids),
+            gates=[open_gate(ctx.policy.gate(g), now) for g in decision.gate_ids] if waits else [],
             decided_by="" if waits else "policy",
             decision_reason="; ".join(decision.reasons),
             create_time=now,
             decide_time=None if waits else now,
-            policy={
-                "bundle_id": decision.bundle_id,
-                "version": decision.bundle_version,
-                "sha256": decision.bundle_sha256,
-                "rule_ids": decision.rule_ids,
-                "decision_key": decision.decision_key,
-            },
+            policy=decision.as_json(),
         )
         await tx.insert_action(action)
         instance.tool_calls_used += 1
@@ -120,13 +167,23 @@ async def request_decision(
             actor="policy",
             reason=action.decision_reason,
             record_id=record_id,
+            controls=action.policy,
         )
+        outcome = outcome_of(state)
+        if decision.must_refuse:
+            # Policy ends the instance: nothing else on it may run either.
+            await revoke_open_actions(tx, instance, now, action.decision_reason, actor="policy")
+            instance.state = transition_instance(instance.state, InstanceState.TERMINATED)
+            await tx.append_event(
+                instance,
+                EventType.INSTANCE_TERMINATED,
+                now,
+                actor="policy",
+                reason=action.decision_reason,
+            )
+            outcome = Outcome.TERMINATED
         await tx.save_instance(instance)
-        return DecisionAnswer(outcome_of(state), action.decision_reason, instance.revision, action)
-
-
-def _winning_verdict(action: Action) -> Verdict:
-    return Verdict.REJECT if action.state is ActionState.REJECTED else Verdict.APPROVE
+        return DecisionAnswer(outcome, action.decision_reason, instance.revision, action)
 
 
 async def _locked_action(tx: Tx, action_id: str) -> tuple[Action, Instance]:
@@ -141,6 +198,32 @@ async def _locked_action(tx: Tx, action_id: str) -> tuple[Action, Instance]:
     return action, instance
 
 
+def _winning_verdict(action: Action) -> Verdict:
+    return Verdict.REJECT if action.state is ActionState.REJECTED else Verdict.APPROVE
+
+
+def _check_voter(ctx: Context, instance: Instance, action: Action, approver: str) -> list[str]:
+    """The waiting gates this approver may vote on; raises when they may vote on none."""
+    envelope = instance.envelope
+    own = {envelope.get("user", {}).get("user_id"), envelope.get("agent", {}).get("agent_id")}
+    if approver in own:
+        raise PermissionDenied(
+            "SEPARATION_OF_DUTIES",
+            f"{approver} is this instance's user or agent and cannot approve its actions",
+            metadata={"approver": approver},
+        )
+    roles = ctx.policy.roles_of(approver)
+    waiting = [g.gate_id for g in action.waiting_gates()]
+    eligible = [g for g in waiting if ctx.policy.gate(g).admits(approver, roles)]
+    if not eligible:
+        raise PermissionDenied(
+            "NOT_ELIGIBLE",
+            f"{approver} is not an approver of {', '.join(waiting)}",
+            metadata={"approver": approver, "gates": ",".join(waiting)},
+        )
+    return eligible
+
+
 async def submit_decision(
     ctx: Context,
     action_id: str,
@@ -148,12 +231,21 @@ async def submit_decision(
     reason: str,
     approver: str,
     request_id: str,
-) -> tuple[Action, DecisionRecord]:
+    edited_params: Json | None = None,
+) -> tuple[Action, DecisionRecord | None]:
+    if edited_params is not None and verdict is not Verdict.APPROVE:
+        raise InvalidArgument([FieldViolation("edited_params", "only an approval can edit")])
     request_digest = sha256_of(
-        {"action_id": action_id, "verdict": verdict.value, "reason": reason, "approver": approver}
+        {
+            "action_id": action_id,
+            "verdict": verdict.value,
+            "reason": reason,
+            "approver": approver,
+            "edited_params": edited_params,
+        }
     )
 
-    async def decide() -> tuple[Action, DecisionRecord]:
+    async def vote() -> tuple[Action, DecisionRecord | None]:
         async with ctx.db.write() as tx:
             action, instance = await _locked_action(tx, action_id)
             # Under the lock, so a retry racing its own first attempt still gets its answer.
@@ -161,7 +253,7 @@ async def submit_decision(
             if prior is not None:
                 if prior.request_sha256 != request_digest:
                     raise IdempotencyKeyReused("request_id", "decision")
-                return action, await _record_of(tx, action_id)
+                return action, await tx.get_record_for_action(action_id)
             if action.state in DECIDED_ACTION_STATES:
                 raise AlreadyDecided(
                     action_id, action.state.value, _winning_verdict(action).value, action.decided_by
@@ -173,59 +265,131 @@ async def submit_decision(
                     "decided",
                     metadata={"action_id": action_id, "state": action.state.value},
                 )
-
-            now = ctx.clock()
-            previous = action.state
-            target = ActionState.APPROVED if verdict is Verdict.APPROVE else ActionState.REJECTED
-            action.state = transition_action(previous, target)
-            action.decided_by = approver
-            action.decision_reason = reason
-            action.decide_time = now
-            await tx.save_action(action, expected_state=previous)
-            await tx.insert_vote(
-                Vote(action_id, approver, verdict, reason, request_id, request_digest, now)
-            )
-            still_waiting = await tx.actions_in_states(
-                instance.instance_id, {ActionState.WAITING_FOR_HUMAN}
-            )
-            if not still_waiting and instance.state is InstanceState.WAITING_FOR_HUMAN:
-                instance.state = transition_instance(instance.state, InstanceState.RUNNING)
-            approvals = [
-                Approval(
-                    gate_id=gate_id,
-                    approver=approver,
-                    approval_mode_effective=action.proposal.risk_class.value.lower(),
-                    evidence_snapshot_hash=action.action_sha256,
-                    verdict=verdict,
-                    reason=reason,
-                    time=now,
+            eligible = _check_voter(ctx, instance, action, approver)
+            earlier = await tx.votes_for(action_id)
+            if any(v.approver == approver for v in earlier):
+                raise FailedPrecondition(
+                    "ALREADY_VOTED",
+                    f"{approver} already voted on action {action_id}; one approver votes once",
+                    metadata={"action_id": action_id, "approver": approver},
                 )
-                for gate_id in action.gate_ids
-            ]
-            record = record_for(
-                action, DecisionStatus.DECIDED, instance.revision + 1, now, approvals=approvals
-            )
-            await tx.insert_record(record)
-            await tx.append_event(
-                instance,
-                EventType.ACTION_DECIDED,
-                now,
-                action=action,
-                actor=approver,
+            now = ctx.clock()
+            seen_hash = action.action_sha256
+            diff: Json = {}
+            if edited_params is not None:
+                diff, eligible = _apply_edit(ctx, instance, action, edited_params, eligible, now)
+            count_vote([g for g in action.gates if g.gate_id in eligible], verdict)
+            this_vote = Vote(
+                action_id=action_id,
+                approver=approver,
+                verdict=verdict,
                 reason=reason,
-                record_id=record.record_id,
+                request_id=request_id,
+                request_sha256=request_digest,
+                time=now,
+                gate_ids=tuple(eligible),
+                evidence_snapshot_hash=seen_hash,
+                params_diff=diff,
             )
+            await tx.insert_vote(this_vote)
+            settled = settled_state(action)
+            previous = action.state
+            record = None
+            if settled is None:
+                # Quorum not reached yet (or the edit needs a fresh approval).
+                await tx.save_action(action, expected_state=previous)
+                await tx.append_event(
+                    instance,
+                    EventType.ACTION_VOTED,
+                    now,
+                    action=action,
+                    actor=approver,
+                    reason=reason,
+                    gate_id=",".join(eligible),
+                )
+            else:
+                action.state = transition_action(previous, settled)
+                action.decided_by = approver
+                action.decision_reason = reason
+                action.decide_time = now
+                close_waiting(action)
+                await tx.save_action(action, expected_state=previous)
+                record = record_for(
+                    action,
+                    DecisionStatus.DECIDED,
+                    instance.revision + 1,
+                    now,
+                    approvals=_approvals(action, [*earlier, this_vote]),
+                )
+                await tx.insert_record(record)
+                await leave_waiting_if_idle(tx, instance)
+                await tx.append_event(
+                    instance,
+                    EventType.ACTION_DECIDED,
+                    now,
+                    action=action,
+                    actor=approver,
+                    reason=reason,
+                    record_id=record.record_id,
+                )
             await tx.save_instance(instance)
             return action, record
 
-    # Two requests racing with one request_id on different actions: the second finds the first.
-    return await once_more_on_key_conflict(decide)
+    # Two requests racing with one request_id (or one approver) on different calls: the
+    # second transaction finds what the first wrote and answers from it.
+    return await once_more_on_key_conflict(vote)
 
 
-async def _record_of(tx: Tx, action_id: str) -> DecisionRecord:
-    record = await tx.get_record_for_action(action_id)
-    assert record is not None, "a vote is always written with its record"
-    return record
+def _apply_edit(
+    ctx: Context,
+    instance: Instance,
+    action: Action,
+    edited: Json,
+    eligible: list[str],
+    now: datetime,
+) -> tuple[Json, list[str]]:
+    """Re-evaluates policy on the edited action. Returns the diff and the gates the vote
+    counts for: none when the edit needs a gate the action was not waiting on."""
+    proposal = replace(action.proposal, params=edited)
+    decision = ctx.policy.evaluate(evaluation_input(instance, proposal))
+    if decision.effect is Effect.DENY:
+        raise FailedPrecondition(
+            "EDIT_DENIED_BY_POLICY",
+            "policy denies the edited action: " + "; ".join(decision.reasons),
+            metadata={"rule_ids": ",".join(decision.rule_ids)},
+        )
+    diff = params_diff(action.proposal.params, edited)
+    action.proposal = replace(
+        proposal, params=ctx.policy.redact(edited, decision.redaction_rules_active)
+    )
+    action.action_sha256 = proposal.sha256()
+    action.policy = decision.as_json()
+    known = {g.gate_id for g in action.gates}
+    stricter = [g for g in decision.gate_ids if g not in known]
+    if not stricter:
+        return diff, eligible
+    # A stricter gate: the edit stands, and those gates approve it afresh.
+    close_waiting(action)
+    action.gates += [open_gate(ctx.policy.gate(g), now) for g in decision.gate_ids]
+    action.gate_ids = list(decision.gate_ids)
+    return diff, []
+
+
+def _approvals(action: Action, votes: list[Vote]) -> list[Approval]:
+    return [
+        Approval(
+            gate_id=gate_id,
+            approver=vote.approver,
+            approval_mode_effective=action.proposal.risk_class.value.lower(),
+            evidence_snapshot_hash=vote.evidence_snapshot_hash,
+            verdict=vote.verdict,
+            reason=vote.reason,
+            time=vote.time,
+            params_diff=vote.params_diff,
+        )
+        for vote in votes
+        for gate_id in vote.gate_ids
+    ]
 
 
 async def report_execution(
@@ -261,7 +425,7 @@ async def report_execution(
         record = await tx.get_record_for_action(action_id)
         record_id = ""
         if record is not None:
-            record.outputs = outputs
+            record.outputs = ctx.policy.redact(outputs, record.redaction_rules_active)
             if evidence_ref:
                 record.evidence_refs.append(evidence_ref)
             record.execution_state = target

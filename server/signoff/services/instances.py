@@ -10,6 +10,7 @@ from signoff.domain.states import (
     ActionState,
     DecisionStatus,
     EventType,
+    GateState,
     InstanceState,
     transition_action,
     transition_instance,
@@ -82,7 +83,7 @@ async def cancel_instance(ctx: Context, instance_id: str, reason: str) -> Instan
             return instance  # a repeated call
         target = transition_instance(instance.state, InstanceState.TERMINATED)
         now = ctx.clock()
-        await _revoke_open_actions(tx, instance, now, reason)
+        await revoke_open_actions(tx, instance, now, reason)
         instance.state = target
         await tx.append_event(
             instance, EventType.INSTANCE_TERMINATED, now, actor="agent", reason=reason
@@ -91,13 +92,17 @@ async def cancel_instance(ctx: Context, instance_id: str, reason: str) -> Instan
         return instance
 
 
-async def _revoke_open_actions(tx: Tx, instance: Instance, now: datetime, reason: str) -> None:
+async def revoke_open_actions(
+    tx: Tx, instance: Instance, now: datetime, reason: str, actor: str = "agent"
+) -> None:
     """Cancels what waits and what was approved but not executed: nothing on a cancelled
     instance may run."""
     open_states = {ActionState.WAITING_FOR_HUMAN, ActionState.APPROVED}
     for action in await tx.actions_in_states(instance.instance_id, open_states):
         previous = action.state
         action.state = transition_action(previous, ActionState.CANCELLED)
+        for gate in action.waiting_gates():
+            gate.state = GateState.CLOSED
         await tx.save_action(action, expected_state=previous)
         if previous is ActionState.WAITING_FOR_HUMAN:
             record = record_for(action, DecisionStatus.CANCELLED, instance.revision + 1, now)
@@ -114,10 +119,17 @@ async def _revoke_open_actions(tx: Tx, instance: Instance, now: datetime, reason
             EventType.ACTION_CANCELLED,
             now,
             action=action,
-            actor="agent",
+            actor=actor,
             reason=reason,
             record_id=record.record_id,
         )
+
+
+async def leave_waiting_if_idle(tx: Tx, instance: Instance) -> None:
+    """WAITING_FOR_HUMAN → RUNNING once no action of the instance waits any more."""
+    waiting = await tx.actions_in_states(instance.instance_id, {ActionState.WAITING_FOR_HUMAN})
+    if not waiting and instance.state is InstanceState.WAITING_FOR_HUMAN:
+        instance.state = transition_instance(instance.state, InstanceState.RUNNING)
 
 
 async def get_instance(ctx: Context, instance_id: str) -> Instance:

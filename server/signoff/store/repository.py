@@ -13,6 +13,7 @@ from signoff.domain.models import (
     Approval,
     DecisionRecord,
     Event,
+    GateStatus,
     Instance,
     Json,
     ProposedAction,
@@ -22,6 +23,7 @@ from signoff.domain.states import (
     ActionState,
     DecisionStatus,
     EventType,
+    GateState,
     InstanceState,
     Outcome,
     RiskClass,
@@ -109,6 +111,8 @@ class Tx:
         actor: str = "",
         reason: str = "",
         record_id: str = "",
+        gate_id: str = "",
+        controls: Json | None = None,
     ) -> Event:
         """Appends the next revision. The caller holds the instance lock and saves the
         instance (whose revision this advances) before the transaction commits."""
@@ -128,6 +132,8 @@ class Tx:
             reason=reason,
             record_id=record_id,
             tool=action.proposal.tool if action else "",
+            gate_id=gate_id,
+            controls=controls or {},
         )
         await self.connection.execute(
             insert(events).values(
@@ -144,6 +150,8 @@ class Tx:
                 reason=event.reason,
                 record_id=event.record_id,
                 tool=event.tool,
+                gate_id=event.gate_id,
+                controls=event.controls,
             )
         )
         self.events.append(event)
@@ -204,6 +212,9 @@ class Tx:
                 decide_time=action.decide_time,
                 policy=action.policy,
                 execution_evidence_ref=action.execution_evidence_ref,
+                gates=[_gate_json(g) for g in action.gates],
+                proposed_sha256=action.proposed_sha256,
+                next_due=_next_due(action),
             )
         )
 
@@ -223,6 +234,10 @@ class Tx:
                 decision_reason=action.decision_reason,
                 decide_time=action.decide_time,
                 execution_evidence_ref=action.execution_evidence_ref,
+                params=action.proposal.params,
+                action_sha256=action.action_sha256,
+                gates=[_gate_json(g) for g in action.gates],
+                next_due=_next_due(action),
             )
         )
         if result.rowcount != 1:
@@ -244,6 +259,28 @@ class Tx:
         rows = (await self.connection.execute(query)).all()
         return [(row.seq, _action(row)) for row in rows]
 
+    async def due_actions(self, now: datetime, limit: int) -> list[tuple[str, str]]:
+        """(instance_id, action_id) of waiting actions whose deadline or reminder is due."""
+        query = (
+            select(actions.c.instance_id, actions.c.action_id)
+            .where(
+                actions.c.state == ActionState.WAITING_FOR_HUMAN.value,
+                actions.c.next_due <= now,
+            )
+            .order_by(actions.c.next_due)
+            .limit(limit)
+        )
+        return [(row.instance_id, row.action_id) for row in await self.connection.execute(query)]
+
+    async def try_lock_instance(self, instance_id: str) -> Instance | None:
+        """The instance, locked; None if another server holds it now (PostgreSQL skips it:
+        that server is firing its timers). SQLite has one writer, so it never skips."""
+        query = select(instances).where(instances.c.instance_id == instance_id)
+        if self.dialect == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        row = (await self.connection.execute(query)).first()
+        return _instance(row) if row else None
+
     # -- votes -------------------------------------------------------------------------------
 
     async def insert_vote(self, vote: Vote) -> None:
@@ -256,8 +293,15 @@ class Tx:
                 request_id=vote.request_id,
                 request_sha256=vote.request_sha256,
                 time=vote.time,
+                gate_ids=list(vote.gate_ids),
+                evidence_snapshot_hash=vote.evidence_snapshot_hash,
+                params_diff=vote.params_diff,
             )
         )
+
+    async def votes_for(self, action_id: str) -> list[Vote]:
+        query = select(votes).where(votes.c.action_id == action_id).order_by(votes.c.seq)
+        return [_vote(row) for row in (await self.connection.execute(query)).all()]
 
     async def find_vote_by_request(self, request_id: str) -> Vote | None:
         query = select(votes).where(votes.c.request_id == request_id)
@@ -352,6 +396,8 @@ def _action(row: Row[Any]) -> Action:
         decide_time=row.decide_time,
         policy=row.policy,
         execution_evidence_ref=row.execution_evidence_ref,
+        gates=[_gate(g) for g in row.gates],
+        proposed_sha256=row.proposed_sha256,
     )
 
 
@@ -370,6 +416,8 @@ def _event(row: Row[Any]) -> Event:
         reason=row.reason,
         record_id=row.record_id,
         tool=row.tool,
+        gate_id=row.gate_id,
+        controls=row.controls,
     )
 
 
@@ -382,7 +430,40 @@ def _vote(row: Row[Any]) -> Vote:
         request_id=row.request_id,
         request_sha256=row.request_sha256,
         time=row.time,
+        gate_ids=tuple(row.gate_ids),
+        evidence_snapshot_hash=row.evidence_snapshot_hash,
+        params_diff=row.params_diff,
     )
+
+
+def _gate_json(gate: GateStatus) -> Json:
+    return {
+        **asdict(gate),
+        "state": gate.state.value,
+        "opened": gate.opened.isoformat(),
+        "deadline": gate.deadline.isoformat(),
+        "next_reminder": gate.next_reminder.isoformat() if gate.next_reminder else None,
+    }
+
+
+def _gate(body: Json) -> GateStatus:
+    return GateStatus(
+        **{
+            **body,
+            "state": GateState(body["state"]),
+            "opened": datetime.fromisoformat(body["opened"]),
+            "deadline": datetime.fromisoformat(body["deadline"]),
+            "next_reminder": (
+                datetime.fromisoformat(body["next_reminder"]) if body["next_reminder"] else None
+            ),
+        }
+    )
+
+
+def _next_due(action: Action) -> datetime | None:
+    times = [g.deadline for g in action.waiting_gates()]
+    times += [g.next_reminder for g in action.waiting_gates() if g.next_reminder]
+    return min(times) if times else None
 
 
 def _record_body(record: DecisionRecord) -> Json:

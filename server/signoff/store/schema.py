@@ -96,6 +96,11 @@ actions = Table(
     Column("decide_time", UTCDateTime, nullable=True),
     Column("policy", Document, nullable=False),
     Column("execution_evidence_ref", Text, nullable=False),
+    # Each gate's votes and deadline (GateStatus as JSON); read and written with the action.
+    Column("gates", Document, nullable=False, server_default="[]"),
+    Column("proposed_sha256", String(71), nullable=False, server_default=""),
+    # The earliest deadline or reminder of a waiting gate: what the timer looks for.
+    Column("next_due", UTCDateTime, nullable=True),
     UniqueConstraint("instance_id", "tool_call_id"),
     # Pending-approval pages read only waiting rows, in order: O(page), not O(table).
     Index(
@@ -108,6 +113,12 @@ actions = Table(
     Index(
         "ix_actions_waiting_all",
         "seq",
+        sqlite_where=text("state = 'WAITING_FOR_HUMAN'"),
+        postgresql_where=text("state = 'WAITING_FOR_HUMAN'"),
+    ),
+    Index(
+        "ix_actions_due",
+        "next_due",
         sqlite_where=text("state = 'WAITING_FOR_HUMAN'"),
         postgresql_where=text("state = 'WAITING_FOR_HUMAN'"),
     ),
@@ -129,6 +140,8 @@ events = Table(
     Column("reason", Text, nullable=False),
     Column("record_id", Id, nullable=False),
     Column("tool", Key, nullable=False),
+    Column("gate_id", Key, nullable=False, server_default=""),
+    Column("controls", Document, nullable=False, server_default="{}"),
     PrimaryKeyConstraint("instance_id", "revision"),
 )
 
@@ -143,6 +156,11 @@ votes = Table(
     Column("request_id", Key, nullable=False, unique=True),
     Column("request_sha256", String(71), nullable=False),
     Column("time", UTCDateTime, nullable=False),
+    Column("gate_ids", Document, nullable=False, server_default="[]"),
+    Column("evidence_snapshot_hash", String(71), nullable=False, server_default=""),
+    Column("params_diff", Document, nullable=False, server_default="{}"),
+    # One approver votes once on an action.
+    UniqueConstraint("action_id", "approver"),
 )
 
 decision_records = Table(

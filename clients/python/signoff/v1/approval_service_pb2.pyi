@@ -1,3 +1,4 @@
+from google.protobuf import struct_pb2 as _struct_pb2
 from signoff.v1 import types_pb2 as _types_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -26,18 +27,20 @@ class ListPendingApprovalsResponse(_message.Message):
     def __init__(self, actions: _Optional[_Iterable[_Union[_types_pb2.Action, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class SubmitDecisionRequest(_message.Message):
-    __slots__ = ("action_id", "verdict", "reason", "approver", "request_id")
+    __slots__ = ("action_id", "verdict", "reason", "approver", "request_id", "edited_params")
     ACTION_ID_FIELD_NUMBER: _ClassVar[int]
     VERDICT_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     APPROVER_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    EDITED_PARAMS_FIELD_NUMBER: _ClassVar[int]
     action_id: str
     verdict: _types_pb2.Verdict
     reason: str
     approver: str
     request_id: str
-    def __init__(self, action_id: _Optional[str] = ..., verdict: _Optional[_Union[_types_pb2.Verdict, str]] = ..., reason: _Optional[str] = ..., approver: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    edited_params: _struct_pb2.Struct
+    def __init__(self, action_id: _Optional[str] = ..., verdict: _Optional[_Union[_types_pb2.Verdict, str]] = ..., reason: _Optional[str] = ..., approver: _Optional[str] = ..., request_id: _Optional[str] = ..., edited_params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class SubmitDecisionResponse(_message.Message):
     __slots__ = ("action", "record")

@@ -59,11 +59,15 @@ class ApprovalServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SubmitDecision(self, request, context):
-        """Approves or rejects a waiting action. When several deciders race on one
-        action exactly one takes effect; every other gets ABORTED with reason
-        ALREADY_DECIDED and the winning verdict and approver in the error's
-        metadata. Repeating a call with the same request_id returns the original
-        answer.
+        """Votes on a waiting action. The approver must be eligible for one of the
+        gates it waits on (PERMISSION_DENIED, NOT_ELIGIBLE), may not be the
+        instance's user or agent (PERMISSION_DENIED, SEPARATION_OF_DUTIES), and
+        votes once (FAILED_PRECONDITION, ALREADY_VOTED). The action is APPROVED
+        when every gate has its quorum, REJECTED when a gate has its rejections.
+        When several deciders race on the settling vote exactly one takes effect;
+        every other gets ABORTED with reason ALREADY_DECIDED and the winning
+        verdict and approver in the error's metadata. Repeating a call with the
+        same request_id returns the original answer.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

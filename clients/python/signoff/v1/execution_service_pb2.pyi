@@ -62,7 +62,7 @@ class RequestDecisionRequest(_message.Message):
     def __init__(self, instance_id: _Optional[str] = ..., action: _Optional[_Union[_types_pb2.ProposedAction, _Mapping]] = ...) -> None: ...
 
 class RequestDecisionResponse(_message.Message):
-    __slots__ = ("outcome", "action_id", "action_sha256", "gate_ids", "reason", "action", "revision")
+    __slots__ = ("outcome", "action_id", "action_sha256", "gate_ids", "reason", "action", "revision", "controls")
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     ACTION_ID_FIELD_NUMBER: _ClassVar[int]
     ACTION_SHA256_FIELD_NUMBER: _ClassVar[int]
@@ -70,6 +70,7 @@ class RequestDecisionResponse(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
+    CONTROLS_FIELD_NUMBER: _ClassVar[int]
     outcome: _types_pb2.Outcome
     action_id: str
     action_sha256: str
@@ -77,7 +78,8 @@ class RequestDecisionResponse(_message.Message):
     reason: str
     action: _types_pb2.Action
     revision: int
-    def __init__(self, outcome: _Optional[_Union[_types_pb2.Outcome, str]] = ..., action_id: _Optional[str] = ..., action_sha256: _Optional[str] = ..., gate_ids: _Optional[_Iterable[str]] = ..., reason: _Optional[str] = ..., action: _Optional[_Union[_types_pb2.Action, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
+    controls: _types_pb2.ControlsActive
+    def __init__(self, outcome: _Optional[_Union[_types_pb2.Outcome, str]] = ..., action_id: _Optional[str] = ..., action_sha256: _Optional[str] = ..., gate_ids: _Optional[_Iterable[str]] = ..., reason: _Optional[str] = ..., action: _Optional[_Union[_types_pb2.Action, _Mapping]] = ..., revision: _Optional[int] = ..., controls: _Optional[_Union[_types_pb2.ControlsActive, _Mapping]] = ...) -> None: ...
 
 class WatchInstanceRequest(_message.Message):
     __slots__ = ("instance_id", "after_revision")

@@ -60,6 +60,16 @@ class Verdict(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     VERDICT_APPROVE: _ClassVar[Verdict]
     VERDICT_REJECT: _ClassVar[Verdict]
 
+class GateState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    GATE_STATE_UNSPECIFIED: _ClassVar[GateState]
+    GATE_STATE_WAITING: _ClassVar[GateState]
+    GATE_STATE_SATISFIED: _ClassVar[GateState]
+    GATE_STATE_REJECTED: _ClassVar[GateState]
+    GATE_STATE_EXPIRED: _ClassVar[GateState]
+    GATE_STATE_ESCALATED: _ClassVar[GateState]
+    GATE_STATE_CLOSED: _ClassVar[GateState]
+
 class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     EVENT_TYPE_UNSPECIFIED: _ClassVar[EventType]
@@ -70,6 +80,10 @@ class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_TYPE_ACTION_EXECUTION_REPORTED: _ClassVar[EventType]
     EVENT_TYPE_INSTANCE_COMPLETED: _ClassVar[EventType]
     EVENT_TYPE_INSTANCE_TERMINATED: _ClassVar[EventType]
+    EVENT_TYPE_ACTION_VOTED: _ClassVar[EventType]
+    EVENT_TYPE_ACTION_ESCALATED: _ClassVar[EventType]
+    EVENT_TYPE_ACTION_EXPIRED: _ClassVar[EventType]
+    EVENT_TYPE_ACTION_REMINDER: _ClassVar[EventType]
 
 class DecisionStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -109,6 +123,13 @@ MODE_BATCH: Mode
 VERDICT_UNSPECIFIED: Verdict
 VERDICT_APPROVE: Verdict
 VERDICT_REJECT: Verdict
+GATE_STATE_UNSPECIFIED: GateState
+GATE_STATE_WAITING: GateState
+GATE_STATE_SATISFIED: GateState
+GATE_STATE_REJECTED: GateState
+GATE_STATE_EXPIRED: GateState
+GATE_STATE_ESCALATED: GateState
+GATE_STATE_CLOSED: GateState
 EVENT_TYPE_UNSPECIFIED: EventType
 EVENT_TYPE_INSTANCE_CREATED: EventType
 EVENT_TYPE_ACTION_REQUESTED: EventType
@@ -117,6 +138,10 @@ EVENT_TYPE_ACTION_CANCELLED: EventType
 EVENT_TYPE_ACTION_EXECUTION_REPORTED: EventType
 EVENT_TYPE_INSTANCE_COMPLETED: EventType
 EVENT_TYPE_INSTANCE_TERMINATED: EventType
+EVENT_TYPE_ACTION_VOTED: EventType
+EVENT_TYPE_ACTION_ESCALATED: EventType
+EVENT_TYPE_ACTION_EXPIRED: EventType
+EVENT_TYPE_ACTION_REMINDER: EventType
 DECISION_STATUS_UNSPECIFIED: DecisionStatus
 DECISION_STATUS_DECIDED: DecisionStatus
 DECISION_STATUS_ESCALATED: DecisionStatus
@@ -222,7 +247,7 @@ class ProposedAction(_message.Message):
     def __init__(self, tool_call_id: _Optional[str] = ..., tool: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., risk_class: _Optional[_Union[RiskClass, str]] = ..., evidence_refs: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Action(_message.Message):
-    __slots__ = ("action_id", "instance_id", "tenant_id", "tool_call_id", "tool", "params", "risk_class", "evidence_refs", "action_sha256", "state", "gate_ids", "decided_by", "decision_reason", "create_time", "decide_time", "execution_evidence_ref")
+    __slots__ = ("action_id", "instance_id", "tenant_id", "tool_call_id", "tool", "params", "risk_class", "evidence_refs", "action_sha256", "state", "gate_ids", "decided_by", "decision_reason", "create_time", "decide_time", "execution_evidence_ref", "gates", "proposed_sha256")
     ACTION_ID_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -239,6 +264,8 @@ class Action(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     DECIDE_TIME_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_EVIDENCE_REF_FIELD_NUMBER: _ClassVar[int]
+    GATES_FIELD_NUMBER: _ClassVar[int]
+    PROPOSED_SHA256_FIELD_NUMBER: _ClassVar[int]
     action_id: str
     instance_id: str
     tenant_id: str
@@ -255,10 +282,30 @@ class Action(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     decide_time: _timestamp_pb2.Timestamp
     execution_evidence_ref: str
-    def __init__(self, action_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., tool_call_id: _Optional[str] = ..., tool: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., risk_class: _Optional[_Union[RiskClass, str]] = ..., evidence_refs: _Optional[_Iterable[str]] = ..., action_sha256: _Optional[str] = ..., state: _Optional[_Union[ActionState, str]] = ..., gate_ids: _Optional[_Iterable[str]] = ..., decided_by: _Optional[str] = ..., decision_reason: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., decide_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., execution_evidence_ref: _Optional[str] = ...) -> None: ...
+    gates: _containers.RepeatedCompositeFieldContainer[GateStatus]
+    proposed_sha256: str
+    def __init__(self, action_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., tool_call_id: _Optional[str] = ..., tool: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., risk_class: _Optional[_Union[RiskClass, str]] = ..., evidence_refs: _Optional[_Iterable[str]] = ..., action_sha256: _Optional[str] = ..., state: _Optional[_Union[ActionState, str]] = ..., gate_ids: _Optional[_Iterable[str]] = ..., decided_by: _Optional[str] = ..., decision_reason: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., decide_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., execution_evidence_ref: _Optional[str] = ..., gates: _Optional[_Iterable[_Union[GateStatus, _Mapping]]] = ..., proposed_sha256: _Optional[str] = ...) -> None: ...
+
+class GateStatus(_message.Message):
+    __slots__ = ("gate_id", "state", "quorum", "approvals", "rejections", "deadline", "escalated_from")
+    GATE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    QUORUM_FIELD_NUMBER: _ClassVar[int]
+    APPROVALS_FIELD_NUMBER: _ClassVar[int]
+    REJECTIONS_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    ESCALATED_FROM_FIELD_NUMBER: _ClassVar[int]
+    gate_id: str
+    state: GateState
+    quorum: int
+    approvals: int
+    rejections: int
+    deadline: _timestamp_pb2.Timestamp
+    escalated_from: str
+    def __init__(self, gate_id: _Optional[str] = ..., state: _Optional[_Union[GateState, str]] = ..., quorum: _Optional[int] = ..., approvals: _Optional[int] = ..., rejections: _Optional[int] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., escalated_from: _Optional[str] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("instance_id", "revision", "type", "time", "instance_state", "action_id", "action_state", "outcome", "actor", "reason", "record_id", "tool")
+    __slots__ = ("instance_id", "revision", "type", "time", "instance_state", "action_id", "action_state", "outcome", "actor", "reason", "record_id", "tool", "gate_id", "controls")
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -271,6 +318,8 @@ class Event(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     RECORD_ID_FIELD_NUMBER: _ClassVar[int]
     TOOL_FIELD_NUMBER: _ClassVar[int]
+    GATE_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTROLS_FIELD_NUMBER: _ClassVar[int]
     instance_id: str
     revision: int
     type: EventType
@@ -283,10 +332,12 @@ class Event(_message.Message):
     reason: str
     record_id: str
     tool: str
-    def __init__(self, instance_id: _Optional[str] = ..., revision: _Optional[int] = ..., type: _Optional[_Union[EventType, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., instance_state: _Optional[_Union[InstanceState, str]] = ..., action_id: _Optional[str] = ..., action_state: _Optional[_Union[ActionState, str]] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ..., record_id: _Optional[str] = ..., tool: _Optional[str] = ...) -> None: ...
+    gate_id: str
+    controls: ControlsActive
+    def __init__(self, instance_id: _Optional[str] = ..., revision: _Optional[int] = ..., type: _Optional[_Union[EventType, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., instance_state: _Optional[_Union[InstanceState, str]] = ..., action_id: _Optional[str] = ..., action_state: _Optional[_Union[ActionState, str]] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ..., record_id: _Optional[str] = ..., tool: _Optional[str] = ..., gate_id: _Optional[str] = ..., controls: _Optional[_Union[ControlsActive, _Mapping]] = ...) -> None: ...
 
 class Approval(_message.Message):
-    __slots__ = ("gate_id", "approver", "approval_mode_effective", "evidence_snapshot_hash", "verdict", "reason", "time")
+    __slots__ = ("gate_id", "approver", "approval_mode_effective", "evidence_snapshot_hash", "verdict", "reason", "time", "params_diff")
     GATE_ID_FIELD_NUMBER: _ClassVar[int]
     APPROVER_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_MODE_EFFECTIVE_FIELD_NUMBER: _ClassVar[int]
@@ -294,6 +345,7 @@ class Approval(_message.Message):
     VERDICT_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_DIFF_FIELD_NUMBER: _ClassVar[int]
     gate_id: str
     approver: str
     approval_mode_effective: str
@@ -301,19 +353,22 @@ class Approval(_message.Message):
     verdict: Verdict
     reason: str
     time: _timestamp_pb2.Timestamp
-    def __init__(self, gate_id: _Optional[str] = ..., approver: _Optional[str] = ..., approval_mode_effective: _Optional[str] = ..., evidence_snapshot_hash: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., reason: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    params_diff: _struct_pb2.Struct
+    def __init__(self, gate_id: _Optional[str] = ..., approver: _Optional[str] = ..., approval_mode_effective: _Optional[str] = ..., evidence_snapshot_hash: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., reason: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., params_diff: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class ControlsActive(_message.Message):
-    __slots__ = ("approval_gates_active", "must_refuse", "must_escalate", "redaction_rules_active")
+    __slots__ = ("approval_gates_active", "must_refuse", "must_escalate", "redaction_rules_active", "policy")
     APPROVAL_GATES_ACTIVE_FIELD_NUMBER: _ClassVar[int]
     MUST_REFUSE_FIELD_NUMBER: _ClassVar[int]
     MUST_ESCALATE_FIELD_NUMBER: _ClassVar[int]
     REDACTION_RULES_ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
     approval_gates_active: _containers.RepeatedScalarFieldContainer[str]
     must_refuse: _containers.RepeatedScalarFieldContainer[str]
     must_escalate: _containers.RepeatedScalarFieldContainer[str]
     redaction_rules_active: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, approval_gates_active: _Optional[_Iterable[str]] = ..., must_refuse: _Optional[_Iterable[str]] = ..., must_escalate: _Optional[_Iterable[str]] = ..., redaction_rules_active: _Optional[_Iterable[str]] = ...) -> None: ...
+    policy: PolicyRef
+    def __init__(self, approval_gates_active: _Optional[_Iterable[str]] = ..., must_refuse: _Optional[_Iterable[str]] = ..., must_escalate: _Optional[_Iterable[str]] = ..., redaction_rules_active: _Optional[_Iterable[str]] = ..., policy: _Optional[_Union[PolicyRef, _Mapping]] = ...) -> None: ...
 
 class PolicyRef(_message.Message):
     __slots__ = ("bundle_id", "version", "sha256", "rule_ids")
@@ -328,7 +383,7 @@ class PolicyRef(_message.Message):
     def __init__(self, bundle_id: _Optional[str] = ..., version: _Optional[str] = ..., sha256: _Optional[str] = ..., rule_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DecisionRecord(_message.Message):
-    __slots__ = ("record_id", "decision_key", "status", "outcome", "outputs", "evidence_refs", "approvals", "controls_active", "policy", "trace_id", "tenant_id", "instance_id", "action_id", "tool", "action_sha256", "revision", "create_time", "execution_state")
+    __slots__ = ("record_id", "decision_key", "status", "outcome", "outputs", "evidence_refs", "approvals", "controls_active", "trace_id", "tenant_id", "instance_id", "action_id", "tool", "action_sha256", "revision", "create_time", "execution_state")
     RECORD_ID_FIELD_NUMBER: _ClassVar[int]
     DECISION_KEY_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -337,7 +392,6 @@ class DecisionRecord(_message.Message):
     EVIDENCE_REFS_FIELD_NUMBER: _ClassVar[int]
     APPROVALS_FIELD_NUMBER: _ClassVar[int]
     CONTROLS_ACTIVE_FIELD_NUMBER: _ClassVar[int]
-    POLICY_FIELD_NUMBER: _ClassVar[int]
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -355,7 +409,6 @@ class DecisionRecord(_message.Message):
     evidence_refs: _containers.RepeatedScalarFieldContainer[str]
     approvals: _containers.RepeatedCompositeFieldContainer[Approval]
     controls_active: ControlsActive
-    policy: PolicyRef
     trace_id: str
     tenant_id: str
     instance_id: str
@@ -365,4 +418,4 @@ class DecisionRecord(_message.Message):
     revision: int
     create_time: _timestamp_pb2.Timestamp
     execution_state: ActionState
-    def __init__(self, record_id: _Optional[str] = ..., decision_key: _Optional[str] = ..., status: _Optional[_Union[DecisionStatus, str]] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., evidence_refs: _Optional[_Iterable[str]] = ..., approvals: _Optional[_Iterable[_Union[Approval, _Mapping]]] = ..., controls_active: _Optional[_Union[ControlsActive, _Mapping]] = ..., policy: _Optional[_Union[PolicyRef, _Mapping]] = ..., trace_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., action_id: _Optional[str] = ..., tool: _Optional[str] = ..., action_sha256: _Optional[str] = ..., revision: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., execution_state: _Optional[_Union[ActionState, str]] = ...) -> None: ...
+    def __init__(self, record_id: _Optional[str] = ..., decision_key: _Optional[str] = ..., status: _Optional[_Union[DecisionStatus, str]] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., evidence_refs: _Optional[_Iterable[str]] = ..., approvals: _Optional[_Iterable[_Union[Approval, _Mapping]]] = ..., controls_active: _Optional[_Union[ControlsActive, _Mapping]] = ..., trace_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., action_id: _Optional[str] = ..., tool: _Optional[str] = ..., action_sha256: _Optional[str] = ..., revision: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., execution_state: _Optional[_Union[ActionState, str]] = ...) -> None: ...

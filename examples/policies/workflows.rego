@@ -1,0 +1,163 @@
+# The reference workflows. Each rule that matches adds a finding:
+#   {"rule": ID, "effect": "allow" | "require_approval" | "deny", "reason": TEXT,
+#    "gate": GATE (require_approval), "refuse": true (ends the instance),
+#    "escalate_to": GATE (routes to that gate), "redact": REDACTION (before storing)}
+# signoff combines them: any deny wins; else every named gate must approve; else allow.
+package signoff
+
+import rego.v1
+
+intent := input.envelope.input.intent
+
+action := input.action
+
+context := object.get(input.envelope.input, "context", {})
+
+payment if startswith(action.tool, "adp_payments.")
+
+# --- support.refund ---------------------------------------------------------------------
+
+refund_amount := to_number(object.get(action.params, "amount", object.get(context, "refund_amount", 0)))
+
+workflow_findings contains {
+	"rule": "R_REFUND_REQUIRES_IDV",
+	"effect": "deny",
+	"reason": "no refund without a verified identity (input.context.identity_verified)",
+} if {
+	intent == "support.refund"
+	payment
+	object.get(context, "identity_verified", false) != true
+}
+
+workflow_findings contains {
+	"rule": "R_HIGH_VALUE_REQUIRES_APPROVAL",
+	"effect": "require_approval",
+	"gate": "GATE_FINANCE_APPROVAL",
+	"reason": sprintf("refund of %v is above %v", [refund_amount, data.limits.refund_approval_threshold]),
+} if {
+	intent == "support.refund"
+	payment
+	refund_amount > data.limits.refund_approval_threshold
+}
+
+workflow_findings contains {
+	"rule": "R_DESTRUCTIVE_PAYMENT_REQUIRES_APPROVAL",
+	"effect": "require_approval",
+	"gate": "GATE_FINANCE_APPROVAL",
+	"reason": "destructive payment steps need a finance approval",
+} if {
+	payment
+	action.risk_class == "DESTRUCTIVE"
+}
+
+workflow_findings contains {
+	"rule": "R_VERY_HIGH_VALUE_TO_DIRECTORS",
+	"effect": "require_approval",
+	"escalate_to": "GATE_FINANCE_DIRECTOR",
+	"reason": sprintf("refund of %v is above %v: directors decide", [refund_amount, data.limits.refund_director_threshold]),
+} if {
+	intent == "support.refund"
+	payment
+	refund_amount > data.limits.refund_director_threshold
+}
+
+# --- content.review ---------------------------------------------------------------------
+
+confidence := to_number(object.get(action.params, "confidence", object.get(context, "confidence", 0)))
+
+workflow_findings contains {
+	"rule": "R_PUBLISH_BLOCK_REQUIRES_APPROVAL",
+	"effect": "require_approval",
+	"gate": "GATE_PUBLISH_BLOCK",
+	"reason": sprintf("confidence %v: a moderation lead confirms the block", [confidence]),
+} if {
+	intent == "content.review"
+	action.tool == "adp_content.publish_block"
+	confidence >= data.limits.moderation_confidence_threshold
+}
+
+workflow_findings contains {
+	"rule": "R_PUBLISH_BLOCK_NEEDS_CONFIDENCE",
+	"effect": "deny",
+	"reason": sprintf("confidence %v is below %v: queue it for a human instead", [confidence, data.limits.moderation_confidence_threshold]),
+} if {
+	intent == "content.review"
+	action.tool == "adp_content.publish_block"
+	confidence < data.limits.moderation_confidence_threshold
+}
+
+workflow_findings contains {
+	"rule": "R_LOW_CONFIDENCE_TO_HUMAN_QUEUE",
+	"effect": "allow",
+	"reason": "low-confidence items go to the human review queue without a gate",
+} if {
+	intent == "content.review"
+	action.tool == "adp_queue.append"
+	action.risk_class == "LOCAL_WRITE"
+}
+
+# --- data.lookup ------------------------------------------------------------------------
+
+workflow_findings contains {
+	"rule": "R_PII_EMAIL_REDACTION",
+	"effect": "allow",
+	"redact": "pii_email",
+	"reason": "e-mail addresses are redacted before anything is stored",
+} if {
+	intent == "data.lookup"
+}
+
+workflow_findings contains {
+	"rule": "R_LOOKUP_IS_READ_ONLY",
+	"effect": "deny",
+	"reason": "a data lookup only reads",
+} if {
+	intent == "data.lookup"
+	action.risk_class != "READ_ONLY"
+}
+
+# --- every instance -----------------------------------------------------------------------
+
+workflow_findings contains {
+	"rule": "R_REFUSED_TOOL",
+	"effect": "deny",
+	"refuse": true,
+	"reason": sprintf("%v is never allowed; the instance ends", [action.tool]),
+} if {
+	action.tool in data.limits.refused_tools
+}
+
+routed if {
+	some finding in workflow_findings
+	finding.effect != "allow"
+}
+
+baseline contains {
+	"rule": "R_LOCAL_ACTIONS_ALLOWED",
+	"effect": "allow",
+	"reason": sprintf("%v actions run without approval", [action.risk_class]),
+} if {
+	not routed
+	action.risk_class in {"READ_ONLY", "LOCAL_WRITE"}
+}
+
+baseline contains {
+	"rule": "R_OUTWARD_ACTIONS_REQUIRE_APPROVAL",
+	"effect": "require_approval",
+	"gate": "GATE_DEFAULT",
+	"reason": sprintf("%v actions need a human approval", [action.risk_class]),
+} if {
+	not routed
+	action.risk_class in {"NETWORK", "DELEGATED", "DESTRUCTIVE"}
+}
+
+findings := workflow_findings | baseline
+
+decision_key := "support.refund.execute" if {
+	intent == "support.refund"
+	payment
+} else := "content.review.action" if {
+	intent == "content.review"
+} else := "data.lookup.result" if {
+	intent == "data.lookup"
+} else := sprintf("%v.%v", [intent, action.tool])

@@ -1,0 +1,159 @@
+"""Loading a policy bundle: Rego modules compiled with regopy, and YAML data beside them.
+
+A bundle is a directory:
+
+    bundle.yaml     id, version, on_error (what to answer when evaluation fails)
+    *.rego          package signoff: a partial set `findings`, optionally `decision_key`
+    *.yaml          data, merged under `data` (gates, principals, redactions, thresholds …)
+    tests/*.yaml    test cases for `signoff policy test DIR`
+"""
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from regopy import Interpreter, RegoError
+
+from signoff.policy import BundleRef, Effect
+from signoff.policy.gates import Gate, gate_from_yaml
+
+ENTRYPOINT = "signoff/result"
+
+# Added to every bundle: one entrypoint that returns everything signoff reads.
+PRELUDE = """
+package signoff
+
+import rego.v1
+
+default decision_key := ""
+
+result := {"findings": findings, "decision_key": decision_key}
+"""
+
+
+class BundleError(ValueError):
+    """The bundle cannot be loaded; the message says which file and why."""
+
+
+@dataclass(frozen=True)
+class OnError:
+    """Fail closed: hold the action for a human on `gate`, or reject it. Never approve."""
+
+    effect: Effect
+    gate_id: str = ""
+
+
+@dataclass(frozen=True)
+class Redaction:
+    name: str
+    pattern: re.Pattern[str]
+
+
+@dataclass(frozen=True)
+class LoadedBundle:
+    ref: BundleRef
+    directory: Path
+    compiled: Any  # regopy.Bundle
+    gates: dict[str, Gate]
+    roles: dict[str, frozenset[str]]
+    redactions: dict[str, Redaction]
+    on_error: OnError
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise BundleError(f"{path}: {error}") from None
+
+
+def bundle_sha256(directory: Path) -> str:
+    """sha256 over every file's relative path and bytes, in path order."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(directory)).encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return "sha256:" + digest.hexdigest()
+
+
+def load_bundle(directory: Path) -> LoadedBundle:
+    directory = directory.resolve()
+    manifest_path = directory / "bundle.yaml"
+    if not manifest_path.is_file():
+        raise BundleError(f"{directory}: no bundle.yaml (is this a policy bundle directory?)")
+    manifest = _read_yaml(manifest_path)
+    for key in ("id", "version"):
+        if not manifest.get(key):
+            raise BundleError(f"{manifest_path}: '{key}' is required")
+
+    data: dict[str, Any] = {}
+    for path in sorted(directory.glob("*.yaml")):
+        if path.name == "bundle.yaml":
+            continue
+        content = _read_yaml(path)
+        if not isinstance(content, dict):
+            raise BundleError(f"{path}: must be a mapping")
+        for key in content:
+            if key in data:
+                raise BundleError(f"{path}: data key {key!r} is defined twice")
+        data.update(content)
+
+    try:
+        gates = {
+            gid: gate_from_yaml(gid, spec or {}) for gid, spec in data.get("gates", {}).items()
+        }
+    except (ValueError, TypeError) as error:
+        raise BundleError(f"{directory}: {error}") from None
+    for gate in gates.values():
+        if gate.escalate_to and gate.escalate_to not in gates:
+            raise BundleError(f"gate {gate.gate_id}: escalate_to {gate.escalate_to} is not defined")
+
+    on_error_spec = manifest.get("on_error") or {"action": "reject"}
+    if on_error_spec.get("action") == "hold":
+        gate_id = on_error_spec.get("gate", "")
+        if gate_id not in gates:
+            raise BundleError(f"{manifest_path}: on_error gate {gate_id!r} is not defined")
+        on_error = OnError(Effect.REQUIRE_APPROVAL, gate_id)
+    elif on_error_spec.get("action") == "reject":
+        on_error = OnError(Effect.DENY)
+    else:
+        raise BundleError(f"{manifest_path}: on_error.action must be hold or reject")
+
+    roles = {
+        principal: frozenset((spec or {}).get("roles", []))
+        for principal, spec in data.get("principals", {}).items()
+    }
+    try:
+        redactions = {
+            name: Redaction(name, re.compile(spec["pattern"]))
+            for name, spec in data.get("redactions", {}).items()
+        }
+    except (KeyError, TypeError, re.error) as error:
+        raise BundleError(f"{directory}: redactions: {error}") from None
+
+    modules = sorted(directory.glob("*.rego"))
+    if not modules:
+        raise BundleError(f"{directory}: no .rego modules")
+    builder = Interpreter()
+    try:
+        builder.add_data_json(json.dumps(data))
+        for path in modules:
+            builder.add_module(path.name, path.read_text())
+        builder.add_module("signoff_prelude.rego", PRELUDE)
+        compiled = builder.build(None, [ENTRYPOINT])
+    except RegoError as error:
+        raise BundleError(f"{directory}: Rego does not compile: {error}") from None
+
+    return LoadedBundle(
+        ref=BundleRef(str(manifest["id"]), str(manifest["version"]), bundle_sha256(directory)),
+        directory=directory,
+        compiled=compiled,
+        gates=gates,
+        roles=roles,
+        redactions=redactions,
+        on_error=on_error,
+    )

@@ -1,0 +1,136 @@
+"""Evaluating a compiled bundle, and combining what its rules found into one decision."""
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from regopy import Interpreter
+
+from signoff.policy import BundleRef, Effect, Finding, PolicyDecision
+from signoff.policy.bundle import ENTRYPOINT, LoadedBundle, load_bundle
+from signoff.policy.gates import Gate
+
+log = logging.getLogger("signoff.policy")
+
+
+class RegoPolicy:
+    def __init__(self, bundle: LoadedBundle) -> None:
+        self._bundle = bundle
+        self._interpreter = Interpreter()
+
+    @classmethod
+    def load(cls, directory: Path) -> "RegoPolicy":
+        return cls(load_bundle(directory))
+
+    @property
+    def bundle(self) -> BundleRef:
+        return self._bundle.ref
+
+    def gate(self, gate_id: str) -> Gate:
+        return self._bundle.gates[gate_id]
+
+    def gates(self) -> list[Gate]:
+        return list(self._bundle.gates.values())
+
+    def roles_of(self, principal_id: str) -> frozenset[str]:
+        return self._bundle.roles.get(principal_id, frozenset())
+
+    def evaluate(self, evaluation_input: dict[str, Any]) -> PolicyDecision:
+        """Never raises and never approves on error: failures give the bundle's on_error answer."""
+        try:
+            self._interpreter.set_input_term(json.dumps(evaluation_input))
+            output = self._interpreter.query_bundle_entrypoint(self._bundle.compiled, ENTRYPOINT)
+            expressions = json.loads(str(output)).get("expressions") or []
+            if not expressions:
+                raise ValueError("the bundle's signoff.result is undefined for this input")
+            return self._combine(expressions[0])
+        except Exception as error:  # noqa: BLE001 - any failure must fail closed
+            log.warning("policy evaluation failed, failing closed: %s", error)
+            return self._fail_closed(str(error))
+
+    def _combine(self, result: dict[str, Any]) -> PolicyDecision:
+        findings = [_finding(raw) for raw in result["findings"]]
+        for finding in findings:
+            for gate_id in (finding.gate_id, finding.escalate_to):
+                if gate_id and gate_id not in self._bundle.gates:
+                    raise ValueError(f"rule {finding.rule_id} names undefined gate {gate_id}")
+            if finding.redact and finding.redact not in self._bundle.redactions:
+                raise ValueError(
+                    f"rule {finding.rule_id} names undefined redaction {finding.redact}"
+                )
+        must_refuse = sorted({f.rule_id for f in findings if f.refuse})
+        must_escalate = sorted({f.escalate_to for f in findings if f.escalate_to})
+        # Escalation replaces the normal route: the named gates decide alone.
+        gates = must_escalate or sorted({f.gate_id for f in findings if f.gate_id})
+        if must_refuse or any(f.effect is Effect.DENY for f in findings):
+            effect, gates = Effect.DENY, []
+        elif gates or any(f.effect is Effect.REQUIRE_APPROVAL for f in findings):
+            effect = Effect.REQUIRE_APPROVAL
+            if not gates:
+                raise ValueError("require_approval without a gate")
+        else:
+            effect = Effect.ALLOW
+        deciding = [f for f in findings if f.effect is effect or f.refuse] or findings
+        return PolicyDecision(
+            effect=effect,
+            reasons=[f.reason for f in deciding if f.reason] or [f"no rule objected ({effect})"],
+            rule_ids=sorted({f.rule_id for f in findings}),
+            bundle=self._bundle.ref,
+            gate_ids=gates,
+            decision_key=str(result.get("decision_key") or ""),
+            must_refuse=must_refuse,
+            must_escalate=must_escalate,
+            redaction_rules_active=sorted({f.redact for f in findings if f.redact}),
+            findings=findings,
+        )
+
+    def _fail_closed(self, error: str) -> PolicyDecision:
+        on_error = self._bundle.on_error
+        return PolicyDecision(
+            effect=on_error.effect,
+            reasons=[f"policy evaluation failed ({error}); failing closed"],
+            rule_ids=["POLICY_ERROR"],
+            bundle=self._bundle.ref,
+            gate_ids=[on_error.gate_id] if on_error.gate_id else [],
+            error=error,
+        )
+
+    def redact(self, value: Any, rules: list[str]) -> Any:
+        """Replaces what the active rules match in every string with a hash of it."""
+        patterns = [self._bundle.redactions[name] for name in rules]
+        if not patterns:
+            return value
+        return _redact(value, patterns)
+
+
+def _finding(raw: Any) -> Finding:
+    if not isinstance(raw, dict) or not raw.get("rule"):
+        raise ValueError(f"a finding must be an object with a 'rule': {raw!r}")
+    return Finding(
+        rule_id=str(raw["rule"]),
+        effect=Effect(raw.get("effect", "allow")),
+        reason=str(raw.get("reason", "")),
+        gate_id=str(raw.get("gate", "")),
+        refuse=bool(raw.get("refuse", False)),
+        escalate_to=str(raw.get("escalate_to", "")),
+        redact=str(raw.get("redact", "")),
+    )
+
+
+def _redact(value: Any, patterns: list[Any]) -> Any:
+    if isinstance(value, str):
+        for redaction in patterns:
+            value = redaction.pattern.sub(
+                lambda m, name=redaction.name: (
+                    f"[redacted:{name}:sha256:{hashlib.sha256(m[0].encode()).hexdigest()[:16]}]"
+                ),
+                value,
+            )
+        return value
+    if isinstance(value, dict):
+        return {k: _redact(v, patterns) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(v, patterns) for v in value]
+    return value

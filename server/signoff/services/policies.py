@@ -1,0 +1,41 @@
+"""PolicyService: a dry run of policy, creating and changing nothing."""
+
+from datetime import UTC, datetime
+
+from signoff.domain.canonical import sha256_of
+from signoff.domain.errors import NotFound
+from signoff.domain.models import Instance, Json, ProposedAction
+from signoff.domain.states import InstanceState
+from signoff.policy import PolicyDecision
+from signoff.services.context import Context
+from signoff.services.decisions import evaluation_input
+
+
+async def evaluate(
+    ctx: Context, instance_id: str, envelope: Json | None, proposal: ProposedAction
+) -> PolicyDecision:
+    if envelope is None:
+        async with ctx.db.read() as tx:
+            instance = await tx.get_instance(instance_id)
+        if instance is None:
+            raise NotFound("instance", instance_id)
+    else:
+        instance = _unsaved(envelope)
+    return ctx.policy.evaluate(evaluation_input(instance, proposal))
+
+
+def _unsaved(envelope: Json) -> Instance:
+    """The instance InvokeAgent would create from the envelope, never stored."""
+    epoch = datetime.fromtimestamp(0, UTC)
+    return Instance(
+        instance_id="",
+        tenant_id=envelope.get("tenant_id", ""),
+        request_id=envelope.get("request_id", ""),
+        envelope=envelope,
+        envelope_sha256=sha256_of(envelope),
+        state=InstanceState.RUNNING,
+        revision=0,
+        tool_calls_used=0,
+        create_time=epoch,
+        update_time=epoch,
+    )

@@ -1,0 +1,124 @@
+"""Gate timeouts, escalations and reminders. Timers live in the database (actions.next_due),
+so they survive restarts; each fires once, under the instance lock, even with several
+servers (PostgreSQL: an instance another server holds is skipped, not waited for)."""
+
+import asyncio
+import logging
+from datetime import datetime
+
+from signoff.domain.models import Action, Instance
+from signoff.domain.states import (
+    ActionState,
+    DecisionStatus,
+    EventType,
+    GateState,
+    transition_action,
+)
+from signoff.policy.gates import OnTimeout
+from signoff.services.context import Context
+from signoff.services.gating import open_gate
+from signoff.services.instances import leave_waiting_if_idle
+from signoff.services.records import record_for
+from signoff.store.repository import Tx
+
+log = logging.getLogger("signoff.timers")
+
+
+async def fire_due(ctx: Context, now: datetime | None = None, limit: int = 200) -> int:
+    """Fires every deadline and reminder due at `now`; returns how many actions changed."""
+    now = now or ctx.clock()
+    async with ctx.db.read() as tx:
+        due = await tx.due_actions(now, limit)
+    fired = 0
+    for instance_id, action_id in due:
+        async with ctx.db.write() as tx:
+            instance = await tx.try_lock_instance(instance_id)
+            action = await tx.get_action(action_id)
+            if instance is None or action is None:
+                continue  # another server holds it and fires it
+            if action.state is ActionState.WAITING_FOR_HUMAN and await _fire(
+                ctx, tx, instance, action, now
+            ):
+                await tx.save_instance(instance)
+                fired += 1
+    return fired
+
+
+async def _fire(ctx: Context, tx: Tx, instance: Instance, action: Action, now: datetime) -> bool:
+    changed = False
+    for status in list(action.waiting_gates()):
+        gate = ctx.policy.gate(status.gate_id)
+        if status.deadline <= now:
+            changed = True
+            if gate.on_timeout is OnTimeout.ESCALATE:
+                status.state = GateState.ESCALATED
+                action.gates.append(open_gate(ctx.policy.gate(gate.escalate_to), now, gate.gate_id))
+                action.gate_ids.append(gate.escalate_to)
+                await tx.save_action(action, expected_state=action.state)
+                await tx.append_event(
+                    instance,
+                    EventType.ACTION_ESCALATED,
+                    now,
+                    action=action,
+                    actor="timer",
+                    reason=f"{gate.gate_id} timed out; escalated to {gate.escalate_to}",
+                    gate_id=gate.escalate_to,
+                )
+            else:
+                await _expire(tx, instance, action, status.gate_id, now)
+                return True
+        elif status.next_reminder is not None and status.next_reminder <= now:
+            changed = True
+            status.reminders_sent += 1
+            later = gate.reminders[status.reminders_sent :]
+            status.next_reminder = status.opened + later[0] if later else None
+            await tx.save_action(action, expected_state=action.state)
+            await tx.append_event(
+                instance,
+                EventType.ACTION_REMINDER,
+                now,
+                action=action,
+                actor="timer",
+                reason=f"{gate.gate_id} still waits (deadline {status.deadline.isoformat()})",
+                gate_id=gate.gate_id,
+            )
+    return changed
+
+
+async def _expire(tx: Tx, instance: Instance, action: Action, gate_id: str, now: datetime) -> None:
+    """No decision in time: EXPIRED, which is never a human rejection."""
+    previous = action.state
+    for status in action.waiting_gates():
+        status.state = GateState.EXPIRED if status.gate_id == gate_id else GateState.CLOSED
+    action.state = transition_action(previous, ActionState.EXPIRED)
+    action.decided_by = "timer"
+    action.decision_reason = f"{gate_id} was not decided in time"
+    action.decide_time = now
+    await tx.save_action(action, expected_state=previous)
+    record = record_for(action, DecisionStatus.EXPIRED, instance.revision + 1, now)
+    await tx.insert_record(record)
+    await leave_waiting_if_idle(tx, instance)
+    await tx.append_event(
+        instance,
+        EventType.ACTION_EXPIRED,
+        now,
+        action=action,
+        actor="timer",
+        reason=action.decision_reason,
+        record_id=record.record_id,
+        gate_id=gate_id,
+    )
+
+
+async def run(ctx: Context, interval: float, stop: asyncio.Event) -> None:
+    """The server's timer loop: fire what is due, then sleep a little."""
+    while not stop.is_set():
+        try:
+            while await fire_due(ctx) > 0:
+                pass  # more may be due
+        except Exception:
+            log.exception("timer tick failed")
+        try:
+            await asyncio.wait_for(stop.wait(), interval)
+        except TimeoutError:
+            pass

@@ -1,0 +1,18 @@
+package signoff
+
+import rego.v1
+
+findings contains {"rule": "ALLOW_LOCAL_ACTIONS", "effect": "allow"} if {
+	input.action.risk_class in {"READ_ONLY", "LOCAL_WRITE"}
+}
+
+findings contains {
+	"rule": "GATE_OUTWARD_ACTIONS",
+	"effect": "require_approval",
+	"gate": "GATE_DEFAULT",
+	"reason": sprintf("%v actions need a human approval", [input.action.risk_class]),
+} if {
+	input.action.risk_class in {"NETWORK", "DELEGATED", "DESTRUCTIVE"}
+}
+
+decision_key := sprintf("%v.%v", [input.envelope.input.intent, input.action.tool])
