@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import POSTGRES_URL, ServerProcess, Stubs, new_database_url
+from tests.support import EXAMPLE_POLICY, POSTGRES_URL, ServerProcess, Stubs, new_database_url
 
 DATABASE_KINDS = ["sqlite", "postgresql"]
 
@@ -61,3 +61,17 @@ def stubs(server: ServerProcess) -> Stubs:
 @pytest.fixture
 def log_dir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def example_server(
+    database_kind: str,
+    make_database: Callable[[str], str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ServerProcess]:
+    """A server on the example policy bundle (the default of `signoff serve`)."""
+    process = ServerProcess(
+        make_database(database_kind), tmp_path_factory.mktemp("logs"), policy=EXAMPLE_POLICY
+    )
+    with process:
+        yield process

@@ -22,6 +22,7 @@ from signoff.v1 import approval_service_pb2_grpc as approval_grpc
 from signoff.v1 import audit_service_pb2_grpc as audit_grpc
 from signoff.v1 import execution_service_pb2 as execution_pb
 from signoff.v1 import execution_service_pb2_grpc as execution_grpc
+from signoff.v1 import policy_service_pb2_grpc as policy_grpc
 from signoff.v1 import types_pb2 as pb
 
 POSTGRES_URL = os.environ.get("SIGNOFF_TEST_POSTGRES_URL", "")
@@ -47,6 +48,7 @@ class Stubs:
     execution: execution_grpc.ExecutionServiceStub
     approval: approval_grpc.ApprovalServiceStub
     audit: audit_grpc.AuditServiceStub
+    policy: policy_grpc.PolicyServiceStub
 
 
 class ServerProcess:
@@ -112,6 +114,7 @@ class ServerProcess:
             execution_grpc.ExecutionServiceStub(channel),
             approval_grpc.ApprovalServiceStub(channel),
             audit_grpc.AuditServiceStub(channel),
+            policy_grpc.PolicyServiceStub(channel),
         )
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 30) -> int:

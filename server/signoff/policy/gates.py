@@ -28,9 +28,7 @@ class Gate:
 
     def admits(self, principal_id: str, roles: frozenset[str]) -> bool:
         # "*" admits anyone: for development bundles, never for production gates.
-        return (
-            principal_id in self.principals or "*" in self.principals or bool(self.roles & roles)
-        )
+        return principal_id in self.principals or "*" in self.principals or bool(self.roles & roles)
 
 
 _DURATION = re.compile(r"^(\d+)(s|m|h|d)$")
