@@ -40,7 +40,7 @@ class RegoPolicy:
     def evaluate(self, evaluation_input: dict[str, Any]) -> PolicyDecision:
         """Never raises and never approves on error: failures give the bundle's on_error answer."""
         try:
-            self._interpreter.set_input_term(json.dumps(evaluation_input))
+            self._interpreter.set_input(evaluation_input)
             output = self._interpreter.query_bundle_entrypoint(self._bundle.compiled, ENTRYPOINT)
             expressions = json.loads(str(output)).get("expressions") or []
             if not expressions:
