@@ -10,7 +10,9 @@ Ask before every sensitive action, and wait for humans through a resumable strea
         )
         run_tool(decision.params)  # the params signoff approved, not a local copy
 
-Generated code: grpcio stubs in `signoff.v1`, betterproto2 in `signoff_client.betterproto`.
+Generated code: grpcio stubs in `signoff.v1`, betterproto2 in `signoff_client.betterproto`
+(the SDK takes betterproto2 messages too). Framework adapters (LangGraph, callbacks, OpenAI
+Agents SDK) live in `signoff_client.adapters`, imported only when used.
 """
 
 from signoff_client.errors import (
@@ -31,6 +33,7 @@ from signoff_client.sdk import (
     Backoff,
     Decision,
     Signoff,
+    WireMessage,
     proposed_action,
 )
 
@@ -49,6 +52,7 @@ __all__ = [
     "InstanceTerminated",
     "Signoff",
     "SignoffError",
+    "WireMessage",
     "from_rpc_error",
     "proposed_action",
 ]

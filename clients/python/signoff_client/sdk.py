@@ -27,7 +27,7 @@ from collections.abc import (
 )
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self, TypeVar
 
 import grpc
 from google.protobuf import json_format
@@ -57,6 +57,7 @@ __all__ = [
     "Backoff",
     "Decision",
     "Signoff",
+    "WireMessage",
     "proposed_action",
 ]
 
@@ -99,6 +100,14 @@ class Decision:
     instance_id: str = ""
     gate_ids: tuple[str, ...] = ()
 
+    @property
+    def consumed(self) -> bool:
+        """True once the approval was used: the action is EXECUTING, EXECUTED or FAILED.
+
+        An APPROVED answer to a repeated RequestDecision (a resumed or re-run agent) with
+        `consumed` set means the action already ran: do not execute it again."""
+        return self.action is not None and self.action.state in _CONSUMED
+
 
 @dataclass(frozen=True)
 class Backoff:
@@ -112,6 +121,25 @@ class Backoff:
         # The exponent is capped so a days-long outage never overflows the float.
         ceiling = min(self.maximum, self.initial * self.multiplier ** min(attempt, 64))
         return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+_CONSUMED = (pb.ACTION_STATE_EXECUTING, pb.ACTION_STATE_EXECUTED, pb.ACTION_STATE_FAILED)
+
+
+class WireMessage(Protocol):
+    """Any protobuf message, for example a betterproto2 one from `signoff_client.betterproto`."""
+
+    def SerializeToString(self) -> bytes: ...
+
+
+_Pb = TypeVar("_Pb", execution_pb.InvokeAgentRequest, pb.ProposedAction)
+
+
+def _as_pb(message: WireMessage, kind: type[_Pb]) -> _Pb:
+    """The grpcio message for `message` (a betterproto2 message crosses as wire bytes)."""
+    if isinstance(message, kind):
+        return message
+    return kind.FromString(message.SerializeToString())
 
 
 # ---- pure helpers shared by both clients ------------------------------------------------
@@ -159,11 +187,11 @@ def proposed_action(
 
 
 def _invoke_request(
-    envelope: Mapping[str, Any] | execution_pb.InvokeAgentRequest,
+    envelope: Mapping[str, Any] | WireMessage,
 ) -> execution_pb.InvokeAgentRequest:
-    if isinstance(envelope, execution_pb.InvokeAgentRequest):
-        return envelope
-    return json_format.ParseDict(dict(envelope), execution_pb.InvokeAgentRequest())
+    if isinstance(envelope, Mapping):
+        return json_format.ParseDict(dict(envelope), execution_pb.InvokeAgentRequest())
+    return _as_pb(envelope, execution_pb.InvokeAgentRequest)
 
 
 def _submit_request(
@@ -199,9 +227,10 @@ def _report_request(
 
 
 def _decision_request(
-    instance_id: str, proposal: pb.ProposedAction
+    instance_id: str, proposal: WireMessage
 ) -> execution_pb.RequestDecisionRequest:
-    return execution_pb.RequestDecisionRequest(instance_id=instance_id, action=proposal)
+    action = _as_pb(proposal, pb.ProposedAction)
+    return execution_pb.RequestDecisionRequest(instance_id=instance_id, action=action)
 
 
 def _pending(instance_id: str, action_id: str, revision: int) -> Decision:
@@ -389,10 +418,9 @@ class AsyncSignoff:
         except grpc.RpcError as error:
             raise from_rpc_error(error) from error
 
-    async def invoke_agent(
-        self, envelope: Mapping[str, Any] | execution_pb.InvokeAgentRequest
-    ) -> pb.Instance:
-        """Creates (or, for a repeated request_id, returns) the instance for an envelope."""
+    async def invoke_agent(self, envelope: Mapping[str, Any] | WireMessage) -> pb.Instance:
+        """Creates (or, for a repeated request_id, returns) the instance for an envelope
+        (a dict, or a grpcio or betterproto2 InvokeAgentRequest)."""
         response: execution_pb.InvokeAgentResponse = await self._call(
             self._execution.InvokeAgent, _invoke_request(envelope)
         )
@@ -429,13 +457,14 @@ class AsyncSignoff:
         action_id: str,
         after_revision: int,
         *,
-        proposal: pb.ProposedAction | None = None,
+        proposal: WireMessage | None = None,
         timeout: float | None = None,
     ) -> Decision:
         """Resumes waiting for a decision persisted earlier (instance, action, revision).
 
-        Pass the `proposal` (see `proposed_action`) to receive the approved params; without
-        it an approval is returned with `params` None."""
+        Pass the `proposal` (see `proposed_action`; a betterproto2 ProposedAction works too)
+        to receive the approved params; without it an approval is returned with `params`
+        None."""
         request = None if proposal is None else _decision_request(instance_id, proposal)
         pending = _pending(instance_id, action_id, after_revision)
         return await self._await(instance_id, pending, after_revision, request, _deadline(timeout))
@@ -631,10 +660,9 @@ class Signoff:
         except grpc.RpcError as error:
             raise from_rpc_error(error) from error
 
-    def invoke_agent(
-        self, envelope: Mapping[str, Any] | execution_pb.InvokeAgentRequest
-    ) -> pb.Instance:
-        """Creates (or, for a repeated request_id, returns) the instance for an envelope."""
+    def invoke_agent(self, envelope: Mapping[str, Any] | WireMessage) -> pb.Instance:
+        """Creates (or, for a repeated request_id, returns) the instance for an envelope
+        (a dict, or a grpcio or betterproto2 InvokeAgentRequest)."""
         response: execution_pb.InvokeAgentResponse = self._call(
             self._execution.InvokeAgent, _invoke_request(envelope)
         )
@@ -668,7 +696,7 @@ class Signoff:
         action_id: str,
         after_revision: int,
         *,
-        proposal: pb.ProposedAction | None = None,
+        proposal: WireMessage | None = None,
         timeout: float | None = None,
     ) -> Decision:
         """Resumes a persisted wait; see `AsyncSignoff.wait_for_decision`."""

@@ -1,0 +1,218 @@
+"""LangGraph: ask signoff inside a node, pause the graph while a human decides, resume it.
+
+In the node that runs a sensitive tool (the graph needs a checkpointer and a thread_id)::
+
+    decision = gate_tool_call(signoff, state["instance_id"], tool_call,
+                              tool="adp_payments.issue_refund", risk_class="DESTRUCTIVE")
+    if not decision.consumed:                   # a re-run after the report: already done
+        outputs = issue_refund(**decision.params)   # the params signoff approved
+        signoff.report_execution(decision.action_id, True, outputs=outputs)
+
+`gate_tool_call` returns only once signoff APPROVED the call and raises ActionRejected,
+InstanceTerminated or SignoffError otherwise. While the action waits for a human it calls
+`interrupt()`: the checkpoint keeps the pause and the process may exit. The approval key is
+derived from the thread id and the tool call id, so re-running the node never creates a
+second request. A resumer, possibly another process, waits through WatchInstance and
+resumes the graph by interrupt id::
+
+    command = resume_command(signoff, graph.get_state(config).interrupts)
+    if command is not None:                     # None: nothing of signoff's is paused
+        graph.invoke(command, config)
+
+The resume value only wakes the node: the node asks signoff again, and signoff's answer,
+never the resume value, decides whether the tool runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from signoff_client.adapters import stable_key
+from signoff_client.errors import ActionRejected, InstanceTerminated
+from signoff_client.sdk import APPROVED, REJECTED, TERMINATED, AsyncSignoff, Decision, Signoff
+
+try:
+    from langchain_core.runnables import RunnableConfig
+    from langgraph.config import get_config
+    from langgraph.types import Command, Interrupt, interrupt
+except ImportError as missing:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        'signoff_client.adapters.langgraph needs LangGraph: pip install "signoff-client[langgraph]"'
+    ) from missing
+
+__all__ = [
+    "PAUSE_KEY",
+    "Pause",
+    "agate_tool_call",
+    "approval_key",
+    "aresume_command",
+    "gate_tool_call",
+    "pauses",
+    "resume_command",
+]
+
+PAUSE_KEY = "signoff"  # interrupt values of signoff's pauses are {"signoff": {...}}
+
+
+def approval_key(thread_id: str, tool_call_id: str) -> str:
+    """The signoff tool_call_id for a LangGraph tool call: stable across node re-runs."""
+    return stable_key("lg", thread_id, tool_call_id)
+
+
+@dataclass(frozen=True)
+class Pause:
+    """A graph paused by `gate_tool_call`: what to watch, and which interrupt to resume."""
+
+    interrupt_id: str
+    instance_id: str
+    action_id: str
+    revision: int
+    tool_call_id: str
+
+
+def pauses(interrupts: Iterable[Interrupt]) -> list[Pause]:
+    """The signoff pauses among a graph's interrupts (others are left alone)."""
+    found = []
+    for item in interrupts:
+        value = item.value.get(PAUSE_KEY) if isinstance(item.value, Mapping) else None
+        if isinstance(value, Mapping):
+            found.append(
+                Pause(
+                    interrupt_id=item.id,
+                    instance_id=str(value["instance_id"]),
+                    action_id=str(value["action_id"]),
+                    revision=int(value["revision"]),
+                    tool_call_id=str(value["tool_call_id"]),
+                )
+            )
+    return found
+
+
+def _thread_id(config: RunnableConfig | None) -> str:
+    configurable = (config if config is not None else get_config()).get("configurable") or {}
+    thread_id = configurable.get("thread_id")
+    if not thread_id:
+        raise ValueError("gate_tool_call needs a graph with a checkpointer and a thread_id")
+    return str(thread_id)
+
+
+def _pause_value(decision: Decision, key: str, tool: str) -> dict[str, Any]:
+    return {
+        PAUSE_KEY: {
+            "instance_id": decision.instance_id,
+            "action_id": decision.action_id,
+            "revision": decision.revision,
+            "tool_call_id": key,
+            "tool": tool,
+            "gate_ids": list(decision.gate_ids),
+        }
+    }
+
+
+def _ask_kwargs(
+    tool_call: Mapping[str, Any],
+    tool: str,
+    risk_class: str | int,
+    evidence_refs: Sequence[str],
+    config: RunnableConfig | None,
+) -> dict[str, Any]:
+    return dict(
+        tool_call_id=approval_key(_thread_id(config), str(tool_call["id"])),
+        tool=tool,
+        params=tool_call["args"],
+        risk_class=risk_class,
+        evidence_refs=evidence_refs,
+        wait=False,
+    )
+
+
+def gate_tool_call(
+    client: Signoff,
+    instance_id: str,
+    tool_call: Mapping[str, Any],
+    *,
+    tool: str,
+    risk_class: str | int,
+    evidence_refs: Sequence[str] = (),
+    config: RunnableConfig | None = None,
+) -> Decision:
+    """Asks signoff about a tool call ({"id", "name", "args"}) from inside a node.
+
+    Returns the APPROVED Decision (execute with `decision.params`, unless
+    `decision.consumed`). While the action waits it interrupts the graph, and asks again
+    each time the graph is resumed. Raises ActionRejected, InstanceTerminated or
+    SignoffError: the tool must not run."""
+    ask = _ask_kwargs(tool_call, tool, risk_class, evidence_refs, config)
+    decision = client.request_decision(instance_id, **ask)
+    while decision.outcome != APPROVED:
+        interrupt(_pause_value(decision, ask["tool_call_id"], tool))  # returns once resumed
+        decision = client.request_decision(instance_id, **ask)  # signoff decides, not resume
+    return decision
+
+
+async def agate_tool_call(
+    client: AsyncSignoff,
+    instance_id: str,
+    tool_call: Mapping[str, Any],
+    *,
+    tool: str,
+    risk_class: str | int,
+    evidence_refs: Sequence[str] = (),
+    config: RunnableConfig | None = None,
+) -> Decision:
+    """`gate_tool_call` for async nodes."""
+    ask = _ask_kwargs(tool_call, tool, risk_class, evidence_refs, config)
+    decision = await client.request_decision(instance_id, **ask)
+    while decision.outcome != APPROVED:
+        interrupt(_pause_value(decision, ask["tool_call_id"], tool))
+        decision = await client.request_decision(instance_id, **ask)
+    return decision
+
+
+def _outcome(error: Exception) -> str:
+    return REJECTED if isinstance(error, ActionRejected) else TERMINATED
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def resume_command(
+    client: Signoff, interrupts: Iterable[Interrupt], *, timeout: float | None = None
+) -> Command[Any] | None:
+    """Waits through WatchInstance until every signoff pause is decided; returns the Command
+    that resumes them by interrupt id, or None when none is paused.
+
+    Raises DecisionTimeout when `timeout` passes first (the actions still wait: run the
+    resumer again later) and SignoffError on errors; the graph stays paused then."""
+    found, deadline = pauses(interrupts), None if timeout is None else time.monotonic() + timeout
+    resume: dict[str, str] = {}
+    for pause in found:
+        try:
+            decision = client.wait_for_decision(
+                pause.instance_id, pause.action_id, pause.revision, timeout=_remaining(deadline)
+            )
+            resume[pause.interrupt_id] = decision.outcome
+        except (ActionRejected, InstanceTerminated) as settled:
+            resume[pause.interrupt_id] = _outcome(settled)
+    return Command(resume=resume) if resume else None
+
+
+async def aresume_command(
+    client: AsyncSignoff, interrupts: Iterable[Interrupt], *, timeout: float | None = None
+) -> Command[Any] | None:
+    """`resume_command` with the asyncio client."""
+    found, deadline = pauses(interrupts), None if timeout is None else time.monotonic() + timeout
+    resume: dict[str, str] = {}
+    for pause in found:
+        try:
+            decision = await client.wait_for_decision(
+                pause.instance_id, pause.action_id, pause.revision, timeout=_remaining(deadline)
+            )
+            resume[pause.interrupt_id] = decision.outcome
+        except (ActionRejected, InstanceTerminated) as settled:
+            resume[pause.interrupt_id] = _outcome(settled)
+    return Command(resume=resume) if resume else None

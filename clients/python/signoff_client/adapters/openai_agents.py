@@ -1,0 +1,178 @@
+"""OpenAI Agents SDK: `needs_approval=` callables backed by signoff, and their resolver.
+
+The SDK calls ``needs_approval(context, params, call_id)`` before a function tool runs:
+False runs the tool now, True interrupts the run with a ToolApprovalItem that the
+application must approve or reject on the RunState before it runs again. Mapped to signoff,
+fail closed:
+
+- False only when signoff APPROVED this very call (instance, call id, tool, params) and
+  the approval was not used yet: read-only tools run at once.
+- True for everything else, WAITING_FOR_HUMAN, REJECTED, TERMINATED and any error: the run
+  pauses, and only `SignoffApprovals.settle` resolves the pause, by asking signoff again
+  (and waiting on the stream): it approves in the SDK what signoff approved and rejects
+  what signoff rejected or terminated (the model sees why). On a timeout or an error it
+  raises and leaves the call pending. Never call ``state.approve()`` yourself for these.
+
+::
+
+    approvals = SignoffApprovals(signoff, instance.instance_id)
+    refund = function_tool(issue_refund, needs_approval=approvals.needs_approval(
+        "issue_refund", tool="adp_payments.issue_refund", risk_class="DESTRUCTIVE"))
+    result = await Runner.run(agent, "Refund order ord_881")
+    if result.interruptions:                    # a human decides: persist and exit
+        save(result.to_state().to_string())
+    # later, maybe in another process, with the same SignoffApprovals set-up:
+    state = await RunState.from_string(agent, load())
+    await approvals.settle(state)               # waits through WatchInstance
+    result = await Runner.run(agent, state)
+
+Inside the tool, report what happened with ``await approvals.report(ctx.tool_call_id, True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from signoff_client.adapters import stable_key
+from signoff_client.errors import ActionRejected, InstanceTerminated, SignoffError
+from signoff_client.sdk import APPROVED, AsyncSignoff, Decision
+
+try:
+    from agents import RunContextWrapper, RunState
+except ImportError as missing:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        "signoff_client.adapters.openai_agents needs the OpenAI Agents SDK: "
+        'pip install "signoff-client[openai-agents]"'
+    ) from missing
+
+__all__ = ["NeedsApproval", "SignoffApprovals", "approval_key"]
+
+NeedsApproval = Callable[[RunContextWrapper[Any], dict[str, Any], str], Awaitable[bool]]
+
+
+def approval_key(call_id: str) -> str:
+    """The signoff tool_call_id for a model's tool call id: the same on every re-ask."""
+    return stable_key("oa", call_id)
+
+
+@dataclass(frozen=True)
+class _Gate:
+    tool: str
+    risk_class: str | int
+    evidence_refs: tuple[str, ...]
+
+
+def _arguments(text: str | None) -> dict[str, Any] | None:
+    try:
+        parsed = json.loads(text or "")
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+class SignoffApprovals:
+    """signoff-backed approvals for the function tools of runs on one signoff instance."""
+
+    def __init__(self, client: AsyncSignoff, instance_id: str) -> None:
+        self.client = client
+        self.instance_id = instance_id
+        self._gates: dict[str, _Gate] = {}
+        self._actions: dict[str, str] = {}  # call_id -> action_id, for report()
+
+    def needs_approval(
+        self,
+        name: str,
+        *,
+        tool: str,
+        risk_class: str | int,
+        evidence_refs: Sequence[str] = (),
+    ) -> NeedsApproval:
+        """The `needs_approval=` for the function tool called `name` (its name in the SDK);
+        `tool` and `risk_class` are what signoff sees."""
+        self._gates[name] = _Gate(tool, risk_class, tuple(evidence_refs))
+
+        async def needs_approval(
+            context: RunContextWrapper[Any], params: dict[str, Any], call_id: str
+        ) -> bool:
+            try:
+                decision = await self._ask(name, params, call_id, wait=False)
+            except Exception:  # noqa: BLE001 - pause; settle() asks again and decides
+                return True
+            return not self._allowed(decision, params, call_id)
+
+        return needs_approval
+
+    async def settle(self, state: RunState[Any, Any], *, timeout: float | None = None) -> None:
+        """Approves or rejects each paused call of these tools as signoff decides, waiting
+        through WatchInstance while a human decides.
+
+        Raises DecisionTimeout (the calls still wait: persist the state again and exit) or
+        SignoffError; nothing is approved then that signoff did not approve."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for item in state.get_interruptions():
+            name, call_id = item.name or "", item.call_id
+            if name not in self._gates or not call_id:
+                continue  # not one of signoff's: the application settles it
+            params = _arguments(item.arguments)
+            if params is None:
+                state.reject(item, rejection_message="signoff: unreadable arguments")
+                continue
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                decision = await self._ask(name, params, call_id, wait=True, timeout=remaining)
+            except (ActionRejected, InstanceTerminated) as no:
+                state.reject(item, rejection_message=f"signoff did not allow this call: {no}")
+                continue
+            if self._allowed(decision, params, call_id):
+                state.approve(item)
+            else:
+                message = "signoff: this call was already executed, or its params changed"
+                state.reject(item, rejection_message=message)
+
+    async def report(
+        self,
+        call_id: str,
+        succeeded: bool,
+        outputs: Mapping[str, Any] | None = None,
+        error_message: str = "",
+    ) -> None:
+        """Reports the execution of an approved call (from the tool, with its tool_call_id)."""
+        action_id = self._actions.get(call_id)
+        if action_id is None:
+            raise SignoffError(f"no approved signoff action for call {call_id}")
+        await self.client.report_execution(
+            action_id, succeeded, f"tool:{call_id}", outputs, error_message
+        )
+
+    async def _ask(
+        self,
+        name: str,
+        params: Mapping[str, Any],
+        call_id: str,
+        *,
+        wait: bool,
+        timeout: float | None = None,
+    ) -> Decision:
+        gate = self._gates[name]
+        return await self.client.request_decision(
+            self.instance_id,
+            tool_call_id=approval_key(call_id),
+            tool=gate.tool,
+            params=params,
+            risk_class=gate.risk_class,
+            evidence_refs=gate.evidence_refs,
+            wait=wait,
+            timeout=timeout,
+        )
+
+    def _allowed(self, decision: Decision, params: Mapping[str, Any], call_id: str) -> bool:
+        allowed = (
+            decision.outcome == APPROVED and not decision.consumed and decision.params == params
+        )
+        if allowed:
+            self._actions[call_id] = decision.action_id
+        return allowed
