@@ -1,0 +1,42 @@
+// The signoff client for Node: the messages, enums and services generated into ./gen by
+// scripts/generate (never edited by hand), and typed clients that speak gRPC over HTTP/2.
+import { type Client, createClient } from "@connectrpc/connect";
+import { createGrpcTransport, type GrpcTransportOptions } from "@connectrpc/connect-node";
+import { ApprovalService } from "./gen/signoff/v1/approval_service_pb.js";
+import { AuditService } from "./gen/signoff/v1/audit_service_pb.js";
+import { ExecutionService } from "./gen/signoff/v1/execution_service_pb.js";
+import { PolicyService } from "./gen/signoff/v1/policy_service_pb.js";
+
+// Every generated file, re-exported: a new proto file adds a line here (and a client below).
+export * from "./gen/signoff/v1/approval_service_pb.js";
+export * from "./gen/signoff/v1/audit_service_pb.js";
+export * from "./gen/signoff/v1/execution_service_pb.js";
+export * from "./gen/signoff/v1/policy_service_pb.js";
+export * from "./gen/signoff/v1/types_pb.js";
+// Errors carry a gRPC status code: `err instanceof ConnectError && err.code === Code.Aborted`.
+export { Code, ConnectError } from "@connectrpc/connect";
+
+export interface SignoffClients {
+  execution: Client<typeof ExecutionService>;
+  approval: Client<typeof ApprovalService>;
+  audit: Client<typeof AuditService>;
+  policy: Client<typeof PolicyService>;
+}
+
+/**
+ * Clients for each signoff service, sharing one HTTP/2 connection.
+ * `baseUrl` is for example "http://127.0.0.1:50051" (plaintext) or "https://signoff.internal".
+ * This uses the gRPC protocol, so it talks to the signoff server like any gRPC client does.
+ */
+export function createSignoffClients(
+  baseUrl: string,
+  options: Omit<GrpcTransportOptions, "baseUrl"> = {},
+): SignoffClients {
+  const transport = createGrpcTransport({ ...options, baseUrl });
+  return {
+    execution: createClient(ExecutionService, transport),
+    approval: createClient(ApprovalService, transport),
+    audit: createClient(AuditService, transport),
+    policy: createClient(PolicyService, transport),
+  };
+}
