@@ -10,9 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import EXAMPLE_POLICY, POSTGRES_URL, ServerProcess, Stubs, new_database_url
+from tests.support import (
+    AGENT_TOKEN,
+    EXAMPLE_POLICY,
+    POSTGRES_URL,
+    ServerProcess,
+    Stubs,
+    new_database_url,
+)
 
 DATABASE_KINDS = ["sqlite", "postgresql"]
+
+# Clients started by tests (the SDK, the CLI, agent processes) authenticate as the test agent.
+os.environ["SIGNOFF_TOKEN"] = AGENT_TOKEN
 
 
 def _require(kind: str) -> None:

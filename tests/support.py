@@ -1,31 +1,81 @@
 """Real signoff server processes and databases for tests: no mocks of either."""
 
+import atexit
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import grpc
+import jwt
 import psycopg
+from cryptography.hazmat.primitives.asymmetric import rsa
 from google.protobuf import json_format
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from sqlalchemy.engine import make_url
 
+from signoff.auth.authenticators import jwks_json
 from signoff.v1 import approval_service_pb2_grpc as approval_grpc
 from signoff.v1 import audit_service_pb2_grpc as audit_grpc
 from signoff.v1 import execution_service_pb2 as execution_pb
 from signoff.v1 import execution_service_pb2_grpc as execution_grpc
 from signoff.v1 import policy_service_pb2_grpc as policy_grpc
 from signoff.v1 import types_pb2 as pb
+from signoff_client.auth import bearer_channel
 
 POSTGRES_URL = os.environ.get("SIGNOFF_TEST_POSTGRES_URL", "")
+
+# Test servers trust JWTs signed with this run's key, so a test can act as anyone.
+ISSUER, AUDIENCE = "https://issuer.signoff.test", "signoff"
+SIGNING_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+_AUTH_DIR = Path(tempfile.mkdtemp(prefix="signoff-auth-"))
+atexit.register(shutil.rmtree, _AUTH_DIR, ignore_errors=True)
+(_AUTH_DIR / "jwks.json").write_text(jwks_json({"test-key": SIGNING_KEY.public_key()}))
+AUTH_CONFIG = _AUTH_DIR / "auth.yaml"
+AUTH_CONFIG.write_text(
+    f"jwt:\n  issuer: {ISSUER}\n  audience: {AUDIENCE}\n  jwks_file: jwks.json\n"
+    "  leeway_seconds: 5\n"
+)
+
+
+def mint(
+    subject: str,
+    kind: str = "human",
+    tenant: str = "*",
+    roles: tuple[str, ...] = (),
+    *,
+    lifetime: float = 3600,
+    issuer: str = ISSUER,
+    audience: str = AUDIENCE,
+    key: Any = None,
+) -> str:
+    """A JWT as the identity provider would issue it."""
+    now = int(time.time())
+    claims = {
+        "sub": subject,
+        "kind": kind,
+        "tenant": tenant,
+        "roles": list(roles),
+        "iss": issuer,
+        "aud": audience,
+        "iat": now,
+        "exp": now + int(lifetime),
+    }
+    return jwt.encode(claims, key or SIGNING_KEY, algorithm="RS256", headers={"kid": "test-key"})
+
+
+# The default caller of tests: an agent of every tenant that may also read the audit trail.
+AGENT_TOKEN = mint("agt_support", kind="agent", roles=("admin",))
 POLICIES = Path(__file__).parent / "policies"
 # The core-loop tests run on a bundle where anyone may approve; policy tests pick their own.
 OPEN_POLICY = POLICIES / "open"
@@ -49,17 +99,28 @@ class Stubs:
     approval: approval_grpc.ApprovalServiceStub
     audit: audit_grpc.AuditServiceStub
     policy: policy_grpc.PolicyServiceStub
+    server: "ServerProcess"
+
+    def as_(self, human: str, *roles: str, tenant: str = "*") -> "Stubs":
+        """The same server, called by the human `human` (an approver, say)."""
+        return self.server.stubs(mint(human, "human", tenant, roles))
 
 
 class ServerProcess:
     """`signoff serve` as its own OS process, on a free loopback port."""
 
     def __init__(
-        self, database_url: str, log_dir: Path, *extra: str, policy: Path = OPEN_POLICY
+        self,
+        database_url: str,
+        log_dir: Path,
+        *extra: str,
+        policy: Path = OPEN_POLICY,
+        auth_config: Path | None = AUTH_CONFIG,
     ) -> None:
         self.database_url = database_url
         self.log_path = log_dir / f"server-{uuid.uuid4().hex[:8]}.log"
-        self.extra = ("--policy", str(policy), *extra)
+        auth = ("--auth-config", str(auth_config)) if auth_config else ()
+        self.extra = ("--policy", str(policy), *auth, *extra)
         self.process: subprocess.Popen[str] | None = None
         self.target = ""
         self._channels: list[grpc.Channel] = []
@@ -103,19 +164,24 @@ class ServerProcess:
     def port(self) -> int:
         return int(self.target.rsplit(":", 1)[1])
 
-    def channel(self) -> grpc.Channel:
-        channel = grpc.insecure_channel(self.target)
+    def channel(self, token: str | None = AGENT_TOKEN) -> grpc.Channel:
+        channel = bearer_channel(self.target, token or "")
         self._channels.append(channel)
         return channel
 
-    def stubs(self) -> Stubs:
-        channel = self.channel()
+    def stubs(self, token: str | None = AGENT_TOKEN) -> Stubs:
+        """Stubs that call as `token` (by default the test agent; None: no credentials)."""
+        channel = self.channel(token)
         return Stubs(
             execution_grpc.ExecutionServiceStub(channel),
             approval_grpc.ApprovalServiceStub(channel),
             audit_grpc.AuditServiceStub(channel),
             policy_grpc.PolicyServiceStub(channel),
+            self,
         )
+
+    def as_(self, human: str, *roles: str, tenant: str = "*") -> Stubs:
+        return self.stubs(mint(human, "human", tenant, roles))
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 30) -> int:
         for channel in self._channels:

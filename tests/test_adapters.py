@@ -64,7 +64,7 @@ agents.set_tracing_disabled(True)  # offline: no trace export
 
 
 def pending_actions(stubs: Stubs, instance_id: str) -> list[pb.Action]:
-    page = stubs.approval.ListPendingApprovals(
+    page = stubs.as_(APPROVER).approval.ListPendingApprovals(
         approval_pb.ListPendingApprovalsRequest(page_size=1000), timeout=PATIENCE
     )
     return [action for action in page.actions if action.instance_id == instance_id]
@@ -81,12 +81,11 @@ def waiting_action(stubs: Stubs, instance_id: str) -> pb.Action:
 
 
 def decide(stubs: Stubs, action_id: str, verdict: int, reason: str = "checked") -> None:
-    stubs.approval.SubmitDecision(
+    stubs.as_(APPROVER).approval.SubmitDecision(
         approval_pb.SubmitDecisionRequest(
             action_id=action_id,
             verdict=verdict,  # type: ignore[arg-type]
             reason=reason,
-            approver=APPROVER,
             request_id=f"req_{uuid.uuid4().hex[:12]}",
         ),
         timeout=PATIENCE,

@@ -40,12 +40,12 @@ def decide(
     request_id: str | None = None,
     reason: str = "checked the order",
 ) -> approval_pb.SubmitDecisionResponse:
-    return stubs.approval.SubmitDecision(
+    """A vote by `approver`, authenticated as that human."""
+    return stubs.as_(approver).approval.SubmitDecision(
         approval_pb.SubmitDecisionRequest(
             action_id=action_id,
             verdict=verdict,
             reason=reason,
-            approver=approver,
             request_id=request_id or f"dec_{uuid.uuid4().hex}",
         )
     )
@@ -330,8 +330,10 @@ def test_auto_approved_actions_cannot_be_decided_again(stubs: Stubs) -> None:
 
 
 def test_submit_decision_validates(stubs: Stubs) -> None:
-    error = rpc_error(stubs.approval.SubmitDecision, approval_pb.SubmitDecisionRequest(verdict=9))
-    assert set(field_violations(error)) == {"action_id", "verdict", "approver", "request_id"}
+    error = rpc_error(
+        stubs.as_("lead").approval.SubmitDecision, approval_pb.SubmitDecisionRequest(verdict=9)
+    )
+    assert set(field_violations(error)) == {"action_id", "verdict", "request_id"}
 
 
 def test_pending_approvals_page_through_waiting_actions_only(stubs: Stubs) -> None:
@@ -343,8 +345,9 @@ def test_pending_approvals_page_through_waiting_actions_only(stubs: Stubs) -> No
     request(stubs, instance.instance_id, lookup_action())
     decide(stubs, waiting[0])
     seen, token = [], ""
+    inbox = stubs.as_("lead").approval
     while True:
-        page = stubs.approval.ListPendingApprovals(
+        page = inbox.ListPendingApprovals(
             approval_pb.ListPendingApprovalsRequest(tenant_id=tenant, page_size=2, page_token=token)
         )
         assert len(page.actions) <= 2
@@ -354,7 +357,7 @@ def test_pending_approvals_page_through_waiting_actions_only(stubs: Stubs) -> No
             break
     assert seen == waiting[1:]  # oldest first, decided and auto-approved ones excluded
     bad = rpc_error(
-        stubs.approval.ListPendingApprovals,
+        inbox.ListPendingApprovals,
         approval_pb.ListPendingApprovalsRequest(page_token="nope"),
     )
     assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -39,7 +39,8 @@ def test_waiting_actions_survive_sigkill(
 
     with ServerProcess(url, tmp_path) as second:
         stubs = second.stubs()
-        pending = stubs.approval.ListPendingApprovals(
+        lead = second.as_("lead")
+        pending = lead.approval.ListPendingApprovals(
             approval_pb.ListPendingApprovalsRequest()
         ).actions
         assert [a.action_id for a in pending] == waiting
@@ -48,12 +49,11 @@ def test_waiting_actions_survive_sigkill(
         ).instance
         assert instance.state == pb.INSTANCE_STATE_WAITING_FOR_HUMAN and instance.revision == 4
         for action_id in waiting:
-            stubs.approval.SubmitDecision(
+            lead.approval.SubmitDecision(
                 approval_pb.SubmitDecisionRequest(
                     action_id=action_id,
                     verdict=pb.VERDICT_APPROVE,
                     reason="after restart",
-                    approver="lead",
                     request_id=f"restart-{action_id}",
                 )
             )

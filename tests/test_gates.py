@@ -43,12 +43,11 @@ def vote(
         action_id=action_id,
         verdict=verdict,
         reason=f"{approver} checked",
-        approver=approver,
         request_id=f"vote_{uuid.uuid4().hex}",
     )
     if edited is not None:
         message.edited_params.update(edited)
-    return stubs.approval.SubmitDecision(message)
+    return stubs.as_(approver).approval.SubmitDecision(message)
 
 
 def refused(call, *args) -> grpc.RpcError:  # type: ignore[no-untyped-def]

@@ -7,13 +7,15 @@ import sys
 from pathlib import Path
 
 from signoff.v1 import execution_service_pb2 as execution_pb
-from tests.support import ServerProcess, envelope, refund_action
+from tests.support import AGENT_TOKEN, ServerProcess, envelope, mint, refund_action
 
 BIN = Path(sys.executable).parent
 
 
-def grpcurl(server: ServerProcess, *args: str, data: object | None = None) -> str:
-    command = [str(BIN / "grpcurl"), "-plaintext"]
+def grpcurl(
+    server: ServerProcess, *args: str, data: object | None = None, token: str = AGENT_TOKEN
+) -> str:
+    command = [str(BIN / "grpcurl"), "-plaintext", "-H", f"authorization: Bearer {token}"]
     if data is not None:
         command += ["-d", json.dumps(data)]
     result = subprocess.run(
@@ -23,13 +25,13 @@ def grpcurl(server: ServerProcess, *args: str, data: object | None = None) -> st
     return result.stdout
 
 
-def cli(server: ServerProcess, *args: str) -> str:
+def cli(server: ServerProcess, *args: str, token: str = AGENT_TOKEN) -> str:
     result = subprocess.run(
         [str(BIN / "signoff"), *args],
         capture_output=True,
         text=True,
         timeout=60,
-        env={**os.environ, "SIGNOFF_TARGET": server.target},
+        env={**os.environ, "SIGNOFF_TARGET": server.target, "SIGNOFF_TOKEN": token},
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
@@ -80,9 +82,13 @@ def test_a_whole_approval_by_grpcurl_alone(server: ServerProcess) -> None:
         )
     )
     assert decision["outcome"] == "OUTCOME_WAITING_FOR_HUMAN"
+    lead = mint("user_finance_lead_77")
     pending = json.loads(
         grpcurl(
-            server, "signoff.v1.ApprovalService/ListPendingApprovals", data={"tenant_id": tenant}
+            server,
+            "signoff.v1.ApprovalService/ListPendingApprovals",
+            data={"tenant_id": tenant},
+            token=lead,
         )
     )
     assert [a["actionId"] for a in pending["actions"]] == [decision["actionId"]]
@@ -94,9 +100,10 @@ def test_a_whole_approval_by_grpcurl_alone(server: ServerProcess) -> None:
                 "action_id": decision["actionId"],
                 "verdict": "VERDICT_APPROVE",
                 "reason": "verified",
-                "approver": "user_finance_lead_77",
                 "request_id": "ops-approve-1",
+                "evidence_snapshot_hash": decision["actionSha256"],
             },
+            token=lead,
         )
     )
     assert decided["action"]["state"] == "ACTION_STATE_APPROVED"
@@ -126,13 +133,15 @@ def test_operator_cli(server: ServerProcess) -> None:
         ).action_id
         for i in range(2)
     )
-    pending = cli(server, "pending", "--tenant", tenant)
+    alice, bob = mint("alice"), mint("bob")
+    pending = cli(server, "pending", "--tenant", tenant, token=alice)
     assert first in pending and second in pending and "adp_payments.issue_refund" in pending
-    assert "APPROVED by alice" in cli(
-        server, "approve", first, "--reason", "ok", "--approver", "alice"
+    assert "APPROVED by alice" in cli(server, "approve", first, "--reason", "ok", token=alice)
+    assert "REJECTED by bob" in cli(server, "reject", second, "--reason", "no", token=bob)
+    assert (
+        cli(server, "pending", "--tenant", tenant, token=alice).strip()
+        == "no actions wait for a decision"
     )
-    assert "REJECTED by bob" in cli(server, "reject", second, "--reason", "no", "--approver", "bob")
-    assert cli(server, "pending", "--tenant", tenant).strip() == "no actions wait for a decision"
     assert "WAITING_FOR_HUMAN" not in cli(server, "instances", "--tenant", tenant)
     stubs.execution.CompleteInstance(execution_pb.CompleteInstanceRequest(instance_id=instance_id))
     watched = cli(server, "watch", instance_id).splitlines()
@@ -141,7 +150,17 @@ def test_operator_cli(server: ServerProcess) -> None:
     assert watched[-1].startswith("#6  INSTANCE_COMPLETED")
 
     failed = subprocess.run(
-        [str(BIN / "signoff"), "approve", first, "--reason", "again", "--target", server.target],
+        [
+            str(BIN / "signoff"),
+            "approve",
+            first,
+            "--reason",
+            "again",
+            "--target",
+            server.target,
+            "--token",
+            bob,
+        ],
         capture_output=True,
         text=True,
         timeout=60,

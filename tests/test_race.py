@@ -47,10 +47,10 @@ def test_exactly_one_decider_wins(server: ServerProcess) -> None:
             action_id=waiting.action_id,
             verdict=verdict,
             reason=f"decider {i}",
-            approver=f"approver_{i}",
             request_id=f"race_{uuid.uuid4().hex}",
         )
-        return lambda s: s.approval.SubmitDecision(message)  # type: ignore[attr-defined]
+        approver = server.as_(f"approver_{i}")
+        return lambda _: approver.approval.SubmitDecision(message)
 
     results = race(server, [decider(i) for i in range(DECIDERS)])
     winners = [r for r in results if isinstance(r, approval_pb.SubmitDecisionResponse)]
@@ -113,10 +113,10 @@ def test_retries_racing_their_own_first_attempt_all_get_the_answer(server: Serve
         action_id=waiting.action_id,
         verdict=pb.VERDICT_APPROVE,
         reason="retried",
-        approver="lead",
         request_id=f"retry_{uuid.uuid4().hex}",
     )
-    results = race(server, [lambda s: s.approval.SubmitDecision(message) for _ in range(20)])  # type: ignore[attr-defined]
+    lead = server.as_("lead")
+    results = race(server, [lambda _: lead.approval.SubmitDecision(message) for _ in range(20)])
     assert all(isinstance(r, approval_pb.SubmitDecisionResponse) for r in results), results
     assert len({r.record.record_id for r in results}) == 1  # type: ignore[attr-defined]
 
@@ -134,16 +134,16 @@ def test_one_request_id_on_two_actions_at_once_is_a_reused_key(server: ServerPro
             ).action_id
         )
     key = f"shared_{uuid.uuid4().hex}"
+    lead = server.as_("lead")
 
     def decider(action_id: str) -> Callable[[object], object]:
         message = approval_pb.SubmitDecisionRequest(
             action_id=action_id,
             verdict=pb.VERDICT_APPROVE,
             reason="same key",
-            approver="lead",
             request_id=key,
         )
-        return lambda s: s.approval.SubmitDecision(message)  # type: ignore[attr-defined]
+        return lambda _: lead.approval.SubmitDecision(message)
 
     results = race(server, [decider(a) for a in actions])
     assert sum(isinstance(r, approval_pb.SubmitDecisionResponse) for r in results) == 1

@@ -33,7 +33,7 @@ from signoff_client import (
     SignoffError,
     proposed_action,
 )
-from tests.support import ServerProcess, Stubs, envelope
+from tests.support import ServerProcess, Stubs, envelope, mint
 
 REFUND = {"order_id": "ord_881", "amount": 4200, "currency": "INR"}
 EVIDENCE = ["kg:order:ord_881#snapshot_kg_2026_05_03_T0930"]
@@ -68,7 +68,7 @@ def waiting_action(stubs: Stubs, instance_id: str) -> pb.Action:
     found: list[pb.Action] = []
 
     def check() -> bool:
-        pending = stubs.approval.ListPendingApprovals(
+        pending = stubs.as_("inbox").approval.ListPendingApprovals(
             approval_pb.ListPendingApprovalsRequest(tenant_id="tenant_acme_prod", page_size=1000)
         )
         found[:] = [a for a in pending.actions if a.instance_id == instance_id]
@@ -79,12 +79,11 @@ def waiting_action(stubs: Stubs, instance_id: str) -> pb.Action:
 
 
 def decide(stubs: Stubs, action_id: str, verdict: int, approver: str, reason: str) -> None:
-    stubs.approval.SubmitDecision(
+    stubs.as_(approver).approval.SubmitDecision(
         approval_pb.SubmitDecisionRequest(
             action_id=action_id,
             verdict=verdict,  # type: ignore[arg-type]
             reason=reason,
-            approver=approver,
             request_id=f"req_{uuid.uuid4().hex[:12]}",
         )
     )
@@ -211,7 +210,8 @@ async def test_timeout_then_resume_with_the_persisted_wait(server: ServerProcess
         assert pause.instance_id == instance.instance_id and pause.action_id
         assert pause.revision >= 2
         # The action still waits server-side.
-        pending = await signoff.list_pending("tenant_acme_prod")
+        async with AsyncSignoff.connect(server.target, token=mint("carol")) as inbox:
+            pending = await inbox.list_pending("tenant_acme_prod")
         assert pause.action_id in {action.action_id for action in pending}
 
         # Later, possibly in another process: approve, then resume from the persisted pause.
@@ -249,10 +249,12 @@ async def test_errors_are_typed(server: ServerProcess) -> None:
     async with AsyncSignoff.connect(server.target) as signoff:
         instance = await signoff.invoke_agent(envelope())
         decision = await signoff.request_decision(instance.instance_id, **refund(), wait=False)
-        first = await signoff.submit_decision(decision.action_id, "APPROVE", "fine", "alice")
+        async with AsyncSignoff.connect(server.target, token=mint("alice")) as alice:
+            first = await alice.submit_decision(decision.action_id, "APPROVE", "fine")
         assert first.action.state == pb.ACTION_STATE_APPROVED
         with pytest.raises(AlreadyDecided) as lost:
-            await signoff.submit_decision(decision.action_id, "REJECT", "no", "bob")
+            async with AsyncSignoff.connect(server.target, token=mint("bob")) as bob:
+                await bob.submit_decision(decision.action_id, "REJECT", "no")
         assert lost.value.code == grpc.StatusCode.ABORTED
         assert lost.value.reason == "ALREADY_DECIDED"
         assert lost.value.winning_approver == "alice"

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from signoff.domain.errors import PermissionDenied
-from signoff.domain.models import ProposedAction
+from signoff.domain.models import Principal, PrincipalKind, ProposedAction
 from signoff.domain.states import (
     ActionState,
     DecisionStatus,
@@ -29,6 +29,8 @@ from tests.conftest import DATABASE_KINDS
 from tests.support import EXAMPLE_POLICY
 
 START = datetime(2026, 5, 4, 9, 30, tzinfo=UTC)
+AGENT = Principal("agt_support", PrincipalKind.AGENT, "tenant_acme_prod")
+ADMIN = Principal("ops", PrincipalKind.HUMAN, "*", frozenset({"admin"}))
 ENVELOPE = {
     "request_id": "req_timer",
     "tenant_id": "tenant_acme_prod",
@@ -65,7 +67,7 @@ def run(kind: str, make_database: Callable[[str], str], scenario) -> None:  # ty
 
 
 async def events_of(ctx: Context, instance_id: str) -> list[EventType]:
-    found, _ = await audit.list_events(ctx, instance_id, 0, 1000)
+    found, _ = await audit.list_events(ctx, ADMIN, instance_id, 0, 1000)
     return [e.type for e in found]
 
 
@@ -75,26 +77,26 @@ def test_a_gate_that_times_out_expires_the_action(
 ) -> None:
     async def scenario(ctx: Context, clock: Clock) -> None:
         instance = await instances.invoke_agent(
-            ctx, dict(ENVELOPE, input={"intent": "support.reply"})
+            ctx, AGENT, dict(ENVELOPE, input={"intent": "support.reply"})
         )
-        answer = await decisions.request_decision(ctx, instance.instance_id, MAIL)
+        answer = await decisions.request_decision(ctx, AGENT, instance.instance_id, MAIL)
         assert answer.action and answer.action.gate_ids == ["GATE_DEFAULT"]
         clock.now = START + timedelta(hours=23, minutes=59)
         assert await timers.fire_due(ctx) == 0
         clock.now = START + timedelta(hours=24)
         assert await timers.fire_due(ctx) == 1
         assert await timers.fire_due(ctx) == 0  # fired once; nothing left
-        pending, _ = await decisions.list_pending(ctx, "", 1000, "")
+        pending, _ = await decisions.list_pending(ctx, ADMIN, "", 1000, "")
         assert answer.action.action_id not in [a.action_id for a in pending]
-        records, _ = await audit.list_records(ctx, "", instance.instance_id, 10, "")
+        records, _ = await audit.list_records(ctx, ADMIN, "", instance.instance_id, 10, "")
         [record] = records
         assert record.status is DecisionStatus.EXPIRED
         assert record.approvals == []  # never recorded as a human rejection
         assert (
-            await instances.get_instance(ctx, instance.instance_id)
+            await instances.get_instance(ctx, ADMIN, instance.instance_id)
         ).state is InstanceState.RUNNING
         assert (await events_of(ctx, instance.instance_id))[-1] is EventType.ACTION_EXPIRED
-        again = await decisions.request_decision(ctx, instance.instance_id, MAIL)
+        again = await decisions.request_decision(ctx, AGENT, instance.instance_id, MAIL)
         assert again.action and again.action.state is ActionState.EXPIRED
 
     run(kind, make_database, scenario)
@@ -105,15 +107,15 @@ def test_reminders_then_escalation_then_expiry(
     kind: str, make_database: Callable[[str], str]
 ) -> None:
     async def scenario(ctx: Context, clock: Clock) -> None:
-        instance = await instances.invoke_agent(ctx, ENVELOPE)
-        answer = await decisions.request_decision(ctx, instance.instance_id, REFUND)
+        instance = await instances.invoke_agent(ctx, AGENT, ENVELOPE)
+        answer = await decisions.request_decision(ctx, AGENT, instance.instance_id, REFUND)
         assert answer.action and answer.action.gate_ids == ["GATE_FINANCE_APPROVAL"]
         for hours in (4, 20):  # the gate's reminders
             clock.now = START + timedelta(hours=hours)
             assert await timers.fire_due(ctx) == 1
         clock.now = START + timedelta(hours=24)
         assert await timers.fire_due(ctx) == 1  # escalated to the directors, still waiting
-        pending, _ = await decisions.list_pending(ctx, "", 1000, "")
+        pending, _ = await decisions.list_pending(ctx, ADMIN, "", 1000, "")
         [action] = [a for a in pending if a.action_id == answer.action.action_id]
         assert action.gate_ids == ["GATE_FINANCE_APPROVAL", "GATE_FINANCE_DIRECTOR"]
         assert [g.state.value for g in action.gates] == ["ESCALATED", "WAITING"]
@@ -121,9 +123,8 @@ def test_reminders_then_escalation_then_expiry(
         assert action.gates[1].deadline == clock.now + timedelta(hours=48)
         # The finance lead can no longer decide; the directors can.
         with pytest.raises(PermissionDenied, match="not an approver"):
-            await decisions.submit_decision(
-                ctx, action.action_id, Verdict.APPROVE, "late", "user_finance_lead_77", "late-1"
-            )
+            lead = Principal("user_finance_lead_77", PrincipalKind.HUMAN, "*")
+            await decisions.submit_decision(ctx, lead, action.action_id, Verdict.APPROVE, "", "l-1")
         clock.now = START + timedelta(hours=72)
         assert await timers.fire_due(ctx) == 1
         assert await events_of(ctx, instance.instance_id) == [
@@ -148,9 +149,9 @@ def test_timers_survive_a_restart(kind: str, make_database: Callable[[str], str]
         await migrate(first)
         ctx = Context(db=first, policy=policy, clock=lambda: START)
         instance = await instances.invoke_agent(
-            ctx, dict(ENVELOPE, input={"intent": "support.reply"})
+            ctx, AGENT, dict(ENVELOPE, input={"intent": "support.reply"})
         )
-        await decisions.request_decision(ctx, instance.instance_id, MAIL)
+        await decisions.request_decision(ctx, AGENT, instance.instance_id, MAIL)
         await first.close()  # the process goes away; the deadline stays in the database
         second = Database(url)
         later = Context(db=second, policy=policy, clock=lambda: START + timedelta(days=2))
@@ -199,8 +200,8 @@ def test_several_processes_fire_each_timer_exactly_once(
         ids = []
         for i in range(count):
             envelope = dict(ENVELOPE, request_id=f"req_{i}", input={"intent": "support.reply"})
-            instance = await instances.invoke_agent(ctx, envelope)
-            await decisions.request_decision(ctx, instance.instance_id, MAIL)
+            instance = await instances.invoke_agent(ctx, AGENT, envelope)
+            await decisions.request_decision(ctx, AGENT, instance.instance_id, MAIL)
             ids.append(instance.instance_id)
         await database.close()
         return ids

@@ -79,12 +79,11 @@ def start(stubs: Stubs) -> tuple[str, str]:
 
 
 def approve(stubs: Stubs, action_id: str) -> None:
-    stubs.approval.SubmitDecision(
+    stubs.as_("lead").approval.SubmitDecision(
         approval_pb.SubmitDecisionRequest(
             action_id=action_id,
             verdict=pb.VERDICT_APPROVE,
             reason="ok",
-            approver="lead",
             request_id=f"r-{action_id}",
         )
     )

@@ -6,7 +6,6 @@ running server over its gRPC API, so they work against any server.
 
 import argparse
 import asyncio
-import getpass
 import logging
 import os
 import sys
@@ -23,12 +22,13 @@ from signoff.v1 import approval_service_pb2_grpc as approval_grpc
 from signoff.v1 import execution_service_pb2 as execution_pb
 from signoff.v1 import execution_service_pb2_grpc as execution_grpc
 from signoff.v1 import types_pb2 as pb
+from signoff_client.auth import bearer_channel
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from signoff.api.server import EXAMPLE_POLICY, ServeOptions, serve
+    from signoff.api.server import EXAMPLE_POLICY, ServeOptions, StartupError, serve
     from signoff.policy.bundle import BundleError
 
     try:
@@ -41,11 +41,15 @@ def _serve(args: argparse.Namespace) -> int:
                     bookmark_interval=args.bookmark_interval,
                     policy=Path(args.policy) if args.policy else EXAMPLE_POLICY,
                     timer_interval=args.timer_interval,
+                    auth_config=Path(args.auth_config) if args.auth_config else None,
                 )
             )
         )
     except BundleError as error:
         print(f"signoff: policy bundle: {error}", file=sys.stderr)
+        return 2
+    except StartupError as error:
+        print(f"signoff: {error}", file=sys.stderr)
         return 2
     return 0
 
@@ -74,7 +78,7 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _channel(args: argparse.Namespace) -> grpc.Channel:
-    return grpc.insecure_channel(args.target)
+    return bearer_channel(args.target, args.token or None)
 
 
 def _short(enum_type: type, prefix: str, number: int) -> str:
@@ -113,13 +117,17 @@ def _decide(args: argparse.Namespace, verdict: pb.Verdict) -> int:
             action_id=args.action_id,
             verdict=verdict,
             reason=args.reason,
-            approver=args.approver,
             request_id=args.request_id or f"cli-{uuid.uuid4()}",
+            evidence_snapshot_hash=args.evidence_hash,
         )
     )
     action, record_id = response.action, response.record.record_id
     state = _short(pb.ActionState, "ACTION_STATE_", action.state)
-    print(f"{action.action_id} {state} by {args.approver} (record {record_id})")
+    if record_id:
+        print(f"{action.action_id} {state} by {action.decided_by} (record {record_id})")
+    else:
+        tally = ", ".join(f"{g.gate_id} {g.approvals}/{g.quorum}" for g in action.gates)
+        print(f"{action.action_id} {state}: vote counted ({tally})")
     return 0
 
 
@@ -196,6 +204,11 @@ def _parser() -> argparse.ArgumentParser:
         help="policy bundle directory (default: examples/policies)",
     )
     serve.add_argument(
+        "--auth-config",
+        default=os.environ.get("SIGNOFF_AUTH_CONFIG", ""),
+        help="tokens / JWT / mTLS settings (YAML); without it: development mode, loopback only",
+    )
+    serve.add_argument(
         "--timer-interval",
         type=float,
         default=1.0,
@@ -220,6 +233,11 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("SIGNOFF_TARGET", DEFAULT_TARGET),
         help=f"server address (default {DEFAULT_TARGET})",
     )
+    target.add_argument(
+        "--token",
+        default="",
+        help="bearer token (default $SIGNOFF_TOKEN): you act as its principal",
+    )
 
     pending = commands.add_parser("pending", parents=[target], help="list actions that wait")
     pending.add_argument("--tenant", default="")
@@ -230,9 +248,7 @@ def _parser() -> argparse.ArgumentParser:
         decide = commands.add_parser(name, parents=[target], help=f"{name} a waiting action")
         decide.add_argument("action_id")
         decide.add_argument("--reason", required=True)
-        decide.add_argument(
-            "--approver", default=os.environ.get("SIGNOFF_APPROVER", getpass.getuser())
-        )
+        decide.add_argument("--evidence-hash", default="", help="the action_sha256 you reviewed")
         decide.add_argument("--request-id", default="", help="idempotency key (default: new)")
         decide.set_defaults(run=lambda args, verdict=verdict: _decide(args, verdict))
 

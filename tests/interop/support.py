@@ -76,12 +76,11 @@ def run_agent(server: ServerProcess, command: list[str], log_dir: Path) -> None:
 
         # Another client decides: the approver's tool, here a Python grpcio stub.
         stubs = server.stubs()
-        decided = stubs.approval.SubmitDecision(
+        decided = server.as_("user_finance_lead_77").approval.SubmitDecision(
             approval_pb.SubmitDecisionRequest(
                 action_id=action_id,
                 verdict=pb.VERDICT_APPROVE,
                 reason="order verified",
-                approver="user_finance_lead_77",
                 request_id=f"dec_{request_id}",
             ),
             timeout=TIMEOUT,

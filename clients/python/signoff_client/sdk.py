@@ -37,6 +37,7 @@ from signoff.v1 import approval_service_pb2_grpc as approval_grpc
 from signoff.v1 import execution_service_pb2 as execution_pb
 from signoff.v1 import execution_service_pb2_grpc as execution_grpc
 from signoff.v1 import types_pb2 as pb
+from signoff_client.auth import aio_bearer_channel, bearer_channel
 from signoff_client.errors import (
     ActionRejected,
     DecisionTimeout,
@@ -195,14 +196,18 @@ def _invoke_request(
 
 
 def _submit_request(
-    action_id: str, verdict: str | int, reason: str, approver: str, request_id: str | None
+    action_id: str,
+    verdict: str | int,
+    reason: str,
+    request_id: str | None,
+    evidence_snapshot_hash: str,
 ) -> approval_pb.SubmitDecisionRequest:
     return approval_pb.SubmitDecisionRequest(
         action_id=action_id,
         verdict=_enum(pb.Verdict, "VERDICT_", verdict),  # type: ignore[arg-type]
         reason=reason,
-        approver=approver,
         request_id=request_id or f"sdk_{uuid.uuid4().hex}",
+        evidence_snapshot_hash=evidence_snapshot_hash,
     )
 
 
@@ -388,14 +393,13 @@ class AsyncSignoff:
         cls,
         target: str,
         *,
+        token: str | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         backoff: Backoff | None = None,
     ) -> AsyncSignoff:
-        """A client on a new channel to `target` (TLS when credentials are given)."""
-        if credentials is None:
-            channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
-        else:
-            channel = grpc.aio.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
+        """A client on a new channel to `target` that authenticates with `token` (default
+        $SIGNOFF_TOKEN); TLS when credentials are given."""
+        channel = aio_bearer_channel(target, token, credentials, CHANNEL_OPTIONS)
         return cls(channel, backoff=backoff)
 
     async def close(self) -> None:
@@ -546,14 +550,15 @@ class AsyncSignoff:
         action_id: str,
         verdict: str | int,
         reason: str,
-        approver: str,
         request_id: str | None = None,
+        evidence_snapshot_hash: str = "",
     ) -> approval_pb.SubmitDecisionResponse:
-        """Approves ("APPROVE") or rejects ("REJECT") a waiting action.
+        """Votes as the authenticated caller: approves ("APPROVE") or rejects ("REJECT").
 
-        Raises AlreadyDecided when another decision won. Pass a stable request_id to make
-        retries safe; by default a new one is generated."""
-        request = _submit_request(action_id, verdict, reason, approver, request_id)
+        Pass the action_sha256 you reviewed as evidence_snapshot_hash: the vote is refused
+        (EVIDENCE_CHANGED) if the action changed since. Raises AlreadyDecided when another
+        decision won. Pass a stable request_id to make retries safe."""
+        request = _submit_request(action_id, verdict, reason, request_id, evidence_snapshot_hash)
         response: approval_pb.SubmitDecisionResponse = await self._call(
             self._approval.SubmitDecision, request
         )
@@ -630,14 +635,13 @@ class Signoff:
         cls,
         target: str,
         *,
+        token: str | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         backoff: Backoff | None = None,
     ) -> Signoff:
-        """A client on a new channel to `target` (TLS when credentials are given)."""
-        if credentials is None:
-            channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
-        else:
-            channel = grpc.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
+        """A client on a new channel to `target` that authenticates with `token` (default
+        $SIGNOFF_TOKEN); TLS when credentials are given."""
+        channel = bearer_channel(target, token, credentials, CHANNEL_OPTIONS)
         return cls(channel, backoff=backoff)
 
     def close(self) -> None:
@@ -778,11 +782,11 @@ class Signoff:
         action_id: str,
         verdict: str | int,
         reason: str,
-        approver: str,
         request_id: str | None = None,
+        evidence_snapshot_hash: str = "",
     ) -> approval_pb.SubmitDecisionResponse:
         """Approves or rejects a waiting action; see `AsyncSignoff.submit_decision`."""
-        request = _submit_request(action_id, verdict, reason, approver, request_id)
+        request = _submit_request(action_id, verdict, reason, request_id, evidence_snapshot_hash)
         response: approval_pb.SubmitDecisionResponse = self._call(
             self._approval.SubmitDecision, request
         )

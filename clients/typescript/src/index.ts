@@ -1,6 +1,6 @@
 // The signoff client for Node: the messages, enums and services generated into ./gen by
 // scripts/generate (never edited by hand), and typed clients that speak gRPC over HTTP/2.
-import { type Client, createClient } from "@connectrpc/connect";
+import { type Client, createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport, type GrpcTransportOptions } from "@connectrpc/connect-node";
 import { ApprovalService } from "./gen/signoff/v1/approval_service_pb.js";
 import { AuditService } from "./gen/signoff/v1/audit_service_pb.js";
@@ -21,6 +21,17 @@ export interface SignoffClients {
   approval: Client<typeof ApprovalService>;
   audit: Client<typeof AuditService>;
   policy: Client<typeof PolicyService>;
+}
+
+/**
+ * An interceptor that authenticates every call with a bearer token (signoff rejects
+ * calls without credentials): `createSignoffClients(url, { interceptors: [bearer(token)] })`.
+ */
+export function bearer(token: string): Interceptor {
+  return (next) => async (request) => {
+    request.header.set("authorization", `Bearer ${token}`);
+    return await next(request);
+  };
 }
 
 /**

@@ -1,6 +1,7 @@
 """The grpc.aio server: signoff's services, health, reflection, graceful shutdown."""
 
 import asyncio
+import ipaddress
 import logging
 import signal
 from dataclasses import dataclass, field
@@ -10,7 +11,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from signoff.api.auth import AuthInterceptor
 from signoff.api.servicers import ApprovalService, AuditService, ExecutionService, PolicyService
+from signoff.auth.authenticators import AuthConfig, development_tokens, load_auth_config
 from signoff.policy.engine import RegoPolicy
 from signoff.services import timers
 from signoff.services.context import Context
@@ -63,16 +66,52 @@ class ServeOptions:
     policy: Path = field(default_factory=lambda: EXAMPLE_POLICY)
     # How often due gate deadlines and reminders are looked for.
     timer_interval: float = 1.0
+    # Tokens, JWT and mTLS settings; None is development mode (loopback only).
+    auth_config: Path | None = None
+
+
+class StartupError(Exception):
+    """The server must not start as configured; the message says why."""
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _authentication(options: ServeOptions) -> AuthConfig:
+    if options.auth_config is not None:
+        try:
+            return load_auth_config(options.auth_config)
+        except (OSError, ValueError, KeyError) as error:
+            raise StartupError(f"auth config {options.auth_config}: {error}") from None
+    if not _is_loopback(options.host):
+        raise StartupError(
+            f"refusing to listen on {options.host} without --auth-config: development mode "
+            "(generated tokens) is for loopback addresses only"
+        )
+    authenticator, shown = development_tokens()
+    print("signoff development mode: tokens for this run (shown once, only hashes kept):")
+    for name, token in shown.items():
+        print(f"  export SIGNOFF_{name.upper()}_TOKEN={token}")
+    return AuthConfig(authenticator)
 
 
 async def serve(options: ServeOptions) -> None:
     """Runs until SIGINT or SIGTERM, then drains and stops."""
     policy = RegoPolicy.load(options.policy)  # fails before anything listens
+    auth = _authentication(options)
     database = Database(options.database_url)
     await migrate(database)
     ctx = Context(db=database, policy=policy, bookmark_interval=options.bookmark_interval)
 
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+    server = grpc.aio.server(
+        options=SERVER_OPTIONS, interceptors=[AuthInterceptor(auth.authenticator)]
+    )
     execution_grpc.add_ExecutionServiceServicer_to_server(ExecutionService(ctx), server)
     approval_grpc.add_ApprovalServiceServicer_to_server(ApprovalService(ctx), server)
     audit_grpc.add_AuditServiceServicer_to_server(AuditService(ctx), server)
@@ -83,7 +122,16 @@ async def serve(options: ServeOptions) -> None:
         [*SIGNOFF_SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME], server
     )
     address = f"{options.host}:{options.port}"
-    port = server.add_insecure_port(address)
+    if auth.tls is None:
+        port = server.add_insecure_port(address)
+    else:
+        # mTLS: every client presents a certificate from client_ca; its SPIFFE ID names it.
+        credentials = grpc.ssl_server_credentials(
+            [(auth.tls.server_key.read_bytes(), auth.tls.server_cert.read_bytes())],
+            root_certificates=auth.tls.client_ca.read_bytes(),
+            require_client_auth=True,
+        )
+        port = server.add_secure_port(address, credentials)
     if port == 0:
         raise RuntimeError(f"cannot listen on {address}")
     await server.start()

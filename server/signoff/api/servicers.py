@@ -7,6 +7,7 @@ import grpc
 from google.protobuf import json_format
 
 from signoff.api import convert
+from signoff.api.auth import caller
 from signoff.api.errors import streaming, unary
 from signoff.api.validation import MAX_ID, TOOL, Validator
 from signoff.domain.models import Event
@@ -35,7 +36,9 @@ class ExecutionService(execution_grpc.ExecutionServiceServicer):
         v = Validator()
         _validate_envelope(v, request)
         v.done()
-        instance = await instances.invoke_agent(self.ctx, convert.message_to_json(request))
+        instance = await instances.invoke_agent(
+            self.ctx, caller(), convert.message_to_json(request)
+        )
         return execution_pb.InvokeAgentResponse(instance=convert.instance_to_pb(instance))
 
     @unary
@@ -47,7 +50,7 @@ class ExecutionService(execution_grpc.ExecutionServiceServicer):
         _validate_proposal(v, request)
         v.done()
         answer = await decisions.request_decision(
-            self.ctx, request.instance_id, convert.proposal_from_pb(request.action)
+            self.ctx, caller(), request.instance_id, convert.proposal_from_pb(request.action)
         )
         response = execution_pb.RequestDecisionResponse(
             outcome=convert.enum_to_pb(pb.Outcome, "OUTCOME", answer.outcome),
@@ -75,7 +78,7 @@ class ExecutionService(execution_grpc.ExecutionServiceServicer):
             v.fail("after_revision", "must not be negative")
         v.done()
         async for item in watch.watch_instance(
-            self.ctx, request.instance_id, request.after_revision
+            self.ctx, caller(), request.instance_id, request.after_revision
         ):
             if isinstance(item, Event):
                 yield execution_pb.WatchInstanceResponse(event=convert.event_to_pb(item))
@@ -102,6 +105,7 @@ class ExecutionService(execution_grpc.ExecutionServiceServicer):
         )
         action = await decisions.report_execution(
             self.ctx,
+            caller(),
             request.action_id,
             result,
             request.evidence_ref,
@@ -115,7 +119,7 @@ class ExecutionService(execution_grpc.ExecutionServiceServicer):
         self, request: execution_pb.CompleteInstanceRequest, context: grpc.aio.ServicerContext
     ) -> execution_pb.CompleteInstanceResponse:
         _require_id("instance_id", request.instance_id)
-        instance = await instances.complete_instance(self.ctx, request.instance_id)
+        instance = await instances.complete_instance(self.ctx, caller(), request.instance_id)
         return execution_pb.CompleteInstanceResponse(instance=convert.instance_to_pb(instance))
 
     @unary
@@ -126,7 +130,9 @@ class ExecutionService(execution_grpc.ExecutionServiceServicer):
         v.identifier("instance_id", request.instance_id)
         v.text("reason", request.reason)
         v.done()
-        instance = await instances.cancel_instance(self.ctx, request.instance_id, request.reason)
+        instance = await instances.cancel_instance(
+            self.ctx, caller(), request.instance_id, request.reason
+        )
         return execution_pb.CancelInstanceResponse(instance=convert.instance_to_pb(instance))
 
     @unary
@@ -134,7 +140,7 @@ class ExecutionService(execution_grpc.ExecutionServiceServicer):
         self, request: execution_pb.GetInstanceRequest, context: grpc.aio.ServicerContext
     ) -> execution_pb.GetInstanceResponse:
         _require_id("instance_id", request.instance_id)
-        instance = await instances.get_instance(self.ctx, request.instance_id)
+        instance = await instances.get_instance(self.ctx, caller(), request.instance_id)
         return execution_pb.GetInstanceResponse(instance=convert.instance_to_pb(instance))
 
     @unary
@@ -152,7 +158,7 @@ class ExecutionService(execution_grpc.ExecutionServiceServicer):
             else None
         )
         found, token = await instances.list_instances(
-            self.ctx, request.tenant_id, state, request.page_size, request.page_token
+            self.ctx, caller(), request.tenant_id, state, request.page_size, request.page_token
         )
         return execution_pb.ListInstancesResponse(
             instances=[convert.instance_to_pb(i) for i in found], next_page_token=token
@@ -172,7 +178,7 @@ class ApprovalService(approval_grpc.ApprovalServiceServicer):
         v.page(request.page_size)
         v.done()
         found, token = await decisions.list_pending(
-            self.ctx, request.tenant_id, request.page_size, request.page_token
+            self.ctx, caller(), request.tenant_id, request.page_size, request.page_token
         )
         return approval_pb.ListPendingApprovalsResponse(
             actions=[convert.action_to_pb(a) for a in found], next_page_token=token
@@ -186,8 +192,8 @@ class ApprovalService(approval_grpc.ApprovalServiceServicer):
         v.identifier("action_id", request.action_id)
         v.enum("verdict", pb.Verdict, request.verdict, required=True)
         v.text("reason", request.reason)
-        v.identifier("approver", request.approver)
         v.identifier("request_id", request.request_id)
+        v.text("evidence_snapshot_hash", request.evidence_snapshot_hash, 71)
         edited = None
         if request.HasField("edited_params"):
             v.struct("edited_params", request.edited_params)
@@ -195,12 +201,13 @@ class ApprovalService(approval_grpc.ApprovalServiceServicer):
         v.done()
         action, record = await decisions.submit_decision(
             self.ctx,
+            caller(),
             request.action_id,
             convert.enum_from_pb(pb.Verdict, "VERDICT", Verdict, request.verdict),
             request.reason,
-            request.approver,
             request.request_id,
             edited,
+            request.evidence_snapshot_hash,
         )
         return approval_pb.SubmitDecisionResponse(
             action=convert.action_to_pb(action),
@@ -217,7 +224,7 @@ class AuditService(audit_grpc.AuditServiceServicer):
         self, request: audit_pb.GetDecisionRecordRequest, context: grpc.aio.ServicerContext
     ) -> audit_pb.GetDecisionRecordResponse:
         _require_id("record_id", request.record_id)
-        record = await audit.get_record(self.ctx, request.record_id)
+        record = await audit.get_record(self.ctx, caller(), request.record_id)
         return audit_pb.GetDecisionRecordResponse(record=convert.record_to_pb(record))
 
     @unary
@@ -230,7 +237,12 @@ class AuditService(audit_grpc.AuditServiceServicer):
         v.page(request.page_size)
         v.done()
         found, token = await audit.list_records(
-            self.ctx, request.tenant_id, request.instance_id, request.page_size, request.page_token
+            self.ctx,
+            caller(),
+            request.tenant_id,
+            request.instance_id,
+            request.page_size,
+            request.page_token,
         )
         return audit_pb.ListDecisionRecordsResponse(
             records=[convert.record_to_pb(r) for r in found], next_page_token=token
@@ -247,7 +259,7 @@ class AuditService(audit_grpc.AuditServiceServicer):
         v.page(request.page_size)
         v.done()
         found, next_after = await audit.list_events(
-            self.ctx, request.instance_id, request.after_revision, request.page_size
+            self.ctx, caller(), request.instance_id, request.after_revision, request.page_size
         )
         return audit_pb.ListEventsResponse(
             events=[convert.event_to_pb(e) for e in found], next_after_revision=next_after
@@ -321,7 +333,11 @@ class PolicyService(policy_grpc.PolicyServiceServicer):
         v.done()
         envelope = None if subject == "instance_id" else convert.message_to_json(request.envelope)
         decision = await policies.evaluate(
-            self.ctx, request.instance_id, envelope, convert.proposal_from_pb(request.action)
+            self.ctx,
+            caller(),
+            request.instance_id,
+            envelope,
+            convert.proposal_from_pb(request.action),
         )
         return convert.evaluation_to_pb(decision)
 

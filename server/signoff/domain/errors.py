@@ -127,3 +127,9 @@ class ConcurrentChange(SignoffError):
 
 class PermissionDenied(SignoffError):
     kind = ErrorKind.PERMISSION_DENIED
+
+
+class Unauthenticated(SignoffError):
+    """No credentials, or credentials that do not prove who calls."""
+
+    kind = ErrorKind.UNAUTHENTICATED

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from signoff.domain.canonical import sha256_of
@@ -33,6 +34,8 @@ class Instance:
     tool_calls_used: int
     create_time: datetime
     update_time: datetime
+    # The authenticated principal that created the instance (the agent, for duties).
+    created_by: str = ""
 
 
 @dataclass(frozen=True)
@@ -176,3 +179,30 @@ class DecisionRecord:
     trace_id: str = ""
     outputs: Json = field(default_factory=dict)
     execution_state: ActionState | None = None
+
+
+class PrincipalKind(StrEnum):
+    AGENT = "agent"
+    HUMAN = "human"
+    SERVICE = "service"
+
+
+ALL_TENANTS = "*"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who calls, as the credentials say: never taken from a request body."""
+
+    id: str
+    kind: PrincipalKind
+    # The one tenant the principal acts in, or "*" for a platform-wide principal.
+    tenant: str
+    roles: frozenset[str] = frozenset()
+
+    def sees(self, tenant: str) -> bool:
+        return self.tenant in (ALL_TENANTS, tenant)
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles

@@ -21,6 +21,7 @@ from signoff.domain.models import (
     DecisionRecord,
     Instance,
     Json,
+    Principal,
     ProposedAction,
     Vote,
 )
@@ -51,6 +52,7 @@ from signoff.services.instances import (
     leave_waiting_if_idle,
     locked_instance,
     revoke_open_actions,
+    scoped_tenant,
 )
 from signoff.services.records import record_for
 from signoff.store.repository import Tx
@@ -71,9 +73,10 @@ class DecisionAnswer:
     action: Action | None
 
 
-def evaluation_input(instance: Instance, proposal: ProposedAction) -> dict[str, Any]:
-    """What a bundle's rules see. The principal is the agent until credentials say more."""
-    agent = instance.envelope.get("agent", {})
+def evaluation_input(
+    instance: Instance, proposal: ProposedAction, who: Principal
+) -> dict[str, Any]:
+    """What a bundle's rules see: the envelope, the action, and the authenticated caller."""
     return {
         "envelope": instance.envelope,
         "action": {
@@ -83,7 +86,12 @@ def evaluation_input(instance: Instance, proposal: ProposedAction) -> dict[str, 
             "risk_class": proposal.risk_class.value,
             "evidence_refs": list(proposal.evidence_refs),
         },
-        "principal": {"id": agent.get("agent_id", ""), "kind": "agent"},
+        "principal": {
+            "id": who.id,
+            "kind": who.kind.value,
+            "tenant": who.tenant,
+            "roles": sorted(who.roles),
+        },
         "instance": {"tool_calls_used": instance.tool_calls_used},
     }
 
@@ -101,11 +109,11 @@ def _budget_exhausted(ctx: Context, instance: Instance) -> PolicyDecision | None
 
 
 async def request_decision(
-    ctx: Context, instance_id: str, proposal: ProposedAction
+    ctx: Context, who: Principal, instance_id: str, proposal: ProposedAction
 ) -> DecisionAnswer:
     digest = proposal.sha256()
     async with ctx.db.write() as tx:
-        instance = await locked_instance(tx, instance_id)
+        instance = await locked_instance(tx, instance_id, who)
         existing = await tx.find_action(instance_id, proposal.tool_call_id)
         if existing is not None:
             if (existing.proposed_sha256 or existing.action_sha256) != digest:
@@ -126,7 +134,7 @@ async def request_decision(
             )
 
         decision = _budget_exhausted(ctx, instance) or ctx.policy.evaluate(
-            evaluation_input(instance, proposal)
+            evaluation_input(instance, proposal, who)
         )
         now = ctx.clock()
         state = transition_action(ActionState.NEW, _STATE_FOR_EFFECT[decision.effect])
@@ -186,13 +194,13 @@ async def request_decision(
         return DecisionAnswer(outcome, action.decision_reason, instance.revision, action)
 
 
-async def _locked_action(tx: Tx, action_id: str) -> tuple[Action, Instance]:
+async def _locked_action(tx: Tx, action_id: str, who: Principal) -> tuple[Action, Instance]:
     """The action and its instance, read under the instance lock, so a concurrent
-    decision that committed first is seen."""
+    decision that committed first is seen. Another tenant's action is not found."""
     found = await tx.get_action(action_id)
-    if found is None:
+    if found is None or not who.sees(found.tenant_id):
         raise NotFound("action", action_id)
-    instance = await locked_instance(tx, found.instance_id)
+    instance = await locked_instance(tx, found.instance_id, who)
     action = await tx.get_action(action_id)
     assert action is not None, "actions are never deleted"
     return action, instance
@@ -202,17 +210,22 @@ def _winning_verdict(action: Action) -> Verdict:
     return Verdict.REJECT if action.state is ActionState.REJECTED else Verdict.APPROVE
 
 
-def _check_voter(ctx: Context, instance: Instance, action: Action, approver: str) -> list[str]:
+def _check_voter(ctx: Context, instance: Instance, action: Action, who: Principal) -> list[str]:
     """The waiting gates this approver may vote on; raises when they may vote on none."""
+    approver = who.id
     envelope = instance.envelope
-    own = {envelope.get("user", {}).get("user_id"), envelope.get("agent", {}).get("agent_id")}
+    own = {
+        instance.created_by,
+        envelope.get("user", {}).get("user_id"),
+        envelope.get("agent", {}).get("agent_id"),
+    }
     if approver in own:
         raise PermissionDenied(
             "SEPARATION_OF_DUTIES",
             f"{approver} is this instance's user or agent and cannot approve its actions",
             metadata={"approver": approver},
         )
-    roles = ctx.policy.roles_of(approver)
+    roles = who.roles | ctx.policy.roles_of(approver)
     waiting = [g.gate_id for g in action.waiting_gates()]
     eligible = [g for g in waiting if ctx.policy.gate(g).admits(approver, roles)]
     if not eligible:
@@ -226,13 +239,17 @@ def _check_voter(ctx: Context, instance: Instance, action: Action, approver: str
 
 async def submit_decision(
     ctx: Context,
+    who: Principal,
     action_id: str,
     verdict: Verdict,
     reason: str,
-    approver: str,
     request_id: str,
     edited_params: Json | None = None,
+    evidence_snapshot_hash: str = "",
 ) -> tuple[Action, DecisionRecord | None]:
+    """One vote by the authenticated caller. `evidence_snapshot_hash` is the action hash
+    the approver reviewed: a vote on an action that changed since is refused."""
+    approver = who.id
     if edited_params is not None and verdict is not Verdict.APPROVE:
         raise InvalidArgument([FieldViolation("edited_params", "only an approval can edit")])
     request_digest = sha256_of(
@@ -242,12 +259,13 @@ async def submit_decision(
             "reason": reason,
             "approver": approver,
             "edited_params": edited_params,
+            "evidence_snapshot_hash": evidence_snapshot_hash,
         }
     )
 
     async def vote() -> tuple[Action, DecisionRecord | None]:
         async with ctx.db.write() as tx:
-            action, instance = await _locked_action(tx, action_id)
+            action, instance = await _locked_action(tx, action_id, who)
             # Under the lock, so a retry racing its own first attempt still gets its answer.
             prior = await tx.find_vote_by_request(request_id)
             if prior is not None:
@@ -265,7 +283,14 @@ async def submit_decision(
                     "decided",
                     metadata={"action_id": action_id, "state": action.state.value},
                 )
-            eligible = _check_voter(ctx, instance, action, approver)
+            if evidence_snapshot_hash and evidence_snapshot_hash != action.action_sha256:
+                raise FailedPrecondition(
+                    "EVIDENCE_CHANGED",
+                    f"action {action_id} changed since it was reviewed: it is now "
+                    f"{action.action_sha256}; review it again",
+                    metadata={"action_sha256": action.action_sha256},
+                )
+            eligible = _check_voter(ctx, instance, action, who)
             earlier = await tx.votes_for(action_id)
             if any(v.approver == approver for v in earlier):
                 raise FailedPrecondition(
@@ -277,7 +302,9 @@ async def submit_decision(
             seen_hash = action.action_sha256
             diff: Json = {}
             if edited_params is not None:
-                diff, eligible = _apply_edit(ctx, instance, action, edited_params, eligible, now)
+                diff, eligible = _apply_edit(
+                    ctx, who, instance, action, edited_params, eligible, now
+                )
             count_vote([g for g in action.gates if g.gate_id in eligible], verdict)
             this_vote = Vote(
                 action_id=action_id,
@@ -342,6 +369,7 @@ async def submit_decision(
 
 def _apply_edit(
     ctx: Context,
+    who: Principal,
     instance: Instance,
     action: Action,
     edited: Json,
@@ -351,7 +379,7 @@ def _apply_edit(
     """Re-evaluates policy on the edited action. Returns the diff and the gates the vote
     counts for: none when the edit needs a gate the action was not waiting on."""
     proposal = replace(action.proposal, params=edited)
-    decision = ctx.policy.evaluate(evaluation_input(instance, proposal))
+    decision = ctx.policy.evaluate(evaluation_input(instance, proposal, who))
     if decision.effect is Effect.DENY:
         raise FailedPrecondition(
             "EDIT_DENIED_BY_POLICY",
@@ -394,6 +422,7 @@ def _approvals(action: Action, votes: list[Vote]) -> list[Approval]:
 
 async def report_execution(
     ctx: Context,
+    who: Principal,
     action_id: str,
     result: ExecutionResult,
     evidence_ref: str,
@@ -402,7 +431,7 @@ async def report_execution(
 ) -> Action:
     target = ActionState.EXECUTED if result is ExecutionResult.SUCCEEDED else ActionState.FAILED
     async with ctx.db.write() as tx:
-        action, instance = await _locked_action(tx, action_id)
+        action, instance = await _locked_action(tx, action_id, who)
         if action.state is target and action.execution_evidence_ref == evidence_ref:
             return action  # a repeated report
         if action.state not in (ActionState.APPROVED, ActionState.EXECUTING):
@@ -436,7 +465,7 @@ async def report_execution(
             EventType.ACTION_EXECUTION_REPORTED,
             now,
             action=action,
-            actor="agent",
+            actor=who.id,
             reason=error_message,
             record_id=record_id,
         )
@@ -445,11 +474,22 @@ async def report_execution(
 
 
 async def list_pending(
-    ctx: Context, tenant_id: str, size: int, token: str
+    ctx: Context, who: Principal, tenant_id: str, size: int, token: str
 ) -> tuple[list[Action], str]:
+    """Waiting actions the caller may decide (admins see all of their tenants'). A page
+    may hold fewer than `size` when others' actions were skipped; the token still moves."""
     limit = pagination.page_size(size, 50)
+    scope = scoped_tenant(who, tenant_id)
+    if scope is None:
+        return [], ""
     async with ctx.db.read() as tx:
-        rows = await tx.list_waiting_actions(tenant_id, pagination.decode(token), limit + 1)
+        rows = await tx.list_waiting_actions(scope, pagination.decode(token), limit + 1)
     page = rows[:limit]
     next_token = pagination.encode(page[-1][0]) if len(rows) > limit else ""
-    return [action for _, action in page], next_token
+    roles = who.roles | ctx.policy.roles_of(who.id)
+    return [
+        action
+        for _, action in page
+        if who.is_admin
+        or any(ctx.policy.gate(g.gate_id).admits(who.id, roles) for g in action.waiting_gates())
+    ], next_token

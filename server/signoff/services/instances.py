@@ -3,9 +3,9 @@
 from datetime import datetime
 
 from signoff.domain.canonical import sha256_of
-from signoff.domain.errors import IdempotencyKeyReused, NotFound
+from signoff.domain.errors import IdempotencyKeyReused, NotFound, PermissionDenied
 from signoff.domain.ids import new_id
-from signoff.domain.models import Instance, Json
+from signoff.domain.models import ALL_TENANTS, Instance, Json, Principal
 from signoff.domain.states import (
     ActionState,
     DecisionStatus,
@@ -21,9 +21,22 @@ from signoff.services.records import record_for
 from signoff.store.repository import Tx
 
 
-async def invoke_agent(ctx: Context, envelope: Json) -> Instance:
+def visible(instance: Instance | None, who: Principal, instance_id: str) -> Instance:
+    """Another tenant's instance answers exactly like a missing one: no existence leak."""
+    if instance is None or not who.sees(instance.tenant_id):
+        raise NotFound("instance", instance_id)
+    return instance
+
+
+async def invoke_agent(ctx: Context, who: Principal, envelope: Json) -> Instance:
     """Creates the instance for an envelope, or returns the one its request_id created."""
     tenant_id, request_id = envelope["tenant_id"], envelope["request_id"]
+    if not who.sees(tenant_id):
+        raise PermissionDenied(
+            "TENANT_NOT_ALLOWED",
+            f"{who.id} acts in tenant {who.tenant}, not {tenant_id}",
+            metadata={"tenant_id": tenant_id},
+        )
     digest = sha256_of(envelope)
 
     async def create() -> Instance:
@@ -45,6 +58,7 @@ async def invoke_agent(ctx: Context, envelope: Json) -> Instance:
                 tool_calls_used=0,
                 create_time=now,
                 update_time=now,
+                created_by=who.id,
             )
             await tx.insert_instance(instance)
             actor = envelope.get("agent", {}).get("agent_id", "")
@@ -55,18 +69,15 @@ async def invoke_agent(ctx: Context, envelope: Json) -> Instance:
     return await once_more_on_key_conflict(create)
 
 
-async def locked_instance(tx: Tx, instance_id: str) -> Instance:
-    instance = await tx.get_instance(instance_id, lock=True)
-    if instance is None:
-        raise NotFound("instance", instance_id)
-    return instance
+async def locked_instance(tx: Tx, instance_id: str, who: Principal) -> Instance:
+    return visible(await tx.get_instance(instance_id, lock=True), who, instance_id)
 
 
-async def complete_instance(ctx: Context, instance_id: str) -> Instance:
+async def complete_instance(ctx: Context, who: Principal, instance_id: str) -> Instance:
     """Ends a running instance. Executions must be reported before: afterwards the trail
     is closed (the terminal event is always the last)."""
     async with ctx.db.write() as tx:
-        instance = await locked_instance(tx, instance_id)
+        instance = await locked_instance(tx, instance_id, who)
         if instance.state is InstanceState.COMPLETED:
             return instance  # a repeated call
         instance.state = transition_instance(instance.state, InstanceState.COMPLETED)
@@ -75,18 +86,18 @@ async def complete_instance(ctx: Context, instance_id: str) -> Instance:
         return instance
 
 
-async def cancel_instance(ctx: Context, instance_id: str, reason: str) -> Instance:
+async def cancel_instance(ctx: Context, who: Principal, instance_id: str, reason: str) -> Instance:
     """Terminates the instance; nothing on it may execute afterwards."""
     async with ctx.db.write() as tx:
-        instance = await locked_instance(tx, instance_id)
+        instance = await locked_instance(tx, instance_id, who)
         if instance.state is InstanceState.TERMINATED:
             return instance  # a repeated call
         target = transition_instance(instance.state, InstanceState.TERMINATED)
         now = ctx.clock()
-        await revoke_open_actions(tx, instance, now, reason)
+        await revoke_open_actions(tx, instance, now, reason, actor=who.id)
         instance.state = target
         await tx.append_event(
-            instance, EventType.INSTANCE_TERMINATED, now, actor="agent", reason=reason
+            instance, EventType.INSTANCE_TERMINATED, now, actor=who.id, reason=reason
         )
         await tx.save_instance(instance)
         return instance
@@ -132,18 +143,34 @@ async def leave_waiting_if_idle(tx: Tx, instance: Instance) -> None:
         instance.state = transition_instance(instance.state, InstanceState.RUNNING)
 
 
-async def get_instance(ctx: Context, instance_id: str) -> Instance:
+async def get_instance(ctx: Context, who: Principal, instance_id: str) -> Instance:
     async with ctx.db.read() as tx:
-        instance = await tx.get_instance(instance_id)
-    if instance is None:
-        raise NotFound("instance", instance_id)
-    return instance
+        return visible(await tx.get_instance(instance_id), who, instance_id)
+
+
+def scoped_tenant(who: Principal, tenant_id: str) -> str | None:
+    """The tenant a listing covers: the caller's own unless it is platform-wide.
+    None when the caller asked for a tenant it cannot see (the listing is empty)."""
+    if who.tenant == ALL_TENANTS:
+        return tenant_id
+    if tenant_id and tenant_id != who.tenant:
+        return None
+    return who.tenant
 
 
 async def list_instances(
-    ctx: Context, tenant_id: str, state: InstanceState | None, size: int, token: str
+    ctx: Context,
+    who: Principal,
+    tenant_id: str,
+    state: InstanceState | None,
+    size: int,
+    token: str,
 ) -> tuple[list[Instance], str]:
     limit = pagination.page_size(size, 50)
+    scope = scoped_tenant(who, tenant_id)
+    if scope is None:
+        return [], ""
+    tenant_id = scope
     async with ctx.db.read() as tx:
         rows = await tx.list_instances(tenant_id, state, pagination.decode(token), limit + 1)
     page = rows[:limit]

@@ -4,24 +4,25 @@ from datetime import UTC, datetime
 
 from signoff.domain.canonical import sha256_of
 from signoff.domain.errors import NotFound
-from signoff.domain.models import Instance, Json, ProposedAction
+from signoff.domain.models import Instance, Json, Principal, ProposedAction
 from signoff.domain.states import InstanceState
 from signoff.policy import PolicyDecision
 from signoff.services.context import Context
 from signoff.services.decisions import evaluation_input
+from signoff.services.instances import visible
 
 
 async def evaluate(
-    ctx: Context, instance_id: str, envelope: Json | None, proposal: ProposedAction
+    ctx: Context, who: Principal, instance_id: str, envelope: Json | None, proposal: ProposedAction
 ) -> PolicyDecision:
     if envelope is None:
         async with ctx.db.read() as tx:
-            instance = await tx.get_instance(instance_id)
-        if instance is None:
-            raise NotFound("instance", instance_id)
+            instance = visible(await tx.get_instance(instance_id), who, instance_id)
     else:
+        if not who.sees(envelope.get("tenant_id", "")):
+            raise NotFound("tenant", envelope.get("tenant_id", ""))
         instance = _unsaved(envelope)
-    return ctx.policy.evaluate(evaluation_input(instance, proposal))
+    return ctx.policy.evaluate(evaluation_input(instance, proposal, who))
 
 
 def _unsaved(envelope: Json) -> Instance:

@@ -7,23 +7,22 @@ sends the watcher back to the database, which is the source of truth.
 
 from collections.abc import AsyncIterator
 
-from signoff.domain.errors import NotFound, OutOfRange, Unavailable
-from signoff.domain.models import Bookmark, Event
+from signoff.domain.errors import OutOfRange, Unavailable
+from signoff.domain.models import Bookmark, Event, Principal
 from signoff.domain.states import TERMINAL_EVENT_TYPES, TERMINAL_INSTANCE_STATES
 from signoff.services.context import Context
+from signoff.services.instances import visible
 
 _BATCH = 500
 
 
 async def watch_instance(
-    ctx: Context, instance_id: str, after_revision: int
+    ctx: Context, who: Principal, instance_id: str, after_revision: int
 ) -> AsyncIterator[Event | Bookmark]:
     subscription = ctx.db.hub.subscribe(instance_id)
     try:
         async with ctx.db.read() as tx:
-            instance = await tx.get_instance(instance_id)
-        if instance is None:
-            raise NotFound("instance", instance_id)
+            instance = visible(await tx.get_instance(instance_id), who, instance_id)
         if after_revision > instance.revision:
             raise OutOfRange(
                 "REVISION_OUT_OF_RANGE",

@@ -71,6 +71,7 @@ class Tx:
                 tool_calls_used=instance.tool_calls_used,
                 create_time=instance.create_time,
                 update_time=instance.update_time,
+                created_by=instance.created_by,
             )
         )
 
@@ -372,6 +373,7 @@ def _instance(row: Row[Any]) -> Instance:
         tool_calls_used=row.tool_calls_used,
         create_time=row.create_time,
         update_time=row.update_time,
+        created_by=row.created_by,
     )
 
 

@@ -70,6 +70,7 @@ instances = Table(
     Column("tool_calls_used", Integer, nullable=False),
     Column("create_time", UTCDateTime, nullable=False),
     Column("update_time", UTCDateTime, nullable=False),
+    Column("created_by", Key, nullable=False, server_default=""),
     UniqueConstraint("tenant_id", "request_id"),
     Index(None, "tenant_id", "state", "seq"),
     Index(None, "state", "seq"),

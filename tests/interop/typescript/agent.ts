@@ -12,6 +12,7 @@ import {
   Outcome,
   RiskClass,
   type SignoffClients,
+  bearer,
   createSignoffClients,
 } from "@signoff/client";
 
@@ -58,7 +59,9 @@ async function awaitOutcome(
 }
 
 async function main(): Promise<void> {
-  const clients = createSignoffClients(`http://${target}`);
+  // signoff authenticates every call; the test hands the agent its token in the environment.
+  const token = process.env.SIGNOFF_TOKEN ?? "";
+  const clients = createSignoffClients(`http://${target}`, { interceptors: [bearer(token)] });
   const { execution } = clients;
   const { instance } = await execution.invokeAgent(
     {

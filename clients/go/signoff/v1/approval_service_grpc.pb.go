@@ -17,7 +17,9 @@ const _ = grpc.SupportPackageIsVersion7
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type ApprovalServiceClient interface {
-	// Lists actions that wait for a human, oldest first.
+	// Lists actions that wait for a human, oldest first: those whose gates admit
+	// the caller (admins see every waiting action of their tenants). A page may
+	// hold fewer than page_size; follow next_page_token until it is empty.
 	ListPendingApprovals(ctx context.Context, in *ListPendingApprovalsRequest, opts ...grpc.CallOption) (*ListPendingApprovalsResponse, error)
 	// Votes on a waiting action. The approver must be eligible for one of the
 	// gates it waits on (PERMISSION_DENIED, NOT_ELIGIBLE), may not be the
@@ -61,7 +63,9 @@ func (c *approvalServiceClient) SubmitDecision(ctx context.Context, in *SubmitDe
 // All implementations must embed UnimplementedApprovalServiceServer
 // for forward compatibility
 type ApprovalServiceServer interface {
-	// Lists actions that wait for a human, oldest first.
+	// Lists actions that wait for a human, oldest first: those whose gates admit
+	// the caller (admins see every waiting action of their tenants). A page may
+	// hold fewer than page_size; follow next_page_token until it is empty.
 	ListPendingApprovals(context.Context, *ListPendingApprovalsRequest) (*ListPendingApprovalsResponse, error)
 	// Votes on a waiting action. The approver must be eligible for one of the
 	// gates it waits on (PERMISSION_DENIED, NOT_ELIGIBLE), may not be the

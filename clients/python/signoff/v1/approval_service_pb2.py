@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from signoff.v1 import types_pb2 as signoff_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!signoff/v1/approval_service.proto\x12\nsignoff.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x16signoff/v1/types.proto\"v\n\x1bListPendingApprovalsRequest\x12\x1b\n\ttenant_id\x18\x01 \x01(\tR\x08tenantId\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\"t\n\x1cListPendingApprovalsResponse\x12,\n\x07\x61\x63tions\x18\x01 \x03(\x0b\x32\x12.signoff.v1.ActionR\x07\x61\x63tions\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xf4\x01\n\x15SubmitDecisionRequest\x12\x1b\n\taction_id\x18\x01 \x01(\tR\x08\x61\x63tionId\x12-\n\x07verdict\x18\x02 \x01(\x0e\x32\x13.signoff.v1.VerdictR\x07verdict\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1a\n\x08\x61pprover\x18\x04 \x01(\tR\x08\x61pprover\x12\x1d\n\nrequest_id\x18\x05 \x01(\tR\trequestId\x12<\n\redited_params\x18\x06 \x01(\x0b\x32\x17.google.protobuf.StructR\x0c\x65\x64itedParams\"x\n\x16SubmitDecisionResponse\x12*\n\x06\x61\x63tion\x18\x01 \x01(\x0b\x32\x12.signoff.v1.ActionR\x06\x61\x63tion\x12\x32\n\x06record\x18\x02 \x01(\x0b\x32\x1a.signoff.v1.DecisionRecordR\x06record2\xd5\x01\n\x0f\x41pprovalService\x12i\n\x14ListPendingApprovals\x12\'.signoff.v1.ListPendingApprovalsRequest\x1a(.signoff.v1.ListPendingApprovalsResponse\x12W\n\x0eSubmitDecision\x12!.signoff.v1.SubmitDecisionRequest\x1a\".signoff.v1.SubmitDecisionResponseB)Z\'signoff/clients/go/signoff/v1;signoffv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!signoff/v1/approval_service.proto\x12\nsignoff.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x16signoff/v1/types.proto\"v\n\x1bListPendingApprovalsRequest\x12\x1b\n\ttenant_id\x18\x01 \x01(\tR\x08tenantId\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\"t\n\x1cListPendingApprovalsResponse\x12,\n\x07\x61\x63tions\x18\x01 \x03(\x0b\x32\x12.signoff.v1.ActionR\x07\x61\x63tions\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x9e\x02\n\x15SubmitDecisionRequest\x12\x1b\n\taction_id\x18\x01 \x01(\tR\x08\x61\x63tionId\x12-\n\x07verdict\x18\x02 \x01(\x0e\x32\x13.signoff.v1.VerdictR\x07verdict\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1d\n\nrequest_id\x18\x05 \x01(\tR\trequestId\x12<\n\redited_params\x18\x06 \x01(\x0b\x32\x17.google.protobuf.StructR\x0c\x65\x64itedParams\x12\x34\n\x16\x65vidence_snapshot_hash\x18\x07 \x01(\tR\x14\x65videnceSnapshotHashJ\x04\x08\x04\x10\x05R\x08\x61pprover\"x\n\x16SubmitDecisionResponse\x12*\n\x06\x61\x63tion\x18\x01 \x01(\x0b\x32\x12.signoff.v1.ActionR\x06\x61\x63tion\x12\x32\n\x06record\x18\x02 \x01(\x0b\x32\x1a.signoff.v1.DecisionRecordR\x06record2\xd5\x01\n\x0f\x41pprovalService\x12i\n\x14ListPendingApprovals\x12\'.signoff.v1.ListPendingApprovalsRequest\x1a(.signoff.v1.ListPendingApprovalsResponse\x12W\n\x0eSubmitDecision\x12!.signoff.v1.SubmitDecisionRequest\x1a\".signoff.v1.SubmitDecisionResponseB)Z\'signoff/clients/go/signoff/v1;signoffv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,9 +39,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTPENDINGAPPROVALSRESPONSE']._serialized_start=223
   _globals['_LISTPENDINGAPPROVALSRESPONSE']._serialized_end=339
   _globals['_SUBMITDECISIONREQUEST']._serialized_start=342
-  _globals['_SUBMITDECISIONREQUEST']._serialized_end=586
-  _globals['_SUBMITDECISIONRESPONSE']._serialized_start=588
-  _globals['_SUBMITDECISIONRESPONSE']._serialized_end=708
-  _globals['_APPROVALSERVICE']._serialized_start=711
-  _globals['_APPROVALSERVICE']._serialized_end=924
+  _globals['_SUBMITDECISIONREQUEST']._serialized_end=628
+  _globals['_SUBMITDECISIONRESPONSE']._serialized_start=630
+  _globals['_SUBMITDECISIONRESPONSE']._serialized_end=750
+  _globals['_APPROVALSERVICE']._serialized_start=753
+  _globals['_APPROVALSERVICE']._serialized_end=966
 # @@protoc_insertion_point(module_scope)

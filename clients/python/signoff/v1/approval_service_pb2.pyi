@@ -27,20 +27,20 @@ class ListPendingApprovalsResponse(_message.Message):
     def __init__(self, actions: _Optional[_Iterable[_Union[_types_pb2.Action, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class SubmitDecisionRequest(_message.Message):
-    __slots__ = ("action_id", "verdict", "reason", "approver", "request_id", "edited_params")
+    __slots__ = ("action_id", "verdict", "reason", "request_id", "edited_params", "evidence_snapshot_hash")
     ACTION_ID_FIELD_NUMBER: _ClassVar[int]
     VERDICT_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
-    APPROVER_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     EDITED_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_SNAPSHOT_HASH_FIELD_NUMBER: _ClassVar[int]
     action_id: str
     verdict: _types_pb2.Verdict
     reason: str
-    approver: str
     request_id: str
     edited_params: _struct_pb2.Struct
-    def __init__(self, action_id: _Optional[str] = ..., verdict: _Optional[_Union[_types_pb2.Verdict, str]] = ..., reason: _Optional[str] = ..., approver: _Optional[str] = ..., request_id: _Optional[str] = ..., edited_params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    evidence_snapshot_hash: str
+    def __init__(self, action_id: _Optional[str] = ..., verdict: _Optional[_Union[_types_pb2.Verdict, str]] = ..., reason: _Optional[str] = ..., request_id: _Optional[str] = ..., edited_params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., evidence_snapshot_hash: _Optional[str] = ...) -> None: ...
 
 class SubmitDecisionResponse(_message.Message):
     __slots__ = ("action", "record")

@@ -18,6 +18,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -39,6 +40,8 @@ func run(target, requestID string) error {
 	// Every call, the wait included, ends within two minutes.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	// signoff authenticates every call; the test hands the agent its token in the environment.
+	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+os.Getenv("SIGNOFF_TOKEN"))
 	// grpc 1.33 (Debian 12) predates credentials/insecure; WithInsecure means plaintext.
 	conn, err := grpc.DialContext(ctx, target, grpc.WithInsecure())
 	if err != nil {

@@ -1770,12 +1770,6 @@ class SubmitDecisionRequest(betterproto2.Message):
 
     reason: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
-    approver: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
-    """
-    Required. The approver's id. (Authenticated identity replaces it once
-    authentication is configured.)
-    """
-
     request_id: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
     """
     Required. Idempotency key chosen by the caller.
@@ -1788,6 +1782,13 @@ class SubmitDecisionRequest(betterproto2.Message):
     Approve with changed params (only with VERDICT_APPROVE). Policy is evaluated
     again on the edited action; if it needs a gate the action was not already
     waiting on, the edit stands but a fresh approval is required.
+    """
+
+    evidence_snapshot_hash: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+    """
+    The action_sha256 the approver reviewed. If the action changed since, the
+    vote fails with FAILED_PRECONDITION, reason EVIDENCE_CHANGED. Approval tools
+    should always send it; it is recorded in the DecisionRecord's approvals.
     """
 
 
@@ -1879,7 +1880,9 @@ class ApprovalServiceStub:
         self, message: "ListPendingApprovalsRequest"
     ) -> "ListPendingApprovalsResponse":
         """
-        Lists actions that wait for a human, oldest first.
+        Lists actions that wait for a human, oldest first: those whose gates admit
+        the caller (admins see every waiting action of their tenants). A page may
+        hold fewer than page_size; follow next_page_token until it is empty.
         """
 
         return self._channel.unary_unary(
@@ -1922,7 +1925,9 @@ class ApprovalServiceAsyncStub(betterproto2_grpclib.ServiceStub):
         metadata: "MetadataLike | None" = None,
     ) -> "ListPendingApprovalsResponse":
         """
-        Lists actions that wait for a human, oldest first.
+        Lists actions that wait for a human, oldest first: those whose gates admit
+        the caller (admins see every waiting action of their tenants). A page may
+        hold fewer than page_size; follow next_page_token until it is empty.
         """
 
         return await self._unary_unary(

@@ -13,7 +13,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file signoff/v1/approval_service.proto.
  */
 export const file_signoff_v1_approval_service: GenFile = /*@__PURE__*/
-  fileDesc("CiFzaWdub2ZmL3YxL2FwcHJvdmFsX3NlcnZpY2UucHJvdG8SCnNpZ25vZmYudjEiVwobTGlzdFBlbmRpbmdBcHByb3ZhbHNSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJcChxMaXN0UGVuZGluZ0FwcHJvdmFsc1Jlc3BvbnNlEiMKB2FjdGlvbnMYASADKAsyEi5zaWdub2ZmLnYxLkFjdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkitgEKFVN1Ym1pdERlY2lzaW9uUmVxdWVzdBIRCglhY3Rpb25faWQYASABKAkSJAoHdmVyZGljdBgCIAEoDjITLnNpZ25vZmYudjEuVmVyZGljdBIOCgZyZWFzb24YAyABKAkSEAoIYXBwcm92ZXIYBCABKAkSEgoKcmVxdWVzdF9pZBgFIAEoCRIuCg1lZGl0ZWRfcGFyYW1zGAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCJoChZTdWJtaXREZWNpc2lvblJlc3BvbnNlEiIKBmFjdGlvbhgBIAEoCzISLnNpZ25vZmYudjEuQWN0aW9uEioKBnJlY29yZBgCIAEoCzIaLnNpZ25vZmYudjEuRGVjaXNpb25SZWNvcmQy1QEKD0FwcHJvdmFsU2VydmljZRJpChRMaXN0UGVuZGluZ0FwcHJvdmFscxInLnNpZ25vZmYudjEuTGlzdFBlbmRpbmdBcHByb3ZhbHNSZXF1ZXN0Giguc2lnbm9mZi52MS5MaXN0UGVuZGluZ0FwcHJvdmFsc1Jlc3BvbnNlElcKDlN1Ym1pdERlY2lzaW9uEiEuc2lnbm9mZi52MS5TdWJtaXREZWNpc2lvblJlcXVlc3QaIi5zaWdub2ZmLnYxLlN1Ym1pdERlY2lzaW9uUmVzcG9uc2VCKVonc2lnbm9mZi9jbGllbnRzL2dvL3NpZ25vZmYvdjE7c2lnbm9mZnYxYgZwcm90bzM", [file_google_protobuf_struct, file_signoff_v1_types]);
+  fileDesc("CiFzaWdub2ZmL3YxL2FwcHJvdmFsX3NlcnZpY2UucHJvdG8SCnNpZ25vZmYudjEiVwobTGlzdFBlbmRpbmdBcHByb3ZhbHNSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJcChxMaXN0UGVuZGluZ0FwcHJvdmFsc1Jlc3BvbnNlEiMKB2FjdGlvbnMYASADKAsyEi5zaWdub2ZmLnYxLkFjdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAki1AEKFVN1Ym1pdERlY2lzaW9uUmVxdWVzdBIRCglhY3Rpb25faWQYASABKAkSJAoHdmVyZGljdBgCIAEoDjITLnNpZ25vZmYudjEuVmVyZGljdBIOCgZyZWFzb24YAyABKAkSEgoKcmVxdWVzdF9pZBgFIAEoCRIuCg1lZGl0ZWRfcGFyYW1zGAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIeChZldmlkZW5jZV9zbmFwc2hvdF9oYXNoGAcgASgJSgQIBBAFUghhcHByb3ZlciJoChZTdWJtaXREZWNpc2lvblJlc3BvbnNlEiIKBmFjdGlvbhgBIAEoCzISLnNpZ25vZmYudjEuQWN0aW9uEioKBnJlY29yZBgCIAEoCzIaLnNpZ25vZmYudjEuRGVjaXNpb25SZWNvcmQy1QEKD0FwcHJvdmFsU2VydmljZRJpChRMaXN0UGVuZGluZ0FwcHJvdmFscxInLnNpZ25vZmYudjEuTGlzdFBlbmRpbmdBcHByb3ZhbHNSZXF1ZXN0Giguc2lnbm9mZi52MS5MaXN0UGVuZGluZ0FwcHJvdmFsc1Jlc3BvbnNlElcKDlN1Ym1pdERlY2lzaW9uEiEuc2lnbm9mZi52MS5TdWJtaXREZWNpc2lvblJlcXVlc3QaIi5zaWdub2ZmLnYxLlN1Ym1pdERlY2lzaW9uUmVzcG9uc2VCKVonc2lnbm9mZi9jbGllbnRzL2dvL3NpZ25vZmYvdjE7c2lnbm9mZnYxYgZwcm90bzM", [file_google_protobuf_struct, file_signoff_v1_types]);
 
 /**
  * @generated from message signoff.v1.ListPendingApprovalsRequest
@@ -90,14 +90,6 @@ export type SubmitDecisionRequest = Message<"signoff.v1.SubmitDecisionRequest"> 
   reason: string;
 
   /**
-   * Required. The approver's id. (Authenticated identity replaces it once
-   * authentication is configured.)
-   *
-   * @generated from field: string approver = 4;
-   */
-  approver: string;
-
-  /**
    * Required. Idempotency key chosen by the caller.
    *
    * @generated from field: string request_id = 5;
@@ -112,6 +104,15 @@ export type SubmitDecisionRequest = Message<"signoff.v1.SubmitDecisionRequest"> 
    * @generated from field: google.protobuf.Struct edited_params = 6;
    */
   editedParams?: JsonObject | undefined;
+
+  /**
+   * The action_sha256 the approver reviewed. If the action changed since, the
+   * vote fails with FAILED_PRECONDITION, reason EVIDENCE_CHANGED. Approval tools
+   * should always send it; it is recorded in the DecisionRecord's approvals.
+   *
+   * @generated from field: string evidence_snapshot_hash = 7;
+   */
+  evidenceSnapshotHash: string;
 };
 
 /**
@@ -154,7 +155,9 @@ export const SubmitDecisionResponseSchema: GenMessage<SubmitDecisionResponse> = 
  */
 export const ApprovalService: GenService<{
   /**
-   * Lists actions that wait for a human, oldest first.
+   * Lists actions that wait for a human, oldest first: those whose gates admit
+   * the caller (admins see every waiting action of their tenants). A page may
+   * hold fewer than page_size; follow next_page_token until it is empty.
    *
    * @generated from rpc signoff.v1.ApprovalService.ListPendingApprovals
    */

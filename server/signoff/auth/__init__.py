@@ -1,0 +1,1 @@
+"""Who calls (authenticators) and what they may do (the rules table)."""

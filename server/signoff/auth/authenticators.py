@@ -1,0 +1,216 @@
+"""Turning credentials into a Principal: static bearer tokens (stored hashed), JWTs from an
+OIDC issuer verified against its JWKS, and mTLS client certificates by SPIFFE ID."""
+
+import hashlib
+import json
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt
+import yaml
+
+from signoff.domain.errors import Unauthenticated
+from signoff.domain.models import ALL_TENANTS, Principal, PrincipalKind
+
+# Asymmetric only: a JWKS publishes public keys, so HS* (shared secrets) never apply.
+JWT_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"]
+
+
+def token_sha256(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def principal_from(spec: Mapping[str, Any], where: str) -> Principal:
+    try:
+        return Principal(
+            id=str(spec["id"]),
+            kind=PrincipalKind(spec.get("kind", "human")),
+            tenant=str(spec["tenant"]),
+            roles=frozenset(spec.get("roles", [])),
+        )
+    except (KeyError, ValueError) as error:
+        raise ValueError(
+            f"{where}: a principal needs id, tenant and a known kind ({error})"
+        ) from None
+
+
+@dataclass
+class JwtVerifier:
+    issuer: str
+    audience: str
+    leeway: float = 30.0
+    jwks_file: str = ""
+    jwks_url: str = ""
+    tenant_claim: str = "tenant"
+    roles_claim: str = "roles"
+    kind_claim: str = "kind"
+    _keys: dict[str, Any] = field(default_factory=dict, repr=False)
+    _client: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if bool(self.jwks_file) == bool(self.jwks_url):
+            raise ValueError("jwt: give exactly one of jwks_file and jwks_url")
+        if self.jwks_file:
+            keys = jwt.PyJWKSet.from_json(Path(self.jwks_file).read_text())
+            self._keys = {key.key_id or "": key for key in keys.keys}
+        else:
+            self._client = jwt.PyJWKClient(self.jwks_url, cache_keys=True, lifespan=300)
+
+    def _key(self, token: str) -> Any:
+        if self._client is not None:
+            return self._client.get_signing_key_from_jwt(token).key
+        kid = jwt.get_unverified_header(token).get("kid", "")
+        if kid not in self._keys:
+            raise Unauthenticated("INVALID_TOKEN", f"no key {kid!r} in the configured JWKS")
+        return self._keys[kid].key
+
+    def verify(self, token: str) -> Principal:
+        try:
+            claims = jwt.decode(
+                token,
+                self._key(token),
+                algorithms=JWT_ALGORITHMS,
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options={"require": ["exp", "iss", "aud", "sub"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("TOKEN_EXPIRED", "the token has expired") from None
+        except jwt.InvalidIssuerError:
+            raise Unauthenticated(
+                "WRONG_ISSUER", f"the token's issuer is not {self.issuer}"
+            ) from None
+        except jwt.InvalidAudienceError:
+            raise Unauthenticated(
+                "WRONG_AUDIENCE", f"the token is not for {self.audience}"
+            ) from None
+        except jwt.PyJWTError as error:
+            raise Unauthenticated("INVALID_TOKEN", f"the token is not valid: {error}") from None
+        if self.tenant_claim not in claims:
+            raise Unauthenticated("INVALID_TOKEN", f"the token has no {self.tenant_claim} claim")
+        try:
+            kind = PrincipalKind(claims.get(self.kind_claim, "human"))
+        except ValueError:
+            raise Unauthenticated("INVALID_TOKEN", "the token's kind is unknown") from None
+        return Principal(
+            id=str(claims["sub"]),
+            kind=kind,
+            tenant=str(claims[self.tenant_claim]),
+            roles=frozenset(claims.get(self.roles_claim, [])),
+        )
+
+
+@dataclass
+class Authenticator:
+    """Every way a caller can prove who it is, tried in order."""
+
+    tokens: dict[str, Principal] = field(default_factory=dict)  # sha256(token) -> principal
+    jwt: JwtVerifier | None = None
+    workloads: dict[str, Principal] = field(default_factory=dict)  # SPIFFE ID -> principal
+
+    def authenticate(self, metadata: Mapping[str, str], spiffe_id: str = "") -> Principal:
+        header = metadata.get("authorization", "")
+        if header:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise Unauthenticated("INVALID_TOKEN", "authorization must be 'Bearer <token>'")
+            token = token.strip()
+            known = self.tokens.get(token_sha256(token))
+            if known is not None:
+                return known
+            if self.jwt is not None and token.count(".") == 2:
+                return self.jwt.verify(token)
+            raise Unauthenticated("INVALID_TOKEN", "the bearer token is not known")
+        if spiffe_id:
+            workload = self.workloads.get(spiffe_id)
+            if workload is None:
+                raise Unauthenticated("UNKNOWN_WORKLOAD", f"no principal for {spiffe_id}")
+            return workload
+        raise Unauthenticated(
+            "MISSING_CREDENTIALS", "send 'authorization: Bearer <token>' or a client certificate"
+        )
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    server_cert: Path
+    server_key: Path
+    client_ca: Path
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    authenticator: Authenticator
+    tls: TlsFiles | None = None
+
+
+def load_auth_config(path: Path) -> AuthConfig:
+    """The --auth-config file; every mistake is a clear error at start."""
+    base = path.parent
+    spec = yaml.safe_load(path.read_text()) or {}
+    unknown = set(spec) - {"tokens", "jwt", "mtls"}
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
+    tokens = {}
+    for i, entry in enumerate(spec.get("tokens", [])):
+        digest = str(entry.get("sha256", "")).lower()
+        if len(digest) != 64:
+            raise ValueError(f"{path}: tokens[{i}].sha256 must be the hex sha256 of the token")
+        tokens[digest] = principal_from(entry.get("principal", {}), f"{path}: tokens[{i}]")
+    verifier = None
+    if "jwt" in spec:
+        j = spec["jwt"]
+        claims = j.get("claims", {})
+        verifier = JwtVerifier(
+            issuer=j["issuer"],
+            audience=j["audience"],
+            leeway=float(j.get("leeway_seconds", 30)),
+            jwks_file=str(base / j["jwks_file"]) if j.get("jwks_file") else "",
+            jwks_url=j.get("jwks_url", ""),
+            tenant_claim=claims.get("tenant", "tenant"),
+            roles_claim=claims.get("roles", "roles"),
+            kind_claim=claims.get("kind", "kind"),
+        )
+    tls, workloads = None, {}
+    if "mtls" in spec:
+        m = spec["mtls"]
+        tls = TlsFiles(base / m["server_cert"], base / m["server_key"], base / m["client_ca"])
+        workloads = {
+            spiffe: principal_from(p, f"{path}: mtls.principals[{spiffe}]")
+            for spiffe, p in (m.get("principals") or {}).items()
+        }
+    if not tokens and verifier is None and not workloads:
+        raise ValueError(f"{path}: configure at least one of tokens, jwt, mtls")
+    return AuthConfig(Authenticator(tokens, verifier, workloads), tls)
+
+
+DEV_PRINCIPALS = {
+    "admin": Principal("dev-admin", PrincipalKind.HUMAN, ALL_TENANTS, frozenset({"admin"})),
+    "approver": Principal(
+        "dev-approver",
+        PrincipalKind.HUMAN,
+        ALL_TENANTS,
+        frozenset({"approver", "finance_lead", "moderation_lead", "policy_admin"}),
+    ),
+    "agent": Principal("dev-agent", PrincipalKind.AGENT, ALL_TENANTS),
+}
+
+
+def development_tokens() -> tuple[Authenticator, dict[str, str]]:
+    """Fresh tokens for the development principals; only their hashes are kept."""
+    shown = {name: "sgn_" + secrets.token_urlsafe(24) for name in DEV_PRINCIPALS}
+    tokens = {token_sha256(shown[name]): p for name, p in DEV_PRINCIPALS.items()}
+    return Authenticator(tokens=tokens), shown
+
+
+def jwks_json(public_keys: dict[str, Any]) -> str:
+    """A JWKS document for public keys by kid (tests and tooling use it)."""
+    keys = []
+    for kid, key in public_keys.items():
+        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key))
+        keys.append({**jwk, "kid": kid, "use": "sig", "alg": "RS256"})
+    return json.dumps({"keys": keys})
