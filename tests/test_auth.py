@@ -1,0 +1,320 @@
+"""Who may do what: authentication modes, the authorization matrix over every RPC,
+tenancy without existence leaks, and evidence binding."""
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from signoff.auth.authenticators import token_sha256
+from signoff.v1 import approval_service_pb2 as approval_pb
+from signoff.v1 import audit_service_pb2 as audit_pb
+from signoff.v1 import execution_service_pb2 as execution_pb
+from signoff.v1 import policy_service_pb2 as policy_pb
+from signoff.v1 import types_pb2 as pb
+from tests.support import (
+    ServerProcess,
+    Stubs,
+    envelope,
+    error_info,
+    lookup_action,
+    mint,
+    refund_action,
+)
+
+TENANT = "tenant_auth_a"
+OTHER = "tenant_auth_b"
+
+
+def code_of(call: Callable[[], Any]) -> grpc.StatusCode:
+    try:
+        call()
+    except grpc.RpcError as error:
+        return error.code()  # type: ignore[no-any-return]
+    return grpc.StatusCode.OK
+
+
+@pytest.fixture(scope="module")
+def world(server: ServerProcess) -> dict[str, str]:
+    """One instance with a waiting action and a decided one, in TENANT."""
+    agent = server.stubs(mint("agt_a", "agent", TENANT))
+    instance_id = agent.execution.InvokeAgent(envelope(tenant_id=TENANT)).instance.instance_id
+    waiting = agent.execution.RequestDecision(
+        execution_pb.RequestDecisionRequest(instance_id=instance_id, action=refund_action("tc_w"))
+    )
+    done = agent.execution.RequestDecision(
+        execution_pb.RequestDecisionRequest(instance_id=instance_id, action=lookup_action("tc_d"))
+    )
+    record_id = (
+        server.stubs(mint("ops", "human", TENANT, ("admin",)))
+        .audit.ListDecisionRecords(audit_pb.ListDecisionRecordsRequest(instance_id=instance_id))
+        .records[0]
+        .record_id
+    )
+    return {
+        "instance": instance_id,
+        "waiting": waiting.action_id,
+        "done": done.action_id,
+        "record": record_id,
+    }
+
+
+# Every RPC, called the way its rightful caller would, with ids from `world`. The verdict
+# is a reject on an already decided action: authorized callers reach the state check.
+CALLS: dict[str, Callable[[Stubs, dict[str, str]], Any]] = {
+    "InvokeAgent": lambda s, w: s.execution.InvokeAgent(
+        envelope(tenant_id=TENANT, request_id=f"req_{uuid.uuid4().hex}")
+    ),
+    "RequestDecision": lambda s, w: s.execution.RequestDecision(
+        execution_pb.RequestDecisionRequest(instance_id=w["instance"], action=lookup_action("tc_d"))
+    ),
+    "WatchInstance": lambda s, w: next(
+        s.execution.WatchInstance(
+            execution_pb.WatchInstanceRequest(instance_id=w["instance"]), timeout=10
+        )
+    ),
+    "ReportExecution": lambda s, w: s.execution.ReportExecution(
+        execution_pb.ReportExecutionRequest(
+            action_id=w["done"], result=execution_pb.EXECUTION_RESULT_FAILED, evidence_ref="x"
+        )
+    ),
+    "CompleteInstance": lambda s, w: s.execution.GetInstance(  # completing would end `world`
+        execution_pb.GetInstanceRequest(instance_id=w["instance"])
+    ),
+    "CancelInstance": lambda s, w: s.execution.CancelInstance(
+        execution_pb.CancelInstanceRequest(instance_id=f"ins_{uuid.uuid4().hex}")
+    ),
+    "GetInstance": lambda s, w: s.execution.GetInstance(
+        execution_pb.GetInstanceRequest(instance_id=w["instance"])
+    ),
+    "ListInstances": lambda s, w: s.execution.ListInstances(execution_pb.ListInstancesRequest()),
+    "ListPendingApprovals": lambda s, w: s.approval.ListPendingApprovals(
+        approval_pb.ListPendingApprovalsRequest()
+    ),
+    "SubmitDecision": lambda s, w: s.approval.SubmitDecision(
+        approval_pb.SubmitDecisionRequest(
+            action_id=w["done"],
+            verdict=pb.VERDICT_REJECT,
+            reason="matrix",
+            request_id=f"m_{uuid.uuid4().hex}",
+        )
+    ),
+    "GetDecisionRecord": lambda s, w: s.audit.GetDecisionRecord(
+        audit_pb.GetDecisionRecordRequest(record_id=w["record"])
+    ),
+    "ListDecisionRecords": lambda s, w: s.audit.ListDecisionRecords(
+        audit_pb.ListDecisionRecordsRequest()
+    ),
+    "ListEvents": lambda s, w: s.audit.ListEvents(
+        audit_pb.ListEventsRequest(instance_id=w["instance"])
+    ),
+    "EvaluatePolicy": lambda s, w: s.policy.EvaluatePolicy(
+        policy_pb.EvaluatePolicyRequest(instance_id=w["instance"], action=lookup_action())
+    ),
+    "GetPolicy": lambda s, w: s.policy.GetPolicy(policy_pb.GetPolicyRequest()),
+}
+
+AGENT = ("agt_a", "agent", ())
+APPROVER = ("lead_a", "human", ("approver",))
+ADMIN = ("ops_a", "human", ("admin",))
+# Rightful caller, and a caller of the same tenant whose kind or role is wrong.
+MATRIX = {
+    "InvokeAgent": (AGENT, APPROVER),
+    "RequestDecision": (AGENT, ADMIN),
+    "WatchInstance": (AGENT, None),
+    "ReportExecution": (AGENT, APPROVER),
+    "CompleteInstance": (AGENT, None),
+    "CancelInstance": (ADMIN, APPROVER),
+    "GetInstance": (APPROVER, None),
+    "ListInstances": (AGENT, None),
+    "ListPendingApprovals": (APPROVER, AGENT),
+    "SubmitDecision": (APPROVER, AGENT),
+    "GetDecisionRecord": (ADMIN, APPROVER),
+    "ListDecisionRecords": (ADMIN, AGENT),
+    "ListEvents": (ADMIN, APPROVER),
+    "EvaluatePolicy": (AGENT, APPROVER),
+    "GetPolicy": (APPROVER, None),
+}
+EXPECTED_OK = {
+    # Reaching the handler means the caller got through: these answer a domain error.
+    "ReportExecution": grpc.StatusCode.OK,
+    "CancelInstance": grpc.StatusCode.NOT_FOUND,
+    "SubmitDecision": grpc.StatusCode.ABORTED,
+}
+# RPCs naming an id: another tenant's caller must get NOT_FOUND, as for a missing id.
+BY_ID = {
+    "RequestDecision",
+    "WatchInstance",
+    "ReportExecution",
+    "GetInstance",
+    "SubmitDecision",
+    "GetDecisionRecord",
+    "ListEvents",
+    "EvaluatePolicy",
+}
+
+
+@pytest.mark.parametrize("rpc", sorted(CALLS))
+def test_authorization_matrix(server: ServerProcess, world: dict[str, str], rpc: str) -> None:
+    call = CALLS[rpc]
+    rightful, wrong = MATRIX[rpc]
+    assert code_of(lambda: call(server.stubs(None), world)) == grpc.StatusCode.UNAUTHENTICATED
+    assert (
+        code_of(lambda: call(server.stubs("not-a-token"), world)) == grpc.StatusCode.UNAUTHENTICATED
+    )
+    right = server.stubs(mint(rightful[0], rightful[1], TENANT, rightful[2]))
+    assert code_of(lambda: call(right, world)) == EXPECTED_OK.get(rpc, grpc.StatusCode.OK)
+    if wrong is not None:
+        wrong_role = server.stubs(mint(wrong[0], wrong[1], TENANT, wrong[2]))
+        assert code_of(lambda: call(wrong_role, world)) == grpc.StatusCode.PERMISSION_DENIED
+    if rpc in BY_ID:
+        stranger = server.stubs(mint(rightful[0], rightful[1], OTHER, rightful[2]))
+        assert code_of(lambda: call(stranger, world)) == grpc.StatusCode.NOT_FOUND
+
+
+def test_another_tenant_sees_nothing(server: ServerProcess, world: dict[str, str]) -> None:
+    stranger = server.stubs(mint("agt_b", "agent", OTHER))
+    listed = stranger.execution.ListInstances(execution_pb.ListInstancesRequest(tenant_id=TENANT))
+    assert list(listed.instances) == []
+    inbox = server.stubs(mint("lead_b", "human", OTHER, ("approver",)))
+    pending = inbox.approval.ListPendingApprovals(approval_pb.ListPendingApprovalsRequest())
+    assert world["waiting"] not in [a.action_id for a in pending.actions]
+    with pytest.raises(grpc.RpcError) as denied:
+        stranger.execution.InvokeAgent(envelope(tenant_id=TENANT))
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert error_info(denied.value).reason == "TENANT_NOT_ALLOWED"
+
+
+@pytest.mark.parametrize(
+    "token,reason",
+    [
+        (lambda: mint("x", lifetime=-60), "TOKEN_EXPIRED"),
+        (lambda: mint("x", issuer="https://evil.example"), "WRONG_ISSUER"),
+        (lambda: mint("x", audience="someone-else"), "WRONG_AUDIENCE"),
+        (
+            lambda: mint("x", key=rsa.generate_private_key(public_exponent=65537, key_size=2048)),
+            "INVALID_TOKEN",
+        ),
+        (lambda: "a.b.c", "INVALID_TOKEN"),
+    ],
+    ids=["expired", "wrong issuer", "wrong audience", "forged signature", "garbage"],
+)
+def test_bad_jwts_are_refused(server: ServerProcess, token: Callable[[], str], reason: str) -> None:
+    with pytest.raises(grpc.RpcError) as refused:
+        server.stubs(token()).policy.GetPolicy(policy_pb.GetPolicyRequest())
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert error_info(refused.value).reason == reason
+
+
+def test_the_approver_is_who_the_credentials_say(server: ServerProcess) -> None:
+    agent = server.stubs()
+    instance_id = agent.execution.InvokeAgent(envelope()).instance.instance_id
+    waiting = agent.execution.RequestDecision(
+        execution_pb.RequestDecisionRequest(instance_id=instance_id, action=refund_action())
+    )
+    decided = server.as_("alice").approval.SubmitDecision(
+        approval_pb.SubmitDecisionRequest(
+            action_id=waiting.action_id,
+            verdict=pb.VERDICT_APPROVE,
+            reason="checked",
+            request_id=f"r_{uuid.uuid4().hex}",
+            evidence_snapshot_hash=waiting.action_sha256,
+        )
+    )
+    assert decided.action.decided_by == "alice"
+    assert decided.record.approvals[0].approver == "alice"
+    assert decided.record.approvals[0].evidence_snapshot_hash == waiting.action_sha256
+
+
+def test_a_vote_on_changed_evidence_is_refused(server: ServerProcess) -> None:
+    agent = server.stubs()
+    instance_id = agent.execution.InvokeAgent(envelope()).instance.instance_id
+    waiting = agent.execution.RequestDecision(
+        execution_pb.RequestDecisionRequest(instance_id=instance_id, action=refund_action())
+    )
+    stale = "sha256:" + "0" * 64
+    with pytest.raises(grpc.RpcError) as refused:
+        server.as_("alice").approval.SubmitDecision(
+            approval_pb.SubmitDecisionRequest(
+                action_id=waiting.action_id,
+                verdict=pb.VERDICT_APPROVE,
+                request_id=f"r_{uuid.uuid4().hex}",
+                evidence_snapshot_hash=stale,
+            )
+        )
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error_info(refused.value).reason == "EVIDENCE_CHANGED"
+    assert error_info(refused.value).metadata["action_sha256"] == waiting.action_sha256
+
+
+def test_static_tokens_from_the_auth_config(
+    make_database: Callable[[str], str], tmp_path: Path
+) -> None:
+    config = tmp_path / "auth.yaml"
+    config.write_text(
+        "tokens:\n"
+        f"  - sha256: {token_sha256('agent-secret')}\n"
+        "    principal: {id: agt_static, kind: agent, tenant: tenant_static}\n"
+    )
+    with ServerProcess(make_database("sqlite"), tmp_path, auth_config=config) as server:
+        ok = server.stubs("agent-secret").execution.InvokeAgent(envelope(tenant_id="tenant_static"))
+        assert ok.instance.state == pb.INSTANCE_STATE_RUNNING
+        with pytest.raises(grpc.RpcError) as refused:
+            server.stubs("agent-secrets").execution.ListInstances(
+                execution_pb.ListInstancesRequest()
+            )
+        assert error_info(refused.value).reason == "INVALID_TOKEN"
+
+
+def test_development_mode_prints_tokens_and_keeps_to_loopback(
+    make_database: Callable[[str], str], tmp_path: Path
+) -> None:
+    url = make_database("sqlite")
+    signoff = Path(sys.executable).parent / "signoff"
+    exposed = subprocess.run(
+        [signoff, "serve", "--host", "0.0.0.0", "--port", "0", "--database-url", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert exposed.returncode == 2 and "without --auth-config" in exposed.stderr
+
+    server = subprocess.Popen(
+        [signoff, "serve", "--port", "0", "--database-url", url], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        tokens, target = {}, ""
+        for line in server.stdout:
+            if line.strip().startswith("export SIGNOFF_"):
+                name, token = line.strip().removeprefix("export ").split("=", 1)
+                tokens[name] = token
+            if line.startswith("signoff listening on "):
+                target = line.split()[-1]
+                break
+        assert set(tokens) == {
+            "SIGNOFF_ADMIN_TOKEN",
+            "SIGNOFF_APPROVER_TOKEN",
+            "SIGNOFF_AGENT_TOKEN",
+        }
+        probe = ServerProcess(url, tmp_path)
+        probe.target = target
+        agent = probe.stubs(tokens["SIGNOFF_AGENT_TOKEN"])
+        created = agent.execution.InvokeAgent(envelope())
+        assert created.instance.state == pb.INSTANCE_STATE_RUNNING
+        assert code_of(
+            lambda: probe.stubs(None).policy.GetPolicy(policy_pb.GetPolicyRequest())
+        ) == (grpc.StatusCode.UNAUTHENTICATED)
+        # The tokens are never written anywhere the server keeps.
+        db = Path(url.removeprefix("sqlite:///"))
+        stored = b"".join(p.read_bytes() for p in db.parent.glob(db.name + "*"))
+        assert tokens["SIGNOFF_AGENT_TOKEN"].encode() not in stored
+    finally:
+        server.terminate()
+        server.wait(30)
