@@ -6,6 +6,7 @@ running server over its gRPC API, so they work against any server.
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -51,6 +52,50 @@ def _serve(args: argparse.Namespace) -> int:
     except StartupError as error:
         print(f"signoff: {error}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _audit_export(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from signoff.services.chain import export_lines
+    from signoff.store.database import Database
+
+    def moment(text: str) -> datetime | None:
+        return datetime.fromisoformat(text) if text else None
+
+    async def run() -> int:
+        database = Database(args.database_url)
+        count = 0
+        output = open(args.output, "w") if args.output else sys.stdout
+        try:
+            async for line in export_lines(
+                database, args.tenant, args.instance, moment(args.since), moment(args.until)
+            ):
+                output.write(json.dumps(line, sort_keys=True) + "\n")
+                count += line["kind"] == "instance"
+        finally:
+            if output is not sys.stdout:
+                output.close()
+            await database.close()
+        print(f"exported {count} instances", file=sys.stderr)
+        return 0
+
+    return asyncio.run(run())
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    from signoff.services.chain import verify_export
+
+    with open(args.file) as lines:
+        parsed = [json.loads(line) for line in lines if line.strip()]
+    instances, events, broken = verify_export(parsed)
+    if broken is not None:
+        print(
+            f"BROKEN: instance {broken.instance_id} at revision {broken.revision}: {broken.problem}"
+        )
+        return 1
+    print(f"intact: {instances} instances, {events} events")
     return 0
 
 
@@ -216,6 +261,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--log-level", default=os.environ.get("SIGNOFF_LOG_LEVEL", "INFO"))
     serve.set_defaults(run=_serve)
+
+    audit = commands.add_parser("audit", help="export the hash-chained trail and verify it")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    export = audit_commands.add_parser(
+        "export", help="write instances with their events and records as JSONL (reads the database)"
+    )
+    export.add_argument("--database-url", default=database)
+    export.add_argument("--tenant", default="")
+    export.add_argument("--instance", default="")
+    export.add_argument("--since", default="", help="instances created at or after (ISO 8601)")
+    export.add_argument("--until", default="", help="instances created before (ISO 8601)")
+    export.add_argument("--output", default="", help="file (default: standard output)")
+    export.set_defaults(run=_audit_export)
+    verify = audit_commands.add_parser("verify", help="check an export offline, with no server")
+    verify.add_argument("file")
+    verify.set_defaults(run=_audit_verify)
 
     policy = commands.add_parser("policy", help="work with policy bundles")
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)

@@ -114,6 +114,9 @@ def event_to_pb(event: models.Event) -> pb.Event:
         tool=event.tool,
         gate_id=event.gate_id,
         controls=controls_to_pb(event.controls) if event.controls else None,
+        record_sha256=event.record_sha256,
+        prev_hash=event.prev_hash,
+        hash=event.hash,
     )
 
 

@@ -12,7 +12,7 @@ from signoff.api.errors import streaming, unary
 from signoff.api.validation import MAX_ID, TOOL, Validator
 from signoff.domain.models import Event
 from signoff.domain.states import ExecutionResult, InstanceState, Outcome, Verdict
-from signoff.services import audit, decisions, instances, policies, watch
+from signoff.services import audit, chain, decisions, instances, policies, watch
 from signoff.services.context import Context
 from signoff.v1 import approval_service_pb2 as approval_pb
 from signoff.v1 import approval_service_pb2_grpc as approval_grpc
@@ -264,6 +264,23 @@ class AuditService(audit_grpc.AuditServiceServicer):
         return audit_pb.ListEventsResponse(
             events=[convert.event_to_pb(e) for e in found], next_after_revision=next_after
         )
+
+    @unary
+    async def VerifyChain(
+        self, request: audit_pb.VerifyChainRequest, context: grpc.aio.ServicerContext
+    ) -> audit_pb.VerifyChainResponse:
+        _require_id("instance_id", request.instance_id)
+        report = await chain.verify_chain(self.ctx, caller(), request.instance_id)
+        response = audit_pb.VerifyChainResponse(
+            intact=report.broken is None,
+            events_checked=report.events_checked,
+            records_checked=report.records_checked,
+            head_hash=report.head_hash,
+        )
+        if report.broken is not None:
+            response.broken_revision = report.broken.revision
+            response.problem = report.broken.problem
+        return response
 
 
 def _validate_envelope(v: Validator, request: Any, prefix: str = "") -> None:

@@ -36,6 +36,8 @@ class Instance:
     update_time: datetime
     # The authenticated principal that created the instance (the agent, for duties).
     created_by: str = ""
+    # The hash of the newest event: what the next event's prev_hash names.
+    chain_head: str = ""
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,10 @@ class Event:
     gate_id: str = ""
     # The policy's controls, on ACTION_REQUESTED events.
     controls: Json = field(default_factory=dict)
+    # The hash chain (see domain/chain.py).
+    record_sha256: str = ""
+    prev_hash: str = ""
+    hash: str = ""
 
 
 @dataclass(frozen=True)

@@ -162,11 +162,10 @@ async def request_decision(
         instance.tool_calls_used += 1
         if waits and instance.state is InstanceState.RUNNING:
             instance.state = transition_instance(instance.state, InstanceState.WAITING_FOR_HUMAN)
-        record_id = ""
+        record = None
         if not waits:
             record = record_for(action, DecisionStatus.DECIDED, instance.revision + 1, now)
             await tx.insert_record(record)
-            record_id = record.record_id
         await tx.append_event(
             instance,
             EventType.ACTION_REQUESTED,
@@ -174,7 +173,7 @@ async def request_decision(
             action=action,
             actor="policy",
             reason=action.decision_reason,
-            record_id=record_id,
+            record=record,
             controls=action.policy,
         )
         outcome = outcome_of(state)
@@ -357,7 +356,7 @@ async def submit_decision(
                     action=action,
                     actor=approver,
                     reason=reason,
-                    record_id=record.record_id,
+                    record=record,
                 )
             await tx.save_instance(instance)
             return action, record
@@ -452,14 +451,12 @@ async def report_execution(
         action.execution_evidence_ref = evidence_ref
         await tx.save_action(action, expected_state=previous)
         record = await tx.get_record_for_action(action_id)
-        record_id = ""
         if record is not None:
             record.outputs = ctx.policy.redact(outputs, record.redaction_rules_active)
             if evidence_ref:
                 record.evidence_refs.append(evidence_ref)
             record.execution_state = target
             await tx.attach_execution(record)
-            record_id = record.record_id
         await tx.append_event(
             instance,
             EventType.ACTION_EXECUTION_REPORTED,
@@ -467,7 +464,7 @@ async def report_execution(
             action=action,
             actor=who.id,
             reason=error_message,
-            record_id=record_id,
+            record=record,
         )
         await tx.save_instance(instance)
         return action

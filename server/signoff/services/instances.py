@@ -132,7 +132,7 @@ async def revoke_open_actions(
             action=action,
             actor=actor,
             reason=reason,
-            record_id=record.record_id,
+            record=record,
         )
 
 

@@ -105,7 +105,7 @@ async def _expire(tx: Tx, instance: Instance, action: Action, gate_id: str, now:
         action=action,
         actor="timer",
         reason=action.decision_reason,
-        record_id=record.record_id,
+        record=record,
         gate_id=gate_id,
     )
 

@@ -1,12 +1,13 @@
 """Queries, one method each, on one open transaction (SQLAlchemy Core: no ORM on hot paths)."""
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from signoff.domain.chain import event_body, event_hash, record_hash
 from signoff.domain.errors import ConcurrentChange
 from signoff.domain.models import (
     Action,
@@ -72,6 +73,7 @@ class Tx:
                 create_time=instance.create_time,
                 update_time=instance.update_time,
                 created_by=instance.created_by,
+                chain_head=instance.chain_head,
             )
         )
 
@@ -84,6 +86,7 @@ class Tx:
                 revision=instance.revision,
                 tool_calls_used=instance.tool_calls_used,
                 update_time=instance.update_time,
+                chain_head=instance.chain_head,
             )
         )
 
@@ -111,15 +114,17 @@ class Tx:
         action: Action | None = None,
         actor: str = "",
         reason: str = "",
-        record_id: str = "",
+        record: DecisionRecord | None = None,
         gate_id: str = "",
         controls: Json | None = None,
     ) -> Event:
-        """Appends the next revision. The caller holds the instance lock and saves the
-        instance (whose revision this advances) before the transaction commits."""
+        """Appends the next revision, chained to the previous one. The caller holds the
+        instance lock and saves the instance (whose revision and chain head this advances)
+        before the transaction commits. `record` is the DecisionRecord this event writes or
+        changes, as stored: the event carries its hash."""
         instance.revision += 1
         instance.update_time = now
-        event = Event(
+        unhashed = Event(
             instance_id=instance.instance_id,
             tenant_id=instance.tenant_id,
             revision=instance.revision,
@@ -131,11 +136,15 @@ class Tx:
             outcome=outcome_of(action.state) if action else None,
             actor=actor,
             reason=reason,
-            record_id=record_id,
+            record_id=record.record_id if record else "",
+            record_sha256=record_hash(_record_body(record)) if record else "",
             tool=action.proposal.tool if action else "",
             gate_id=gate_id,
             controls=controls or {},
+            prev_hash=instance.chain_head,
         )
+        event = replace(unhashed, hash=event_hash(event_body(unhashed)))
+        instance.chain_head = event.hash
         await self.connection.execute(
             insert(events).values(
                 instance_id=event.instance_id,
@@ -153,6 +162,9 @@ class Tx:
                 tool=event.tool,
                 gate_id=event.gate_id,
                 controls=event.controls,
+                record_sha256=event.record_sha256,
+                prev_hash=event.prev_hash,
+                hash=event.hash,
             )
         )
         self.events.append(event)
@@ -340,6 +352,40 @@ class Tx:
         body = (await self.connection.execute(query)).scalar()
         return _record(body) if body is not None else None
 
+    async def record_bodies(self, instance_id: str) -> dict[str, Json]:
+        """Every record of an instance as stored, for verifying the chain."""
+        query = select(decision_records.c.record_id, decision_records.c.body).where(
+            decision_records.c.instance_id == instance_id
+        )
+        rows = (await self.connection.execute(query)).all()
+        return {row.record_id: row.body for row in rows}
+
+    async def instances_for_export(
+        self,
+        tenant_id: str,
+        instance_id: str,
+        since: datetime | None,
+        until: datetime | None,
+        after_seq: int,
+        limit: int,
+    ) -> list[tuple[int, Instance]]:
+        query = (
+            select(instances)
+            .where(instances.c.seq > after_seq)
+            .order_by(instances.c.seq)
+            .limit(limit)
+        )
+        if tenant_id:
+            query = query.where(instances.c.tenant_id == tenant_id)
+        if instance_id:
+            query = query.where(instances.c.instance_id == instance_id)
+        if since is not None:
+            query = query.where(instances.c.create_time >= since)
+        if until is not None:
+            query = query.where(instances.c.create_time < until)
+        rows = (await self.connection.execute(query)).all()
+        return [(row.seq, _instance(row)) for row in rows]
+
     async def list_records(
         self, tenant_id: str, instance_id: str, before_seq: int | None, limit: int
     ) -> list[tuple[int, DecisionRecord]]:
@@ -374,6 +420,7 @@ def _instance(row: Row[Any]) -> Instance:
         create_time=row.create_time,
         update_time=row.update_time,
         created_by=row.created_by,
+        chain_head=row.chain_head,
     )
 
 
@@ -420,6 +467,9 @@ def _event(row: Row[Any]) -> Event:
         tool=row.tool,
         gate_id=row.gate_id,
         controls=row.controls,
+        record_sha256=row.record_sha256,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
     )
 
 

@@ -71,6 +71,7 @@ instances = Table(
     Column("create_time", UTCDateTime, nullable=False),
     Column("update_time", UTCDateTime, nullable=False),
     Column("created_by", Key, nullable=False, server_default=""),
+    Column("chain_head", String(71), nullable=False, server_default=""),
     UniqueConstraint("tenant_id", "request_id"),
     Index(None, "tenant_id", "state", "seq"),
     Index(None, "state", "seq"),
@@ -143,6 +144,9 @@ events = Table(
     Column("tool", Key, nullable=False),
     Column("gate_id", Key, nullable=False, server_default=""),
     Column("controls", Document, nullable=False, server_default="{}"),
+    Column("record_sha256", String(71), nullable=False, server_default=""),
+    Column("prev_hash", String(71), nullable=False, server_default=""),
+    Column("hash", String(71), nullable=False, server_default=""),
     PrimaryKeyConstraint("instance_id", "revision"),
 )
 

@@ -23,6 +23,9 @@ type AuditServiceClient interface {
 	ListDecisionRecords(ctx context.Context, in *ListDecisionRecordsRequest, opts ...grpc.CallOption) (*ListDecisionRecordsResponse, error)
 	// Lists an instance's events in revision order.
 	ListEvents(ctx context.Context, in *ListEventsRequest, opts ...grpc.CallOption) (*ListEventsResponse, error)
+	// Recomputes an instance's hash chain from the stored events and records and
+	// names the first link that does not hold.
+	VerifyChain(ctx context.Context, in *VerifyChainRequest, opts ...grpc.CallOption) (*VerifyChainResponse, error)
 }
 
 type auditServiceClient struct {
@@ -60,6 +63,15 @@ func (c *auditServiceClient) ListEvents(ctx context.Context, in *ListEventsReque
 	return out, nil
 }
 
+func (c *auditServiceClient) VerifyChain(ctx context.Context, in *VerifyChainRequest, opts ...grpc.CallOption) (*VerifyChainResponse, error) {
+	out := new(VerifyChainResponse)
+	err := c.cc.Invoke(ctx, "/signoff.v1.AuditService/VerifyChain", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AuditServiceServer is the server API for AuditService service.
 // All implementations must embed UnimplementedAuditServiceServer
 // for forward compatibility
@@ -70,6 +82,9 @@ type AuditServiceServer interface {
 	ListDecisionRecords(context.Context, *ListDecisionRecordsRequest) (*ListDecisionRecordsResponse, error)
 	// Lists an instance's events in revision order.
 	ListEvents(context.Context, *ListEventsRequest) (*ListEventsResponse, error)
+	// Recomputes an instance's hash chain from the stored events and records and
+	// names the first link that does not hold.
+	VerifyChain(context.Context, *VerifyChainRequest) (*VerifyChainResponse, error)
 	mustEmbedUnimplementedAuditServiceServer()
 }
 
@@ -85,6 +100,9 @@ func (UnimplementedAuditServiceServer) ListDecisionRecords(context.Context, *Lis
 }
 func (UnimplementedAuditServiceServer) ListEvents(context.Context, *ListEventsRequest) (*ListEventsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListEvents not implemented")
+}
+func (UnimplementedAuditServiceServer) VerifyChain(context.Context, *VerifyChainRequest) (*VerifyChainResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method VerifyChain not implemented")
 }
 func (UnimplementedAuditServiceServer) mustEmbedUnimplementedAuditServiceServer() {}
 
@@ -153,6 +171,24 @@ func _AuditService_ListEvents_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AuditService_VerifyChain_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VerifyChainRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditServiceServer).VerifyChain(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/signoff.v1.AuditService/VerifyChain",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditServiceServer).VerifyChain(ctx, req.(*VerifyChainRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _AuditService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "signoff.v1.AuditService",
 	HandlerType: (*AuditServiceServer)(nil),
@@ -168,6 +204,10 @@ var _AuditService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListEvents",
 			Handler:    _AuditService_ListEvents_Handler,
+		},
+		{
+			MethodName: "VerifyChain",
+			Handler:    _AuditService_VerifyChain_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -56,3 +56,25 @@ class ListEventsResponse(_message.Message):
     events: _containers.RepeatedCompositeFieldContainer[_types_pb2.Event]
     next_after_revision: int
     def __init__(self, events: _Optional[_Iterable[_Union[_types_pb2.Event, _Mapping]]] = ..., next_after_revision: _Optional[int] = ...) -> None: ...
+
+class VerifyChainRequest(_message.Message):
+    __slots__ = ("instance_id",)
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    def __init__(self, instance_id: _Optional[str] = ...) -> None: ...
+
+class VerifyChainResponse(_message.Message):
+    __slots__ = ("intact", "events_checked", "records_checked", "head_hash", "broken_revision", "problem")
+    INTACT_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_CHECKED_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_CHECKED_FIELD_NUMBER: _ClassVar[int]
+    HEAD_HASH_FIELD_NUMBER: _ClassVar[int]
+    BROKEN_REVISION_FIELD_NUMBER: _ClassVar[int]
+    PROBLEM_FIELD_NUMBER: _ClassVar[int]
+    intact: bool
+    events_checked: int
+    records_checked: int
+    head_hash: str
+    broken_revision: int
+    problem: str
+    def __init__(self, intact: _Optional[bool] = ..., events_checked: _Optional[int] = ..., records_checked: _Optional[int] = ..., head_hash: _Optional[str] = ..., broken_revision: _Optional[int] = ..., problem: _Optional[str] = ...) -> None: ...

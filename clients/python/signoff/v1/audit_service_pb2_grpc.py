@@ -50,6 +50,11 @@ class AuditServiceStub:
                 request_serializer=signoff_dot_v1_dot_audit__service__pb2.ListEventsRequest.SerializeToString,
                 response_deserializer=signoff_dot_v1_dot_audit__service__pb2.ListEventsResponse.FromString,
                 _registered_method=True)
+        self.VerifyChain = channel.unary_unary(
+                '/signoff.v1.AuditService/VerifyChain',
+                request_serializer=signoff_dot_v1_dot_audit__service__pb2.VerifyChainRequest.SerializeToString,
+                response_deserializer=signoff_dot_v1_dot_audit__service__pb2.VerifyChainResponse.FromString,
+                _registered_method=True)
 
 
 class AuditServiceServicer:
@@ -77,6 +82,14 @@ class AuditServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VerifyChain(self, request, context):
+        """Recomputes an instance's hash chain from the stored events and records and
+        names the first link that does not hold.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuditServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +107,11 @@ def add_AuditServiceServicer_to_server(servicer, server):
                     servicer.ListEvents,
                     request_deserializer=signoff_dot_v1_dot_audit__service__pb2.ListEventsRequest.FromString,
                     response_serializer=signoff_dot_v1_dot_audit__service__pb2.ListEventsResponse.SerializeToString,
+            ),
+            'VerifyChain': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyChain,
+                    request_deserializer=signoff_dot_v1_dot_audit__service__pb2.VerifyChainRequest.FromString,
+                    response_serializer=signoff_dot_v1_dot_audit__service__pb2.VerifyChainResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +196,33 @@ class AuditService:
             '/signoff.v1.AuditService/ListEvents',
             signoff_dot_v1_dot_audit__service__pb2.ListEventsRequest.SerializeToString,
             signoff_dot_v1_dot_audit__service__pb2.ListEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyChain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signoff.v1.AuditService/VerifyChain',
+            signoff_dot_v1_dot_audit__service__pb2.VerifyChainRequest.SerializeToString,
+            signoff_dot_v1_dot_audit__service__pb2.VerifyChainResponse.FromString,
             options,
             channel_credentials,
             insecure,

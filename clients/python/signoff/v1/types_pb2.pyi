@@ -305,7 +305,7 @@ class GateStatus(_message.Message):
     def __init__(self, gate_id: _Optional[str] = ..., state: _Optional[_Union[GateState, str]] = ..., quorum: _Optional[int] = ..., approvals: _Optional[int] = ..., rejections: _Optional[int] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., escalated_from: _Optional[str] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("instance_id", "revision", "type", "time", "instance_state", "action_id", "action_state", "outcome", "actor", "reason", "record_id", "tool", "gate_id", "controls")
+    __slots__ = ("instance_id", "revision", "type", "time", "instance_state", "action_id", "action_state", "outcome", "actor", "reason", "record_id", "tool", "gate_id", "controls", "record_sha256", "prev_hash", "hash")
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -320,6 +320,9 @@ class Event(_message.Message):
     TOOL_FIELD_NUMBER: _ClassVar[int]
     GATE_ID_FIELD_NUMBER: _ClassVar[int]
     CONTROLS_FIELD_NUMBER: _ClassVar[int]
+    RECORD_SHA256_FIELD_NUMBER: _ClassVar[int]
+    PREV_HASH_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
     instance_id: str
     revision: int
     type: EventType
@@ -334,7 +337,10 @@ class Event(_message.Message):
     tool: str
     gate_id: str
     controls: ControlsActive
-    def __init__(self, instance_id: _Optional[str] = ..., revision: _Optional[int] = ..., type: _Optional[_Union[EventType, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., instance_state: _Optional[_Union[InstanceState, str]] = ..., action_id: _Optional[str] = ..., action_state: _Optional[_Union[ActionState, str]] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ..., record_id: _Optional[str] = ..., tool: _Optional[str] = ..., gate_id: _Optional[str] = ..., controls: _Optional[_Union[ControlsActive, _Mapping]] = ...) -> None: ...
+    record_sha256: str
+    prev_hash: str
+    hash: str
+    def __init__(self, instance_id: _Optional[str] = ..., revision: _Optional[int] = ..., type: _Optional[_Union[EventType, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., instance_state: _Optional[_Union[InstanceState, str]] = ..., action_id: _Optional[str] = ..., action_state: _Optional[_Union[ActionState, str]] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ..., record_id: _Optional[str] = ..., tool: _Optional[str] = ..., gate_id: _Optional[str] = ..., controls: _Optional[_Union[ControlsActive, _Mapping]] = ..., record_sha256: _Optional[str] = ..., prev_hash: _Optional[str] = ..., hash: _Optional[str] = ...) -> None: ...
 
 class Approval(_message.Message):
     __slots__ = ("gate_id", "approver", "approval_mode_effective", "evidence_snapshot_hash", "verdict", "reason", "time", "params_diff")

@@ -68,6 +68,8 @@ __all__ = (
     "SubmitDecisionResponse",
     "User",
     "Verdict",
+    "VerifyChainRequest",
+    "VerifyChainResponse",
     "WatchInstanceRequest",
     "WatchInstanceResponse",
 )
@@ -1142,6 +1144,17 @@ class Event(betterproto2.Message):
     The policy that decided (ACTION_REQUESTED), and its controls.
     """
 
+    record_sha256: "str" = betterproto2.field(15, betterproto2.TYPE_STRING)
+    """
+    The hash chain: "sha256:<hex>" of the DecisionRecord this event wrote or
+    changed (as stored), of the previous event ("" for revision 1), and of this
+    event (RFC 8785 JSON of its fields and prev_hash). See docs/audit.md.
+    """
+
+    prev_hash: "str" = betterproto2.field(16, betterproto2.TYPE_STRING)
+
+    hash: "str" = betterproto2.field(17, betterproto2.TYPE_STRING)
+
 
 default_message_pool.register_message("signoff.v1", "Event", Event)
 
@@ -1832,6 +1845,44 @@ default_message_pool.register_message("signoff.v1", "User", User)
 
 
 @dataclass(eq=False, repr=False)
+class VerifyChainRequest(betterproto2.Message):
+    instance_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Required.
+    """
+
+
+default_message_pool.register_message("signoff.v1", "VerifyChainRequest", VerifyChainRequest)
+
+
+@dataclass(eq=False, repr=False)
+class VerifyChainResponse(betterproto2.Message):
+    intact: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    """
+    True when every event and record matches the chain.
+    """
+
+    events_checked: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+
+    records_checked: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
+
+    head_hash: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    The hash of the newest event: keep it elsewhere to detect truncation later.
+    """
+
+    broken_revision: "int" = betterproto2.field(5, betterproto2.TYPE_INT64)
+    """
+    When not intact: the first revision that does not hold, and why.
+    """
+
+    problem: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("signoff.v1", "VerifyChainResponse", VerifyChainResponse)
+
+
+@dataclass(eq=False, repr=False)
 class WatchInstanceRequest(betterproto2.Message):
     instance_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
     """
@@ -2014,6 +2065,18 @@ class AuditServiceStub:
             ListEventsResponse.FromString,
         )(message)
 
+    def verify_chain(self, message: "VerifyChainRequest") -> "VerifyChainResponse":
+        """
+        Recomputes an instance's hash chain from the stored events and records and
+        names the first link that does not hold.
+        """
+
+        return self._channel.unary_unary(
+            "/signoff.v1.AuditService/VerifyChain",
+            VerifyChainRequest.SerializeToString,
+            VerifyChainResponse.FromString,
+        )(message)
+
 
 class AuditServiceAsyncStub(betterproto2_grpclib.ServiceStub):
     """
@@ -2078,6 +2141,28 @@ class AuditServiceAsyncStub(betterproto2_grpclib.ServiceStub):
             "/signoff.v1.AuditService/ListEvents",
             message,
             ListEventsResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def verify_chain(
+        self,
+        message: "VerifyChainRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "VerifyChainResponse":
+        """
+        Recomputes an instance's hash chain from the stored events and records and
+        names the first link that does not hold.
+        """
+
+        return await self._unary_unary(
+            "/signoff.v1.AuditService/VerifyChain",
+            message,
+            VerifyChainResponse,
             timeout=timeout,
             deadline=deadline,
             metadata=metadata,

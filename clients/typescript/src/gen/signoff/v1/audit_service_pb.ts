@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file signoff/v1/audit_service.proto.
  */
 export const file_signoff_v1_audit_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5zaWdub2ZmL3YxL2F1ZGl0X3NlcnZpY2UucHJvdG8SCnNpZ25vZmYudjEiLQoYR2V0RGVjaXNpb25SZWNvcmRSZXF1ZXN0EhEKCXJlY29yZF9pZBgBIAEoCSJHChlHZXREZWNpc2lvblJlY29yZFJlc3BvbnNlEioKBnJlY29yZBgBIAEoCzIaLnNpZ25vZmYudjEuRGVjaXNpb25SZWNvcmQiawoaTGlzdERlY2lzaW9uUmVjb3Jkc1JlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhMKC2luc3RhbmNlX2lkGAIgASgJEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJImMKG0xpc3REZWNpc2lvblJlY29yZHNSZXNwb25zZRIrCgdyZWNvcmRzGAEgAygLMhouc2lnbm9mZi52MS5EZWNpc2lvblJlY29yZBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiUwoRTGlzdEV2ZW50c1JlcXVlc3QSEwoLaW5zdGFuY2VfaWQYASABKAkSFgoOYWZ0ZXJfcmV2aXNpb24YAiABKAMSEQoJcGFnZV9zaXplGAMgASgFIlQKEkxpc3RFdmVudHNSZXNwb25zZRIhCgZldmVudHMYASADKAsyES5zaWdub2ZmLnYxLkV2ZW50EhsKE25leHRfYWZ0ZXJfcmV2aXNpb24YAiABKAMypQIKDEF1ZGl0U2VydmljZRJgChFHZXREZWNpc2lvblJlY29yZBIkLnNpZ25vZmYudjEuR2V0RGVjaXNpb25SZWNvcmRSZXF1ZXN0GiUuc2lnbm9mZi52MS5HZXREZWNpc2lvblJlY29yZFJlc3BvbnNlEmYKE0xpc3REZWNpc2lvblJlY29yZHMSJi5zaWdub2ZmLnYxLkxpc3REZWNpc2lvblJlY29yZHNSZXF1ZXN0Gicuc2lnbm9mZi52MS5MaXN0RGVjaXNpb25SZWNvcmRzUmVzcG9uc2USSwoKTGlzdEV2ZW50cxIdLnNpZ25vZmYudjEuTGlzdEV2ZW50c1JlcXVlc3QaHi5zaWdub2ZmLnYxLkxpc3RFdmVudHNSZXNwb25zZUIpWidzaWdub2ZmL2NsaWVudHMvZ28vc2lnbm9mZi92MTtzaWdub2ZmdjFiBnByb3RvMw", [file_signoff_v1_types]);
+  fileDesc("Ch5zaWdub2ZmL3YxL2F1ZGl0X3NlcnZpY2UucHJvdG8SCnNpZ25vZmYudjEiLQoYR2V0RGVjaXNpb25SZWNvcmRSZXF1ZXN0EhEKCXJlY29yZF9pZBgBIAEoCSJHChlHZXREZWNpc2lvblJlY29yZFJlc3BvbnNlEioKBnJlY29yZBgBIAEoCzIaLnNpZ25vZmYudjEuRGVjaXNpb25SZWNvcmQiawoaTGlzdERlY2lzaW9uUmVjb3Jkc1JlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhMKC2luc3RhbmNlX2lkGAIgASgJEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJImMKG0xpc3REZWNpc2lvblJlY29yZHNSZXNwb25zZRIrCgdyZWNvcmRzGAEgAygLMhouc2lnbm9mZi52MS5EZWNpc2lvblJlY29yZBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiUwoRTGlzdEV2ZW50c1JlcXVlc3QSEwoLaW5zdGFuY2VfaWQYASABKAkSFgoOYWZ0ZXJfcmV2aXNpb24YAiABKAMSEQoJcGFnZV9zaXplGAMgASgFIlQKEkxpc3RFdmVudHNSZXNwb25zZRIhCgZldmVudHMYASADKAsyES5zaWdub2ZmLnYxLkV2ZW50EhsKE25leHRfYWZ0ZXJfcmV2aXNpb24YAiABKAMiKQoSVmVyaWZ5Q2hhaW5SZXF1ZXN0EhMKC2luc3RhbmNlX2lkGAEgASgJIpMBChNWZXJpZnlDaGFpblJlc3BvbnNlEg4KBmludGFjdBgBIAEoCBIWCg5ldmVudHNfY2hlY2tlZBgCIAEoAxIXCg9yZWNvcmRzX2NoZWNrZWQYAyABKAMSEQoJaGVhZF9oYXNoGAQgASgJEhcKD2Jyb2tlbl9yZXZpc2lvbhgFIAEoAxIPCgdwcm9ibGVtGAYgASgJMvUCCgxBdWRpdFNlcnZpY2USYAoRR2V0RGVjaXNpb25SZWNvcmQSJC5zaWdub2ZmLnYxLkdldERlY2lzaW9uUmVjb3JkUmVxdWVzdBolLnNpZ25vZmYudjEuR2V0RGVjaXNpb25SZWNvcmRSZXNwb25zZRJmChNMaXN0RGVjaXNpb25SZWNvcmRzEiYuc2lnbm9mZi52MS5MaXN0RGVjaXNpb25SZWNvcmRzUmVxdWVzdBonLnNpZ25vZmYudjEuTGlzdERlY2lzaW9uUmVjb3Jkc1Jlc3BvbnNlEksKCkxpc3RFdmVudHMSHS5zaWdub2ZmLnYxLkxpc3RFdmVudHNSZXF1ZXN0Gh4uc2lnbm9mZi52MS5MaXN0RXZlbnRzUmVzcG9uc2USTgoLVmVyaWZ5Q2hhaW4SHi5zaWdub2ZmLnYxLlZlcmlmeUNoYWluUmVxdWVzdBofLnNpZ25vZmYudjEuVmVyaWZ5Q2hhaW5SZXNwb25zZUIpWidzaWdub2ZmL2NsaWVudHMvZ28vc2lnbm9mZi92MTtzaWdub2ZmdjFiBnByb3RvMw", [file_signoff_v1_types]);
 
 /**
  * @generated from message signoff.v1.GetDecisionRecordRequest
@@ -164,6 +164,73 @@ export const ListEventsResponseSchema: GenMessage<ListEventsResponse> = /*@__PUR
   messageDesc(file_signoff_v1_audit_service, 5);
 
 /**
+ * @generated from message signoff.v1.VerifyChainRequest
+ */
+export type VerifyChainRequest = Message<"signoff.v1.VerifyChainRequest"> & {
+  /**
+   * Required.
+   *
+   * @generated from field: string instance_id = 1;
+   */
+  instanceId: string;
+};
+
+/**
+ * Describes the message signoff.v1.VerifyChainRequest.
+ * Use `create(VerifyChainRequestSchema)` to create a new message.
+ */
+export const VerifyChainRequestSchema: GenMessage<VerifyChainRequest> = /*@__PURE__*/
+  messageDesc(file_signoff_v1_audit_service, 6);
+
+/**
+ * @generated from message signoff.v1.VerifyChainResponse
+ */
+export type VerifyChainResponse = Message<"signoff.v1.VerifyChainResponse"> & {
+  /**
+   * True when every event and record matches the chain.
+   *
+   * @generated from field: bool intact = 1;
+   */
+  intact: boolean;
+
+  /**
+   * @generated from field: int64 events_checked = 2;
+   */
+  eventsChecked: bigint;
+
+  /**
+   * @generated from field: int64 records_checked = 3;
+   */
+  recordsChecked: bigint;
+
+  /**
+   * The hash of the newest event: keep it elsewhere to detect truncation later.
+   *
+   * @generated from field: string head_hash = 4;
+   */
+  headHash: string;
+
+  /**
+   * When not intact: the first revision that does not hold, and why.
+   *
+   * @generated from field: int64 broken_revision = 5;
+   */
+  brokenRevision: bigint;
+
+  /**
+   * @generated from field: string problem = 6;
+   */
+  problem: string;
+};
+
+/**
+ * Describes the message signoff.v1.VerifyChainResponse.
+ * Use `create(VerifyChainResponseSchema)` to create a new message.
+ */
+export const VerifyChainResponseSchema: GenMessage<VerifyChainResponse> = /*@__PURE__*/
+  messageDesc(file_signoff_v1_audit_service, 7);
+
+/**
  * The trail: decision records and the events of every instance.
  *
  * @generated from service signoff.v1.AuditService
@@ -198,6 +265,17 @@ export const AuditService: GenService<{
     methodKind: "unary";
     input: typeof ListEventsRequestSchema;
     output: typeof ListEventsResponseSchema;
+  },
+  /**
+   * Recomputes an instance's hash chain from the stored events and records and
+   * names the first link that does not hold.
+   *
+   * @generated from rpc signoff.v1.AuditService.VerifyChain
+   */
+  verifyChain: {
+    methodKind: "unary";
+    input: typeof VerifyChainRequestSchema;
+    output: typeof VerifyChainResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_signoff_v1_audit_service, 0);
