@@ -43,6 +43,7 @@ def _serve(args: argparse.Namespace) -> int:
                     policy=Path(args.policy) if args.policy else EXAMPLE_POLICY,
                     timer_interval=args.timer_interval,
                     auth_config=Path(args.auth_config) if args.auth_config else None,
+                    grant_ttl=args.grant_ttl,
                 )
             )
         )
@@ -247,6 +248,12 @@ def _parser() -> argparse.ArgumentParser:
         "--policy",
         default=os.environ.get("SIGNOFF_POLICY", ""),
         help="policy bundle directory (default: examples/policies)",
+    )
+    serve.add_argument(
+        "--grant-ttl",
+        type=float,
+        default=900.0,
+        help="seconds an approval may be acted on (its grant's life)",
     )
     serve.add_argument(
         "--auth-config",

@@ -5,6 +5,7 @@ import ipaddress
 import logging
 import signal
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
@@ -68,6 +69,8 @@ class ServeOptions:
     timer_interval: float = 1.0
     # Tokens, JWT and mTLS settings; None is development mode (loopback only).
     auth_config: Path | None = None
+    # How long an approval may be acted on, in seconds (the life of its grant).
+    grant_ttl: float = 900.0
 
 
 class StartupError(Exception):
@@ -107,7 +110,12 @@ async def serve(options: ServeOptions) -> None:
     auth = _authentication(options)
     database = Database(options.database_url)
     await migrate(database)
-    ctx = Context(db=database, policy=policy, bookmark_interval=options.bookmark_interval)
+    ctx = Context(
+        db=database,
+        policy=policy,
+        bookmark_interval=options.bookmark_interval,
+        grant_ttl=timedelta(seconds=options.grant_ttl),
+    )
 
     server = grpc.aio.server(
         options=SERVER_OPTIONS, interceptors=[AuthInterceptor(auth.authenticator)]

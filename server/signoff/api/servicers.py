@@ -66,6 +66,9 @@ class ExecutionService(execution_grpc.ExecutionServiceServicer):
             )
             if answer.outcome is Outcome.WAITING_FOR_HUMAN:
                 response.gate_ids.extend(g.gate_id for g in answer.action.waiting_gates())
+            if answer.grant_token and answer.action.grant_expires is not None:
+                response.grant_token = answer.grant_token
+                response.grant_expire_time.FromDatetime(answer.action.grant_expires)
         return response
 
     @streaming
@@ -90,6 +93,19 @@ class ExecutionService(execution_grpc.ExecutionServiceServicer):
                 )
 
     @unary
+    async def ConsumeGrant(
+        self, request: execution_pb.ConsumeGrantRequest, context: grpc.aio.ServicerContext
+    ) -> execution_pb.ConsumeGrantResponse:
+        v = Validator()
+        v.identifier("action_id", request.action_id)
+        v.identifier("grant_token", request.grant_token)
+        v.done()
+        action = await decisions.consume_grant(
+            self.ctx, caller(), request.action_id, request.grant_token
+        )
+        return execution_pb.ConsumeGrantResponse(action=convert.action_to_pb(action))
+
+    @unary
     async def ReportExecution(
         self, request: execution_pb.ReportExecutionRequest, context: grpc.aio.ServicerContext
     ) -> execution_pb.ReportExecutionResponse:
@@ -99,6 +115,7 @@ class ExecutionService(execution_grpc.ExecutionServiceServicer):
         v.text("evidence_ref", request.evidence_ref, 512)
         v.struct("outputs", request.outputs)
         v.text("error_message", request.error_message)
+        v.text("grant_token", request.grant_token, MAX_ID)
         v.done()
         result = convert.enum_from_pb(
             execution_pb.ExecutionResult, "EXECUTION_RESULT", ExecutionResult, request.result
@@ -111,6 +128,7 @@ class ExecutionService(execution_grpc.ExecutionServiceServicer):
             request.evidence_ref,
             json_format.MessageToDict(request.outputs),
             request.error_message,
+            request.grant_token,
         )
         return execution_pb.ReportExecutionResponse(action=convert.action_to_pb(action))
 

@@ -31,6 +31,7 @@ def either(*checks: Allowed) -> Allowed:
 RULES: dict[str, Allowed] = {
     "/signoff.v1.ExecutionService/InvokeAgent": agents,
     "/signoff.v1.ExecutionService/RequestDecision": agents,
+    "/signoff.v1.ExecutionService/ConsumeGrant": agents,
     "/signoff.v1.ExecutionService/ReportExecution": agents,
     "/signoff.v1.ExecutionService/CompleteInstance": agents,
     "/signoff.v1.ExecutionService/CancelInstance": either(agents, admins),

@@ -97,6 +97,10 @@ class Action:
     gates: list[GateStatus] = field(default_factory=list)
     # The hash of what the agent proposed; action_sha256 moves on when an approver edits.
     proposed_sha256: str = ""
+    # The single-use grant of an approved action: the sha256 of its current token (the
+    # token itself is never stored) and when the approval stops being usable.
+    grant_sha256: str = ""
+    grant_expires: datetime | None = None
 
     def waiting_gates(self) -> list[GateStatus]:
         return [g for g in self.gates if g.state is GateState.WAITING]

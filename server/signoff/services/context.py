@@ -2,7 +2,7 @@
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from sqlalchemy.exc import IntegrityError
@@ -23,6 +23,8 @@ class Context:
     clock: Callable[[], datetime] = system_clock
     # How long an idle watch stream waits before it sends a progress bookmark.
     bookmark_interval: float = 15.0
+    # How long an approval may be acted on (its grant's life, from the decision).
+    grant_ttl: timedelta = timedelta(minutes=15)
 
 
 T = TypeVar("T")

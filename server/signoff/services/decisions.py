@@ -39,7 +39,7 @@ from signoff.domain.states import (
     transition_instance,
 )
 from signoff.policy import Effect, PolicyDecision
-from signoff.services import pagination
+from signoff.services import grants, pagination
 from signoff.services.context import Context, once_more_on_key_conflict
 from signoff.services.gating import (
     close_waiting,
@@ -71,6 +71,8 @@ class DecisionAnswer:
     # The instance revision after the call: watch from here to learn what comes next.
     revision: int
     action: Action | None
+    # On APPROVED: the single-use token to execute with (see services/grants.py).
+    grant_token: str = ""
 
 
 def evaluation_input(
@@ -118,11 +120,19 @@ async def request_decision(
         if existing is not None:
             if (existing.proposed_sha256 or existing.action_sha256) != digest:
                 raise IdempotencyKeyReused("action.tool_call_id", "action")
-            # A repeat (say, after the agent restarted): tell it where the action stands now.
+            # A repeat (say, after the agent restarted, or after the approval it waited
+            # for): tell it where the action stands now, with a fresh grant if approved.
             outcome = outcome_of(existing.state)
             if instance.state is InstanceState.TERMINATED:
                 outcome = Outcome.TERMINATED
-            return DecisionAnswer(outcome, existing.decision_reason, instance.revision, existing)
+            token = grants.issue(
+                existing, ctx.clock(), existing.decide_time or ctx.clock(), ctx.grant_ttl
+            )
+            if token:
+                await tx.save_action(existing, expected_state=existing.state)
+            return DecisionAnswer(
+                outcome, existing.decision_reason, instance.revision, existing, token
+            )
         if instance.state is InstanceState.TERMINATED:
             return DecisionAnswer(
                 Outcome.TERMINATED, "the instance is terminated", instance.revision, None
@@ -158,6 +168,7 @@ async def request_decision(
             decide_time=None if waits else now,
             policy=decision.as_json(),
         )
+        token = grants.issue(action, now, now, ctx.grant_ttl)
         await tx.insert_action(action)
         instance.tool_calls_used += 1
         if waits and instance.state is InstanceState.RUNNING:
@@ -188,9 +199,9 @@ async def request_decision(
                 actor="policy",
                 reason=action.decision_reason,
             )
-            outcome = Outcome.TERMINATED
+            outcome, token = Outcome.TERMINATED, ""
         await tx.save_instance(instance)
-        return DecisionAnswer(outcome, action.decision_reason, instance.revision, action)
+        return DecisionAnswer(outcome, action.decision_reason, instance.revision, action, token)
 
 
 async def _locked_action(tx: Tx, action_id: str, who: Principal) -> tuple[Action, Instance]:
@@ -338,6 +349,9 @@ async def submit_decision(
                 action.decided_by = approver
                 action.decision_reason = reason
                 action.decide_time = now
+                if settled is ActionState.APPROVED:
+                    # The agent takes its grant by asking again; the approval's clock starts now.
+                    action.grant_expires = now + ctx.grant_ttl
                 close_waiting(action)
                 await tx.save_action(action, expected_state=previous)
                 record = record_for(
@@ -419,6 +433,21 @@ def _approvals(action: Action, votes: list[Vote]) -> list[Approval]:
     ]
 
 
+async def consume_grant(ctx: Context, who: Principal, action_id: str, token: str) -> Action:
+    """APPROVED → EXECUTING with the action's live grant: the last check before it runs."""
+    async with ctx.db.write() as tx:
+        action, instance = await _locked_action(tx, action_id, who)
+        now = ctx.clock()
+        grants.check(action, token, now)
+        action.state = transition_action(ActionState.APPROVED, ActionState.EXECUTING)
+        await tx.save_action(action, expected_state=ActionState.APPROVED)
+        await tx.append_event(
+            instance, EventType.ACTION_EXECUTING, now, action=action, actor=who.id
+        )
+        await tx.save_instance(instance)
+        return action
+
+
 async def report_execution(
     ctx: Context,
     who: Principal,
@@ -427,19 +456,16 @@ async def report_execution(
     evidence_ref: str,
     outputs: Json,
     error_message: str,
+    grant_token: str = "",
 ) -> Action:
     target = ActionState.EXECUTED if result is ExecutionResult.SUCCEEDED else ActionState.FAILED
     async with ctx.db.write() as tx:
         action, instance = await _locked_action(tx, action_id, who)
         if action.state is target and action.execution_evidence_ref == evidence_ref:
             return action  # a repeated report
-        if action.state not in (ActionState.APPROVED, ActionState.EXECUTING):
-            raise FailedPrecondition(
-                "ACTION_NOT_APPROVED",
-                f"action {action_id} is {action.state.value}; only an approved action can be "
-                "reported as executed",
-                metadata={"action_id": action_id, "state": action.state.value},
-            )
+        if action.state is not ActionState.EXECUTING:
+            # Not consumed yet: the report itself must carry the live grant.
+            grants.check(action, grant_token, ctx.clock())
         if instance.state not in (InstanceState.RUNNING, InstanceState.WAITING_FOR_HUMAN):
             raise FailedPrecondition(
                 "INSTANCE_NOT_ACTIVE",

@@ -228,6 +228,8 @@ class Tx:
                 gates=[_gate_json(g) for g in action.gates],
                 proposed_sha256=action.proposed_sha256,
                 next_due=_next_due(action),
+                grant_sha256=action.grant_sha256,
+                grant_expires=action.grant_expires,
             )
         )
 
@@ -251,6 +253,8 @@ class Tx:
                 action_sha256=action.action_sha256,
                 gates=[_gate_json(g) for g in action.gates],
                 next_due=_next_due(action),
+                grant_sha256=action.grant_sha256,
+                grant_expires=action.grant_expires,
             )
         )
         if result.rowcount != 1:
@@ -447,6 +451,8 @@ def _action(row: Row[Any]) -> Action:
         execution_evidence_ref=row.execution_evidence_ref,
         gates=[_gate(g) for g in row.gates],
         proposed_sha256=row.proposed_sha256,
+        grant_sha256=row.grant_sha256,
+        grant_expires=row.grant_expires,
     )
 
 

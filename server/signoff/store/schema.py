@@ -103,6 +103,8 @@ actions = Table(
     Column("proposed_sha256", String(71), nullable=False, server_default=""),
     # The earliest deadline or reminder of a waiting gate: what the timer looks for.
     Column("next_due", UTCDateTime, nullable=True),
+    Column("grant_sha256", String(71), nullable=False, server_default=""),
+    Column("grant_expires", UTCDateTime, nullable=True),
     UniqueConstraint("instance_id", "tool_call_id"),
     # Pending-approval pages read only waiting rows, in order: O(page), not O(table).
     Index(

@@ -33,8 +33,15 @@ type ExecutionServiceClient interface {
 	// bookmarks on idle streams; ends with OK after the terminal event.
 	// Resume after any disconnect by passing the last revision received.
 	WatchInstance(ctx context.Context, in *WatchInstanceRequest, opts ...grpc.CallOption) (ExecutionService_WatchInstanceClient, error)
-	// Reports the execution of an APPROVED action (EXECUTED or FAILED).
-	// Fails with FAILED_PRECONDITION for an action that is not approved.
+	// Consumes the grant of an APPROVED action right before executing it: the
+	// action becomes EXECUTING and the grant is spent. A second consumption fails
+	// with FAILED_PRECONDITION, reason ALREADY_EXECUTED; an expired grant with
+	// GRANT_EXPIRED; a wrong token with PERMISSION_DENIED, INVALID_GRANT; the
+	// grant of a cancelled instance's action with ACTION_NOT_APPROVED.
+	ConsumeGrant(ctx context.Context, in *ConsumeGrantRequest, opts ...grpc.CallOption) (*ConsumeGrantResponse, error)
+	// Reports the execution of an action (EXECUTED or FAILED): an EXECUTING one,
+	// or an APPROVED one with its grant_token (which consumes the grant). Fails
+	// with FAILED_PRECONDITION for an action that is not approved.
 	ReportExecution(ctx context.Context, in *ReportExecutionRequest, opts ...grpc.CallOption) (*ReportExecutionResponse, error)
 	// Marks a RUNNING instance COMPLETED. Report executions first: the trail
 	// closes with the terminal event. Fails with FAILED_PRECONDITION while an
@@ -107,6 +114,15 @@ func (x *executionServiceWatchInstanceClient) Recv() (*WatchInstanceResponse, er
 	return m, nil
 }
 
+func (c *executionServiceClient) ConsumeGrant(ctx context.Context, in *ConsumeGrantRequest, opts ...grpc.CallOption) (*ConsumeGrantResponse, error) {
+	out := new(ConsumeGrantResponse)
+	err := c.cc.Invoke(ctx, "/signoff.v1.ExecutionService/ConsumeGrant", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *executionServiceClient) ReportExecution(ctx context.Context, in *ReportExecutionRequest, opts ...grpc.CallOption) (*ReportExecutionResponse, error) {
 	out := new(ReportExecutionResponse)
 	err := c.cc.Invoke(ctx, "/signoff.v1.ExecutionService/ReportExecution", in, out, opts...)
@@ -172,8 +188,15 @@ type ExecutionServiceServer interface {
 	// bookmarks on idle streams; ends with OK after the terminal event.
 	// Resume after any disconnect by passing the last revision received.
 	WatchInstance(*WatchInstanceRequest, ExecutionService_WatchInstanceServer) error
-	// Reports the execution of an APPROVED action (EXECUTED or FAILED).
-	// Fails with FAILED_PRECONDITION for an action that is not approved.
+	// Consumes the grant of an APPROVED action right before executing it: the
+	// action becomes EXECUTING and the grant is spent. A second consumption fails
+	// with FAILED_PRECONDITION, reason ALREADY_EXECUTED; an expired grant with
+	// GRANT_EXPIRED; a wrong token with PERMISSION_DENIED, INVALID_GRANT; the
+	// grant of a cancelled instance's action with ACTION_NOT_APPROVED.
+	ConsumeGrant(context.Context, *ConsumeGrantRequest) (*ConsumeGrantResponse, error)
+	// Reports the execution of an action (EXECUTED or FAILED): an EXECUTING one,
+	// or an APPROVED one with its grant_token (which consumes the grant). Fails
+	// with FAILED_PRECONDITION for an action that is not approved.
 	ReportExecution(context.Context, *ReportExecutionRequest) (*ReportExecutionResponse, error)
 	// Marks a RUNNING instance COMPLETED. Report executions first: the trail
 	// closes with the terminal event. Fails with FAILED_PRECONDITION while an
@@ -201,6 +224,9 @@ func (UnimplementedExecutionServiceServer) RequestDecision(context.Context, *Req
 }
 func (UnimplementedExecutionServiceServer) WatchInstance(*WatchInstanceRequest, ExecutionService_WatchInstanceServer) error {
 	return status.Errorf(codes.Unimplemented, "method WatchInstance not implemented")
+}
+func (UnimplementedExecutionServiceServer) ConsumeGrant(context.Context, *ConsumeGrantRequest) (*ConsumeGrantResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ConsumeGrant not implemented")
 }
 func (UnimplementedExecutionServiceServer) ReportExecution(context.Context, *ReportExecutionRequest) (*ReportExecutionResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ReportExecution not implemented")
@@ -285,6 +311,24 @@ type executionServiceWatchInstanceServer struct {
 
 func (x *executionServiceWatchInstanceServer) Send(m *WatchInstanceResponse) error {
 	return x.ServerStream.SendMsg(m)
+}
+
+func _ExecutionService_ConsumeGrant_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConsumeGrantRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExecutionServiceServer).ConsumeGrant(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/signoff.v1.ExecutionService/ConsumeGrant",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExecutionServiceServer).ConsumeGrant(ctx, req.(*ConsumeGrantRequest))
+	}
+	return interceptor(ctx, in, info, handler)
 }
 
 func _ExecutionService_ReportExecution_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
@@ -388,6 +432,10 @@ var _ExecutionService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RequestDecision",
 			Handler:    _ExecutionService_RequestDecision_Handler,
+		},
+		{
+			MethodName: "ConsumeGrant",
+			Handler:    _ExecutionService_ConsumeGrant_Handler,
 		},
 		{
 			MethodName: "ReportExecution",

@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from signoff.v1 import types_pb2 as signoff_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"signoff/v1/execution_service.proto\x12\nsignoff.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16signoff/v1/types.proto\"\xb4\x03\n\x12InvokeAgentRequest\x12\x1d\n\nrequest_id\x18\x01 \x01(\tR\trequestId\x12\x1d\n\nsession_id\x18\x02 \x01(\tR\tsessionId\x12\x1b\n\ttenant_id\x18\x03 \x01(\tR\x08tenantId\x12$\n\x04user\x18\x04 \x01(\x0b\x32\x10.signoff.v1.UserR\x04user\x12\'\n\x05\x61gent\x18\x05 \x01(\x0b\x32\x11.signoff.v1.AgentR\x05\x61gent\x12\x1f\n\x0bworkflow_id\x18\x06 \x01(\tR\nworkflowId\x12)\n\x10workflow_version\x18\x07 \x01(\tR\x0fworkflowVersion\x12*\n\x11\x63ontext_pack_refs\x18\x08 \x03(\tR\x0f\x63ontextPackRefs\x12\'\n\x05input\x18\t \x01(\x0b\x32\x11.signoff.v1.InputR\x05input\x12$\n\x04mode\x18\n \x01(\x0e\x32\x10.signoff.v1.ModeR\x04mode\x12-\n\x07runtime\x18\x0b \x01(\x0b\x32\x13.signoff.v1.RuntimeR\x07runtime\"G\n\x13InvokeAgentResponse\x12\x30\n\x08instance\x18\x01 \x01(\x0b\x32\x14.signoff.v1.InstanceR\x08instance\"m\n\x16RequestDecisionRequest\x12\x1f\n\x0binstance_id\x18\x01 \x01(\tR\ninstanceId\x12\x32\n\x06\x61\x63tion\x18\x02 \x01(\x0b\x32\x1a.signoff.v1.ProposedActionR\x06\x61\x63tion\"\xbd\x02\n\x17RequestDecisionResponse\x12-\n\x07outcome\x18\x01 \x01(\x0e\x32\x13.signoff.v1.OutcomeR\x07outcome\x12\x1b\n\taction_id\x18\x02 \x01(\tR\x08\x61\x63tionId\x12#\n\raction_sha256\x18\x03 \x01(\tR\x0c\x61\x63tionSha256\x12\x19\n\x08gate_ids\x18\x04 \x03(\tR\x07gateIds\x12\x16\n\x06reason\x18\x05 \x01(\tR\x06reason\x12*\n\x06\x61\x63tion\x18\x06 \x01(\x0b\x32\x12.signoff.v1.ActionR\x06\x61\x63tion\x12\x1a\n\x08revision\x18\x07 \x01(\x03R\x08revision\x12\x36\n\x08\x63ontrols\x18\x08 \x01(\x0b\x32\x1a.signoff.v1.ControlsActiveR\x08\x63ontrols\"^\n\x14WatchInstanceRequest\x12\x1f\n\x0binstance_id\x18\x01 \x01(\tR\ninstanceId\x12%\n\x0e\x61\x66ter_revision\x18\x02 \x01(\x03R\rafterRevision\"V\n\x08\x42ookmark\x12\x1a\n\x08revision\x18\x01 \x01(\x03R\x08revision\x12.\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\"~\n\x15WatchInstanceResponse\x12)\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x11.signoff.v1.EventH\x00R\x05\x65vent\x12\x32\n\x08\x62ookmark\x18\x02 \x01(\x0b\x32\x14.signoff.v1.BookmarkH\x00R\x08\x62ookmarkB\x06\n\x04kind\"\xe5\x01\n\x16ReportExecutionRequest\x12\x1b\n\taction_id\x18\x01 \x01(\tR\x08\x61\x63tionId\x12\x33\n\x06result\x18\x02 \x01(\x0e\x32\x1b.signoff.v1.ExecutionResultR\x06result\x12!\n\x0c\x65vidence_ref\x18\x03 \x01(\tR\x0b\x65videnceRef\x12\x31\n\x07outputs\x18\x04 \x01(\x0b\x32\x17.google.protobuf.StructR\x07outputs\x12#\n\rerror_message\x18\x05 \x01(\tR\x0c\x65rrorMessage\"E\n\x17ReportExecutionResponse\x12*\n\x06\x61\x63tion\x18\x01 \x01(\x0b\x32\x12.signoff.v1.ActionR\x06\x61\x63tion\":\n\x17\x43ompleteInstanceRequest\x12\x1f\n\x0binstance_id\x18\x01 \x01(\tR\ninstanceId\"L\n\x18\x43ompleteInstanceResponse\x12\x30\n\x08instance\x18\x01 \x01(\x0b\x32\x14.signoff.v1.InstanceR\x08instance\"P\n\x15\x43\x61ncelInstanceRequest\x12\x1f\n\x0binstance_id\x18\x01 \x01(\tR\ninstanceId\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\"J\n\x16\x43\x61ncelInstanceResponse\x12\x30\n\x08instance\x18\x01 \x01(\x0b\x32\x14.signoff.v1.InstanceR\x08instance\"5\n\x12GetInstanceRequest\x12\x1f\n\x0binstance_id\x18\x01 \x01(\tR\ninstanceId\"G\n\x13GetInstanceResponse\x12\x30\n\x08instance\x18\x01 \x01(\x0b\x32\x14.signoff.v1.InstanceR\x08instance\"\xa0\x01\n\x14ListInstancesRequest\x12\x1b\n\ttenant_id\x18\x01 \x01(\tR\x08tenantId\x12/\n\x05state\x18\x02 \x01(\x0e\x32\x19.signoff.v1.InstanceStateR\x05state\x12\x1b\n\tpage_size\x18\x03 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x04 \x01(\tR\tpageToken\"s\n\x15ListInstancesResponse\x12\x32\n\tinstances\x18\x01 \x03(\x0b\x32\x14.signoff.v1.InstanceR\tinstances\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*p\n\x0f\x45xecutionResult\x12 \n\x1c\x45XECUTION_RESULT_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x45XECUTION_RESULT_SUCCEEDED\x10\x01\x12\x1b\n\x17\x45XECUTION_RESULT_FAILED\x10\x02\x32\xd0\x05\n\x10\x45xecutionService\x12N\n\x0bInvokeAgent\x12\x1e.signoff.v1.InvokeAgentRequest\x1a\x1f.signoff.v1.InvokeAgentResponse\x12Z\n\x0fRequestDecision\x12\".signoff.v1.RequestDecisionRequest\x1a#.signoff.v1.RequestDecisionResponse\x12V\n\rWatchInstance\x12 .signoff.v1.WatchInstanceRequest\x1a!.signoff.v1.WatchInstanceResponse0\x01\x12Z\n\x0fReportExecution\x12\".signoff.v1.ReportExecutionRequest\x1a#.signoff.v1.ReportExecutionResponse\x12]\n\x10\x43ompleteInstance\x12#.signoff.v1.CompleteInstanceRequest\x1a$.signoff.v1.CompleteInstanceResponse\x12W\n\x0e\x43\x61ncelInstance\x12!.signoff.v1.CancelInstanceRequest\x1a\".signoff.v1.CancelInstanceResponse\x12N\n\x0bGetInstance\x12\x1e.signoff.v1.GetInstanceRequest\x1a\x1f.signoff.v1.GetInstanceResponse\x12T\n\rListInstances\x12 .signoff.v1.ListInstancesRequest\x1a!.signoff.v1.ListInstancesResponseB)Z\'signoff/clients/go/signoff/v1;signoffv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"signoff/v1/execution_service.proto\x12\nsignoff.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16signoff/v1/types.proto\"\xb4\x03\n\x12InvokeAgentRequest\x12\x1d\n\nrequest_id\x18\x01 \x01(\tR\trequestId\x12\x1d\n\nsession_id\x18\x02 \x01(\tR\tsessionId\x12\x1b\n\ttenant_id\x18\x03 \x01(\tR\x08tenantId\x12$\n\x04user\x18\x04 \x01(\x0b\x32\x10.signoff.v1.UserR\x04user\x12\'\n\x05\x61gent\x18\x05 \x01(\x0b\x32\x11.signoff.v1.AgentR\x05\x61gent\x12\x1f\n\x0bworkflow_id\x18\x06 \x01(\tR\nworkflowId\x12)\n\x10workflow_version\x18\x07 \x01(\tR\x0fworkflowVersion\x12*\n\x11\x63ontext_pack_refs\x18\x08 \x03(\tR\x0f\x63ontextPackRefs\x12\'\n\x05input\x18\t \x01(\x0b\x32\x11.signoff.v1.InputR\x05input\x12$\n\x04mode\x18\n \x01(\x0e\x32\x10.signoff.v1.ModeR\x04mode\x12-\n\x07runtime\x18\x0b \x01(\x0b\x32\x13.signoff.v1.RuntimeR\x07runtime\"G\n\x13InvokeAgentResponse\x12\x30\n\x08instance\x18\x01 \x01(\x0b\x32\x14.signoff.v1.InstanceR\x08instance\"m\n\x16RequestDecisionRequest\x12\x1f\n\x0binstance_id\x18\x01 \x01(\tR\ninstanceId\x12\x32\n\x06\x61\x63tion\x18\x02 \x01(\x0b\x32\x1a.signoff.v1.ProposedActionR\x06\x61\x63tion\"\xa6\x03\n\x17RequestDecisionResponse\x12-\n\x07outcome\x18\x01 \x01(\x0e\x32\x13.signoff.v1.OutcomeR\x07outcome\x12\x1b\n\taction_id\x18\x02 \x01(\tR\x08\x61\x63tionId\x12#\n\raction_sha256\x18\x03 \x01(\tR\x0c\x61\x63tionSha256\x12\x19\n\x08gate_ids\x18\x04 \x03(\tR\x07gateIds\x12\x16\n\x06reason\x18\x05 \x01(\tR\x06reason\x12*\n\x06\x61\x63tion\x18\x06 \x01(\x0b\x32\x12.signoff.v1.ActionR\x06\x61\x63tion\x12\x1a\n\x08revision\x18\x07 \x01(\x03R\x08revision\x12\x36\n\x08\x63ontrols\x18\x08 \x01(\x0b\x32\x1a.signoff.v1.ControlsActiveR\x08\x63ontrols\x12\x1f\n\x0bgrant_token\x18\t \x01(\tR\ngrantToken\x12\x46\n\x11grant_expire_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0fgrantExpireTime\"S\n\x13\x43onsumeGrantRequest\x12\x1b\n\taction_id\x18\x01 \x01(\tR\x08\x61\x63tionId\x12\x1f\n\x0bgrant_token\x18\x02 \x01(\tR\ngrantToken\"B\n\x14\x43onsumeGrantResponse\x12*\n\x06\x61\x63tion\x18\x01 \x01(\x0b\x32\x12.signoff.v1.ActionR\x06\x61\x63tion\"^\n\x14WatchInstanceRequest\x12\x1f\n\x0binstance_id\x18\x01 \x01(\tR\ninstanceId\x12%\n\x0e\x61\x66ter_revision\x18\x02 \x01(\x03R\rafterRevision\"V\n\x08\x42ookmark\x12\x1a\n\x08revision\x18\x01 \x01(\x03R\x08revision\x12.\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\"~\n\x15WatchInstanceResponse\x12)\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x11.signoff.v1.EventH\x00R\x05\x65vent\x12\x32\n\x08\x62ookmark\x18\x02 \x01(\x0b\x32\x14.signoff.v1.BookmarkH\x00R\x08\x62ookmarkB\x06\n\x04kind\"\x86\x02\n\x16ReportExecutionRequest\x12\x1b\n\taction_id\x18\x01 \x01(\tR\x08\x61\x63tionId\x12\x33\n\x06result\x18\x02 \x01(\x0e\x32\x1b.signoff.v1.ExecutionResultR\x06result\x12!\n\x0c\x65vidence_ref\x18\x03 \x01(\tR\x0b\x65videnceRef\x12\x31\n\x07outputs\x18\x04 \x01(\x0b\x32\x17.google.protobuf.StructR\x07outputs\x12#\n\rerror_message\x18\x05 \x01(\tR\x0c\x65rrorMessage\x12\x1f\n\x0bgrant_token\x18\x06 \x01(\tR\ngrantToken\"E\n\x17ReportExecutionResponse\x12*\n\x06\x61\x63tion\x18\x01 \x01(\x0b\x32\x12.signoff.v1.ActionR\x06\x61\x63tion\":\n\x17\x43ompleteInstanceRequest\x12\x1f\n\x0binstance_id\x18\x01 \x01(\tR\ninstanceId\"L\n\x18\x43ompleteInstanceResponse\x12\x30\n\x08instance\x18\x01 \x01(\x0b\x32\x14.signoff.v1.InstanceR\x08instance\"P\n\x15\x43\x61ncelInstanceRequest\x12\x1f\n\x0binstance_id\x18\x01 \x01(\tR\ninstanceId\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\"J\n\x16\x43\x61ncelInstanceResponse\x12\x30\n\x08instance\x18\x01 \x01(\x0b\x32\x14.signoff.v1.InstanceR\x08instance\"5\n\x12GetInstanceRequest\x12\x1f\n\x0binstance_id\x18\x01 \x01(\tR\ninstanceId\"G\n\x13GetInstanceResponse\x12\x30\n\x08instance\x18\x01 \x01(\x0b\x32\x14.signoff.v1.InstanceR\x08instance\"\xa0\x01\n\x14ListInstancesRequest\x12\x1b\n\ttenant_id\x18\x01 \x01(\tR\x08tenantId\x12/\n\x05state\x18\x02 \x01(\x0e\x32\x19.signoff.v1.InstanceStateR\x05state\x12\x1b\n\tpage_size\x18\x03 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x04 \x01(\tR\tpageToken\"s\n\x15ListInstancesResponse\x12\x32\n\tinstances\x18\x01 \x03(\x0b\x32\x14.signoff.v1.InstanceR\tinstances\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*p\n\x0f\x45xecutionResult\x12 \n\x1c\x45XECUTION_RESULT_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x45XECUTION_RESULT_SUCCEEDED\x10\x01\x12\x1b\n\x17\x45XECUTION_RESULT_FAILED\x10\x02\x32\xa3\x06\n\x10\x45xecutionService\x12N\n\x0bInvokeAgent\x12\x1e.signoff.v1.InvokeAgentRequest\x1a\x1f.signoff.v1.InvokeAgentResponse\x12Z\n\x0fRequestDecision\x12\".signoff.v1.RequestDecisionRequest\x1a#.signoff.v1.RequestDecisionResponse\x12V\n\rWatchInstance\x12 .signoff.v1.WatchInstanceRequest\x1a!.signoff.v1.WatchInstanceResponse0\x01\x12Q\n\x0c\x43onsumeGrant\x12\x1f.signoff.v1.ConsumeGrantRequest\x1a .signoff.v1.ConsumeGrantResponse\x12Z\n\x0fReportExecution\x12\".signoff.v1.ReportExecutionRequest\x1a#.signoff.v1.ReportExecutionResponse\x12]\n\x10\x43ompleteInstance\x12#.signoff.v1.CompleteInstanceRequest\x1a$.signoff.v1.CompleteInstanceResponse\x12W\n\x0e\x43\x61ncelInstance\x12!.signoff.v1.CancelInstanceRequest\x1a\".signoff.v1.CancelInstanceResponse\x12N\n\x0bGetInstance\x12\x1e.signoff.v1.GetInstanceRequest\x1a\x1f.signoff.v1.GetInstanceResponse\x12T\n\rListInstances\x12 .signoff.v1.ListInstancesRequest\x1a!.signoff.v1.ListInstancesResponseB)Z\'signoff/clients/go/signoff/v1;signoffv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,8 +35,8 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'signoff.v1.execution_servic
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z\'signoff/clients/go/signoff/v1;signoffv1'
-  _globals['_EXECUTIONRESULT']._serialized_start=2399
-  _globals['_EXECUTIONRESULT']._serialized_end=2511
+  _globals['_EXECUTIONRESULT']._serialized_start=2690
+  _globals['_EXECUTIONRESULT']._serialized_end=2802
   _globals['_INVOKEAGENTREQUEST']._serialized_start=138
   _globals['_INVOKEAGENTREQUEST']._serialized_end=574
   _globals['_INVOKEAGENTRESPONSE']._serialized_start=576
@@ -44,33 +44,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REQUESTDECISIONREQUEST']._serialized_start=649
   _globals['_REQUESTDECISIONREQUEST']._serialized_end=758
   _globals['_REQUESTDECISIONRESPONSE']._serialized_start=761
-  _globals['_REQUESTDECISIONRESPONSE']._serialized_end=1078
-  _globals['_WATCHINSTANCEREQUEST']._serialized_start=1080
-  _globals['_WATCHINSTANCEREQUEST']._serialized_end=1174
-  _globals['_BOOKMARK']._serialized_start=1176
-  _globals['_BOOKMARK']._serialized_end=1262
-  _globals['_WATCHINSTANCERESPONSE']._serialized_start=1264
-  _globals['_WATCHINSTANCERESPONSE']._serialized_end=1390
-  _globals['_REPORTEXECUTIONREQUEST']._serialized_start=1393
-  _globals['_REPORTEXECUTIONREQUEST']._serialized_end=1622
-  _globals['_REPORTEXECUTIONRESPONSE']._serialized_start=1624
-  _globals['_REPORTEXECUTIONRESPONSE']._serialized_end=1693
-  _globals['_COMPLETEINSTANCEREQUEST']._serialized_start=1695
-  _globals['_COMPLETEINSTANCEREQUEST']._serialized_end=1753
-  _globals['_COMPLETEINSTANCERESPONSE']._serialized_start=1755
-  _globals['_COMPLETEINSTANCERESPONSE']._serialized_end=1831
-  _globals['_CANCELINSTANCEREQUEST']._serialized_start=1833
-  _globals['_CANCELINSTANCEREQUEST']._serialized_end=1913
-  _globals['_CANCELINSTANCERESPONSE']._serialized_start=1915
-  _globals['_CANCELINSTANCERESPONSE']._serialized_end=1989
-  _globals['_GETINSTANCEREQUEST']._serialized_start=1991
-  _globals['_GETINSTANCEREQUEST']._serialized_end=2044
-  _globals['_GETINSTANCERESPONSE']._serialized_start=2046
-  _globals['_GETINSTANCERESPONSE']._serialized_end=2117
-  _globals['_LISTINSTANCESREQUEST']._serialized_start=2120
-  _globals['_LISTINSTANCESREQUEST']._serialized_end=2280
-  _globals['_LISTINSTANCESRESPONSE']._serialized_start=2282
-  _globals['_LISTINSTANCESRESPONSE']._serialized_end=2397
-  _globals['_EXECUTIONSERVICE']._serialized_start=2514
-  _globals['_EXECUTIONSERVICE']._serialized_end=3234
+  _globals['_REQUESTDECISIONRESPONSE']._serialized_end=1183
+  _globals['_CONSUMEGRANTREQUEST']._serialized_start=1185
+  _globals['_CONSUMEGRANTREQUEST']._serialized_end=1268
+  _globals['_CONSUMEGRANTRESPONSE']._serialized_start=1270
+  _globals['_CONSUMEGRANTRESPONSE']._serialized_end=1336
+  _globals['_WATCHINSTANCEREQUEST']._serialized_start=1338
+  _globals['_WATCHINSTANCEREQUEST']._serialized_end=1432
+  _globals['_BOOKMARK']._serialized_start=1434
+  _globals['_BOOKMARK']._serialized_end=1520
+  _globals['_WATCHINSTANCERESPONSE']._serialized_start=1522
+  _globals['_WATCHINSTANCERESPONSE']._serialized_end=1648
+  _globals['_REPORTEXECUTIONREQUEST']._serialized_start=1651
+  _globals['_REPORTEXECUTIONREQUEST']._serialized_end=1913
+  _globals['_REPORTEXECUTIONRESPONSE']._serialized_start=1915
+  _globals['_REPORTEXECUTIONRESPONSE']._serialized_end=1984
+  _globals['_COMPLETEINSTANCEREQUEST']._serialized_start=1986
+  _globals['_COMPLETEINSTANCEREQUEST']._serialized_end=2044
+  _globals['_COMPLETEINSTANCERESPONSE']._serialized_start=2046
+  _globals['_COMPLETEINSTANCERESPONSE']._serialized_end=2122
+  _globals['_CANCELINSTANCEREQUEST']._serialized_start=2124
+  _globals['_CANCELINSTANCEREQUEST']._serialized_end=2204
+  _globals['_CANCELINSTANCERESPONSE']._serialized_start=2206
+  _globals['_CANCELINSTANCERESPONSE']._serialized_end=2280
+  _globals['_GETINSTANCEREQUEST']._serialized_start=2282
+  _globals['_GETINSTANCEREQUEST']._serialized_end=2335
+  _globals['_GETINSTANCERESPONSE']._serialized_start=2337
+  _globals['_GETINSTANCERESPONSE']._serialized_end=2408
+  _globals['_LISTINSTANCESREQUEST']._serialized_start=2411
+  _globals['_LISTINSTANCESREQUEST']._serialized_end=2571
+  _globals['_LISTINSTANCESRESPONSE']._serialized_start=2573
+  _globals['_LISTINSTANCESRESPONSE']._serialized_end=2688
+  _globals['_EXECUTIONSERVICE']._serialized_start=2805
+  _globals['_EXECUTIONSERVICE']._serialized_end=3608
 # @@protoc_insertion_point(module_scope)

@@ -62,7 +62,7 @@ class RequestDecisionRequest(_message.Message):
     def __init__(self, instance_id: _Optional[str] = ..., action: _Optional[_Union[_types_pb2.ProposedAction, _Mapping]] = ...) -> None: ...
 
 class RequestDecisionResponse(_message.Message):
-    __slots__ = ("outcome", "action_id", "action_sha256", "gate_ids", "reason", "action", "revision", "controls")
+    __slots__ = ("outcome", "action_id", "action_sha256", "gate_ids", "reason", "action", "revision", "controls", "grant_token", "grant_expire_time")
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     ACTION_ID_FIELD_NUMBER: _ClassVar[int]
     ACTION_SHA256_FIELD_NUMBER: _ClassVar[int]
@@ -71,6 +71,8 @@ class RequestDecisionResponse(_message.Message):
     ACTION_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     CONTROLS_FIELD_NUMBER: _ClassVar[int]
+    GRANT_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    GRANT_EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
     outcome: _types_pb2.Outcome
     action_id: str
     action_sha256: str
@@ -79,7 +81,23 @@ class RequestDecisionResponse(_message.Message):
     action: _types_pb2.Action
     revision: int
     controls: _types_pb2.ControlsActive
-    def __init__(self, outcome: _Optional[_Union[_types_pb2.Outcome, str]] = ..., action_id: _Optional[str] = ..., action_sha256: _Optional[str] = ..., gate_ids: _Optional[_Iterable[str]] = ..., reason: _Optional[str] = ..., action: _Optional[_Union[_types_pb2.Action, _Mapping]] = ..., revision: _Optional[int] = ..., controls: _Optional[_Union[_types_pb2.ControlsActive, _Mapping]] = ...) -> None: ...
+    grant_token: str
+    grant_expire_time: _timestamp_pb2.Timestamp
+    def __init__(self, outcome: _Optional[_Union[_types_pb2.Outcome, str]] = ..., action_id: _Optional[str] = ..., action_sha256: _Optional[str] = ..., gate_ids: _Optional[_Iterable[str]] = ..., reason: _Optional[str] = ..., action: _Optional[_Union[_types_pb2.Action, _Mapping]] = ..., revision: _Optional[int] = ..., controls: _Optional[_Union[_types_pb2.ControlsActive, _Mapping]] = ..., grant_token: _Optional[str] = ..., grant_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ConsumeGrantRequest(_message.Message):
+    __slots__ = ("action_id", "grant_token")
+    ACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    GRANT_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    action_id: str
+    grant_token: str
+    def __init__(self, action_id: _Optional[str] = ..., grant_token: _Optional[str] = ...) -> None: ...
+
+class ConsumeGrantResponse(_message.Message):
+    __slots__ = ("action",)
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    action: _types_pb2.Action
+    def __init__(self, action: _Optional[_Union[_types_pb2.Action, _Mapping]] = ...) -> None: ...
 
 class WatchInstanceRequest(_message.Message):
     __slots__ = ("instance_id", "after_revision")
@@ -106,18 +124,20 @@ class WatchInstanceResponse(_message.Message):
     def __init__(self, event: _Optional[_Union[_types_pb2.Event, _Mapping]] = ..., bookmark: _Optional[_Union[Bookmark, _Mapping]] = ...) -> None: ...
 
 class ReportExecutionRequest(_message.Message):
-    __slots__ = ("action_id", "result", "evidence_ref", "outputs", "error_message")
+    __slots__ = ("action_id", "result", "evidence_ref", "outputs", "error_message", "grant_token")
     ACTION_ID_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     EVIDENCE_REF_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    GRANT_TOKEN_FIELD_NUMBER: _ClassVar[int]
     action_id: str
     result: ExecutionResult
     evidence_ref: str
     outputs: _struct_pb2.Struct
     error_message: str
-    def __init__(self, action_id: _Optional[str] = ..., result: _Optional[_Union[ExecutionResult, str]] = ..., evidence_ref: _Optional[str] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error_message: _Optional[str] = ...) -> None: ...
+    grant_token: str
+    def __init__(self, action_id: _Optional[str] = ..., result: _Optional[_Union[ExecutionResult, str]] = ..., evidence_ref: _Optional[str] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error_message: _Optional[str] = ..., grant_token: _Optional[str] = ...) -> None: ...
 
 class ReportExecutionResponse(_message.Message):
     __slots__ = ("action",)

@@ -51,6 +51,11 @@ class ExecutionServiceStub:
                 request_serializer=signoff_dot_v1_dot_execution__service__pb2.WatchInstanceRequest.SerializeToString,
                 response_deserializer=signoff_dot_v1_dot_execution__service__pb2.WatchInstanceResponse.FromString,
                 _registered_method=True)
+        self.ConsumeGrant = channel.unary_unary(
+                '/signoff.v1.ExecutionService/ConsumeGrant',
+                request_serializer=signoff_dot_v1_dot_execution__service__pb2.ConsumeGrantRequest.SerializeToString,
+                response_deserializer=signoff_dot_v1_dot_execution__service__pb2.ConsumeGrantResponse.FromString,
+                _registered_method=True)
         self.ReportExecution = channel.unary_unary(
                 '/signoff.v1.ExecutionService/ReportExecution',
                 request_serializer=signoff_dot_v1_dot_execution__service__pb2.ReportExecutionRequest.SerializeToString,
@@ -114,9 +119,21 @@ class ExecutionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ConsumeGrant(self, request, context):
+        """Consumes the grant of an APPROVED action right before executing it: the
+        action becomes EXECUTING and the grant is spent. A second consumption fails
+        with FAILED_PRECONDITION, reason ALREADY_EXECUTED; an expired grant with
+        GRANT_EXPIRED; a wrong token with PERMISSION_DENIED, INVALID_GRANT; the
+        grant of a cancelled instance's action with ACTION_NOT_APPROVED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ReportExecution(self, request, context):
-        """Reports the execution of an APPROVED action (EXECUTED or FAILED).
-        Fails with FAILED_PRECONDITION for an action that is not approved.
+        """Reports the execution of an action (EXECUTED or FAILED): an EXECUTING one,
+        or an APPROVED one with its grant_token (which consumes the grant). Fails
+        with FAILED_PRECONDITION for an action that is not approved.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -170,6 +187,11 @@ def add_ExecutionServiceServicer_to_server(servicer, server):
                     servicer.WatchInstance,
                     request_deserializer=signoff_dot_v1_dot_execution__service__pb2.WatchInstanceRequest.FromString,
                     response_serializer=signoff_dot_v1_dot_execution__service__pb2.WatchInstanceResponse.SerializeToString,
+            ),
+            'ConsumeGrant': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConsumeGrant,
+                    request_deserializer=signoff_dot_v1_dot_execution__service__pb2.ConsumeGrantRequest.FromString,
+                    response_serializer=signoff_dot_v1_dot_execution__service__pb2.ConsumeGrantResponse.SerializeToString,
             ),
             'ReportExecution': grpc.unary_unary_rpc_method_handler(
                     servicer.ReportExecution,
@@ -280,6 +302,33 @@ class ExecutionService:
             '/signoff.v1.ExecutionService/WatchInstance',
             signoff_dot_v1_dot_execution__service__pb2.WatchInstanceRequest.SerializeToString,
             signoff_dot_v1_dot_execution__service__pb2.WatchInstanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConsumeGrant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signoff.v1.ExecutionService/ConsumeGrant',
+            signoff_dot_v1_dot_execution__service__pb2.ConsumeGrantRequest.SerializeToString,
+            signoff_dot_v1_dot_execution__service__pb2.ConsumeGrantResponse.FromString,
             options,
             channel_credentials,
             insecure,

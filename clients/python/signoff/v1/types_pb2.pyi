@@ -84,6 +84,7 @@ class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_TYPE_ACTION_ESCALATED: _ClassVar[EventType]
     EVENT_TYPE_ACTION_EXPIRED: _ClassVar[EventType]
     EVENT_TYPE_ACTION_REMINDER: _ClassVar[EventType]
+    EVENT_TYPE_ACTION_EXECUTING: _ClassVar[EventType]
 
 class DecisionStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -142,6 +143,7 @@ EVENT_TYPE_ACTION_VOTED: EventType
 EVENT_TYPE_ACTION_ESCALATED: EventType
 EVENT_TYPE_ACTION_EXPIRED: EventType
 EVENT_TYPE_ACTION_REMINDER: EventType
+EVENT_TYPE_ACTION_EXECUTING: EventType
 DECISION_STATUS_UNSPECIFIED: DecisionStatus
 DECISION_STATUS_DECIDED: DecisionStatus
 DECISION_STATUS_ESCALATED: DecisionStatus

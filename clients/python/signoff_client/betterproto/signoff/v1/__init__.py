@@ -17,6 +17,8 @@ __all__ = (
     "CancelInstanceResponse",
     "CompleteInstanceRequest",
     "CompleteInstanceResponse",
+    "ConsumeGrantRequest",
+    "ConsumeGrantResponse",
     "ControlsActive",
     "DecisionRecord",
     "DecisionStatus",
@@ -313,6 +315,11 @@ class EventType(betterproto2.Enum):
     A gate still waits; a reminder for its approvers.
     """
 
+    ACTION_EXECUTING = 12
+    """
+    The agent consumed the action's grant and is executing it.
+    """
+
     @classmethod
     def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
         return {
@@ -328,6 +335,7 @@ class EventType(betterproto2.Enum):
             9: "EVENT_TYPE_ACTION_ESCALATED",
             10: "EVENT_TYPE_ACTION_EXPIRED",
             11: "EVENT_TYPE_ACTION_REMINDER",
+            12: "EVENT_TYPE_ACTION_EXECUTING",
         }
 
     @classmethod
@@ -345,6 +353,7 @@ class EventType(betterproto2.Enum):
             "EVENT_TYPE_ACTION_ESCALATED": 9,
             "EVENT_TYPE_ACTION_EXPIRED": 10,
             "EVENT_TYPE_ACTION_REMINDER": 11,
+            "EVENT_TYPE_ACTION_EXECUTING": 12,
         }
 
 
@@ -851,6 +860,33 @@ class CompleteInstanceResponse(betterproto2.Message):
 default_message_pool.register_message(
     "signoff.v1", "CompleteInstanceResponse", CompleteInstanceResponse
 )
+
+
+@dataclass(eq=False, repr=False)
+class ConsumeGrantRequest(betterproto2.Message):
+    action_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Required.
+    """
+
+    grant_token: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Required: the grant_token RequestDecision returned.
+    """
+
+
+default_message_pool.register_message("signoff.v1", "ConsumeGrantRequest", ConsumeGrantRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ConsumeGrantResponse(betterproto2.Message):
+    action: "Action | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The action, now EXECUTING, with the exact params to execute.
+    """
+
+
+default_message_pool.register_message("signoff.v1", "ConsumeGrantResponse", ConsumeGrantResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -1671,6 +1707,11 @@ class ReportExecutionRequest(betterproto2.Message):
 
     error_message: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
 
+    grant_token: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    """
+    Required while the action is APPROVED (not yet consumed by ConsumeGrant).
+    """
+
 
 default_message_pool.register_message(
     "signoff.v1", "ReportExecutionRequest", ReportExecutionRequest
@@ -1746,6 +1787,17 @@ class RequestDecisionResponse(betterproto2.Message):
     """
     The policy's decision: bundle, matched rules and controls.
     """
+
+    grant_token: "str" = betterproto2.field(9, betterproto2.TYPE_STRING)
+    """
+    On APPROVED: the single-use grant to execute this action, bound to its
+    action_sha256 and valid until grant_expire_time. Asking again (same
+    tool_call_id) issues a fresh token with the same expiry and voids the old.
+    """
+
+    grant_expire_time: "datetime.datetime | None" = betterproto2.field(
+        10, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
+    )
 
 
 default_message_pool.register_message(
@@ -2221,10 +2273,26 @@ class ExecutionServiceStub:
             WatchInstanceResponse.FromString,
         )(message)
 
+    def consume_grant(self, message: "ConsumeGrantRequest") -> "ConsumeGrantResponse":
+        """
+        Consumes the grant of an APPROVED action right before executing it: the
+        action becomes EXECUTING and the grant is spent. A second consumption fails
+        with FAILED_PRECONDITION, reason ALREADY_EXECUTED; an expired grant with
+        GRANT_EXPIRED; a wrong token with PERMISSION_DENIED, INVALID_GRANT; the
+        grant of a cancelled instance's action with ACTION_NOT_APPROVED.
+        """
+
+        return self._channel.unary_unary(
+            "/signoff.v1.ExecutionService/ConsumeGrant",
+            ConsumeGrantRequest.SerializeToString,
+            ConsumeGrantResponse.FromString,
+        )(message)
+
     def report_execution(self, message: "ReportExecutionRequest") -> "ReportExecutionResponse":
         """
-        Reports the execution of an APPROVED action (EXECUTED or FAILED).
-        Fails with FAILED_PRECONDITION for an action that is not approved.
+        Reports the execution of an action (EXECUTED or FAILED): an EXECUTING one,
+        or an APPROVED one with its grant_token (which consumes the grant). Fails
+        with FAILED_PRECONDITION for an action that is not approved.
         """
 
         return self._channel.unary_unary(
@@ -2361,6 +2429,31 @@ class ExecutionServiceAsyncStub(betterproto2_grpclib.ServiceStub):
         ):
             yield response
 
+    async def consume_grant(
+        self,
+        message: "ConsumeGrantRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "ConsumeGrantResponse":
+        """
+        Consumes the grant of an APPROVED action right before executing it: the
+        action becomes EXECUTING and the grant is spent. A second consumption fails
+        with FAILED_PRECONDITION, reason ALREADY_EXECUTED; an expired grant with
+        GRANT_EXPIRED; a wrong token with PERMISSION_DENIED, INVALID_GRANT; the
+        grant of a cancelled instance's action with ACTION_NOT_APPROVED.
+        """
+
+        return await self._unary_unary(
+            "/signoff.v1.ExecutionService/ConsumeGrant",
+            message,
+            ConsumeGrantResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
     async def report_execution(
         self,
         message: "ReportExecutionRequest",
@@ -2370,8 +2463,9 @@ class ExecutionServiceAsyncStub(betterproto2_grpclib.ServiceStub):
         metadata: "MetadataLike | None" = None,
     ) -> "ReportExecutionResponse":
         """
-        Reports the execution of an APPROVED action (EXECUTED or FAILED).
-        Fails with FAILED_PRECONDITION for an action that is not approved.
+        Reports the execution of an action (EXECUTED or FAILED): an EXECUTING one,
+        or an APPROVED one with its grant_token (which consumes the grant). Fails
+        with FAILED_PRECONDITION for an action that is not approved.
         """
 
         return await self._unary_unary(

@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file signoff/v1/execution_service.proto.
  */
 export const file_signoff_v1_execution_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJzaWdub2ZmL3YxL2V4ZWN1dGlvbl9zZXJ2aWNlLnByb3RvEgpzaWdub2ZmLnYxIsMCChJJbnZva2VBZ2VudFJlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEhEKCXRlbmFudF9pZBgDIAEoCRIeCgR1c2VyGAQgASgLMhAuc2lnbm9mZi52MS5Vc2VyEiAKBWFnZW50GAUgASgLMhEuc2lnbm9mZi52MS5BZ2VudBITCgt3b3JrZmxvd19pZBgGIAEoCRIYChB3b3JrZmxvd192ZXJzaW9uGAcgASgJEhkKEWNvbnRleHRfcGFja19yZWZzGAggAygJEiAKBWlucHV0GAkgASgLMhEuc2lnbm9mZi52MS5JbnB1dBIeCgRtb2RlGAogASgOMhAuc2lnbm9mZi52MS5Nb2RlEiQKB3J1bnRpbWUYCyABKAsyEy5zaWdub2ZmLnYxLlJ1bnRpbWUiPQoTSW52b2tlQWdlbnRSZXNwb25zZRImCghpbnN0YW5jZRgBIAEoCzIULnNpZ25vZmYudjEuSW5zdGFuY2UiWQoWUmVxdWVzdERlY2lzaW9uUmVxdWVzdBITCgtpbnN0YW5jZV9pZBgBIAEoCRIqCgZhY3Rpb24YAiABKAsyGi5zaWdub2ZmLnYxLlByb3Bvc2VkQWN0aW9uIu8BChdSZXF1ZXN0RGVjaXNpb25SZXNwb25zZRIkCgdvdXRjb21lGAEgASgOMhMuc2lnbm9mZi52MS5PdXRjb21lEhEKCWFjdGlvbl9pZBgCIAEoCRIVCg1hY3Rpb25fc2hhMjU2GAMgASgJEhAKCGdhdGVfaWRzGAQgAygJEg4KBnJlYXNvbhgFIAEoCRIiCgZhY3Rpb24YBiABKAsyEi5zaWdub2ZmLnYxLkFjdGlvbhIQCghyZXZpc2lvbhgHIAEoAxIsCghjb250cm9scxgIIAEoCzIaLnNpZ25vZmYudjEuQ29udHJvbHNBY3RpdmUiQwoUV2F0Y2hJbnN0YW5jZVJlcXVlc3QSEwoLaW5zdGFuY2VfaWQYASABKAkSFgoOYWZ0ZXJfcmV2aXNpb24YAiABKAMiRgoIQm9va21hcmsSEAoIcmV2aXNpb24YASABKAMSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAibQoVV2F0Y2hJbnN0YW5jZVJlc3BvbnNlEiIKBWV2ZW50GAEgASgLMhEuc2lnbm9mZi52MS5FdmVudEgAEigKCGJvb2ttYXJrGAIgASgLMhQuc2lnbm9mZi52MS5Cb29rbWFya0gAQgYKBGtpbmQirwEKFlJlcG9ydEV4ZWN1dGlvblJlcXVlc3QSEQoJYWN0aW9uX2lkGAEgASgJEisKBnJlc3VsdBgCIAEoDjIbLnNpZ25vZmYudjEuRXhlY3V0aW9uUmVzdWx0EhQKDGV2aWRlbmNlX3JlZhgDIAEoCRIoCgdvdXRwdXRzGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIVCg1lcnJvcl9tZXNzYWdlGAUgASgJIj0KF1JlcG9ydEV4ZWN1dGlvblJlc3BvbnNlEiIKBmFjdGlvbhgBIAEoCzISLnNpZ25vZmYudjEuQWN0aW9uIi4KF0NvbXBsZXRlSW5zdGFuY2VSZXF1ZXN0EhMKC2luc3RhbmNlX2lkGAEgASgJIkIKGENvbXBsZXRlSW5zdGFuY2VSZXNwb25zZRImCghpbnN0YW5jZRgBIAEoCzIULnNpZ25vZmYudjEuSW5zdGFuY2UiPAoVQ2FuY2VsSW5zdGFuY2VSZXF1ZXN0EhMKC2luc3RhbmNlX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSJAChZDYW5jZWxJbnN0YW5jZVJlc3BvbnNlEiYKCGluc3RhbmNlGAEgASgLMhQuc2lnbm9mZi52MS5JbnN0YW5jZSIpChJHZXRJbnN0YW5jZVJlcXVlc3QSEwoLaW5zdGFuY2VfaWQYASABKAkiPQoTR2V0SW5zdGFuY2VSZXNwb25zZRImCghpbnN0YW5jZRgBIAEoCzIULnNpZ25vZmYudjEuSW5zdGFuY2UiegoUTGlzdEluc3RhbmNlc1JlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEigKBXN0YXRlGAIgASgOMhkuc2lnbm9mZi52MS5JbnN0YW5jZVN0YXRlEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJIlkKFUxpc3RJbnN0YW5jZXNSZXNwb25zZRInCglpbnN0YW5jZXMYASADKAsyFC5zaWdub2ZmLnYxLkluc3RhbmNlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSpwCg9FeGVjdXRpb25SZXN1bHQSIAocRVhFQ1VUSU9OX1JFU1VMVF9VTlNQRUNJRklFRBAAEh4KGkVYRUNVVElPTl9SRVNVTFRfU1VDQ0VFREVEEAESGwoXRVhFQ1VUSU9OX1JFU1VMVF9GQUlMRUQQAjLQBQoQRXhlY3V0aW9uU2VydmljZRJOCgtJbnZva2VBZ2VudBIeLnNpZ25vZmYudjEuSW52b2tlQWdlbnRSZXF1ZXN0Gh8uc2lnbm9mZi52MS5JbnZva2VBZ2VudFJlc3BvbnNlEloKD1JlcXVlc3REZWNpc2lvbhIiLnNpZ25vZmYudjEuUmVxdWVzdERlY2lzaW9uUmVxdWVzdBojLnNpZ25vZmYudjEuUmVxdWVzdERlY2lzaW9uUmVzcG9uc2USVgoNV2F0Y2hJbnN0YW5jZRIgLnNpZ25vZmYudjEuV2F0Y2hJbnN0YW5jZVJlcXVlc3QaIS5zaWdub2ZmLnYxLldhdGNoSW5zdGFuY2VSZXNwb25zZTABEloKD1JlcG9ydEV4ZWN1dGlvbhIiLnNpZ25vZmYudjEuUmVwb3J0RXhlY3V0aW9uUmVxdWVzdBojLnNpZ25vZmYudjEuUmVwb3J0RXhlY3V0aW9uUmVzcG9uc2USXQoQQ29tcGxldGVJbnN0YW5jZRIjLnNpZ25vZmYudjEuQ29tcGxldGVJbnN0YW5jZVJlcXVlc3QaJC5zaWdub2ZmLnYxLkNvbXBsZXRlSW5zdGFuY2VSZXNwb25zZRJXCg5DYW5jZWxJbnN0YW5jZRIhLnNpZ25vZmYudjEuQ2FuY2VsSW5zdGFuY2VSZXF1ZXN0GiIuc2lnbm9mZi52MS5DYW5jZWxJbnN0YW5jZVJlc3BvbnNlEk4KC0dldEluc3RhbmNlEh4uc2lnbm9mZi52MS5HZXRJbnN0YW5jZVJlcXVlc3QaHy5zaWdub2ZmLnYxLkdldEluc3RhbmNlUmVzcG9uc2USVAoNTGlzdEluc3RhbmNlcxIgLnNpZ25vZmYudjEuTGlzdEluc3RhbmNlc1JlcXVlc3QaIS5zaWdub2ZmLnYxLkxpc3RJbnN0YW5jZXNSZXNwb25zZUIpWidzaWdub2ZmL2NsaWVudHMvZ28vc2lnbm9mZi92MTtzaWdub2ZmdjFiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_signoff_v1_types]);
+  fileDesc("CiJzaWdub2ZmL3YxL2V4ZWN1dGlvbl9zZXJ2aWNlLnByb3RvEgpzaWdub2ZmLnYxIsMCChJJbnZva2VBZ2VudFJlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEhEKCXRlbmFudF9pZBgDIAEoCRIeCgR1c2VyGAQgASgLMhAuc2lnbm9mZi52MS5Vc2VyEiAKBWFnZW50GAUgASgLMhEuc2lnbm9mZi52MS5BZ2VudBITCgt3b3JrZmxvd19pZBgGIAEoCRIYChB3b3JrZmxvd192ZXJzaW9uGAcgASgJEhkKEWNvbnRleHRfcGFja19yZWZzGAggAygJEiAKBWlucHV0GAkgASgLMhEuc2lnbm9mZi52MS5JbnB1dBIeCgRtb2RlGAogASgOMhAuc2lnbm9mZi52MS5Nb2RlEiQKB3J1bnRpbWUYCyABKAsyEy5zaWdub2ZmLnYxLlJ1bnRpbWUiPQoTSW52b2tlQWdlbnRSZXNwb25zZRImCghpbnN0YW5jZRgBIAEoCzIULnNpZ25vZmYudjEuSW5zdGFuY2UiWQoWUmVxdWVzdERlY2lzaW9uUmVxdWVzdBITCgtpbnN0YW5jZV9pZBgBIAEoCRIqCgZhY3Rpb24YAiABKAsyGi5zaWdub2ZmLnYxLlByb3Bvc2VkQWN0aW9uIrsCChdSZXF1ZXN0RGVjaXNpb25SZXNwb25zZRIkCgdvdXRjb21lGAEgASgOMhMuc2lnbm9mZi52MS5PdXRjb21lEhEKCWFjdGlvbl9pZBgCIAEoCRIVCg1hY3Rpb25fc2hhMjU2GAMgASgJEhAKCGdhdGVfaWRzGAQgAygJEg4KBnJlYXNvbhgFIAEoCRIiCgZhY3Rpb24YBiABKAsyEi5zaWdub2ZmLnYxLkFjdGlvbhIQCghyZXZpc2lvbhgHIAEoAxIsCghjb250cm9scxgIIAEoCzIaLnNpZ25vZmYudjEuQ29udHJvbHNBY3RpdmUSEwoLZ3JhbnRfdG9rZW4YCSABKAkSNQoRZ3JhbnRfZXhwaXJlX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIj0KE0NvbnN1bWVHcmFudFJlcXVlc3QSEQoJYWN0aW9uX2lkGAEgASgJEhMKC2dyYW50X3Rva2VuGAIgASgJIjoKFENvbnN1bWVHcmFudFJlc3BvbnNlEiIKBmFjdGlvbhgBIAEoCzISLnNpZ25vZmYudjEuQWN0aW9uIkMKFFdhdGNoSW5zdGFuY2VSZXF1ZXN0EhMKC2luc3RhbmNlX2lkGAEgASgJEhYKDmFmdGVyX3JldmlzaW9uGAIgASgDIkYKCEJvb2ttYXJrEhAKCHJldmlzaW9uGAEgASgDEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIm0KFVdhdGNoSW5zdGFuY2VSZXNwb25zZRIiCgVldmVudBgBIAEoCzIRLnNpZ25vZmYudjEuRXZlbnRIABIoCghib29rbWFyaxgCIAEoCzIULnNpZ25vZmYudjEuQm9va21hcmtIAEIGCgRraW5kIsQBChZSZXBvcnRFeGVjdXRpb25SZXF1ZXN0EhEKCWFjdGlvbl9pZBgBIAEoCRIrCgZyZXN1bHQYAiABKA4yGy5zaWdub2ZmLnYxLkV4ZWN1dGlvblJlc3VsdBIUCgxldmlkZW5jZV9yZWYYAyABKAkSKAoHb3V0cHV0cxgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFQoNZXJyb3JfbWVzc2FnZRgFIAEoCRITCgtncmFudF90b2tlbhgGIAEoCSI9ChdSZXBvcnRFeGVjdXRpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5zaWdub2ZmLnYxLkFjdGlvbiIuChdDb21wbGV0ZUluc3RhbmNlUmVxdWVzdBITCgtpbnN0YW5jZV9pZBgBIAEoCSJCChhDb21wbGV0ZUluc3RhbmNlUmVzcG9uc2USJgoIaW5zdGFuY2UYASABKAsyFC5zaWdub2ZmLnYxLkluc3RhbmNlIjwKFUNhbmNlbEluc3RhbmNlUmVxdWVzdBITCgtpbnN0YW5jZV9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiQAoWQ2FuY2VsSW5zdGFuY2VSZXNwb25zZRImCghpbnN0YW5jZRgBIAEoCzIULnNpZ25vZmYudjEuSW5zdGFuY2UiKQoSR2V0SW5zdGFuY2VSZXF1ZXN0EhMKC2luc3RhbmNlX2lkGAEgASgJIj0KE0dldEluc3RhbmNlUmVzcG9uc2USJgoIaW5zdGFuY2UYASABKAsyFC5zaWdub2ZmLnYxLkluc3RhbmNlInoKFExpc3RJbnN0YW5jZXNSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRIoCgVzdGF0ZRgCIAEoDjIZLnNpZ25vZmYudjEuSW5zdGFuY2VTdGF0ZRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSJZChVMaXN0SW5zdGFuY2VzUmVzcG9uc2USJwoJaW5zdGFuY2VzGAEgAygLMhQuc2lnbm9mZi52MS5JbnN0YW5jZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkqcAoPRXhlY3V0aW9uUmVzdWx0EiAKHEVYRUNVVElPTl9SRVNVTFRfVU5TUEVDSUZJRUQQABIeChpFWEVDVVRJT05fUkVTVUxUX1NVQ0NFRURFRBABEhsKF0VYRUNVVElPTl9SRVNVTFRfRkFJTEVEEAIyowYKEEV4ZWN1dGlvblNlcnZpY2USTgoLSW52b2tlQWdlbnQSHi5zaWdub2ZmLnYxLkludm9rZUFnZW50UmVxdWVzdBofLnNpZ25vZmYudjEuSW52b2tlQWdlbnRSZXNwb25zZRJaCg9SZXF1ZXN0RGVjaXNpb24SIi5zaWdub2ZmLnYxLlJlcXVlc3REZWNpc2lvblJlcXVlc3QaIy5zaWdub2ZmLnYxLlJlcXVlc3REZWNpc2lvblJlc3BvbnNlElYKDVdhdGNoSW5zdGFuY2USIC5zaWdub2ZmLnYxLldhdGNoSW5zdGFuY2VSZXF1ZXN0GiEuc2lnbm9mZi52MS5XYXRjaEluc3RhbmNlUmVzcG9uc2UwARJRCgxDb25zdW1lR3JhbnQSHy5zaWdub2ZmLnYxLkNvbnN1bWVHcmFudFJlcXVlc3QaIC5zaWdub2ZmLnYxLkNvbnN1bWVHcmFudFJlc3BvbnNlEloKD1JlcG9ydEV4ZWN1dGlvbhIiLnNpZ25vZmYudjEuUmVwb3J0RXhlY3V0aW9uUmVxdWVzdBojLnNpZ25vZmYudjEuUmVwb3J0RXhlY3V0aW9uUmVzcG9uc2USXQoQQ29tcGxldGVJbnN0YW5jZRIjLnNpZ25vZmYudjEuQ29tcGxldGVJbnN0YW5jZVJlcXVlc3QaJC5zaWdub2ZmLnYxLkNvbXBsZXRlSW5zdGFuY2VSZXNwb25zZRJXCg5DYW5jZWxJbnN0YW5jZRIhLnNpZ25vZmYudjEuQ2FuY2VsSW5zdGFuY2VSZXF1ZXN0GiIuc2lnbm9mZi52MS5DYW5jZWxJbnN0YW5jZVJlc3BvbnNlEk4KC0dldEluc3RhbmNlEh4uc2lnbm9mZi52MS5HZXRJbnN0YW5jZVJlcXVlc3QaHy5zaWdub2ZmLnYxLkdldEluc3RhbmNlUmVzcG9uc2USVAoNTGlzdEluc3RhbmNlcxIgLnNpZ25vZmYudjEuTGlzdEluc3RhbmNlc1JlcXVlc3QaIS5zaWdub2ZmLnYxLkxpc3RJbnN0YW5jZXNSZXNwb25zZUIpWidzaWdub2ZmL2NsaWVudHMvZ28vc2lnbm9mZi92MTtzaWdub2ZmdjFiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_signoff_v1_types]);
 
 /**
  * The request envelope: who acts, for whom, on what, within which budget.
@@ -191,6 +191,20 @@ export type RequestDecisionResponse = Message<"signoff.v1.RequestDecisionRespons
    * @generated from field: signoff.v1.ControlsActive controls = 8;
    */
   controls?: ControlsActive | undefined;
+
+  /**
+   * On APPROVED: the single-use grant to execute this action, bound to its
+   * action_sha256 and valid until grant_expire_time. Asking again (same
+   * tool_call_id) issues a fresh token with the same expiry and voids the old.
+   *
+   * @generated from field: string grant_token = 9;
+   */
+  grantToken: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp grant_expire_time = 10;
+   */
+  grantExpireTime?: Timestamp | undefined;
 };
 
 /**
@@ -199,6 +213,51 @@ export type RequestDecisionResponse = Message<"signoff.v1.RequestDecisionRespons
  */
 export const RequestDecisionResponseSchema: GenMessage<RequestDecisionResponse> = /*@__PURE__*/
   messageDesc(file_signoff_v1_execution_service, 3);
+
+/**
+ * @generated from message signoff.v1.ConsumeGrantRequest
+ */
+export type ConsumeGrantRequest = Message<"signoff.v1.ConsumeGrantRequest"> & {
+  /**
+   * Required.
+   *
+   * @generated from field: string action_id = 1;
+   */
+  actionId: string;
+
+  /**
+   * Required: the grant_token RequestDecision returned.
+   *
+   * @generated from field: string grant_token = 2;
+   */
+  grantToken: string;
+};
+
+/**
+ * Describes the message signoff.v1.ConsumeGrantRequest.
+ * Use `create(ConsumeGrantRequestSchema)` to create a new message.
+ */
+export const ConsumeGrantRequestSchema: GenMessage<ConsumeGrantRequest> = /*@__PURE__*/
+  messageDesc(file_signoff_v1_execution_service, 4);
+
+/**
+ * @generated from message signoff.v1.ConsumeGrantResponse
+ */
+export type ConsumeGrantResponse = Message<"signoff.v1.ConsumeGrantResponse"> & {
+  /**
+   * The action, now EXECUTING, with the exact params to execute.
+   *
+   * @generated from field: signoff.v1.Action action = 1;
+   */
+  action?: Action | undefined;
+};
+
+/**
+ * Describes the message signoff.v1.ConsumeGrantResponse.
+ * Use `create(ConsumeGrantResponseSchema)` to create a new message.
+ */
+export const ConsumeGrantResponseSchema: GenMessage<ConsumeGrantResponse> = /*@__PURE__*/
+  messageDesc(file_signoff_v1_execution_service, 5);
 
 /**
  * @generated from message signoff.v1.WatchInstanceRequest
@@ -224,7 +283,7 @@ export type WatchInstanceRequest = Message<"signoff.v1.WatchInstanceRequest"> & 
  * Use `create(WatchInstanceRequestSchema)` to create a new message.
  */
 export const WatchInstanceRequestSchema: GenMessage<WatchInstanceRequest> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 4);
+  messageDesc(file_signoff_v1_execution_service, 6);
 
 /**
  * Sent on idle streams: the instance has no event newer than revision.
@@ -248,7 +307,7 @@ export type Bookmark = Message<"signoff.v1.Bookmark"> & {
  * Use `create(BookmarkSchema)` to create a new message.
  */
 export const BookmarkSchema: GenMessage<Bookmark> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 5);
+  messageDesc(file_signoff_v1_execution_service, 7);
 
 /**
  * @generated from message signoff.v1.WatchInstanceResponse
@@ -277,7 +336,7 @@ export type WatchInstanceResponse = Message<"signoff.v1.WatchInstanceResponse"> 
  * Use `create(WatchInstanceResponseSchema)` to create a new message.
  */
 export const WatchInstanceResponseSchema: GenMessage<WatchInstanceResponse> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 6);
+  messageDesc(file_signoff_v1_execution_service, 8);
 
 /**
  * @generated from message signoff.v1.ReportExecutionRequest
@@ -315,6 +374,13 @@ export type ReportExecutionRequest = Message<"signoff.v1.ReportExecutionRequest"
    * @generated from field: string error_message = 5;
    */
   errorMessage: string;
+
+  /**
+   * Required while the action is APPROVED (not yet consumed by ConsumeGrant).
+   *
+   * @generated from field: string grant_token = 6;
+   */
+  grantToken: string;
 };
 
 /**
@@ -322,7 +388,7 @@ export type ReportExecutionRequest = Message<"signoff.v1.ReportExecutionRequest"
  * Use `create(ReportExecutionRequestSchema)` to create a new message.
  */
 export const ReportExecutionRequestSchema: GenMessage<ReportExecutionRequest> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 7);
+  messageDesc(file_signoff_v1_execution_service, 9);
 
 /**
  * @generated from message signoff.v1.ReportExecutionResponse
@@ -339,7 +405,7 @@ export type ReportExecutionResponse = Message<"signoff.v1.ReportExecutionRespons
  * Use `create(ReportExecutionResponseSchema)` to create a new message.
  */
 export const ReportExecutionResponseSchema: GenMessage<ReportExecutionResponse> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 8);
+  messageDesc(file_signoff_v1_execution_service, 10);
 
 /**
  * @generated from message signoff.v1.CompleteInstanceRequest
@@ -358,7 +424,7 @@ export type CompleteInstanceRequest = Message<"signoff.v1.CompleteInstanceReques
  * Use `create(CompleteInstanceRequestSchema)` to create a new message.
  */
 export const CompleteInstanceRequestSchema: GenMessage<CompleteInstanceRequest> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 9);
+  messageDesc(file_signoff_v1_execution_service, 11);
 
 /**
  * @generated from message signoff.v1.CompleteInstanceResponse
@@ -375,7 +441,7 @@ export type CompleteInstanceResponse = Message<"signoff.v1.CompleteInstanceRespo
  * Use `create(CompleteInstanceResponseSchema)` to create a new message.
  */
 export const CompleteInstanceResponseSchema: GenMessage<CompleteInstanceResponse> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 10);
+  messageDesc(file_signoff_v1_execution_service, 12);
 
 /**
  * @generated from message signoff.v1.CancelInstanceRequest
@@ -399,7 +465,7 @@ export type CancelInstanceRequest = Message<"signoff.v1.CancelInstanceRequest"> 
  * Use `create(CancelInstanceRequestSchema)` to create a new message.
  */
 export const CancelInstanceRequestSchema: GenMessage<CancelInstanceRequest> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 11);
+  messageDesc(file_signoff_v1_execution_service, 13);
 
 /**
  * @generated from message signoff.v1.CancelInstanceResponse
@@ -416,7 +482,7 @@ export type CancelInstanceResponse = Message<"signoff.v1.CancelInstanceResponse"
  * Use `create(CancelInstanceResponseSchema)` to create a new message.
  */
 export const CancelInstanceResponseSchema: GenMessage<CancelInstanceResponse> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 12);
+  messageDesc(file_signoff_v1_execution_service, 14);
 
 /**
  * @generated from message signoff.v1.GetInstanceRequest
@@ -435,7 +501,7 @@ export type GetInstanceRequest = Message<"signoff.v1.GetInstanceRequest"> & {
  * Use `create(GetInstanceRequestSchema)` to create a new message.
  */
 export const GetInstanceRequestSchema: GenMessage<GetInstanceRequest> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 13);
+  messageDesc(file_signoff_v1_execution_service, 15);
 
 /**
  * @generated from message signoff.v1.GetInstanceResponse
@@ -452,7 +518,7 @@ export type GetInstanceResponse = Message<"signoff.v1.GetInstanceResponse"> & {
  * Use `create(GetInstanceResponseSchema)` to create a new message.
  */
 export const GetInstanceResponseSchema: GenMessage<GetInstanceResponse> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 14);
+  messageDesc(file_signoff_v1_execution_service, 16);
 
 /**
  * @generated from message signoff.v1.ListInstancesRequest
@@ -490,7 +556,7 @@ export type ListInstancesRequest = Message<"signoff.v1.ListInstancesRequest"> & 
  * Use `create(ListInstancesRequestSchema)` to create a new message.
  */
 export const ListInstancesRequestSchema: GenMessage<ListInstancesRequest> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 15);
+  messageDesc(file_signoff_v1_execution_service, 17);
 
 /**
  * @generated from message signoff.v1.ListInstancesResponse
@@ -514,7 +580,7 @@ export type ListInstancesResponse = Message<"signoff.v1.ListInstancesResponse"> 
  * Use `create(ListInstancesResponseSchema)` to create a new message.
  */
 export const ListInstancesResponseSchema: GenMessage<ListInstancesResponse> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 16);
+  messageDesc(file_signoff_v1_execution_service, 18);
 
 /**
  * What happened when the agent executed an approved action.
@@ -592,8 +658,23 @@ export const ExecutionService: GenService<{
     output: typeof WatchInstanceResponseSchema;
   },
   /**
-   * Reports the execution of an APPROVED action (EXECUTED or FAILED).
-   * Fails with FAILED_PRECONDITION for an action that is not approved.
+   * Consumes the grant of an APPROVED action right before executing it: the
+   * action becomes EXECUTING and the grant is spent. A second consumption fails
+   * with FAILED_PRECONDITION, reason ALREADY_EXECUTED; an expired grant with
+   * GRANT_EXPIRED; a wrong token with PERMISSION_DENIED, INVALID_GRANT; the
+   * grant of a cancelled instance's action with ACTION_NOT_APPROVED.
+   *
+   * @generated from rpc signoff.v1.ExecutionService.ConsumeGrant
+   */
+  consumeGrant: {
+    methodKind: "unary";
+    input: typeof ConsumeGrantRequestSchema;
+    output: typeof ConsumeGrantResponseSchema;
+  },
+  /**
+   * Reports the execution of an action (EXECUTED or FAILED): an EXECUTING one,
+   * or an APPROVED one with its grant_token (which consumes the grant). Fails
+   * with FAILED_PRECONDITION for an action that is not approved.
    *
    * @generated from rpc signoff.v1.ExecutionService.ReportExecution
    */
