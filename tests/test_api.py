@@ -371,10 +371,13 @@ def test_report_execution_attaches_the_result_to_the_record(stubs: Stubs) -> Non
     instance = invoke(stubs)
     waiting = request(stubs, instance.instance_id, refund_action())
     record_id = decide(stubs, waiting.action_id).record.record_id
+    approved = request(stubs, instance.instance_id, refund_action())  # the agent asks again
+    assert approved.outcome == pb.OUTCOME_APPROVED and approved.grant_token.startswith("grt_")
     report = execution_pb.ReportExecutionRequest(
         action_id=waiting.action_id,
         result=execution_pb.EXECUTION_RESULT_SUCCEEDED,
         evidence_ref="tool:adp_payments.issue_refund:tc_121",
+        grant_token=approved.grant_token,
     )
     report.outputs.update(
         {"refund_amount_inr": 4200, "currency": "INR", "transaction_id": "txn_q9"}
@@ -391,11 +394,12 @@ def test_report_execution_attaches_the_result_to_the_record(stubs: Stubs) -> Non
     assert json_format.MessageToDict(record.outputs)["transaction_id"] == "txn_q9"
     assert list(record.evidence_refs)[-1] == "tool:adp_payments.issue_refund:tc_121"
     failed = execution_pb.ReportExecutionRequest(
-        action_id=waiting.action_id, result=execution_pb.EXECUTION_RESULT_FAILED
+        action_id=waiting.action_id,
+        result=execution_pb.EXECUTION_RESULT_FAILED,
+        grant_token=approved.grant_token,
     )
-    assert (
-        rpc_error(stubs.execution.ReportExecution, failed).code()
-        == grpc.StatusCode.FAILED_PRECONDITION
+    assert error_info(rpc_error(stubs.execution.ReportExecution, failed)).reason == (
+        "ALREADY_EXECUTED"
     )
 
 
@@ -458,13 +462,10 @@ def test_cancel_instance_cancels_what_waits_and_revokes_approvals(stubs: Stubs) 
     late_vote = rpc_error(decide, stubs, waiting.action_id)
     assert late_vote.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert error_info(late_vote).reason == "ACTION_NOT_WAITING"
-    report = execution_pb.ReportExecutionRequest(
-        action_id=approved.action_id, result=execution_pb.EXECUTION_RESULT_SUCCEEDED
+    revoked = execution_pb.ConsumeGrantRequest(
+        action_id=approved.action_id, grant_token=approved.grant_token
     )
-    assert (
-        error_info(rpc_error(stubs.execution.ReportExecution, report)).reason
-        == "ACTION_NOT_APPROVED"
-    )
+    assert error_info(rpc_error(stubs.execution.ConsumeGrant, revoked)).reason == "GRANT_REVOKED"
     trail = events(stubs, instance.instance_id)
     assert [e.type for e in trail[-3:]] == [
         pb.EVENT_TYPE_ACTION_CANCELLED,

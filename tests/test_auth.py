@@ -57,12 +57,27 @@ def world(server: ServerProcess) -> dict[str, str]:
         .records[0]
         .record_id
     )
+    consumable = agent.execution.RequestDecision(
+        execution_pb.RequestDecisionRequest(instance_id=instance_id, action=lookup_action("tc_c"))
+    )
     return {
         "instance": instance_id,
         "waiting": waiting.action_id,
         "done": done.action_id,
+        "consumable": consumable.action_id,
         "record": record_id,
     }
+
+
+def grant(server: ServerProcess, world: dict[str, str], tool_call_id: str) -> str:
+    """A fresh grant, as the instance's agent gets it by asking again."""
+    agent = server.stubs(mint("agt_a", "agent", TENANT))
+    answer = agent.execution.RequestDecision(
+        execution_pb.RequestDecisionRequest(
+            instance_id=world["instance"], action=lookup_action(tool_call_id)
+        )
+    )
+    return str(answer.grant_token) or "grt_spent"  # once spent, any well-formed token
 
 
 # Every RPC, called the way its rightful caller would, with ids from `world`. The verdict
@@ -81,7 +96,15 @@ CALLS: dict[str, Callable[[Stubs, dict[str, str]], Any]] = {
     ),
     "ReportExecution": lambda s, w: s.execution.ReportExecution(
         execution_pb.ReportExecutionRequest(
-            action_id=w["done"], result=execution_pb.EXECUTION_RESULT_FAILED, evidence_ref="x"
+            action_id=w["done"],
+            result=execution_pb.EXECUTION_RESULT_FAILED,
+            evidence_ref="x",
+            grant_token=grant(s.server, w, "tc_d"),
+        )
+    ),
+    "ConsumeGrant": lambda s, w: s.execution.ConsumeGrant(
+        execution_pb.ConsumeGrantRequest(
+            action_id=w["consumable"], grant_token=grant(s.server, w, "tc_c")
         )
     ),
     "CompleteInstance": lambda s, w: s.execution.GetInstance(  # completing would end `world`
@@ -129,6 +152,7 @@ MATRIX = {
     "RequestDecision": (AGENT, ADMIN),
     "WatchInstance": (AGENT, None),
     "ReportExecution": (AGENT, APPROVER),
+    "ConsumeGrant": (AGENT, ADMIN),
     "CompleteInstance": (AGENT, None),
     "CancelInstance": (ADMIN, APPROVER),
     "GetInstance": (APPROVER, None),
@@ -152,6 +176,7 @@ BY_ID = {
     "RequestDecision",
     "WatchInstance",
     "ReportExecution",
+    "ConsumeGrant",
     "GetInstance",
     "SubmitDecision",
     "GetDecisionRecord",

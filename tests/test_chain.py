@@ -38,10 +38,14 @@ def finished_instance(server: ServerProcess) -> str:
             request_id=f"c-{waiting.action_id}",
         )
     )
+    grant = agent.execution.RequestDecision(
+        execution_pb.RequestDecisionRequest(instance_id=instance_id, action=refund_action())
+    ).grant_token
     report = execution_pb.ReportExecutionRequest(
         action_id=waiting.action_id,
         result=execution_pb.EXECUTION_RESULT_SUCCEEDED,
         evidence_ref="tool:adp_payments.issue_refund:tc_121",
+        grant_token=grant,
     )
     report.outputs.update({"transaction_id": "txn_q9"})
     agent.execution.ReportExecution(report)

@@ -195,6 +195,7 @@ def test_redacted_values_are_never_stored(example_server: ServerProcess, stubs: 
         action_id=answer.action_id,
         result=execution_pb.EXECUTION_RESULT_SUCCEEDED,
         evidence_ref="tool:adp_kg.query:tc_q",
+        grant_token=answer.grant_token,
     )
     report.outputs.update({"top": ["olga.secret@example.com"]})
     stubs.execution.ReportExecution(report)

@@ -463,14 +463,14 @@ async def report_execution(
         action, instance = await _locked_action(tx, action_id, who)
         if action.state is target and action.execution_evidence_ref == evidence_ref:
             return action  # a repeated report
-        if action.state is not ActionState.EXECUTING:
-            # Not consumed yet: the report itself must carry the live grant.
-            grants.check(action, grant_token, ctx.clock())
         if instance.state not in (InstanceState.RUNNING, InstanceState.WAITING_FOR_HUMAN):
             raise FailedPrecondition(
                 "INSTANCE_NOT_ACTIVE",
                 f"instance {instance.instance_id} is {instance.state.value}",
             )
+        if action.state is not ActionState.EXECUTING:
+            # Not consumed yet: the report itself must carry the live grant.
+            grants.check(action, grant_token, ctx.clock())
         now = ctx.clock()
         previous = action.state
         action.state = transition_action(previous, target)

@@ -38,6 +38,12 @@ def check(action: Action, token: str, now: datetime) -> None:
             "used once",
             metadata={"action_id": action.action_id, "state": action.state.value},
         )
+    if action.state is ActionState.CANCELLED:
+        raise FailedPrecondition(
+            "GRANT_REVOKED",
+            f"action {action.action_id} was cancelled with its instance; its grant is void",
+            metadata={"action_id": action.action_id},
+        )
     if action.state is not ActionState.APPROVED:
         raise FailedPrecondition(
             "ACTION_NOT_APPROVED",

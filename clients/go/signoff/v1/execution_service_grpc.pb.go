@@ -37,7 +37,7 @@ type ExecutionServiceClient interface {
 	// action becomes EXECUTING and the grant is spent. A second consumption fails
 	// with FAILED_PRECONDITION, reason ALREADY_EXECUTED; an expired grant with
 	// GRANT_EXPIRED; a wrong token with PERMISSION_DENIED, INVALID_GRANT; the
-	// grant of a cancelled instance's action with ACTION_NOT_APPROVED.
+	// grant of a cancelled instance's action with GRANT_REVOKED.
 	ConsumeGrant(ctx context.Context, in *ConsumeGrantRequest, opts ...grpc.CallOption) (*ConsumeGrantResponse, error)
 	// Reports the execution of an action (EXECUTED or FAILED): an EXECUTING one,
 	// or an APPROVED one with its grant_token (which consumes the grant). Fails
@@ -192,7 +192,7 @@ type ExecutionServiceServer interface {
 	// action becomes EXECUTING and the grant is spent. A second consumption fails
 	// with FAILED_PRECONDITION, reason ALREADY_EXECUTED; an expired grant with
 	// GRANT_EXPIRED; a wrong token with PERMISSION_DENIED, INVALID_GRANT; the
-	// grant of a cancelled instance's action with ACTION_NOT_APPROVED.
+	// grant of a cancelled instance's action with GRANT_REVOKED.
 	ConsumeGrant(context.Context, *ConsumeGrantRequest) (*ConsumeGrantResponse, error)
 	// Reports the execution of an action (EXECUTED or FAILED): an EXECUTING one,
 	// or an APPROVED one with its grant_token (which consumes the grant). Fails

@@ -2279,7 +2279,7 @@ class ExecutionServiceStub:
         action becomes EXECUTING and the grant is spent. A second consumption fails
         with FAILED_PRECONDITION, reason ALREADY_EXECUTED; an expired grant with
         GRANT_EXPIRED; a wrong token with PERMISSION_DENIED, INVALID_GRANT; the
-        grant of a cancelled instance's action with ACTION_NOT_APPROVED.
+        grant of a cancelled instance's action with GRANT_REVOKED.
         """
 
         return self._channel.unary_unary(
@@ -2442,7 +2442,7 @@ class ExecutionServiceAsyncStub(betterproto2_grpclib.ServiceStub):
         action becomes EXECUTING and the grant is spent. A second consumption fails
         with FAILED_PRECONDITION, reason ALREADY_EXECUTED; an expired grant with
         GRANT_EXPIRED; a wrong token with PERMISSION_DENIED, INVALID_GRANT; the
-        grant of a cancelled instance's action with ACTION_NOT_APPROVED.
+        grant of a cancelled instance's action with GRANT_REVOKED.
         """
 
         return await self._unary_unary(

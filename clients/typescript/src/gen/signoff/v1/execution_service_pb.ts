@@ -662,7 +662,7 @@ export const ExecutionService: GenService<{
    * action becomes EXECUTING and the grant is spent. A second consumption fails
    * with FAILED_PRECONDITION, reason ALREADY_EXECUTED; an expired grant with
    * GRANT_EXPIRED; a wrong token with PERMISSION_DENIED, INVALID_GRANT; the
-   * grant of a cancelled instance's action with ACTION_NOT_APPROVED.
+   * grant of a cancelled instance's action with GRANT_REVOKED.
    *
    * @generated from rpc signoff.v1.ExecutionService.ConsumeGrant
    */
