@@ -5,6 +5,7 @@ import uuid
 
 import grpc
 import pytest
+import sqlalchemy as sa
 from google.protobuf import json_format
 
 from signoff.v1 import approval_service_pb2 as approval_pb
@@ -162,6 +163,15 @@ def test_budget_exhausted(stubs: Stubs) -> None:
     assert list(over.controls.policy.rule_ids) == ["BUDGET_EXHAUSTED"]
 
 
+def test_a_refusal_ends_the_instance_even_past_the_budget(stubs: Stubs) -> None:
+    instance_id = invoke(stubs, runtime={"max_tool_calls": 1})
+    assert ask(stubs, instance_id, lookup_action()).outcome == pb.OUTCOME_APPROVED
+    wipe = pb.ProposedAction(
+        tool_call_id="tc_x", tool="adp_infra.delete_all", risk_class=pb.RISK_CLASS_DESTRUCTIVE
+    )
+    assert ask(stubs, instance_id, wipe).outcome == pb.OUTCOME_TERMINATED
+
+
 def test_must_refuse_terminates_the_instance(stubs: Stubs) -> None:
     instance_id = invoke(stubs)
     pending = ask(stubs, instance_id, refund_action())
@@ -189,8 +199,10 @@ def test_redacted_values_are_never_stored(example_server: ServerProcess, stubs: 
     answer = ask(stubs, instance_id, query)
     assert answer.outcome == pb.OUTCOME_APPROVED
     assert list(answer.controls.redaction_rules_active) == ["pii_email"]
-    stored = json_format.MessageToDict(answer.action.params)["filter"]
-    assert "dana.secret@example.com" not in stored and "[redacted:pii_email:sha256:" in stored
+    # The agent gets back exactly what it proposed (its hash proves it) …
+    assert json_format.MessageToDict(answer.action.params) == {
+        "filter": "owner = dana.secret@example.com"
+    }
     report = execution_pb.ReportExecutionRequest(
         action_id=answer.action_id,
         result=execution_pb.EXECUTION_RESULT_SUCCEEDED,
@@ -204,12 +216,20 @@ def test_redacted_values_are_never_stored(example_server: ServerProcess, stubs: 
     ).records[0]
     assert list(record.controls_active.redaction_rules_active) == ["pii_email"]
     assert "olga.secret@example.com" not in str(record.outputs)
-    if example_server.database_url.startswith("sqlite"):
-        path = example_server.database_url.removeprefix("sqlite:///")
-        written = b"".join(
-            open(p, "rb").read() for p in (path, path + "-wal") if __import__("os").path.exists(p)
+    # … while the database holds only hashes of what the rule matched.
+    engine = sa.create_engine(example_server.database_url)
+    with engine.connect() as connection:
+        params = connection.execute(
+            sa.text("SELECT params FROM actions WHERE action_id = :a"), {"a": answer.action_id}
+        ).scalar_one()
+        everything = " ".join(
+            str(row)
+            for table in ("actions", "events", "decision_records", "votes")
+            for row in connection.execute(sa.text(f"SELECT * FROM {table}"))
         )
-        assert b"secret@example.com" not in written
+    engine.dispose()
+    assert "[redacted:pii_email:sha256:" in str(params)
+    assert "secret@example.com" not in everything
 
 
 def test_an_edit_within_the_gate_is_approved_with_its_diff(stubs: Stubs) -> None:
@@ -243,6 +263,9 @@ def test_an_edit_that_needs_a_stricter_gate_needs_a_fresh_approval(stubs: Stubs)
     done = vote(stubs, waiting.action_id, "user_finance_director_2")
     assert done.action.state == pb.ACTION_STATE_APPROVED
     assert json_format.MessageToDict(done.action.params)["amount"] == 250_000
+    # The record carries the policy that routed the edited action, not the first one.
+    assert list(done.record.controls_active.must_escalate) == ["GATE_FINANCE_DIRECTOR"]
+    assert "R_VERY_HIGH_VALUE_TO_DIRECTORS" in done.record.controls_active.policy.rule_ids
 
 
 def test_an_edit_policy_denies_is_refused(stubs: Stubs) -> None:

@@ -2,11 +2,13 @@
 databases; and timers firing exactly once when several processes race on PostgreSQL."""
 
 import asyncio
+import shutil
 import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -228,3 +230,35 @@ def test_several_processes_fire_each_timer_exactly_once(
         await database.close()
 
     asyncio.run(check())
+
+
+def test_a_gate_the_bundle_no_longer_defines_expires_its_actions(
+    make_database: Callable[[str], str], tmp_path: Path
+) -> None:
+    changed = tmp_path / "bundle"
+    shutil.copytree(EXAMPLE_POLICY, changed)
+    gates = changed / "gates.yaml"
+    gates.write_text(gates.read_text().replace("GATE_DEFAULT:", "GATE_RENAMED:"))
+    url = make_database("sqlite")
+
+    async def main() -> None:
+        database = Database(url)
+        await migrate(database)
+        before = Context(db=database, policy=RegoPolicy.load(EXAMPLE_POLICY), clock=lambda: START)
+        instance = await instances.invoke_agent(
+            before, AGENT, dict(ENVELOPE, input={"intent": "x"})
+        )
+        answer = await decisions.request_decision(before, AGENT, instance.instance_id, MAIL)
+        assert answer.action and answer.action.gate_ids == ["GATE_DEFAULT"]
+        later = START + timedelta(days=2)
+        after = Context(db=database, policy=RegoPolicy.load(changed), clock=lambda: later)
+        approver = Principal("user_ops_9", PrincipalKind.HUMAN, "*", frozenset({"approver"}))
+        with pytest.raises(PermissionDenied, match="not an approver"):  # nobody may approve
+            await decisions.submit_decision(
+                after, approver, answer.action.action_id, Verdict.APPROVE, "", "x"
+            )
+        assert await timers.fire_due(after) == 1
+        assert (await events_of(after, instance.instance_id))[-1] is EventType.ACTION_EXPIRED
+        await database.close()
+
+    asyncio.run(main())

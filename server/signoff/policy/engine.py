@@ -31,6 +31,9 @@ class RegoPolicy:
     def gate(self, gate_id: str) -> Gate:
         return self._bundle.gates[gate_id]
 
+    def find_gate(self, gate_id: str) -> Gate | None:
+        return self._bundle.gates.get(gate_id)
+
     def gates(self) -> list[Gate]:
         return list(self._bundle.gates.values())
 

@@ -42,6 +42,7 @@ from signoff.policy import Effect, PolicyDecision
 from signoff.services import grants, pagination
 from signoff.services.context import Context, once_more_on_key_conflict
 from signoff.services.gating import (
+    admits,
     close_waiting,
     count_vote,
     open_gate,
@@ -131,7 +132,11 @@ async def request_decision(
             if token:
                 await tx.save_action(existing, expected_state=existing.state)
             return DecisionAnswer(
-                outcome, existing.decision_reason, instance.revision, existing, token
+                outcome,
+                existing.decision_reason,
+                instance.revision,
+                _as_proposed(existing, proposal),
+                token,
             )
         if instance.state is InstanceState.TERMINATED:
             return DecisionAnswer(
@@ -143,9 +148,9 @@ async def request_decision(
                 f"instance {instance_id} is completed; start a new instance for new work",
             )
 
-        decision = _budget_exhausted(ctx, instance) or ctx.policy.evaluate(
-            evaluation_input(instance, proposal, who)
-        )
+        decision = ctx.policy.evaluate(evaluation_input(instance, proposal, who))
+        if not decision.must_refuse:  # a refusal ends the instance, budget or not
+            decision = _budget_exhausted(ctx, instance) or decision
         now = ctx.clock()
         state = transition_action(ActionState.NEW, _STATE_FOR_EFFECT[decision.effect])
         waits = state is ActionState.WAITING_FOR_HUMAN
@@ -201,7 +206,22 @@ async def request_decision(
             )
             outcome, token = Outcome.TERMINATED, ""
         await tx.save_instance(instance)
-        return DecisionAnswer(outcome, action.decision_reason, instance.revision, action, token)
+        return DecisionAnswer(
+            outcome,
+            action.decision_reason,
+            instance.revision,
+            _as_proposed(action, proposal),
+            token,
+        )
+
+
+def _as_proposed(action: Action, proposal: ProposedAction) -> Action:
+    """The action to answer the agent with. Unedited, its params are exactly what the agent
+    proposed (the hash proves it), so redacted values go back to the agent unredacted
+    without ever being stored; edited, they are the approver's params as stored."""
+    if action.action_sha256 != proposal.sha256():
+        return action
+    return replace(action, proposal=proposal)
 
 
 async def _locked_action(tx: Tx, action_id: str, who: Principal) -> tuple[Action, Instance]:
@@ -237,7 +257,7 @@ def _check_voter(ctx: Context, instance: Instance, action: Action, who: Principa
         )
     roles = who.roles | ctx.policy.roles_of(approver)
     waiting = [g.gate_id for g in action.waiting_gates()]
-    eligible = [g for g in waiting if ctx.policy.gate(g).admits(approver, roles)]
+    eligible = [g for g in waiting if admits(ctx.policy, g, approver, roles)]
     if not eligible:
         raise PermissionDenied(
             "NOT_ELIGIBLE",
@@ -399,10 +419,9 @@ def _apply_edit(
             "policy denies the edited action: " + "; ".join(decision.reasons),
             metadata={"rule_ids": ",".join(decision.rule_ids)},
         )
-    diff = params_diff(action.proposal.params, edited)
-    action.proposal = replace(
-        proposal, params=ctx.policy.redact(edited, decision.redaction_rules_active)
-    )
+    rules = decision.redaction_rules_active
+    diff = ctx.policy.redact(params_diff(action.proposal.params, edited), rules)
+    action.proposal = replace(proposal, params=ctx.policy.redact(edited, rules))
     action.action_sha256 = proposal.sha256()
     action.policy = decision.as_json()
     known = {g.gate_id for g in action.gates}
@@ -514,5 +533,5 @@ async def list_pending(
         action
         for _, action in page
         if who.is_admin
-        or any(ctx.policy.gate(g.gate_id).admits(who.id, roles) for g in action.waiting_gates())
+        or any(admits(ctx.policy, g.gate_id, who.id, roles) for g in action.waiting_gates())
     ], next_token

@@ -4,10 +4,18 @@ from datetime import datetime
 
 from signoff.domain.models import Action, GateStatus
 from signoff.domain.states import ActionState, GateState, Verdict
+from signoff.policy import Policy
 from signoff.policy.gates import Gate
 
 # Gates that no longer take part in the decision.
 _RETIRED = frozenset({GateState.CLOSED, GateState.ESCALATED})
+
+
+def admits(policy: Policy, gate_id: str, principal_id: str, roles: frozenset[str]) -> bool:
+    """Whether the gate admits the approver; a gate the bundle no longer defines admits
+    nobody (fail closed), and its timer expires the action."""
+    gate = policy.find_gate(gate_id)
+    return gate is not None and gate.admits(principal_id, roles)
 
 
 def open_gate(gate: Gate, now: datetime, escalated_from: str = "") -> GateStatus:

@@ -31,23 +31,33 @@ async def fire_due(ctx: Context, now: datetime | None = None, limit: int = 200) 
         due = await tx.due_actions(now, limit)
     fired = 0
     for instance_id, action_id in due:
-        async with ctx.db.write() as tx:
-            instance = await tx.try_lock_instance(instance_id)
-            action = await tx.get_action(action_id)
-            if instance is None or action is None:
-                continue  # another server holds it and fires it
-            if action.state is ActionState.WAITING_FOR_HUMAN and await _fire(
-                ctx, tx, instance, action, now
-            ):
-                await tx.save_instance(instance)
-                fired += 1
+        try:
+            async with ctx.db.write() as tx:
+                instance = await tx.try_lock_instance(instance_id)
+                action = await tx.get_action(action_id)
+                if instance is None or action is None:
+                    continue  # another server holds it and fires it
+                if action.state is ActionState.WAITING_FOR_HUMAN and await _fire(
+                    ctx, tx, instance, action, now
+                ):
+                    await tx.save_instance(instance)
+                    fired += 1
+        except Exception:  # one bad action must not stop every other timer
+            log.exception("timer for action %s failed; it is retried next tick", action_id)
     return fired
 
 
 async def _fire(ctx: Context, tx: Tx, instance: Instance, action: Action, now: datetime) -> bool:
     changed = False
     for status in list(action.waiting_gates()):
-        gate = ctx.policy.gate(status.gate_id)
+        gate = ctx.policy.find_gate(status.gate_id)
+        if gate is None:
+            # The bundle changed under a waiting action: nobody may approve it, so it expires.
+            log.warning(
+                "gate %s is no longer defined; expiring %s", status.gate_id, action.action_id
+            )
+            await _expire(tx, instance, action, status.gate_id, now)
+            return True
         if status.deadline <= now:
             changed = True
             if gate.on_timeout is OnTimeout.ESCALATE:

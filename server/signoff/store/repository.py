@@ -251,6 +251,7 @@ class Tx:
                 execution_evidence_ref=action.execution_evidence_ref,
                 params=action.proposal.params,
                 action_sha256=action.action_sha256,
+                policy=action.policy,
                 gates=[_gate_json(g) for g in action.gates],
                 next_due=_next_due(action),
                 grant_sha256=action.grant_sha256,
