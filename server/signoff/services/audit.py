@@ -25,9 +25,7 @@ async def list_records(
     tenant_id = scope
     async with ctx.db.read() as tx:
         rows = await tx.list_records(tenant_id, instance_id, pagination.decode(token), limit + 1)
-    page = rows[:limit]
-    next_token = pagination.encode(page[-1][0]) if len(rows) > limit else ""
-    return [record for _, record in page], next_token
+    return pagination.page(rows, limit)
 
 
 async def list_events(

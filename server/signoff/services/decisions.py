@@ -526,12 +526,11 @@ async def list_pending(
         return [], ""
     async with ctx.db.read() as tx:
         rows = await tx.list_waiting_actions(scope, pagination.decode(token), limit + 1)
-    page = rows[:limit]
-    next_token = pagination.encode(page[-1][0]) if len(rows) > limit else ""
+    found, next_token = pagination.page(rows, limit)
     roles = who.roles | ctx.policy.roles_of(who.id)
     return [
         action
-        for _, action in page
+        for action in found
         if who.is_admin
         or any(admits(ctx.policy, g.gate_id, who.id, roles) for g in action.waiting_gates())
     ], next_token

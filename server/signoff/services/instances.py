@@ -173,6 +173,4 @@ async def list_instances(
     tenant_id = scope
     async with ctx.db.read() as tx:
         rows = await tx.list_instances(tenant_id, state, pagination.decode(token), limit + 1)
-    page = rows[:limit]
-    next_token = pagination.encode(page[-1][0]) if len(rows) > limit else ""
-    return [instance for _, instance in page], next_token
+    return pagination.page(rows, limit)

@@ -2,6 +2,7 @@
 
 import base64
 import binascii
+from typing import TypeVar
 
 from signoff.domain.errors import FieldViolation, InvalidArgument
 
@@ -30,3 +31,12 @@ def decode(token: str) -> int | None:
         raise InvalidArgument(
             [FieldViolation("page_token", "not a token from a previous response")]
         ) from None
+
+
+T = TypeVar("T")
+
+
+def page(rows: list[tuple[int, T]], limit: int) -> tuple[list[T], str]:
+    """Rows fetched with limit + 1 → the page and the token of the next one ("" if last)."""
+    kept = rows[:limit]
+    return [item for _, item in kept], encode(kept[-1][0]) if len(rows) > limit else ""
