@@ -57,7 +57,9 @@ class JwtVerifier:
             keys = jwt.PyJWKSet.from_json(Path(self.jwks_file).read_text())
             self._keys = {key.key_id or "": key for key in keys.keys}
         else:
-            self._client = jwt.PyJWKClient(self.jwks_url, cache_keys=True, lifespan=300)
+            # The key set is cached for 5 minutes and nothing longer, so a key the issuer
+            # removes stops being trusted within that time.
+            self._client = jwt.PyJWKClient(self.jwks_url, cache_keys=False, lifespan=300)
 
     def _key(self, token: str) -> Any:
         if self._client is not None:
@@ -96,11 +98,14 @@ class JwtVerifier:
             kind = PrincipalKind(claims.get(self.kind_claim, "human"))
         except ValueError:
             raise Unauthenticated("INVALID_TOKEN", "the token's kind is unknown") from None
+        roles = claims.get(self.roles_claim, [])
+        if isinstance(roles, str):  # a space-separated string, as OAuth scopes are written
+            roles = roles.split()
         return Principal(
             id=str(claims["sub"]),
             kind=kind,
             tenant=str(claims[self.tenant_claim]),
-            roles=frozenset(claims.get(self.roles_claim, [])),
+            roles=frozenset(str(role) for role in roles),
         )
 
 
