@@ -2,9 +2,13 @@
 (URI SAN). Certificates from another CA, or none at all, never complete the handshake."""
 
 import datetime
+import os
+import subprocess
+import sys
 import ipaddress
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import pytest
@@ -251,3 +255,18 @@ def test_a_trusted_certificate_with_an_unmapped_spiffe_id_is_unknown(
     info = error_info(refused.value)
     assert info.reason == "UNKNOWN_WORKLOAD"
     assert UNMAPPED_ID in refused.value.details()
+
+
+def test_the_operator_cli_speaks_mtls(mtls_server: ServerProcess, pki: Pki, tmp_path: Path) -> None:
+    files = {"ca.pem": pki.ca.cert_pem, "me.pem": pki.client.cert_pem, "me.key": pki.client.key_pem}
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+    result = subprocess.run(
+        [
+            Path(sys.executable).parent / "signoff", "instances", "--target", mtls_server.target,
+            "--tls-ca", tmp_path / "ca.pem", "--tls-cert", tmp_path / "me.pem",
+            "--tls-key", tmp_path / "me.key", "--token", "",
+        ],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "SIGNOFF_TOKEN": ""},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr

@@ -124,7 +124,15 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _channel(args: argparse.Namespace) -> grpc.Channel:
-    return bearer_channel(args.target, args.token or None)
+    credentials = None
+    if args.tls_ca:
+        # TLS, and mTLS when a client certificate is given (a server with `mtls` needs one).
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=Path(args.tls_ca).read_bytes(),
+            private_key=Path(args.tls_key).read_bytes() if args.tls_key else None,
+            certificate_chain=Path(args.tls_cert).read_bytes() if args.tls_cert else None,
+        )
+    return bearer_channel(args.target, args.token or None, credentials)
 
 
 def _short(enum_type: type, prefix: str, number: int) -> str:
@@ -301,6 +309,12 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("SIGNOFF_TARGET", DEFAULT_TARGET),
         help=f"server address (default {DEFAULT_TARGET})",
     )
+    for flag, env, what in (
+        ("--tls-ca", "SIGNOFF_TLS_CA", "CA certificate (PEM) to trust: connect with TLS"),
+        ("--tls-cert", "SIGNOFF_TLS_CERT", "client certificate (PEM), for mTLS"),
+        ("--tls-key", "SIGNOFF_TLS_KEY", "client private key (PEM), for mTLS"),
+    ):
+        target.add_argument(flag, default=os.environ.get(env, ""), help=what)
     target.add_argument(
         "--token",
         default="",
