@@ -2,10 +2,10 @@
 (URI SAN). Certificates from another CA, or none at all, never complete the handshake."""
 
 import datetime
+import ipaddress
 import os
 import subprocess
 import sys
-import ipaddress
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
