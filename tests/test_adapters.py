@@ -2,7 +2,8 @@
 
 LangGraph graphs, the callback and OpenAI Agents runs ask signoff before a tool runs; another
 client (a plain grpcio stub, as an approver's tool would) decides. The tools record every
-execution, so each test proves a tool ran once with the approved params, or never.
+execution, so each test proves a tool ran once with the approved params, or never; the
+approval's single-use grant is what makes "once" hold across re-runs and resumers.
 """
 
 import json
@@ -149,7 +150,9 @@ def langgraph_refund(
             return {"outcome": "already executed"}
         assert decision.params is not None
         executed.append(decision.params)
-        client.report_execution(decision.action_id, True, "tool:refund")
+        client.report_execution(
+            decision.action_id, True, "tool:refund", grant_token=decision.grant_token
+        )
         return {"outcome": "executed"}
 
     return refund
@@ -240,8 +243,13 @@ async def test_langgraph_async_gate(server: ServerProcess) -> None:
                 risk_class="DESTRUCTIVE",
                 config=config,
             )
+            if decision.consumed:
+                return {"outcome": "already executed"}
             assert decision.params is not None
+            # Spend the grant before running: at most once, even if the tool crashes.
+            await signoff.consume_grant(decision.action_id, decision.grant_token)
             executed.append(decision.params)
+            await signoff.report_execution(decision.action_id, True, "tool:refund")
             return {"outcome": "executed"}
 
         graph = refund_graph(refund)
@@ -256,6 +264,10 @@ async def test_langgraph_async_gate(server: ServerProcess) -> None:
         command = await aresume_command(signoff, snapshot.interrupts, timeout=PATIENCE)
         assert command is not None
         assert (await graph.ainvoke(command, config))["outcome"] == "executed"
+        # The node run again on the same thread finds the grant spent.
+        again = refund_graph(refund)
+        result = await again.ainvoke({"instance_id": instance.instance_id, "call": call}, config)
+        assert result["outcome"] == "already executed"
     assert executed == [REFUND]
 
 
@@ -274,6 +286,10 @@ def test_callback_allows_read_only_at_once_and_waits_for_a_human(
     assert allow("lookup_order", {"order_id": "ord_881"}) is True
     assert allow.approved[-1].action is not None
     assert allow.approved[-1].action.tool == "agent.lookup_order"
+    # True means "run it now": the callback spent the grant, the action is EXECUTING.
+    with pytest.raises(SignoffError) as spent:
+        client.consume_grant(allow.approved[-1].action_id, allow.approved[-1].grant_token)
+    assert spent.value.reason == "ALREADY_EXECUTED"
     with ThreadPoolExecutor(1) as pool:
         asking = pool.submit(allow, "issue_refund", REFUND)
         action = waiting_action(stubs, instance.instance_id)
@@ -314,11 +330,14 @@ def test_callback_fails_closed_on_errors(server: ServerProcess, client: Signoff)
         unreachable = signoff_callback(nowhere, instance.instance_id, RISKS, timeout=5)
         assert unreachable("lookup_order", {}) is False
     # A stable key (the engine's own call id) repeats the request instead of a new one:
-    # an executed action is never allowed again.
+    # an allowed action is never allowed again, reported or not (its grant is spent).
     keyed = signoff_callback(client, instance.instance_id, RISKS, key=lambda name, args: "tc_1")
     assert keyed("lookup_order", {"order_id": "ord_881"}) is True
-    client.report_execution(keyed.approved[0].action_id, True, "tool:lookup")
+    assert keyed("lookup_order", {"order_id": "ord_881"}) is False  # not reported yet
+    reported = client.report_execution(keyed.approved[0].action_id, True, "tool:lookup")
+    assert reported.state == pb.ACTION_STATE_EXECUTED  # no token needed: it was consumed
     assert keyed("lookup_order", {"order_id": "ord_881"}) is False
+    assert len(keyed.approved) == 1
     assert not allow.approved
 
 
@@ -388,6 +407,20 @@ async def test_openai_agents_pause_persist_settle_resume(server: ServerProcess) 
         trail = list_events(stubs, instance.instance_id)
         reported = [e for e in trail if e.type == pb.EVENT_TYPE_ACTION_EXECUTION_REPORTED]
         assert [e.action_id for e in reported] == [action.action_id]  # reported once
+        consumed = [e for e in trail if e.type == pb.EVENT_TYPE_ACTION_EXECUTING]
+        assert action.action_id in {e.action_id for e in consumed}  # settle spent the grant
+
+        # A second resumer of the same saved state (a retried job, say): signoff says the
+        # call already ran, so it is rejected and the refund does not run again.
+        approvals = SignoffApprovals(signoff, instance.instance_id)
+        model = ScriptedModel([[assistant_message("Already refunded.")]])
+        agent = openai_agent(approvals, model, executed)
+        state = await RunState.from_string(agent, saved)
+        await approvals.settle(state, timeout=PATIENCE)
+        result = await Runner.run(agent, state)
+        assert result.final_output == "Already refunded."
+        assert executed == [{"lookup": "ord_881"}, {"order_id": "ord_881", "amount": 4200}]
+        assert "already executed" in json.dumps(model.calls[-1].input)
 
 
 async def test_openai_agents_rejection_and_errors_never_run_the_tool(
@@ -455,7 +488,7 @@ def test_sdk_takes_and_gives_betterproto_messages(server: ServerProcess, client:
         proposal=proposal,
         timeout=PATIENCE,
     )
-    assert decision.params == REFUND
+    assert decision.params == REFUND and decision.grant_token
     assert decision.action is not None
     action = bp.Action.FromString(decision.action.SerializeToString())
     assert action.state == bp.ActionState.APPROVED and action.decided_by == APPROVER

@@ -4,7 +4,9 @@ Pattern A (persisted_pause.py, LangGraph + SQLite checkpoints) and pattern B
 (split_agent.py, a hand-off file): the first process exits 0 while the refund waits, the
 ledger stays empty, a decision is submitted from another client, and a second process
 refunds exactly once with the approved params, or never when the refund is rejected or
-the instance cancelled. Running the second process again never refunds twice.
+the instance cancelled. Running the second process again never refunds twice: both
+consume the approval's grant before refunding, so not even a crash before the report lets
+a re-run refund again.
 """
 
 import json
@@ -17,6 +19,7 @@ from typing import Any
 
 from signoff.v1 import execution_service_pb2 as execution_pb
 from signoff.v1 import types_pb2 as pb
+from signoff_client import Signoff, proposed_action
 from tests.support import ServerProcess, Stubs
 from tests.test_adapters import PATIENCE, decide, events, pending_actions, waiting_action
 
@@ -60,14 +63,15 @@ def instance_of(output: str) -> str:
 
 
 def refund_reports(stubs: Stubs, instance_id: str) -> list[pb.Event]:
+    """The refund's execution reports; each after the refund's grant was consumed, once."""
     trail = events(stubs, instance_id)
     assert trail[-1].type in (pb.EVENT_TYPE_INSTANCE_COMPLETED, pb.EVENT_TYPE_INSTANCE_TERMINATED)
-    return [
-        event
-        for event in trail
-        if event.type == pb.EVENT_TYPE_ACTION_EXECUTION_REPORTED
-        and event.tool == "adp_payments.issue_refund"
-    ]
+    refund = [event for event in trail if event.tool == "adp_payments.issue_refund"]
+    reports = [e for e in refund if e.type == pb.EVENT_TYPE_ACTION_EXECUTION_REPORTED]
+    consumed = [e for e in refund if e.type == pb.EVENT_TYPE_ACTION_EXECUTING]
+    assert [e.action_id for e in consumed] == [e.action_id for e in reports]
+    assert all(c.revision < r.revision for c, r in zip(consumed, reports, strict=True))
+    return reports
 
 
 # ---- pattern A: persisted pause ----------------------------------------------------------
@@ -162,6 +166,30 @@ def test_split_agent_hands_off_and_performs_once_after_approval(
     assert f"already executed ({action.action_id})" in out
     assert len(ledger(tmp_path / "ledger.jsonl")) == 1
     assert [e.action_id for e in refund_reports(stubs, instance_id)] == [action.action_id]
+
+
+def test_split_agent_never_refunds_after_a_crash_that_spent_the_grant(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """As if a first `perform` died after consuming the grant, before refunding or reporting:
+    the action is EXECUTING, and a second `perform` does not refund."""
+    stubs = server.stubs()
+    instance_id = instance_of(run("split_agent.py", *pattern_b(server, tmp_path, "prepare")))
+    action = waiting_action(stubs, instance_id)
+    decide(stubs, action.action_id, pb.VERDICT_APPROVE)
+    handoff = json.loads((tmp_path / "handoff.json").read_text())
+    with Signoff.connect(server.target) as signoff:  # the first perform, up to its crash
+        decision = signoff.wait_for_decision(
+            instance_id,
+            action.action_id,
+            handoff["revision"],
+            proposal=proposed_action(**handoff["proposal"]),
+            timeout=PATIENCE,
+        )
+        signoff.consume_grant(decision.action_id, decision.grant_token)
+    out = run("split_agent.py", *pattern_b(server, tmp_path, "perform"))
+    assert f"started earlier, never reported ({action.action_id})" in out
+    assert ledger(tmp_path / "ledger.jsonl") == []
 
 
 def test_split_agent_never_performs_a_rejected_or_cancelled_refund(

@@ -2,7 +2,8 @@
 
 An agent asks with request_decision; another client (a plain grpcio stub, as an approver's
 tool would) decides; the SDK learns the outcome through WatchInstance, including across a
-server restart.
+server restart. Every approval carries its single-use execution grant, which the agent
+spends with consume_grant or report_execution.
 """
 
 import asyncio
@@ -11,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ import pytest
 from google.protobuf import json_format
 
 from signoff.v1 import approval_service_pb2 as approval_pb
+from signoff.v1 import audit_service_pb2 as audit_pb
 from signoff.v1 import types_pb2 as pb
 from signoff_client import (
     APPROVED,
@@ -122,6 +125,10 @@ async def test_read_only_is_approved_at_once_with_params(server: ServerProcess) 
     assert decision.action_sha256.startswith("sha256:")
     assert decision.action is not None and decision.action.state == pb.ACTION_STATE_APPROVED
     assert decision.action_id == decision.action.action_id
+    assert decision.grant_token.startswith("grt_")
+    assert decision.grant_expire_time is not None
+    assert decision.grant_expire_time > datetime.now(UTC)
+    assert decision.grant_token not in repr(decision)  # a credential: never logged
 
 
 async def test_destructive_waits_until_another_client_approves(server: ServerProcess) -> None:
@@ -146,8 +153,14 @@ async def test_destructive_waits_until_another_client_approves(server: ServerPro
         assert decision.reason == "refund matches the order"
         assert decision.action is not None and decision.action.state == pb.ACTION_STATE_APPROVED
 
+        # The grant came from the SDK asking again after the approval event.
+        assert decision.grant_token.startswith("grt_")
         executed = await signoff.report_execution(
-            decision.action_id, True, "tool:adp_payments.issue_refund:tc_121", {"txn": "txn_q9"}
+            decision.action_id,
+            True,
+            "tool:adp_payments.issue_refund:tc_121",
+            {"txn": "txn_q9"},
+            grant_token=decision.grant_token,
         )
         assert executed.state == pb.ACTION_STATE_EXECUTED
         done = await signoff.complete_instance(instance.instance_id)
@@ -225,13 +238,109 @@ async def test_timeout_then_resume_with_the_persisted_wait(server: ServerProcess
         )
         assert decision.outcome == APPROVED and decision.params == REFUND
         assert decision.approver == "carol"
+        assert decision.grant_token.startswith("grt_")
 
-        # Without the proposal the outcome is known, but the stream carries no params.
+        # Without the proposal the outcome is known, but the stream carries no params and
+        # no grant: such an approval cannot be acted on.
         bare = await signoff.wait_for_decision(
             pause.instance_id, pause.action_id, pause.revision, timeout=PATIENCE
         )
         assert bare.outcome == APPROVED and bare.approver == "carol"
-        assert bare.params is None and bare.action is None
+        assert bare.params is None and bare.action is None and bare.grant_token == ""
+
+        # The resumed agent acts with the grant it was handed (the bare wait asked nothing).
+        executed = await signoff.report_execution(
+            decision.action_id, True, "tool:refund", grant_token=decision.grant_token
+        )
+        assert executed.state == pb.ACTION_STATE_EXECUTED
+        # Resumed once more, it learns the action ran: consumed, and no grant to run it with.
+        again = await signoff.wait_for_decision(
+            pause.instance_id,
+            pause.action_id,
+            pause.revision,
+            proposal=proposed_action(**refund()),
+            timeout=PATIENCE,
+        )
+        assert again.consumed and again.grant_token == ""
+
+
+async def test_grants_are_single_use_and_the_latest_one_counts(server: ServerProcess) -> None:
+    async with AsyncSignoff.connect(server.target) as signoff:
+        instance = await signoff.invoke_agent(envelope())
+        lookup = dict(
+            tool_call_id="tc_117",
+            tool="adp_orders.lookup",
+            params={"order_id": "ord_881"},
+            risk_class="READ_ONLY",
+        )
+        first = await signoff.request_decision(instance.instance_id, **lookup)
+        # An approved action is not reported without its grant.
+        with pytest.raises(SignoffError) as missing:
+            await signoff.report_execution(first.action_id, True, "tool:lookup")
+        assert missing.value.code == grpc.StatusCode.PERMISSION_DENIED
+        assert missing.value.reason == "INVALID_GRANT"
+
+        # Asking again (a re-run agent) issues a fresh token with the same expiry, and voids
+        # the previous one.
+        second = await signoff.request_decision(instance.instance_id, **lookup)
+        assert second.action_id == first.action_id and not second.consumed
+        assert second.grant_token.startswith("grt_")
+        assert second.grant_token != first.grant_token
+        assert second.grant_expire_time == first.grant_expire_time
+        with pytest.raises(SignoffError) as voided:
+            await signoff.consume_grant(first.action_id, first.grant_token)
+        assert voided.value.reason == "INVALID_GRANT"
+
+        # Consumed right before running: EXECUTING, with the params to execute, and once.
+        executing = await signoff.consume_grant(second.action_id, second.grant_token)
+        assert executing.state == pb.ACTION_STATE_EXECUTING
+        assert json_format.MessageToDict(executing.params) == {"order_id": "ord_881"}
+        with pytest.raises(SignoffError) as twice:
+            await signoff.consume_grant(second.action_id, second.grant_token)
+        assert twice.value.code == grpc.StatusCode.FAILED_PRECONDITION
+        assert twice.value.reason == "ALREADY_EXECUTED"
+
+        # A re-run now learns the action is consumed, and gets no grant.
+        third = await signoff.request_decision(instance.instance_id, **lookup)
+        assert third.outcome == APPROVED and third.consumed and third.grant_token == ""
+        # The report of an EXECUTING action needs no grant; a repeat of it is harmless.
+        executed = await signoff.report_execution(second.action_id, True, "tool:lookup")
+        assert executed.state == pb.ACTION_STATE_EXECUTED
+        again = await signoff.report_execution(second.action_id, True, "tool:lookup")
+        assert again.state == pb.ACTION_STATE_EXECUTED
+        types = [e.type for e in await asyncio.to_thread(trail, server, instance.instance_id)]
+        assert types.count(pb.EVENT_TYPE_ACTION_EXECUTING) == 1
+        assert types.count(pb.EVENT_TYPE_ACTION_EXECUTION_REPORTED) == 1
+
+
+def trail(server: ServerProcess, instance_id: str) -> list[pb.Event]:
+    request = audit_pb.ListEventsRequest(instance_id=instance_id, page_size=1000)
+    return list(server.stubs().audit.ListEvents(request, timeout=PATIENCE).events)
+
+
+async def test_an_expired_approval_is_never_handed_out(
+    make_database: Callable[[str], str], log_dir: Path
+) -> None:
+    with ServerProcess(make_database("sqlite"), log_dir, "--grant-ttl", "0.5") as server:
+        async with AsyncSignoff.connect(server.target) as signoff:
+            instance = await signoff.invoke_agent(envelope())
+            lookup = dict(
+                tool_call_id="tc_117",
+                tool="adp_orders.lookup",
+                params={"order_id": "ord_881"},
+                risk_class="READ_ONLY",
+            )
+            fresh = await signoff.request_decision(instance.instance_id, **lookup)
+            assert fresh.grant_token
+            await asyncio.sleep(1.0)
+            # Still APPROVED server-side, but too old to act on: the SDK fails closed.
+            with pytest.raises(SignoffError) as expired:
+                await signoff.request_decision(instance.instance_id, **lookup)
+            assert expired.value.reason == "GRANT_EXPIRED"
+            assert expired.value.metadata == {"action_id": fresh.action_id}
+            with pytest.raises(SignoffError) as late:
+                await signoff.consume_grant(fresh.action_id, fresh.grant_token)
+            assert late.value.reason == "GRANT_EXPIRED"
 
 
 async def test_wait_false_returns_the_waiting_decision(server: ServerProcess) -> None:
@@ -360,6 +469,17 @@ def test_sync_client_waits_approves_and_rejects(
         decision = asking.result(PATIENCE)
     assert decision.outcome == APPROVED and decision.params == REFUND
     assert decision.approver == "alice"
+    # The blocking client spends grants the same ways.
+    with pytest.raises(SignoffError) as wrong:
+        sync_client.consume_grant(decision.action_id, "grt_not_the_grant")
+    assert wrong.value.reason == "INVALID_GRANT"
+    executing = sync_client.consume_grant(decision.action_id, decision.grant_token)
+    assert executing.state == pb.ACTION_STATE_EXECUTING
+    with pytest.raises(SignoffError) as twice:
+        sync_client.consume_grant(decision.action_id, decision.grant_token)
+    assert twice.value.reason == "ALREADY_EXECUTED"
+    reported = sync_client.report_execution(decision.action_id, False, error_message="bank down")
+    assert reported.state == pb.ACTION_STATE_FAILED
 
     with ThreadPoolExecutor(1) as pool:
         asking = pool.submit(

@@ -7,8 +7,9 @@
 once; the refund waits for a human, so its node interrupts, the SQLite checkpointer keeps
 the paused graph, and the process exits 0. `resume` (run it from anything that starts
 processes) reads the pause from the checkpoint, waits on WatchInstance until signoff has
-decided, and resumes the graph by interrupt id: the node asks signoff again and refunds
-with the approved params, once. Run again, it finds the graph finished and does nothing.
+decided, and resumes the graph by interrupt id: the node asks signoff again, consumes the
+approval's grant and refunds with the approved params, once. Run again, it finds the graph
+finished and does nothing.
 Exit codes: 0 done or paused, 3 still waiting after --timeout, 1 error.
 """
 
@@ -61,9 +62,12 @@ def build(signoff: Signoff, ledger: Path) -> StateGraph[State]:
             return {"results": [{"status": f"not done: rejected by {no.approver}"}]}
         except InstanceTerminated:
             return {"results": [{"status": "not done: cancelled"}], "terminated": True}
-        if decision.consumed:  # ran and reported before a crash: never twice
+        if decision.consumed:  # ran (or started to) before a crash: never twice
             return {"results": [{"status": "done earlier"}]}
         assert decision.params is not None
+        # Spend the single-use grant before acting: the action is EXECUTING from here on, so
+        # a re-run of this node, even after a crash during the tool, never runs it again.
+        signoff.consume_grant(decision.action_id, decision.grant_token)
         outputs = tool.run(decision.params, decision.action_id, ledger)
         signoff.report_execution(decision.action_id, True, f"tool:{tool.name}:{call['id']}")
         return {"results": [{**decision.params, **outputs}]}

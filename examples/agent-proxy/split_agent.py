@@ -8,9 +8,10 @@
 approved and run at once) and asks for the refund. It waits for a human, so `prepare` writes
 a minimal hand-off (instance_id, action_id, revision and the proposal, nothing else) and
 exits 0. `perform`, started later with that file, learns the outcome through WatchInstance,
-gets the approved params by asking again with the same proposal, refunds once, reports and
-completes the instance. Run again, signoff says the action was executed, and it does not
-refund twice. Exit codes: 0 done, rejected or handed off, 3 still waiting after --timeout.
+gets the approved params and the execution grant by asking again with the same proposal,
+consumes the grant, refunds once, reports and completes the instance. Run again, signoff
+says the action was executed, and it does not refund twice. Exit codes: 0 done, rejected
+or handed off, 3 still waiting after --timeout.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 from refund import TOOLS, envelope, new_request_id, scripted_llm
 
+from signoff.v1 import types_pb2 as pb
 from signoff_client import (
     WAITING_FOR_HUMAN,
     ActionRejected,
@@ -70,6 +72,7 @@ def prepare(signoff: Signoff, handoff: Path, ledger: Path) -> int:
             print(f"handed off: action {decision.action_id} waits for a human", flush=True)
             return 0
         assert decision.params is not None
+        signoff.consume_grant(decision.action_id, decision.grant_token)  # now EXECUTING
         results.append(tool.run(decision.params, decision.action_id, ledger))
         signoff.report_execution(decision.action_id, True, f"tool:{tool.name}:{step['id']}")
     signoff.complete_instance(instance.instance_id)
@@ -81,7 +84,7 @@ def perform(signoff: Signoff, handoff: Path, ledger: Path, timeout: float | None
     state = json.loads(handoff.read_text())
     instance_id, proposal = state["instance_id"], state["proposal"]
     print(f"watching: action {state['action_id']}", flush=True)
-    try:  # waits on WatchInstance, then asks again with the proposal for the approved params
+    try:  # waits on WatchInstance, then asks again with the proposal: approved params, grant
         decision = signoff.wait_for_decision(
             instance_id,
             state["action_id"],
@@ -100,10 +103,17 @@ def perform(signoff: Signoff, handoff: Path, ledger: Path, timeout: float | None
         print("finished: not refunded, the instance was cancelled", flush=True)
         return 0
     if decision.consumed:  # this stage ran before: never twice
-        print(f"finished: already executed ({decision.action_id})", flush=True)
+        assert decision.action is not None
+        if decision.action.state == pb.ACTION_STATE_EXECUTING:  # it died before its report
+            print(f"finished: started earlier, never reported ({decision.action_id})", flush=True)
+        else:
+            print(f"finished: already executed ({decision.action_id})", flush=True)
         return 0
     assert decision.params is not None
     tool = next(tool for tool in TOOLS.values() if tool.name == proposal["tool"])
+    # Spend the single-use grant before refunding: from here on the action is EXECUTING, and
+    # no later run refunds again, even if this one dies before its report.
+    signoff.consume_grant(decision.action_id, decision.grant_token)
     outputs = tool.run(decision.params, decision.action_id, ledger)
     evidence = f"tool:{tool.name}:{proposal['tool_call_id']}"
     signoff.report_execution(decision.action_id, True, evidence, outputs)

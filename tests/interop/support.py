@@ -3,7 +3,8 @@
 Every agent follows the same script (see typescript/agent.ts and go/agent/main.go): it opens
 an instance, asks about a destructive refund, prints "WAITING <action_id> <instance_id>" and
 waits on WatchInstance. The test approves from Python; the agent must see APPROVED through its
-stream, print "APPROVED <action_id>", report the execution, complete the instance and print
+stream, print "APPROVED <action_id>", ask again for the approval's grant, report the
+execution with it (or consume it with ConsumeGrant first), complete the instance and print
 "DONE".
 """
 
@@ -42,7 +43,11 @@ def build(command: list[str], cwd: Path = ROOT) -> None:
     assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}"
 
 
-def run_agent(server: ServerProcess, command: list[str], log_dir: Path) -> None:
+def run_agent(
+    server: ServerProcess, command: list[str], log_dir: Path, *, consumes: bool = False
+) -> None:
+    """Runs one agent through the script; `consumes`: it calls ConsumeGrant before its
+    report (instead of reporting with the grant)."""
     request_id = f"req_interop_{uuid.uuid4().hex[:12]}"
     stderr_path = log_dir / "agent.stderr"
     with stderr_path.open("w") as stderr:
@@ -101,14 +106,19 @@ def run_agent(server: ServerProcess, command: list[str], log_dir: Path) -> None:
     events = stubs.audit.ListEvents(
         audit_pb.ListEventsRequest(instance_id=instance_id), timeout=TIMEOUT
     ).events
+    executing = [pb.EVENT_TYPE_ACTION_EXECUTING] if consumes else []
     assert [e.type for e in events] == [
         pb.EVENT_TYPE_INSTANCE_CREATED,
         pb.EVENT_TYPE_ACTION_REQUESTED,
         pb.EVENT_TYPE_ACTION_DECIDED,
+        *executing,
         pb.EVENT_TYPE_ACTION_EXECUTION_REPORTED,
         pb.EVENT_TYPE_INSTANCE_COMPLETED,
     ]
-    decided_event, reported = events[2], events[3]
+    decided_event, reported = events[2], events[-2]
     assert decided_event.action_id == action_id and decided_event.outcome == pb.OUTCOME_APPROVED
     assert decided_event.actor == "user_finance_lead_77"
+    if consumes:
+        assert events[3].action_id == action_id
+        assert events[3].action_state == pb.ACTION_STATE_EXECUTING
     assert reported.action_id == action_id and reported.action_state == pb.ACTION_STATE_EXECUTED

@@ -21,4 +21,4 @@ def go_agent(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
 def test_go_agent_waits_through_its_stream_and_acts_once_approved(
     server: ServerProcess, go_agent: list[str], tmp_path: Path
 ) -> None:
-    run_agent(server, go_agent, tmp_path)
+    run_agent(server, go_agent, tmp_path, consumes=True)  # main.go calls ConsumeGrant

@@ -8,7 +8,11 @@ Ask before every sensitive action, and wait for humans through a resumable strea
             instance.instance_id, tool_call_id="tc_121", tool="adp_payments.issue_refund",
             params={"order_id": "ord_881", "amount": 4200}, risk_class="DESTRUCTIVE",
         )
-        run_tool(decision.params)  # the params signoff approved, not a local copy
+        outputs = run_tool(decision.params)  # the params signoff approved, not a local copy
+        await signoff.report_execution(  # the grant of the approval: it executes once
+            decision.action_id, True, "tool:issue_refund:tc_121", outputs,
+            grant_token=decision.grant_token,
+        )
 
 Generated code: grpcio stubs in `signoff.v1`, betterproto2 in `signoff_client.betterproto`
 (the SDK takes betterproto2 messages too). Framework adapters (LangGraph, callbacks, OpenAI

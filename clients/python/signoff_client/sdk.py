@@ -6,6 +6,16 @@ human must decide, waits on the resumable WatchInstance stream, reconnecting wit
 exponential backoff and jitter from the last revision received. It fails closed: only an
 APPROVED answer from signoff returns normally; every other answer or error raises.
 
+An APPROVED Decision carries the action's execution grant (`grant_token`, single use,
+valid until `grant_expire_time`). Spend it once: with `consume_grant` right before the tool
+runs, or with the `report_execution` afterwards::
+
+    decision = await signoff.request_decision(instance_id, tool_call_id=..., ...)
+    outputs = run_tool(decision.params)
+    await signoff.report_execution(
+        decision.action_id, True, evidence_ref, outputs, grant_token=decision.grant_token
+    )
+
 Both clients share the pure helpers below (request building, answer and error mapping,
 backoff); only the I/O loops differ.
 """
@@ -26,6 +36,7 @@ from collections.abc import (
     Sequence,
 )
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Protocol, Self, TypeVar
 
@@ -84,10 +95,14 @@ class Decision:
     """signoff's answer about one action.
 
     On APPROVED, `params` are the params signoff approved: execute with these, not a
-    local copy. `params` and `action` are None only for an approval learned through
-    `wait_for_decision` without the proposal (the stream carries no params).
-    `revision` is the instance revision to watch from (persist it with `action_id` to
-    resume a wait later).
+    local copy, and `grant_token` is the single-use grant to execute them with (pass it to
+    `consume_grant` or `report_execution`; valid until `grant_expire_time`). Each
+    RequestDecision for the action issues a fresh token and voids the previous one, so
+    use the token of the latest answer. `params` and `action` are None, and `grant_token`
+    is empty, only for an approval learned through `wait_for_decision` without the
+    proposal (the stream carries neither), and the token is empty once the action was
+    consumed. `revision` is the instance revision to watch from (persist it with
+    `action_id` to resume a wait later).
     """
 
     outcome: str
@@ -100,13 +115,17 @@ class Decision:
     action: pb.Action | None = field(repr=False)
     instance_id: str = ""
     gate_ids: tuple[str, ...] = ()
+    # A credential: kept out of repr() so that logging a Decision never leaks it.
+    grant_token: str = field(default="", repr=False)
+    grant_expire_time: datetime | None = None
 
     @property
     def consumed(self) -> bool:
         """True once the approval was used: the action is EXECUTING, EXECUTED or FAILED.
 
         An APPROVED answer to a repeated RequestDecision (a resumed or re-run agent) with
-        `consumed` set means the action already ran: do not execute it again."""
+        `consumed` set means the action already ran, or started to: do not execute it
+        again (there is no grant to execute it with either)."""
         return self.action is not None and self.action.state in _CONSUMED
 
 
@@ -217,6 +236,7 @@ def _report_request(
     evidence_ref: str,
     outputs: Mapping[str, Any] | None,
     error_message: str,
+    grant_token: str,
 ) -> execution_pb.ReportExecutionRequest:
     request = execution_pb.ReportExecutionRequest(
         action_id=action_id,
@@ -225,6 +245,7 @@ def _report_request(
         else execution_pb.EXECUTION_RESULT_FAILED,
         evidence_ref=evidence_ref,
         error_message=error_message,
+        grant_token=grant_token,
     )
     if outputs:
         request.outputs.update(dict(outputs))
@@ -258,8 +279,14 @@ def _outcome_name(number: int) -> str:
 
 
 def _decision(instance_id: str, response: execution_pb.RequestDecisionResponse) -> Decision:
-    """Maps a RequestDecision answer: returns APPROVED/WAITING_FOR_HUMAN, raises the rest."""
+    """Maps a RequestDecision answer: returns APPROVED/WAITING_FOR_HUMAN, raises the rest
+    (an approval that may no longer be acted on included)."""
     action = response.action if response.HasField("action") else None
+    expires = (
+        response.grant_expire_time.ToDatetime(tzinfo=UTC)
+        if response.HasField("grant_expire_time")
+        else None
+    )
     decision = Decision(
         outcome=_outcome_name(response.outcome),
         action_id=response.action_id,
@@ -271,6 +298,8 @@ def _decision(instance_id: str, response: execution_pb.RequestDecisionResponse) 
         action=action,
         instance_id=instance_id,
         gate_ids=tuple(response.gate_ids),
+        grant_token=response.grant_token,
+        grant_expire_time=expires,
     )
     if decision.outcome == REJECTED:
         raise ActionRejected(decision)
@@ -278,6 +307,14 @@ def _decision(instance_id: str, response: execution_pb.RequestDecisionResponse) 
         raise InstanceTerminated(instance_id, decision.reason, decision)
     if decision.outcome not in (APPROVED, WAITING_FOR_HUMAN):
         raise SignoffError(f"unexpected outcome {decision.outcome}", reason="UNEXPECTED_OUTCOME")
+    if decision.outcome == APPROVED and not decision.consumed and not decision.grant_token:
+        # Approved, not run, and no grant: the approval expired. It may not run any more.
+        raise SignoffError(
+            f"the approval of action {decision.action_id} expired; it may no longer run "
+            "(propose the action again under a new tool_call_id)",
+            reason="GRANT_EXPIRED",
+            metadata={"action_id": decision.action_id},
+        )
     return decision
 
 
@@ -292,8 +329,8 @@ def _settles(event: pb.Event, action_id: str) -> bool:
 def _from_event(instance_id: str, event: pb.Event | None, pending: Decision | None) -> Decision:
     """Maps the event that settled an action (None: the stream ended first).
 
-    Returns an APPROVED Decision without params (the caller re-asks to get them);
-    raises ActionRejected or InstanceTerminated otherwise."""
+    Returns an APPROVED Decision without params or grant (the caller re-asks to get
+    them); raises ActionRejected or InstanceTerminated otherwise."""
     if event is None:
         raise InstanceTerminated(
             instance_id, "the instance ended before the action was decided", pending
@@ -444,8 +481,10 @@ class AsyncSignoff:
     ) -> Decision:
         """Asks whether an action may run; returns only on APPROVED (or WAITING with wait=False).
 
-        Raises ActionRejected, InstanceTerminated, DecisionTimeout (the action still
-        waits server-side) or SignoffError. `timeout` bounds the whole call."""
+        An approval, at once or after the wait (the SDK then asks again), carries the
+        grant to execute with. Raises ActionRejected, InstanceTerminated, DecisionTimeout
+        (the action still waits server-side) or SignoffError (reason GRANT_EXPIRED for an
+        approval too old to act on). `timeout` bounds the whole call."""
         deadline = _deadline(timeout)
         proposal = proposed_action(tool_call_id, tool, params, risk_class, evidence_refs)
         request = _decision_request(instance_id, proposal)
@@ -467,8 +506,8 @@ class AsyncSignoff:
         """Resumes waiting for a decision persisted earlier (instance, action, revision).
 
         Pass the `proposal` (see `proposed_action`; a betterproto2 ProposedAction works too)
-        to receive the approved params; without it an approval is returned with `params`
-        None."""
+        to receive the approved params and a fresh grant; without it an approval is
+        returned with `params` None and no grant (it tells the outcome, not how to act)."""
         request = None if proposal is None else _decision_request(instance_id, proposal)
         pending = _pending(instance_id, action_id, after_revision)
         return await self._await(instance_id, pending, after_revision, request, _deadline(timeout))
@@ -564,6 +603,21 @@ class AsyncSignoff:
         )
         return response
 
+    async def consume_grant(self, action_id: str, grant_token: str) -> pb.Action:
+        """Spends the grant of an APPROVED action right before executing it: the action
+        becomes EXECUTING (returned, with the params to execute), and a re-run agent sees
+        it `consumed`, so the tool runs at most once even if the agent dies before its
+        report. Then report without a token.
+
+        Raises SignoffError: reason ALREADY_EXECUTED (consumed before), GRANT_EXPIRED,
+        INVALID_GRANT (not the latest token: ask again) or ACTION_NOT_APPROVED (say, its
+        instance was cancelled). Never execute after an error."""
+        request = execution_pb.ConsumeGrantRequest(action_id=action_id, grant_token=grant_token)
+        response: execution_pb.ConsumeGrantResponse = await self._call(
+            self._execution.ConsumeGrant, request
+        )
+        return response.action
+
     async def report_execution(
         self,
         action_id: str,
@@ -571,9 +625,17 @@ class AsyncSignoff:
         evidence_ref: str = "",
         outputs: Mapping[str, Any] | None = None,
         error_message: str = "",
+        *,
+        grant_token: str = "",
     ) -> pb.Action:
-        """Records that an approved action was executed (or failed)."""
-        request = _report_request(action_id, succeeded, evidence_ref, outputs, error_message)
+        """Records that an approved action was executed (or failed).
+
+        Pass the Decision's `grant_token` unless `consume_grant` spent it already (an
+        EXECUTING action needs none): the report then consumes the grant. A repeat of a
+        report that went through (same result and evidence_ref) returns the action."""
+        request = _report_request(
+            action_id, succeeded, evidence_ref, outputs, error_message, grant_token
+        )
         response: execution_pb.ReportExecutionResponse = await self._call(
             self._execution.ReportExecution, request
         )
@@ -792,6 +854,15 @@ class Signoff:
         )
         return response
 
+    def consume_grant(self, action_id: str, grant_token: str) -> pb.Action:
+        """Spends an APPROVED action's grant right before executing it (the action becomes
+        EXECUTING); see `AsyncSignoff.consume_grant`."""
+        request = execution_pb.ConsumeGrantRequest(action_id=action_id, grant_token=grant_token)
+        response: execution_pb.ConsumeGrantResponse = self._call(
+            self._execution.ConsumeGrant, request
+        )
+        return response.action
+
     def report_execution(
         self,
         action_id: str,
@@ -799,9 +870,14 @@ class Signoff:
         evidence_ref: str = "",
         outputs: Mapping[str, Any] | None = None,
         error_message: str = "",
+        *,
+        grant_token: str = "",
     ) -> pb.Action:
-        """Records that an approved action was executed (or failed)."""
-        request = _report_request(action_id, succeeded, evidence_ref, outputs, error_message)
+        """Records that an approved action was executed (or failed), with the Decision's
+        `grant_token` unless the action is EXECUTING; see `AsyncSignoff.report_execution`."""
+        request = _report_request(
+            action_id, succeeded, evidence_ref, outputs, error_message, grant_token
+        )
         response: execution_pb.ReportExecutionResponse = self._call(
             self._execution.ReportExecution, request
         )

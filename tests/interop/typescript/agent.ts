@@ -1,7 +1,8 @@
 // A TypeScript agent run by tests/interop/test_typescript.py as its own process:
 //   node build/agent.js HOST:PORT REQUEST_ID
 // It asks signoff before a destructive tool call, waits for a human through WatchInstance
-// (resuming by revision after a disconnect, never polling), and acts only once approved.
+// (resuming by revision after a disconnect, never polling), and acts only once approved:
+// it asks again for the approval's single-use grant and reports the execution with it.
 // Stdout is the protocol with the test: "WAITING <action_id> <instance_id>", "APPROVED
 // <action_id>", "DONE".
 import {
@@ -75,18 +76,17 @@ async function main(): Promise<void> {
   );
   const instanceId = instance!.instanceId;
 
-  const decision = await execution.requestDecision(
-    {
-      instanceId,
-      action: {
-        toolCallId: "tc_121",
-        tool: "adp_payments.issue_refund",
-        params: { order_id: "ord_881", amount: 4200, currency: "INR" },
-        riskClass: RiskClass.DESTRUCTIVE,
-      },
+  // The same proposal (same toolCallId) every time: asking again names the same action.
+  const ask = {
+    instanceId,
+    action: {
+      toolCallId: "tc_121",
+      tool: "adp_payments.issue_refund",
+      params: { order_id: "ord_881", amount: 4200, currency: "INR" },
+      riskClass: RiskClass.DESTRUCTIVE,
     },
-    { signal },
-  );
+  };
+  const decision = await execution.requestDecision(ask, { signal });
   if (decision.outcome !== Outcome.WAITING_FOR_HUMAN) {
     throw new Error(`expected WAITING_FOR_HUMAN, got ${Outcome[decision.outcome]}`);
   }
@@ -96,13 +96,26 @@ async function main(): Promise<void> {
   if (outcome !== Outcome.APPROVED) throw new Error(`not approved: ${Outcome[outcome]}`);
   console.log(`APPROVED ${decision.actionId}`);
 
-  // Only now does the agent run its tool, with the params signoff stored, and report it.
+  // The stream tells the outcome; the grant to act on it comes from asking again. The
+  // answer also holds the params signoff approved (an approver may have edited them).
+  const approved = await execution.requestDecision(ask, { signal });
+  if (
+    approved.outcome !== Outcome.APPROVED ||
+    approved.actionId !== decision.actionId ||
+    !approved.grantToken
+  ) {
+    throw new Error(`no grant for ${decision.actionId}: ${Outcome[approved.outcome]}`);
+  }
+
+  // Only now does the agent run its tool, with approved.action.params, and report it with
+  // the grant: the report consumes it, so the action can be reported executed only once.
   await execution.reportExecution(
     {
       actionId: decision.actionId,
       result: ExecutionResult.SUCCEEDED,
       evidenceRef: "tool:adp_payments.issue_refund:tc_121",
       outputs: { refund_amount_inr: 4200, transaction_id: "txn_ts" },
+      grantToken: approved.grantToken,
     },
     { signal },
   );

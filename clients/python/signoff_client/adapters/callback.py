@@ -8,11 +8,16 @@
 
 The callback asks signoff and, when a human must decide, blocks on the WatchInstance stream
 (sync client) until the decision or `timeout`. It answers True only when signoff APPROVED
-exactly these args and the approval was not used yet; REJECTED, TERMINATED, a timeout and
-any error answer False (fail closed). Tools missing from `risk_classes` are asked as
-`default_risk_class` (DESTRUCTIVE: a human decides). Every call is a new request unless
-`key` derives a stable tool_call_id from the engine's own call id; approvals are never
-cached. Approved decisions are kept in `approved`, so the host can report executions.
+exactly these args, the approval was not used yet, and it consumed the approval's grant
+(ConsumeGrant: the action is now EXECUTING, so no other call, even under the same key, is
+allowed it again); REJECTED, TERMINATED, a timeout and any error answer False (fail
+closed). Tools missing from `risk_classes` are asked as `default_risk_class` (DESTRUCTIVE:
+a human decides). Every call is a new request unless `key` derives a stable tool_call_id
+from the engine's own call id; approvals are never cached. Allowed decisions are kept in
+`approved`, so the host can report executions; their grants are spent already, so the
+report needs no token::
+
+    client.report_execution(allow.approved[-1].action_id, True, "tool:issue_refund")
 """
 
 from __future__ import annotations
@@ -74,6 +79,11 @@ class SignoffCallback:
         allowed = decision.outcome == APPROVED and not decision.consumed
         if not allowed or decision.params != params:
             log.warning("signoff did not allow %s as called (%s)", tool_name, decision.action_id)
+            return False
+        try:  # the engine runs the tool as soon as this returns True: spend the grant now
+            self.client.consume_grant(decision.action_id, decision.grant_token)
+        except Exception as error:  # noqa: BLE001 - a grant not consumed means "not allowed"
+            log.warning("signoff did not allow %s: %s", tool_name, error)
             return False
         self.approved.append(decision)
         return True

@@ -6,7 +6,13 @@ In the node that runs a sensitive tool (the graph needs a checkpointer and a thr
                               tool="adp_payments.issue_refund", risk_class="DESTRUCTIVE")
     if not decision.consumed:                   # a re-run after the report: already done
         outputs = issue_refund(**decision.params)   # the params signoff approved
-        signoff.report_execution(decision.action_id, True, outputs=outputs)
+        signoff.report_execution(decision.action_id, True, outputs=outputs,
+                                 grant_token=decision.grant_token)   # the grant: used once
+
+To run the tool at most once even if the process dies between the tool and the report,
+spend the grant first: ``signoff.consume_grant(decision.action_id, decision.grant_token)``
+(the action becomes EXECUTING, so a re-run sees it consumed), run, then report without a
+token.
 
 `gate_tool_call` returns only once signoff APPROVED the call and raises ActionRejected,
 InstanceTerminated or SignoffError otherwise. While the action waits for a human it calls
@@ -141,10 +147,11 @@ def gate_tool_call(
 ) -> Decision:
     """Asks signoff about a tool call ({"id", "name", "args"}) from inside a node.
 
-    Returns the APPROVED Decision (execute with `decision.params`, unless
-    `decision.consumed`). While the action waits it interrupts the graph, and asks again
-    each time the graph is resumed. Raises ActionRejected, InstanceTerminated or
-    SignoffError: the tool must not run."""
+    Returns the APPROVED Decision (execute with `decision.params` and spend
+    `decision.grant_token`, unless `decision.consumed`). While the action waits it
+    interrupts the graph, and asks again each time the graph is resumed, so the grant is
+    always the latest answer's. Raises ActionRejected, InstanceTerminated or SignoffError:
+    the tool must not run."""
     ask = _ask_kwargs(tool_call, tool, risk_class, evidence_refs, config)
     decision = client.request_decision(instance_id, **ask)
     while decision.outcome != APPROVED:

@@ -5,13 +5,20 @@ False runs the tool now, True interrupts the run with a ToolApprovalItem that th
 application must approve or reject on the RunState before it runs again. Mapped to signoff,
 fail closed:
 
-- False only when signoff APPROVED this very call (instance, call id, tool, params) and
-  the approval was not used yet: read-only tools run at once.
+- False only when signoff APPROVED this very call (instance, call id, tool, params), the
+  approval was not used yet, and its grant was consumed (ConsumeGrant: the action is now
+  EXECUTING): read-only tools run at once, and run once.
 - True for everything else, WAITING_FOR_HUMAN, REJECTED, TERMINATED and any error: the run
   pauses, and only `SignoffApprovals.settle` resolves the pause, by asking signoff again
-  (and waiting on the stream): it approves in the SDK what signoff approved and rejects
-  what signoff rejected or terminated (the model sees why). On a timeout or an error it
-  raises and leaves the call pending. Never call ``state.approve()`` yourself for these.
+  (and waiting on the stream): it consumes the grant of what signoff approved and approves
+  it in the SDK, and rejects what signoff rejected or terminated, what already ran and
+  what may not run any more (the model sees why). On a timeout or another error it raises
+  and leaves the call pending. Never call ``state.approve()`` yourself for these.
+
+Consuming the grant when the SDK is told to run the call makes every call run at most
+once: a second process settling the same saved state, or a re-run after a crash, finds the
+action consumed and rejects the call. So run the settled state right away, and report from
+the tool, failures too.
 
 ::
 
@@ -26,7 +33,8 @@ fail closed:
     await approvals.settle(state)               # waits through WatchInstance
     result = await Runner.run(agent, state)
 
-Inside the tool, report what happened with ``await approvals.report(ctx.tool_call_id, True)``.
+Inside the tool, report what happened with ``await approvals.report(ctx.tool_call_id, True)``
+(the grant is spent already: the report needs no token).
 """
 
 from __future__ import annotations
@@ -52,6 +60,10 @@ except ImportError as missing:  # pragma: no cover - depends on the installed ex
 __all__ = ["NeedsApproval", "SignoffApprovals", "approval_key"]
 
 NeedsApproval = Callable[[RunContextWrapper[Any], dict[str, Any], str], Awaitable[bool]]
+
+
+# Why consuming a grant can fail for good: the call must be rejected, not retried.
+_MAY_NOT_RUN = ("ALREADY_EXECUTED", "GRANT_EXPIRED", "ACTION_NOT_APPROVED")
 
 
 def approval_key(call_id: str) -> str:
@@ -81,7 +93,10 @@ class SignoffApprovals:
         self.client = client
         self.instance_id = instance_id
         self._gates: dict[str, _Gate] = {}
-        self._actions: dict[str, str] = {}  # call_id -> action_id, for report()
+        # call_id -> action_id of the calls whose grant this set-up consumed, for report();
+        # those not reported yet are allowed to run (the SDK may ask more than once).
+        self._actions: dict[str, str] = {}
+        self._reported: set[str] = set()
 
     def needs_approval(
         self,
@@ -98,11 +113,13 @@ class SignoffApprovals:
         async def needs_approval(
             context: RunContextWrapper[Any], params: dict[str, Any], call_id: str
         ) -> bool:
+            if self._running(call_id):
+                return False
             try:
                 decision = await self._ask(name, params, call_id, wait=False)
+                return not await self._take(decision, params, call_id)
             except Exception:  # noqa: BLE001 - pause; settle() asks again and decides
                 return True
-            return not self._allowed(decision, params, call_id)
 
         return needs_approval
 
@@ -110,13 +127,17 @@ class SignoffApprovals:
         """Approves or rejects each paused call of these tools as signoff decides, waiting
         through WatchInstance while a human decides.
 
-        Raises DecisionTimeout (the calls still wait: persist the state again and exit) or
+        Each call approved here has its grant consumed: run the state next. Raises
+        DecisionTimeout (the calls still wait: persist the state again and exit) or
         SignoffError; nothing is approved then that signoff did not approve."""
         deadline = None if timeout is None else time.monotonic() + timeout
         for item in state.get_interruptions():
             name, call_id = item.name or "", item.call_id
             if name not in self._gates or not call_id:
                 continue  # not one of signoff's: the application settles it
+            if self._running(call_id):  # settled before by this set-up: its grant is ours
+                state.approve(item)
+                continue
             params = _arguments(item.arguments)
             if params is None:
                 state.reject(item, rejection_message="signoff: unreadable arguments")
@@ -124,10 +145,16 @@ class SignoffApprovals:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
                 decision = await self._ask(name, params, call_id, wait=True, timeout=remaining)
+                allowed = await self._take(decision, params, call_id)
             except (ActionRejected, InstanceTerminated) as no:
                 state.reject(item, rejection_message=f"signoff did not allow this call: {no}")
                 continue
-            if self._allowed(decision, params, call_id):
+            except SignoffError as error:
+                if error.reason not in _MAY_NOT_RUN:
+                    raise  # maybe transient: the call stays pending, settle again
+                state.reject(item, rejection_message=f"signoff: this call may not run: {error}")
+                continue
+            if allowed:
                 state.approve(item)
             else:
                 message = "signoff: this call was already executed, or its params changed"
@@ -140,13 +167,15 @@ class SignoffApprovals:
         outputs: Mapping[str, Any] | None = None,
         error_message: str = "",
     ) -> None:
-        """Reports the execution of an approved call (from the tool, with its tool_call_id)."""
+        """Reports the execution of an approved call (from the tool, with its tool_call_id).
+        Report failures too: an unreported call stays EXECUTING in signoff."""
         action_id = self._actions.get(call_id)
         if action_id is None:
             raise SignoffError(f"no approved signoff action for call {call_id}")
         await self.client.report_execution(
             action_id, succeeded, f"tool:{call_id}", outputs, error_message
         )
+        self._reported.add(call_id)
 
     async def _ask(
         self,
@@ -169,10 +198,18 @@ class SignoffApprovals:
             timeout=timeout,
         )
 
-    def _allowed(self, decision: Decision, params: Mapping[str, Any], call_id: str) -> bool:
+    def _running(self, call_id: str) -> bool:
+        """Whether this set-up consumed the call's grant and the call has not reported."""
+        return call_id in self._actions and call_id not in self._reported
+
+    async def _take(self, decision: Decision, params: Mapping[str, Any], call_id: str) -> bool:
+        """Consumes the grant when signoff APPROVED this very call and it was not used:
+        True means the SDK may run it now. Raises SignoffError when consuming fails."""
         allowed = (
             decision.outcome == APPROVED and not decision.consumed and decision.params == params
         )
-        if allowed:
-            self._actions[call_id] = decision.action_id
-        return allowed
+        if not allowed:
+            return False
+        await self.client.consume_grant(decision.action_id, decision.grant_token)
+        self._actions[call_id] = decision.action_id
+        return True

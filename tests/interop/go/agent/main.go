@@ -3,7 +3,9 @@
 //	agent HOST:PORT REQUEST_ID
 //
 // It asks signoff before a destructive tool call, waits for a human through WatchInstance
-// (resuming by revision after a disconnect, never polling), and acts only once approved.
+// (resuming by revision after a disconnect, never polling), and acts only once approved:
+// it asks again for the approval's single-use grant, consumes it with ConsumeGrant right
+// before acting, and reports the execution.
 // Stdout is the protocol with the test: "WAITING <action_id> <instance_id>",
 // "APPROVED <action_id>", "DONE".
 package main
@@ -68,7 +70,8 @@ func run(target, requestID string) error {
 	if err != nil {
 		return err
 	}
-	decision, err := execution.RequestDecision(ctx, &signoffv1.RequestDecisionRequest{
+	// The same proposal (same ToolCallId) every time: asking again names the same action.
+	ask := &signoffv1.RequestDecisionRequest{
 		InstanceId: instanceID,
 		Action: &signoffv1.ProposedAction{
 			ToolCallId: "tc_121",
@@ -76,7 +79,8 @@ func run(target, requestID string) error {
 			Params:     params,
 			RiskClass:  signoffv1.RiskClass_RISK_CLASS_DESTRUCTIVE,
 		},
-	})
+	}
+	decision, err := execution.RequestDecision(ctx, ask)
 	if err != nil {
 		return err
 	}
@@ -94,7 +98,29 @@ func run(target, requestID string) error {
 	}
 	fmt.Printf("APPROVED %s\n", decision.ActionId)
 
-	// Only now does the agent run its tool, with the params signoff stored, and report it.
+	// The stream tells the outcome; the grant to act on it comes from asking again.
+	approved, err := execution.RequestDecision(ctx, ask)
+	if err != nil {
+		return err
+	}
+	if approved.Outcome != signoffv1.Outcome_OUTCOME_APPROVED ||
+		approved.ActionId != decision.ActionId || approved.GrantToken == "" {
+		return fmt.Errorf("no grant for %s: %v", decision.ActionId, approved.Outcome)
+	}
+	// Spend the grant right before acting: the action becomes EXECUTING, and no second
+	// run of this agent could execute it again. The answer holds the params to execute.
+	consumed, err := execution.ConsumeGrant(ctx, &signoffv1.ConsumeGrantRequest{
+		ActionId: decision.ActionId, GrantToken: approved.GrantToken,
+	})
+	if err != nil {
+		return err
+	}
+	if consumed.GetAction().GetState() != signoffv1.ActionState_ACTION_STATE_EXECUTING {
+		return fmt.Errorf("consumed %s but it is %v", decision.ActionId, consumed.GetAction().GetState())
+	}
+
+	// Only now does the agent run its tool, with consumed.Action.Params, and report it (an
+	// EXECUTING action needs no grant any more).
 	outputs, err := structpb.NewStruct(map[string]interface{}{
 		"refund_amount_inr": 4200, "transaction_id": "txn_go",
 	})
