@@ -263,6 +263,12 @@ def test_an_edit_that_needs_a_stricter_gate_needs_a_fresh_approval(stubs: Stubs)
     done = vote(stubs, waiting.action_id, "user_finance_director_2")
     assert done.action.state == pb.ACTION_STATE_APPROVED
     assert json_format.MessageToDict(done.action.params)["amount"] == 250_000
+    # The edit is in the record, though it counted on no gate, and so are both directors.
+    editor = [a for a in done.record.approvals if a.approver == "user_finance_lead_77"]
+    assert [a.gate_id for a in editor] == [""]
+    assert json_format.MessageToDict(editor[0].params_diff) == {
+        "amount": {"from": 4200, "to": 250000}
+    }
     # The record carries the policy that routed the edited action, not the first one.
     assert list(done.record.controls_active.must_escalate) == ["GATE_FINANCE_DIRECTOR"]
     assert "R_VERY_HIGH_VALUE_TO_DIRECTORS" in done.record.controls_active.policy.rule_ids

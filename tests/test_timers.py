@@ -127,14 +127,23 @@ def test_reminders_then_escalation_then_expiry(
         with pytest.raises(PermissionDenied, match="not an approver"):
             lead = Principal("user_finance_lead_77", PrincipalKind.HUMAN, "*")
             await decisions.submit_decision(ctx, lead, action.action_id, Verdict.APPROVE, "", "l-1")
+        director = Principal(
+            "user_finance_director_1", PrincipalKind.HUMAN, "*", frozenset({"finance_director"})
+        )
+        await decisions.submit_decision(ctx, director, action.action_id, Verdict.APPROVE, "", "d1")
         clock.now = START + timedelta(hours=72)
         assert await timers.fire_due(ctx) == 1
+        records, _ = await audit.list_records(ctx, ADMIN, "", instance.instance_id, 10, "")
+        # One of two directors voted before the deadline: the EXPIRED record says so.
+        assert records[0].status is DecisionStatus.EXPIRED
+        assert [a.approver for a in records[0].approvals] == ["user_finance_director_1"]
         assert await events_of(ctx, instance.instance_id) == [
             EventType.INSTANCE_CREATED,
             EventType.ACTION_REQUESTED,
             EventType.ACTION_REMINDER,
             EventType.ACTION_REMINDER,
             EventType.ACTION_ESCALATED,
+            EventType.ACTION_VOTED,
             EventType.ACTION_EXPIRED,
         ]
 

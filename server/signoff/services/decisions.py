@@ -17,7 +17,6 @@ from signoff.domain.errors import (
 from signoff.domain.ids import new_id
 from signoff.domain.models import (
     Action,
-    Approval,
     DecisionRecord,
     Instance,
     Json,
@@ -55,7 +54,7 @@ from signoff.services.instances import (
     revoke_open_actions,
     scoped_tenant,
 )
-from signoff.services.records import record_for
+from signoff.services.records import approvals_of, record_for
 from signoff.store.repository import Tx
 
 _STATE_FOR_EFFECT = {
@@ -379,7 +378,7 @@ async def submit_decision(
                     DecisionStatus.DECIDED,
                     instance.revision + 1,
                     now,
-                    approvals=_approvals(action, [*earlier, this_vote]),
+                    approvals=approvals_of(action, [*earlier, this_vote]),
                 )
                 await tx.insert_record(record)
                 await leave_waiting_if_idle(tx, instance)
@@ -433,23 +432,6 @@ def _apply_edit(
     action.gates += [open_gate(ctx.policy.gate(g), now) for g in decision.gate_ids]
     action.gate_ids = list(decision.gate_ids)
     return diff, []
-
-
-def _approvals(action: Action, votes: list[Vote]) -> list[Approval]:
-    return [
-        Approval(
-            gate_id=gate_id,
-            approver=vote.approver,
-            approval_mode_effective=action.proposal.risk_class.value.lower(),
-            evidence_snapshot_hash=vote.evidence_snapshot_hash,
-            verdict=vote.verdict,
-            reason=vote.reason,
-            time=vote.time,
-            params_diff=vote.params_diff,
-        )
-        for vote in votes
-        for gate_id in vote.gate_ids
-    ]
 
 
 async def consume_grant(ctx: Context, who: Principal, action_id: str, token: str) -> Action:

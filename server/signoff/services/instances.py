@@ -17,7 +17,7 @@ from signoff.domain.states import (
 )
 from signoff.services import pagination
 from signoff.services.context import Context, once_more_on_key_conflict
-from signoff.services.records import record_for
+from signoff.services.records import approvals_of, record_for
 from signoff.store.repository import Tx
 
 
@@ -116,7 +116,14 @@ async def revoke_open_actions(
             gate.state = GateState.CLOSED
         await tx.save_action(action, expected_state=previous)
         if previous is ActionState.WAITING_FOR_HUMAN:
-            record = record_for(action, DecisionStatus.CANCELLED, instance.revision + 1, now)
+            votes = await tx.votes_for(action.action_id)
+            record = record_for(
+                action,
+                DecisionStatus.CANCELLED,
+                instance.revision + 1,
+                now,
+                approvals=approvals_of(action, votes),
+            )
             await tx.insert_record(record)
         else:
             # The approval stands in its record; the record now also says it was revoked.

@@ -3,8 +3,27 @@
 from datetime import datetime
 
 from signoff.domain.ids import new_id
-from signoff.domain.models import Action, Approval, DecisionRecord
+from signoff.domain.models import Action, Approval, DecisionRecord, Vote
 from signoff.domain.states import DecisionStatus, outcome_of
+
+
+def approvals_of(action: Action, votes: list[Vote]) -> list[Approval]:
+    """Every vote, once per gate it counted on. A vote that counted on no gate (an edit
+    that needed a fresh approval) still appears, with an empty gate_id and its diff."""
+    return [
+        Approval(
+            gate_id=gate_id,
+            approver=vote.approver,
+            approval_mode_effective=action.proposal.risk_class.value.lower(),
+            evidence_snapshot_hash=vote.evidence_snapshot_hash,
+            verdict=vote.verdict,
+            reason=vote.reason,
+            time=vote.time,
+            params_diff=vote.params_diff,
+        )
+        for vote in votes
+        for gate_id in (vote.gate_ids or ("",))
+    ]
 
 
 def record_for(

@@ -18,7 +18,7 @@ from signoff.policy.gates import OnTimeout
 from signoff.services.context import Context
 from signoff.services.gating import open_gate
 from signoff.services.instances import leave_waiting_if_idle
-from signoff.services.records import record_for
+from signoff.services.records import approvals_of, record_for
 from signoff.store.repository import Tx
 
 log = logging.getLogger("signoff.timers")
@@ -105,7 +105,14 @@ async def _expire(tx: Tx, instance: Instance, action: Action, gate_id: str, now:
     action.decision_reason = f"{gate_id} was not decided in time"
     action.decide_time = now
     await tx.save_action(action, expected_state=previous)
-    record = record_for(action, DecisionStatus.EXPIRED, instance.revision + 1, now)
+    votes = await tx.votes_for(action.action_id)
+    record = record_for(
+        action,
+        DecisionStatus.EXPIRED,
+        instance.revision + 1,
+        now,
+        approvals=approvals_of(action, votes),
+    )
     await tx.insert_record(record)
     await leave_waiting_if_idle(tx, instance)
     await tx.append_event(
