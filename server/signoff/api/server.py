@@ -20,6 +20,7 @@ from signoff.services import timers
 from signoff.services.context import Context
 from signoff.store.database import Database
 from signoff.store.migrate import migrate
+from signoff.store.notify import Listener
 from signoff.v1 import (
     approval_service_pb2,
     audit_service_pb2,
@@ -152,6 +153,10 @@ async def serve(options: ServeOptions) -> None:
 
     stop = asyncio.Event()
     timer_loop = asyncio.create_task(timers.run(ctx, options.timer_interval, stop))
+    background = [timer_loop]
+    if database.dialect == "postgresql":
+        # Replicas share the database: hear what the others commit.
+        background.append(asyncio.create_task(Listener(database.url, database.hub).run(stop)))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -161,6 +166,6 @@ async def serve(options: ServeOptions) -> None:
     await health_servicer.enter_graceful_shutdown()
     database.hub.close()  # watch streams end now with UNAVAILABLE; clients resume elsewhere
     await server.stop(options.shutdown_grace)
-    await timer_loop
+    await asyncio.gather(*background)
     await database.close()
     print("signoff stopped", flush=True)

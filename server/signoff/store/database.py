@@ -4,11 +4,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from signoff.store.hub import Hub
+from signoff.store.notify import CHANNEL, payload
 from signoff.store.repository import Tx
 
 DEFAULT_DATABASE_URL = "sqlite:///signoff.db"
@@ -75,6 +76,13 @@ class Database:
         async with self._writer.begin() as connection:
             tx = Tx(connection, self.dialect)
             yield tx
+            if tx.events and self.dialect == "postgresql":
+                # One wake-up per transaction for the other replicas, sent at commit.
+                instance_ids = {event.instance_id for event in tx.events}
+                await connection.execute(
+                    text("SELECT pg_notify(:channel, :payload)"),
+                    {"channel": CHANNEL, "payload": payload(instance_ids)},
+                )
         self.hub.publish(tx.events)
 
     @asynccontextmanager

@@ -44,6 +44,12 @@ class Subscription:
             return False
         return True
 
+    def stale(self) -> None:
+        """Something changed that this process did not see: re-read the database."""
+        self._queue.clear()
+        self._overflowed = True
+        self._wakeup.set()
+
     def take(self) -> tuple[list[Event], bool]:
         """The queued events and whether some were dropped since the last take."""
         events, overflowed = self._queue, self._overflowed
@@ -78,6 +84,16 @@ class Hub:
             watchers.discard(subscription)
             if not watchers:
                 del self._subscriptions[subscription.instance_id]
+
+    def hint(self, instance_id: str) -> None:
+        """Another replica committed events of this instance."""
+        for subscription in self._subscriptions.get(instance_id, ()):
+            subscription.stale()
+
+    def hint_all(self) -> None:
+        for subscriptions in self._subscriptions.values():
+            for subscription in subscriptions:
+                subscription.stale()
 
     def publish(self, events: Iterable[Event]) -> None:
         for event in events:
