@@ -9,6 +9,7 @@ from signoff.domain import models
 from signoff.domain.states import RiskClass
 from signoff.policy import BundleRef, Effect, PolicyDecision
 from signoff.policy.gates import Gate
+from signoff.v1 import approval_service_pb2 as approval_pb
 from signoff.v1 import policy_service_pb2 as policy_pb
 from signoff.v1 import types_pb2 as pb
 
@@ -232,3 +233,19 @@ _EFFECTS = {
     Effect.REQUIRE_APPROVAL: policy_pb.EFFECT_REQUIRE_APPROVAL,
     Effect.DENY: policy_pb.EFFECT_DENY,
 }
+
+
+def approval_change_to_pb(change: models.ApprovalChange) -> approval_pb.ApprovalChange:
+    return approval_pb.ApprovalChange(
+        cursor=change.cursor,
+        tenant_id=change.tenant_id,
+        kind=enum_to_pb(approval_pb.ApprovalChangeKind, "APPROVAL_CHANGE_KIND", change.kind),
+        action_id=change.action_id,
+        instance_id=change.instance_id,
+        revision=change.revision,
+        action_state=enum_to_pb(pb.ActionState, "ACTION_STATE", change.action_state),
+        tool=change.tool,
+        gate_id=change.gate_id,
+        actor=change.actor,
+        time=timestamp(change.time),
+    )

@@ -10,7 +10,7 @@ from signoff.api import convert
 from signoff.api.auth import caller
 from signoff.api.errors import streaming, unary
 from signoff.api.validation import MAX_ID, TOOL, Validator
-from signoff.domain.models import Event
+from signoff.domain.models import Bookmark, Event
 from signoff.domain.states import ExecutionResult, InstanceState, Outcome, Verdict
 from signoff.services import audit, chain, decisions, instances, policies, watch
 from signoff.services.context import Context
@@ -231,6 +231,23 @@ class ApprovalService(approval_grpc.ApprovalServiceServicer):
             action=convert.action_to_pb(action),
             record=convert.record_to_pb(record) if record else None,
         )
+
+    @streaming
+    async def WatchApprovals(
+        self, request: approval_pb.WatchApprovalsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[approval_pb.WatchApprovalsResponse]:
+        v = Validator()
+        v.identifier("tenant_id", request.tenant_id, required=False)
+        if request.after_cursor < 0:
+            v.fail("after_cursor", "must not be negative")
+        v.done()
+        async for item in watch.watch_approvals(
+            self.ctx, caller(), request.tenant_id, request.after_cursor
+        ):
+            if isinstance(item, Bookmark):
+                yield approval_pb.WatchApprovalsResponse(bookmark_cursor=item.revision)
+            else:
+                yield approval_pb.WatchApprovalsResponse(change=convert.approval_change_to_pb(item))
 
 
 class AuditService(audit_grpc.AuditServiceServicer):

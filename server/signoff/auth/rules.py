@@ -40,6 +40,7 @@ RULES: dict[str, Allowed] = {
     "/signoff.v1.ExecutionService/ListInstances": either(agents, humans),
     "/signoff.v1.ApprovalService/ListPendingApprovals": humans,
     "/signoff.v1.ApprovalService/SubmitDecision": humans,
+    "/signoff.v1.ApprovalService/WatchApprovals": humans,
     "/signoff.v1.AuditService/GetDecisionRecord": admins,
     "/signoff.v1.AuditService/ListDecisionRecords": admins,
     "/signoff.v1.AuditService/ListEvents": admins,

@@ -8,6 +8,7 @@ from typing import Any
 from signoff.domain.canonical import sha256_of
 from signoff.domain.states import (
     ActionState,
+    ApprovalChangeKind,
     DecisionStatus,
     EventType,
     GateState,
@@ -128,6 +129,23 @@ class Event:
     record_sha256: str = ""
     prev_hash: str = ""
     hash: str = ""
+
+
+@dataclass(frozen=True)
+class ApprovalChange:
+    """One change to a waiting approval, in a tenant's feed (WatchApprovals)."""
+
+    tenant_id: str
+    cursor: int
+    kind: ApprovalChangeKind
+    action_id: str
+    instance_id: str
+    revision: int
+    action_state: ActionState
+    tool: str
+    gate_id: str
+    actor: str
+    time: datetime
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,15 @@ class GateState(StrEnum):
     CLOSED = "CLOSED"
 
 
+class ApprovalChangeKind(StrEnum):
+    REQUESTED = "REQUESTED"
+    VOTED = "VOTED"
+    DECIDED = "DECIDED"
+    EXPIRED = "EXPIRED"
+    ESCALATED = "ESCALATED"
+    CANCELLED = "CANCELLED"
+
+
 class DecisionStatus(StrEnum):
     DECIDED = "DECIDED"
     ESCALATED = "ESCALATED"

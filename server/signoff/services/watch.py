@@ -1,19 +1,78 @@
-"""WatchInstance: replay from the database, then live events; ordered, gapless, unique.
+"""Streams that replay from the database, then go live: WatchInstance (per instance, by
+revision) and WatchApprovals (per tenant, by cursor). Ordered, gapless, unique.
 
 The subscription is taken before the backlog is read, so nothing committed in between is
-missed; live events at or below the last sent revision are dropped; any gap or overflow
-sends the watcher back to the database, which is the source of truth.
+missed; live items at or below the last sent position are dropped; any gap, overflow or
+hint from another replica sends the stream back to the database, the source of truth.
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
-from signoff.domain.errors import OutOfRange, Unavailable
-from signoff.domain.models import Bookmark, Event, Principal
+from signoff.domain.errors import (
+    FieldViolation,
+    InvalidArgument,
+    OutOfRange,
+    PermissionDenied,
+    Unavailable,
+)
+from signoff.domain.models import ApprovalChange, Bookmark, Event, Principal
 from signoff.domain.states import TERMINAL_EVENT_TYPES, TERMINAL_INSTANCE_STATES
 from signoff.services.context import Context
-from signoff.services.instances import visible
+from signoff.services.instances import scoped_tenant, visible
+from signoff.store.hub import Subscription, tenant_key
 
 _BATCH = 500
+Item = TypeVar("Item")
+
+
+async def _tail(
+    ctx: Context,
+    subscription: Subscription,
+    fetch: Callable[[int, int], Awaitable[list[Item]]],
+    position: Callable[[Item], int],
+    start: int,
+    ends: Callable[[Item], bool] = lambda item: False,
+) -> AsyncIterator[Item | Bookmark]:
+    last, from_database = start, True
+    while True:
+        if from_database:
+            items = await fetch(last, _BATCH)
+            for item in items:
+                yield item
+                last = position(item)
+                if ends(item):
+                    return
+            if len(items) == _BATCH:
+                continue  # more backlog
+            from_database = False
+
+        if subscription.closed:
+            raise Unavailable(
+                "SERVER_SHUTTING_DOWN",
+                "the server is shutting down; reconnect and resume from the last position",
+                metadata={"position": str(last)},
+            )
+        if not await subscription.wait(ctx.bookmark_interval):
+            # Idle: make sure nothing was missed, then tell the client it is current.
+            if await fetch(last, 1):
+                from_database = True
+            else:
+                yield Bookmark(revision=last, time=ctx.clock())
+            continue
+
+        live, stale = subscription.take()
+        for item in live:
+            if position(item) <= last:
+                continue  # already sent from the backlog
+            if position(item) != last + 1:
+                stale = True  # a gap: re-read rather than guess
+                break
+            yield item
+            last = position(item)
+            if ends(item):
+                return
+        from_database = stale
 
 
 async def watch_instance(
@@ -32,49 +91,52 @@ async def watch_instance(
             )
         if instance.state in TERMINAL_INSTANCE_STATES and after_revision == instance.revision:
             return  # the client already has the terminal event
-        last = after_revision
-        from_database = True
-        while True:
-            if from_database:
-                async with ctx.db.read() as tx:
-                    events = await tx.list_events(instance_id, last, _BATCH)
-                for event in events:
-                    yield event
-                    last = event.revision
-                    if event.type in TERMINAL_EVENT_TYPES:
-                        return
-                if len(events) == _BATCH:
-                    continue  # more backlog
-                from_database = False
 
-            if subscription.closed:
-                raise Unavailable(
-                    "SERVER_SHUTTING_DOWN",
-                    "the server is shutting down; reconnect and resume from the last revision",
-                    metadata={"revision": str(last)},
-                )
-            if not await subscription.wait(ctx.bookmark_interval):
-                # Idle: make sure nothing was missed, then tell the client it is current.
-                async with ctx.db.read() as tx:
-                    newer = await tx.list_events(instance_id, last, 1)
-                if newer:
-                    from_database = True
-                else:
-                    yield Bookmark(revision=last, time=ctx.clock())
-                continue
+        async def fetch(after: int, limit: int) -> list[Event]:
+            async with ctx.db.read() as tx:
+                return await tx.list_events(instance_id, after, limit)
 
-            live, overflowed = subscription.take()
-            for event in live:
-                if event.revision <= last:
-                    continue  # already sent from the backlog
-                if event.revision != last + 1:
-                    from_database = True  # a gap: re-read rather than guess
-                    break
-                yield event
-                last = event.revision
-                if event.type in TERMINAL_EVENT_TYPES:
-                    return
-            if overflowed:
-                from_database = True
+        async for item in _tail(
+            ctx,
+            subscription,
+            fetch,
+            lambda event: event.revision,
+            after_revision,
+            lambda event: event.type in TERMINAL_EVENT_TYPES,
+        ):
+            yield item
+    finally:
+        ctx.db.hub.unsubscribe(subscription)
+
+
+async def watch_approvals(
+    ctx: Context, who: Principal, tenant_id: str, after_cursor: int
+) -> AsyncIterator[ApprovalChange | Bookmark]:
+    scope = scoped_tenant(who, tenant_id)
+    if scope == "":
+        raise InvalidArgument([FieldViolation("tenant_id", "is required for a platform caller")])
+    if scope is None:
+        raise PermissionDenied(
+            "TENANT_NOT_ALLOWED",
+            f"{who.id} acts in tenant {who.tenant}, not {tenant_id}",
+            metadata={"tenant_id": tenant_id},
+        )
+    subscription = ctx.db.hub.subscribe(tenant_key(scope))
+    try:
+
+        async def fetch(after: int, limit: int) -> list[ApprovalChange]:
+            async with ctx.db.read() as tx:
+                return await tx.list_approval_changes(scope, after, limit)
+
+        newest = await fetch(after_cursor - 1, 1) if after_cursor > 0 else [None]
+        if not newest:
+            raise OutOfRange(
+                "CURSOR_OUT_OF_RANGE",
+                f"after_cursor {after_cursor} is beyond the tenant's newest change",
+                metadata={"tenant_id": scope},
+            )
+        position: Callable[[Any], int] = lambda change: change.cursor  # noqa: E731
+        async for item in _tail(ctx, subscription, fetch, position, after_cursor):
+            yield item
     finally:
         ctx.db.hub.unsubscribe(subscription)

@@ -8,7 +8,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from signoff.store.hub import Hub
+from signoff.store.hub import Hub, tenant_key
 from signoff.store.notify import CHANNEL, payload
 from signoff.store.repository import Tx
 
@@ -78,12 +78,13 @@ class Database:
             yield tx
             if tx.events and self.dialect == "postgresql":
                 # One wake-up per transaction for the other replicas, sent at commit.
-                instance_ids = {event.instance_id for event in tx.events}
+                keys = {event.instance_id for event in tx.events}
+                keys |= {tenant_key(change.tenant_id) for change in tx.approval_changes}
                 await connection.execute(
                     text("SELECT pg_notify(:channel, :payload)"),
-                    {"channel": CHANNEL, "payload": payload(instance_ids)},
+                    {"channel": CHANNEL, "payload": payload(keys)},
                 )
-        self.hub.publish(tx.events)
+        self.hub.publish(tx.events, tx.approval_changes)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Tx]:

@@ -7,15 +7,23 @@ subscriber that falls behind is told to re-read it instead of buffering without 
 import asyncio
 from collections import defaultdict
 from collections.abc import Iterable
+from typing import Any
 
-from signoff.domain.models import Event
+from signoff.domain.models import ApprovalChange, Event
+
+
+def tenant_key(tenant_id: str) -> str:
+    """The hub key of a tenant's approval feed (instance ids never contain ':')."""
+    return f"tenant:{tenant_id}"
 
 
 class Subscription:
-    def __init__(self, instance_id: str, max_queued: int) -> None:
-        self.instance_id = instance_id
+    """Live items for one key: an instance id (events) or a tenant key (approval changes)."""
+
+    def __init__(self, key: str, max_queued: int) -> None:
+        self.key = key
         self._max_queued = max_queued
-        self._queue: list[Event] = []
+        self._queue: list[Any] = []
         self._overflowed = False
         self._wakeup = asyncio.Event()
         # Set when the server shuts down: the watcher should end so its client resumes elsewhere.
@@ -25,13 +33,13 @@ class Subscription:
         self.closed = True
         self._wakeup.set()
 
-    def push(self, event: Event) -> None:
+    def push(self, item: Any) -> None:
         if len(self._queue) >= self._max_queued:
             # Keep memory bounded: drop the live copies; the watcher re-reads the database.
             self._queue.clear()
             self._overflowed = True
         else:
-            self._queue.append(event)
+            self._queue.append(item)
         self._wakeup.set()
 
     async def wait(self, timeout: float) -> bool:
@@ -50,8 +58,9 @@ class Subscription:
         self._overflowed = True
         self._wakeup.set()
 
-    def take(self) -> tuple[list[Event], bool]:
-        """The queued events and whether some were dropped since the last take."""
+    def take(self) -> tuple[list[Any], bool]:
+        """The queued items and whether the database must be re-read (some were dropped,
+        or another replica hinted)."""
         events, overflowed = self._queue, self._overflowed
         self._queue, self._overflowed = [], False
         self._wakeup.clear()
@@ -64,11 +73,11 @@ class Hub:
         self._subscriptions: dict[str, set[Subscription]] = defaultdict(set)
         self._closed = False
 
-    def subscribe(self, instance_id: str) -> Subscription:
-        subscription = Subscription(instance_id, self._max_queued)
+    def subscribe(self, key: str) -> Subscription:
+        subscription = Subscription(key, self._max_queued)
         if self._closed:
             subscription.close()
-        self._subscriptions[instance_id].add(subscription)
+        self._subscriptions[key].add(subscription)
         return subscription
 
     def close(self) -> None:
@@ -79,15 +88,15 @@ class Hub:
                 subscription.close()
 
     def unsubscribe(self, subscription: Subscription) -> None:
-        watchers = self._subscriptions.get(subscription.instance_id)
+        watchers = self._subscriptions.get(subscription.key)
         if watchers is not None:
             watchers.discard(subscription)
             if not watchers:
-                del self._subscriptions[subscription.instance_id]
+                del self._subscriptions[subscription.key]
 
-    def hint(self, instance_id: str) -> None:
-        """Another replica committed events of this instance."""
-        for subscription in self._subscriptions.get(instance_id, ()):
+    def hint(self, key: str) -> None:
+        """Another replica committed events of this instance (or changes of this feed)."""
+        for subscription in self._subscriptions.get(key, ()):
             subscription.stale()
 
     def hint_all(self) -> None:
@@ -95,10 +104,13 @@ class Hub:
             for subscription in subscriptions:
                 subscription.stale()
 
-    def publish(self, events: Iterable[Event]) -> None:
+    def publish(self, events: Iterable[Event], changes: Iterable[ApprovalChange] = ()) -> None:
         for event in events:
             for subscription in self._subscriptions.get(event.instance_id, ()):
                 subscription.push(event)
+        for change in changes:
+            for subscription in self._subscriptions.get(tenant_key(change.tenant_id), ()):
+                subscription.push(change)
 
     @property
     def watcher_count(self) -> int:

@@ -23,10 +23,11 @@ REPLICA = uuid.uuid4().hex[:12]
 _MAX_PAYLOAD = 7000  # PostgreSQL allows 8000 bytes
 
 
-def payload(instance_ids: set[str]) -> str:
-    """'replica|id,id,…'; a transaction touching too many instances says '*' (re-read all)."""
-    ids = ",".join(sorted(instance_ids))
-    return f"{REPLICA}|{ids if len(ids) < _MAX_PAYLOAD else '*'}"
+def payload(keys: set[str]) -> str:
+    """'replica|key,key,…' (instance ids and tenant feed keys); a transaction touching too
+    many says '*' (re-read everything)."""
+    joined = ",".join(sorted(keys))
+    return f"{REPLICA}|{joined if len(joined) < _MAX_PAYLOAD else '*'}"
 
 
 class Listener:
@@ -77,5 +78,5 @@ class Listener:
         if ids == "*":
             self._hub.hint_all()
         else:
-            for instance_id in ids.split(","):
-                self._hub.hint(instance_id)
+            for key in ids.split(","):
+                self._hub.hint(key)

@@ -4,7 +4,7 @@ from dataclasses import asdict, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import Row, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from signoff.domain.chain import event_body, event_hash, record_hash
@@ -12,6 +12,7 @@ from signoff.domain.errors import ConcurrentChange
 from signoff.domain.models import (
     Action,
     Approval,
+    ApprovalChange,
     DecisionRecord,
     Event,
     GateStatus,
@@ -22,6 +23,7 @@ from signoff.domain.models import (
 )
 from signoff.domain.states import (
     ActionState,
+    ApprovalChangeKind,
     DecisionStatus,
     EventType,
     GateState,
@@ -31,15 +33,23 @@ from signoff.domain.states import (
     Verdict,
     outcome_of,
 )
-from signoff.store.schema import actions, decision_records, events, instances, votes
+from signoff.store.schema import (
+    actions,
+    approval_changes,
+    decision_records,
+    events,
+    instances,
+    votes,
+)
 
 
 class Tx:
     def __init__(self, connection: AsyncConnection, dialect: str) -> None:
         self.connection = connection
         self.dialect = dialect
-        # Events appended in this transaction, published to watchers after commit.
+        # Events and approval changes appended in this transaction, published after commit.
         self.events: list[Event] = []
+        self.approval_changes: list[ApprovalChange] = []
 
     # -- instances ---------------------------------------------------------------------
 
@@ -168,7 +178,83 @@ class Tx:
             )
         )
         self.events.append(event)
+        kind = _approval_kind(event, action)
+        if kind is not None and action is not None:
+            await self._append_approval_change(event, action, kind)
         return event
+
+    async def _append_approval_change(
+        self, event: Event, action: Action, kind: ApprovalChangeKind
+    ) -> None:
+        # The upsert locks the tenant's feed row until commit (see schema.approval_feeds).
+        cursor = (
+            await self.connection.execute(
+                text(
+                    "INSERT INTO approval_feeds (tenant_id, last_cursor) VALUES (:t, 1) "
+                    "ON CONFLICT (tenant_id) DO UPDATE "
+                    "SET last_cursor = approval_feeds.last_cursor + 1 RETURNING last_cursor"
+                ),
+                {"t": event.tenant_id},
+            )
+        ).scalar_one()
+        change = ApprovalChange(
+            tenant_id=event.tenant_id,
+            cursor=cursor,
+            kind=kind,
+            action_id=action.action_id,
+            instance_id=event.instance_id,
+            revision=event.revision,
+            action_state=action.state,
+            tool=action.proposal.tool,
+            gate_id=event.gate_id,
+            actor=event.actor,
+            time=event.time,
+        )
+        await self.connection.execute(
+            insert(approval_changes).values(
+                tenant_id=change.tenant_id,
+                cursor=change.cursor,
+                kind=change.kind.value,
+                action_id=change.action_id,
+                instance_id=change.instance_id,
+                revision=change.revision,
+                action_state=change.action_state.value,
+                tool=change.tool,
+                gate_id=change.gate_id,
+                actor=change.actor,
+                time=change.time,
+            )
+        )
+        self.approval_changes.append(change)
+
+    async def list_approval_changes(
+        self, tenant_id: str, after_cursor: int, limit: int
+    ) -> list[ApprovalChange]:
+        query = (
+            select(approval_changes)
+            .where(
+                approval_changes.c.tenant_id == tenant_id,
+                approval_changes.c.cursor > after_cursor,
+            )
+            .order_by(approval_changes.c.cursor)
+            .limit(limit)
+        )
+        return [
+            ApprovalChange(
+                tenant_id=row.tenant_id,
+                cursor=row.cursor,
+                kind=ApprovalChangeKind(row.kind),
+                action_id=row.action_id,
+                instance_id=row.instance_id,
+                revision=row.revision,
+                action_state=ActionState(row.action_state),
+                tool=row.tool,
+                gate_id=row.gate_id,
+                actor=row.actor,
+                time=row.time,
+            )
+            for row in (await self.connection.execute(query)).all()
+        ]
 
     async def list_events(self, instance_id: str, after_revision: int, limit: int) -> list[Event]:
         query = (
@@ -493,6 +579,25 @@ def _vote(row: Row[Any]) -> Vote:
         evidence_snapshot_hash=row.evidence_snapshot_hash,
         params_diff=row.params_diff,
     )
+
+
+_APPROVAL_KINDS = {
+    EventType.ACTION_VOTED: ApprovalChangeKind.VOTED,
+    EventType.ACTION_DECIDED: ApprovalChangeKind.DECIDED,
+    EventType.ACTION_EXPIRED: ApprovalChangeKind.EXPIRED,
+    EventType.ACTION_ESCALATED: ApprovalChangeKind.ESCALATED,
+}
+
+
+def _approval_kind(event: Event, action: Action | None) -> ApprovalChangeKind | None:
+    """Which events are changes to a waiting approval (for the tenant's feed)."""
+    if action is None or not action.gates:
+        return None  # never waited for a human
+    if event.type is EventType.ACTION_REQUESTED:
+        return ApprovalChangeKind.REQUESTED
+    if event.type is EventType.ACTION_CANCELLED and action.decide_time is None:
+        return ApprovalChangeKind.CANCELLED  # cancelled while it waited
+    return _APPROVAL_KINDS.get(event.type)
 
 
 def _gate_json(gate: GateStatus) -> Json:

@@ -183,3 +183,30 @@ decision_records = Table(
     Index(None, "tenant_id", "seq"),
     Index(None, "instance_id", "seq"),
 )
+
+# Each tenant's feed of changes to waiting approvals. The cursor is allocated by bumping the
+# tenant's row in approval_feeds, which stays locked until commit: cursors follow commit
+# order, so a reader resuming after cursor N can never skip a change committed later.
+approval_feeds = Table(
+    "approval_feeds",
+    metadata,
+    Column("tenant_id", Key, primary_key=True),
+    Column("last_cursor", BigInteger, nullable=False),
+)
+
+approval_changes = Table(
+    "approval_changes",
+    metadata,
+    Column("tenant_id", Key, nullable=False),
+    Column("cursor", BigInteger, nullable=False),
+    Column("kind", State, nullable=False),
+    Column("action_id", Id, nullable=False),
+    Column("instance_id", Id, nullable=False),
+    Column("revision", BigInteger, nullable=False),
+    Column("action_state", State, nullable=False),
+    Column("tool", Key, nullable=False),
+    Column("gate_id", Key, nullable=False),
+    Column("actor", Key, nullable=False),
+    Column("time", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "cursor"),
+)

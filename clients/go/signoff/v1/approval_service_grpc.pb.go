@@ -31,6 +31,12 @@ type ApprovalServiceClient interface {
 	// verdict and approver in the error's metadata. Repeating a call with the
 	// same request_id returns the original answer.
 	SubmitDecision(ctx context.Context, in *SubmitDecisionRequest, opts ...grpc.CallOption) (*SubmitDecisionResponse, error)
+	// Streams a tenant's changes to waiting approvals (requested, voted, decided,
+	// expired, escalated, cancelled) for inboxes and dashboards: first those after
+	// after_cursor, then live ones, with bookmarks while idle. Cursors are per
+	// tenant and allocated in commit order, so resuming with the last cursor
+	// received never skips or repeats a change. Never ends by itself.
+	WatchApprovals(ctx context.Context, in *WatchApprovalsRequest, opts ...grpc.CallOption) (ApprovalService_WatchApprovalsClient, error)
 }
 
 type approvalServiceClient struct {
@@ -59,6 +65,38 @@ func (c *approvalServiceClient) SubmitDecision(ctx context.Context, in *SubmitDe
 	return out, nil
 }
 
+func (c *approvalServiceClient) WatchApprovals(ctx context.Context, in *WatchApprovalsRequest, opts ...grpc.CallOption) (ApprovalService_WatchApprovalsClient, error) {
+	stream, err := c.cc.NewStream(ctx, &_ApprovalService_serviceDesc.Streams[0], "/signoff.v1.ApprovalService/WatchApprovals", opts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &approvalServiceWatchApprovalsClient{stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+type ApprovalService_WatchApprovalsClient interface {
+	Recv() (*WatchApprovalsResponse, error)
+	grpc.ClientStream
+}
+
+type approvalServiceWatchApprovalsClient struct {
+	grpc.ClientStream
+}
+
+func (x *approvalServiceWatchApprovalsClient) Recv() (*WatchApprovalsResponse, error) {
+	m := new(WatchApprovalsResponse)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 // ApprovalServiceServer is the server API for ApprovalService service.
 // All implementations must embed UnimplementedApprovalServiceServer
 // for forward compatibility
@@ -77,6 +115,12 @@ type ApprovalServiceServer interface {
 	// verdict and approver in the error's metadata. Repeating a call with the
 	// same request_id returns the original answer.
 	SubmitDecision(context.Context, *SubmitDecisionRequest) (*SubmitDecisionResponse, error)
+	// Streams a tenant's changes to waiting approvals (requested, voted, decided,
+	// expired, escalated, cancelled) for inboxes and dashboards: first those after
+	// after_cursor, then live ones, with bookmarks while idle. Cursors are per
+	// tenant and allocated in commit order, so resuming with the last cursor
+	// received never skips or repeats a change. Never ends by itself.
+	WatchApprovals(*WatchApprovalsRequest, ApprovalService_WatchApprovalsServer) error
 	mustEmbedUnimplementedApprovalServiceServer()
 }
 
@@ -89,6 +133,9 @@ func (UnimplementedApprovalServiceServer) ListPendingApprovals(context.Context, 
 }
 func (UnimplementedApprovalServiceServer) SubmitDecision(context.Context, *SubmitDecisionRequest) (*SubmitDecisionResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method SubmitDecision not implemented")
+}
+func (UnimplementedApprovalServiceServer) WatchApprovals(*WatchApprovalsRequest, ApprovalService_WatchApprovalsServer) error {
+	return status.Errorf(codes.Unimplemented, "method WatchApprovals not implemented")
 }
 func (UnimplementedApprovalServiceServer) mustEmbedUnimplementedApprovalServiceServer() {}
 
@@ -139,6 +186,27 @@ func _ApprovalService_SubmitDecision_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ApprovalService_WatchApprovals_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchApprovalsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ApprovalServiceServer).WatchApprovals(m, &approvalServiceWatchApprovalsServer{stream})
+}
+
+type ApprovalService_WatchApprovalsServer interface {
+	Send(*WatchApprovalsResponse) error
+	grpc.ServerStream
+}
+
+type approvalServiceWatchApprovalsServer struct {
+	grpc.ServerStream
+}
+
+func (x *approvalServiceWatchApprovalsServer) Send(m *WatchApprovalsResponse) error {
+	return x.ServerStream.SendMsg(m)
+}
+
 var _ApprovalService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "signoff.v1.ApprovalService",
 	HandlerType: (*ApprovalServiceServer)(nil),
@@ -152,6 +220,12 @@ var _ApprovalService_serviceDesc = grpc.ServiceDesc{
 			Handler:    _ApprovalService_SubmitDecision_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchApprovals",
+			Handler:       _ApprovalService_WatchApprovals_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "signoff/v1/approval_service.proto",
 }

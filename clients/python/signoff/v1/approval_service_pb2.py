@@ -23,10 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from signoff.v1 import types_pb2 as signoff_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!signoff/v1/approval_service.proto\x12\nsignoff.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x16signoff/v1/types.proto\"v\n\x1bListPendingApprovalsRequest\x12\x1b\n\ttenant_id\x18\x01 \x01(\tR\x08tenantId\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\"t\n\x1cListPendingApprovalsResponse\x12,\n\x07\x61\x63tions\x18\x01 \x03(\x0b\x32\x12.signoff.v1.ActionR\x07\x61\x63tions\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x9e\x02\n\x15SubmitDecisionRequest\x12\x1b\n\taction_id\x18\x01 \x01(\tR\x08\x61\x63tionId\x12-\n\x07verdict\x18\x02 \x01(\x0e\x32\x13.signoff.v1.VerdictR\x07verdict\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1d\n\nrequest_id\x18\x05 \x01(\tR\trequestId\x12<\n\redited_params\x18\x06 \x01(\x0b\x32\x17.google.protobuf.StructR\x0c\x65\x64itedParams\x12\x34\n\x16\x65vidence_snapshot_hash\x18\x07 \x01(\tR\x14\x65videnceSnapshotHashJ\x04\x08\x04\x10\x05R\x08\x61pprover\"x\n\x16SubmitDecisionResponse\x12*\n\x06\x61\x63tion\x18\x01 \x01(\x0b\x32\x12.signoff.v1.ActionR\x06\x61\x63tion\x12\x32\n\x06record\x18\x02 \x01(\x0b\x32\x1a.signoff.v1.DecisionRecordR\x06record2\xd5\x01\n\x0f\x41pprovalService\x12i\n\x14ListPendingApprovals\x12\'.signoff.v1.ListPendingApprovalsRequest\x1a(.signoff.v1.ListPendingApprovalsResponse\x12W\n\x0eSubmitDecision\x12!.signoff.v1.SubmitDecisionRequest\x1a\".signoff.v1.SubmitDecisionResponseB)Z\'signoff/clients/go/signoff/v1;signoffv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!signoff/v1/approval_service.proto\x12\nsignoff.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16signoff/v1/types.proto\"W\n\x15WatchApprovalsRequest\x12\x1b\n\ttenant_id\x18\x01 \x01(\tR\x08tenantId\x12!\n\x0c\x61\x66ter_cursor\x18\x02 \x01(\x03R\x0b\x61\x66terCursor\"\x82\x03\n\x0e\x41pprovalChange\x12\x16\n\x06\x63ursor\x18\x01 \x01(\x03R\x06\x63ursor\x12\x1b\n\ttenant_id\x18\x02 \x01(\tR\x08tenantId\x12\x32\n\x04kind\x18\x03 \x01(\x0e\x32\x1e.signoff.v1.ApprovalChangeKindR\x04kind\x12\x1b\n\taction_id\x18\x04 \x01(\tR\x08\x61\x63tionId\x12\x1f\n\x0binstance_id\x18\x05 \x01(\tR\ninstanceId\x12\x1a\n\x08revision\x18\x06 \x01(\x03R\x08revision\x12:\n\x0c\x61\x63tion_state\x18\x07 \x01(\x0e\x32\x17.signoff.v1.ActionStateR\x0b\x61\x63tionState\x12\x12\n\x04tool\x18\x08 \x01(\tR\x04tool\x12\x17\n\x07gate_id\x18\t \x01(\tR\x06gateId\x12\x14\n\x05\x61\x63tor\x18\n \x01(\tR\x05\x61\x63tor\x12.\n\x04time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\"\x81\x01\n\x16WatchApprovalsResponse\x12\x34\n\x06\x63hange\x18\x01 \x01(\x0b\x32\x1a.signoff.v1.ApprovalChangeH\x00R\x06\x63hange\x12)\n\x0f\x62ookmark_cursor\x18\x02 \x01(\x03H\x00R\x0e\x62ookmarkCursorB\x06\n\x04kind\"v\n\x1bListPendingApprovalsRequest\x12\x1b\n\ttenant_id\x18\x01 \x01(\tR\x08tenantId\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\"t\n\x1cListPendingApprovalsResponse\x12,\n\x07\x61\x63tions\x18\x01 \x03(\x0b\x32\x12.signoff.v1.ActionR\x07\x61\x63tions\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x9e\x02\n\x15SubmitDecisionRequest\x12\x1b\n\taction_id\x18\x01 \x01(\tR\x08\x61\x63tionId\x12-\n\x07verdict\x18\x02 \x01(\x0e\x32\x13.signoff.v1.VerdictR\x07verdict\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1d\n\nrequest_id\x18\x05 \x01(\tR\trequestId\x12<\n\redited_params\x18\x06 \x01(\x0b\x32\x17.google.protobuf.StructR\x0c\x65\x64itedParams\x12\x34\n\x16\x65vidence_snapshot_hash\x18\x07 \x01(\tR\x14\x65videnceSnapshotHashJ\x04\x08\x04\x10\x05R\x08\x61pprover\"x\n\x16SubmitDecisionResponse\x12*\n\x06\x61\x63tion\x18\x01 \x01(\x0b\x32\x12.signoff.v1.ActionR\x06\x61\x63tion\x12\x32\n\x06record\x18\x02 \x01(\x0b\x32\x1a.signoff.v1.DecisionRecordR\x06record*\x8a\x02\n\x12\x41pprovalChangeKind\x12$\n APPROVAL_CHANGE_KIND_UNSPECIFIED\x10\x00\x12\"\n\x1e\x41PPROVAL_CHANGE_KIND_REQUESTED\x10\x01\x12\x1e\n\x1a\x41PPROVAL_CHANGE_KIND_VOTED\x10\x02\x12 \n\x1c\x41PPROVAL_CHANGE_KIND_DECIDED\x10\x03\x12 \n\x1c\x41PPROVAL_CHANGE_KIND_EXPIRED\x10\x04\x12\"\n\x1e\x41PPROVAL_CHANGE_KIND_ESCALATED\x10\x05\x12\"\n\x1e\x41PPROVAL_CHANGE_KIND_CANCELLED\x10\x06\x32\xb0\x02\n\x0f\x41pprovalService\x12i\n\x14ListPendingApprovals\x12\'.signoff.v1.ListPendingApprovalsRequest\x1a(.signoff.v1.ListPendingApprovalsResponse\x12W\n\x0eSubmitDecision\x12!.signoff.v1.SubmitDecisionRequest\x1a\".signoff.v1.SubmitDecisionResponse\x12Y\n\x0eWatchApprovals\x12!.signoff.v1.WatchApprovalsRequest\x1a\".signoff.v1.WatchApprovalsResponse0\x01\x42)Z\'signoff/clients/go/signoff/v1;signoffv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,14 +35,22 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'signoff.v1.approval_service
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z\'signoff/clients/go/signoff/v1;signoffv1'
-  _globals['_LISTPENDINGAPPROVALSREQUEST']._serialized_start=103
-  _globals['_LISTPENDINGAPPROVALSREQUEST']._serialized_end=221
-  _globals['_LISTPENDINGAPPROVALSRESPONSE']._serialized_start=223
-  _globals['_LISTPENDINGAPPROVALSRESPONSE']._serialized_end=339
-  _globals['_SUBMITDECISIONREQUEST']._serialized_start=342
-  _globals['_SUBMITDECISIONREQUEST']._serialized_end=628
-  _globals['_SUBMITDECISIONRESPONSE']._serialized_start=630
-  _globals['_SUBMITDECISIONRESPONSE']._serialized_end=750
-  _globals['_APPROVALSERVICE']._serialized_start=753
-  _globals['_APPROVALSERVICE']._serialized_end=966
+  _globals['_APPROVALCHANGEKIND']._serialized_start=1396
+  _globals['_APPROVALCHANGEKIND']._serialized_end=1662
+  _globals['_WATCHAPPROVALSREQUEST']._serialized_start=136
+  _globals['_WATCHAPPROVALSREQUEST']._serialized_end=223
+  _globals['_APPROVALCHANGE']._serialized_start=226
+  _globals['_APPROVALCHANGE']._serialized_end=612
+  _globals['_WATCHAPPROVALSRESPONSE']._serialized_start=615
+  _globals['_WATCHAPPROVALSRESPONSE']._serialized_end=744
+  _globals['_LISTPENDINGAPPROVALSREQUEST']._serialized_start=746
+  _globals['_LISTPENDINGAPPROVALSREQUEST']._serialized_end=864
+  _globals['_LISTPENDINGAPPROVALSRESPONSE']._serialized_start=866
+  _globals['_LISTPENDINGAPPROVALSRESPONSE']._serialized_end=982
+  _globals['_SUBMITDECISIONREQUEST']._serialized_start=985
+  _globals['_SUBMITDECISIONREQUEST']._serialized_end=1271
+  _globals['_SUBMITDECISIONRESPONSE']._serialized_start=1273
+  _globals['_SUBMITDECISIONRESPONSE']._serialized_end=1393
+  _globals['_APPROVALSERVICE']._serialized_start=1665
+  _globals['_APPROVALSERVICE']._serialized_end=1969
 # @@protoc_insertion_point(module_scope)

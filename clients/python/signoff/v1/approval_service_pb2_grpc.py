@@ -45,6 +45,11 @@ class ApprovalServiceStub:
                 request_serializer=signoff_dot_v1_dot_approval__service__pb2.SubmitDecisionRequest.SerializeToString,
                 response_deserializer=signoff_dot_v1_dot_approval__service__pb2.SubmitDecisionResponse.FromString,
                 _registered_method=True)
+        self.WatchApprovals = channel.unary_stream(
+                '/signoff.v1.ApprovalService/WatchApprovals',
+                request_serializer=signoff_dot_v1_dot_approval__service__pb2.WatchApprovalsRequest.SerializeToString,
+                response_deserializer=signoff_dot_v1_dot_approval__service__pb2.WatchApprovalsResponse.FromString,
+                _registered_method=True)
 
 
 class ApprovalServiceServicer:
@@ -75,6 +80,17 @@ class ApprovalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchApprovals(self, request, context):
+        """Streams a tenant's changes to waiting approvals (requested, voted, decided,
+        expired, escalated, cancelled) for inboxes and dashboards: first those after
+        after_cursor, then live ones, with bookmarks while idle. Cursors are per
+        tenant and allocated in commit order, so resuming with the last cursor
+        received never skips or repeats a change. Never ends by itself.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ApprovalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -87,6 +103,11 @@ def add_ApprovalServiceServicer_to_server(servicer, server):
                     servicer.SubmitDecision,
                     request_deserializer=signoff_dot_v1_dot_approval__service__pb2.SubmitDecisionRequest.FromString,
                     response_serializer=signoff_dot_v1_dot_approval__service__pb2.SubmitDecisionResponse.SerializeToString,
+            ),
+            'WatchApprovals': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchApprovals,
+                    request_deserializer=signoff_dot_v1_dot_approval__service__pb2.WatchApprovalsRequest.FromString,
+                    response_serializer=signoff_dot_v1_dot_approval__service__pb2.WatchApprovalsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -144,6 +165,33 @@ class ApprovalService:
             '/signoff.v1.ApprovalService/SubmitDecision',
             signoff_dot_v1_dot_approval__service__pb2.SubmitDecisionRequest.SerializeToString,
             signoff_dot_v1_dot_approval__service__pb2.SubmitDecisionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchApprovals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/signoff.v1.ApprovalService/WatchApprovals',
+            signoff_dot_v1_dot_approval__service__pb2.WatchApprovalsRequest.SerializeToString,
+            signoff_dot_v1_dot_approval__service__pb2.WatchApprovalsResponse.FromString,
             options,
             channel_credentials,
             insecure,

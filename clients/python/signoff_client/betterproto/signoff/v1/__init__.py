@@ -8,6 +8,8 @@ __all__ = (
     "ActionState",
     "Agent",
     "Approval",
+    "ApprovalChange",
+    "ApprovalChangeKind",
     "ApprovalServiceAsyncStub",
     "ApprovalServiceStub",
     "AuditServiceAsyncStub",
@@ -72,6 +74,8 @@ __all__ = (
     "Verdict",
     "VerifyChainRequest",
     "VerifyChainResponse",
+    "WatchApprovalsRequest",
+    "WatchApprovalsResponse",
     "WatchInstanceRequest",
     "WatchInstanceResponse",
 )
@@ -168,6 +172,50 @@ class ActionState(betterproto2.Enum):
             "ACTION_STATE_EXECUTING": 6,
             "ACTION_STATE_EXECUTED": 7,
             "ACTION_STATE_FAILED": 8,
+        }
+
+
+class ApprovalChangeKind(betterproto2.Enum):
+    """
+    What happened to a waiting approval.
+    """
+
+    UNSPECIFIED = 0
+
+    REQUESTED = 1
+
+    VOTED = 2
+
+    DECIDED = 3
+
+    EXPIRED = 4
+
+    ESCALATED = 5
+
+    CANCELLED = 6
+
+    @classmethod
+    def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
+        return {
+            0: "APPROVAL_CHANGE_KIND_UNSPECIFIED",
+            1: "APPROVAL_CHANGE_KIND_REQUESTED",
+            2: "APPROVAL_CHANGE_KIND_VOTED",
+            3: "APPROVAL_CHANGE_KIND_DECIDED",
+            4: "APPROVAL_CHANGE_KIND_EXPIRED",
+            5: "APPROVAL_CHANGE_KIND_ESCALATED",
+            6: "APPROVAL_CHANGE_KIND_CANCELLED",
+        }
+
+    @classmethod
+    def betterproto_renamed_proto_names_to_value(cls) -> dict[str, int]:
+        return {
+            "APPROVAL_CHANGE_KIND_UNSPECIFIED": 0,
+            "APPROVAL_CHANGE_KIND_REQUESTED": 1,
+            "APPROVAL_CHANGE_KIND_VOTED": 2,
+            "APPROVAL_CHANGE_KIND_DECIDED": 3,
+            "APPROVAL_CHANGE_KIND_EXPIRED": 4,
+            "APPROVAL_CHANGE_KIND_ESCALATED": 5,
+            "APPROVAL_CHANGE_KIND_CANCELLED": 6,
         }
 
 
@@ -798,6 +846,49 @@ class Approval(betterproto2.Message):
 
 
 default_message_pool.register_message("signoff.v1", "Approval", Approval)
+
+
+@dataclass(eq=False, repr=False)
+class ApprovalChange(betterproto2.Message):
+    cursor: "int" = betterproto2.field(1, betterproto2.TYPE_INT64)
+    """
+    1, 2, 3 … per tenant, gapless, in commit order.
+    """
+
+    tenant_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    kind: "ApprovalChangeKind" = betterproto2.field(
+        3, betterproto2.TYPE_ENUM, default_factory=lambda: ApprovalChangeKind(0)
+    )
+
+    action_id: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+
+    instance_id: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+
+    revision: "int" = betterproto2.field(6, betterproto2.TYPE_INT64)
+    """
+    The instance event that recorded the change.
+    """
+
+    action_state: "ActionState" = betterproto2.field(
+        7, betterproto2.TYPE_ENUM, default_factory=lambda: ActionState(0)
+    )
+
+    tool: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
+
+    gate_id: "str" = betterproto2.field(9, betterproto2.TYPE_STRING)
+    """
+    The gate the change is about (votes, escalations, expiries), if one.
+    """
+
+    actor: "str" = betterproto2.field(10, betterproto2.TYPE_STRING)
+
+    time: "datetime.datetime | None" = betterproto2.field(
+        11, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
+    )
+
+
+default_message_pool.register_message("signoff.v1", "ApprovalChange", ApprovalChange)
 
 
 @dataclass(eq=False, repr=False)
@@ -1935,6 +2026,48 @@ default_message_pool.register_message("signoff.v1", "VerifyChainResponse", Verif
 
 
 @dataclass(eq=False, repr=False)
+class WatchApprovalsRequest(betterproto2.Message):
+    tenant_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Required (a caller of one tenant may leave it empty for its own).
+    """
+
+    after_cursor: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+    """
+    Stream changes with cursor > after_cursor. 0 streams from the first.
+    """
+
+
+default_message_pool.register_message("signoff.v1", "WatchApprovalsRequest", WatchApprovalsRequest)
+
+
+@dataclass(eq=False, repr=False)
+class WatchApprovalsResponse(betterproto2.Message):
+    """
+
+
+    Oneofs:
+        - kind:
+    """
+
+    change: "ApprovalChange | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, optional=True, group="kind"
+    )
+
+    bookmark_cursor: "int | None" = betterproto2.field(
+        2, betterproto2.TYPE_INT64, optional=True, group="kind"
+    )
+    """
+    Sent while idle: the tenant has no change newer than this cursor.
+    """
+
+
+default_message_pool.register_message(
+    "signoff.v1", "WatchApprovalsResponse", WatchApprovalsResponse
+)
+
+
+@dataclass(eq=False, repr=False)
 class WatchInstanceRequest(betterproto2.Message):
     instance_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
     """
@@ -2013,6 +2146,23 @@ class ApprovalServiceStub:
             SubmitDecisionResponse.FromString,
         )(message)
 
+    def watch_approvals(
+        self, message: "WatchApprovalsRequest"
+    ) -> "Iterator[WatchApprovalsResponse]":
+        """
+        Streams a tenant's changes to waiting approvals (requested, voted, decided,
+        expired, escalated, cancelled) for inboxes and dashboards: first those after
+        after_cursor, then live ones, with bookmarks while idle. Cursors are per
+        tenant and allocated in commit order, so resuming with the last cursor
+        received never skips or repeats a change. Never ends by itself.
+        """
+
+        yield from self._channel.unary_stream(
+            "/signoff.v1.ApprovalService/WatchApprovals",
+            WatchApprovalsRequest.SerializeToString,
+            WatchApprovalsResponse.FromString,
+        )(message)
+
 
 class ApprovalServiceAsyncStub(betterproto2_grpclib.ServiceStub):
     """
@@ -2070,6 +2220,32 @@ class ApprovalServiceAsyncStub(betterproto2_grpclib.ServiceStub):
             deadline=deadline,
             metadata=metadata,
         )
+
+    async def watch_approvals(
+        self,
+        message: "WatchApprovalsRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "AsyncIterator[WatchApprovalsResponse]":
+        """
+        Streams a tenant's changes to waiting approvals (requested, voted, decided,
+        expired, escalated, cancelled) for inboxes and dashboards: first those after
+        after_cursor, then live ones, with bookmarks while idle. Cursors are per
+        tenant and allocated in commit order, so resuming with the last cursor
+        received never skips or repeats a change. Never ends by itself.
+        """
+
+        async for response in self._unary_stream(
+            "/signoff.v1.ApprovalService/WatchApprovals",
+            message,
+            WatchApprovalsResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        ):
+            yield response
 
 
 class AuditServiceStub:

@@ -2,10 +2,11 @@
 // @generated from file signoff/v1/approval_service.proto (package signoff.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import { file_google_protobuf_struct } from "@bufbuild/protobuf/wkt";
-import type { Action, DecisionRecord, Verdict } from "./types_pb.js";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Action, ActionState, DecisionRecord, Verdict } from "./types_pb.js";
 import { file_signoff_v1_types } from "./types_pb.js";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
 
@@ -13,7 +14,137 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file signoff/v1/approval_service.proto.
  */
 export const file_signoff_v1_approval_service: GenFile = /*@__PURE__*/
-  fileDesc("CiFzaWdub2ZmL3YxL2FwcHJvdmFsX3NlcnZpY2UucHJvdG8SCnNpZ25vZmYudjEiVwobTGlzdFBlbmRpbmdBcHByb3ZhbHNSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJcChxMaXN0UGVuZGluZ0FwcHJvdmFsc1Jlc3BvbnNlEiMKB2FjdGlvbnMYASADKAsyEi5zaWdub2ZmLnYxLkFjdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAki1AEKFVN1Ym1pdERlY2lzaW9uUmVxdWVzdBIRCglhY3Rpb25faWQYASABKAkSJAoHdmVyZGljdBgCIAEoDjITLnNpZ25vZmYudjEuVmVyZGljdBIOCgZyZWFzb24YAyABKAkSEgoKcmVxdWVzdF9pZBgFIAEoCRIuCg1lZGl0ZWRfcGFyYW1zGAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIeChZldmlkZW5jZV9zbmFwc2hvdF9oYXNoGAcgASgJSgQIBBAFUghhcHByb3ZlciJoChZTdWJtaXREZWNpc2lvblJlc3BvbnNlEiIKBmFjdGlvbhgBIAEoCzISLnNpZ25vZmYudjEuQWN0aW9uEioKBnJlY29yZBgCIAEoCzIaLnNpZ25vZmYudjEuRGVjaXNpb25SZWNvcmQy1QEKD0FwcHJvdmFsU2VydmljZRJpChRMaXN0UGVuZGluZ0FwcHJvdmFscxInLnNpZ25vZmYudjEuTGlzdFBlbmRpbmdBcHByb3ZhbHNSZXF1ZXN0Giguc2lnbm9mZi52MS5MaXN0UGVuZGluZ0FwcHJvdmFsc1Jlc3BvbnNlElcKDlN1Ym1pdERlY2lzaW9uEiEuc2lnbm9mZi52MS5TdWJtaXREZWNpc2lvblJlcXVlc3QaIi5zaWdub2ZmLnYxLlN1Ym1pdERlY2lzaW9uUmVzcG9uc2VCKVonc2lnbm9mZi9jbGllbnRzL2dvL3NpZ25vZmYvdjE7c2lnbm9mZnYxYgZwcm90bzM", [file_google_protobuf_struct, file_signoff_v1_types]);
+  fileDesc("CiFzaWdub2ZmL3YxL2FwcHJvdmFsX3NlcnZpY2UucHJvdG8SCnNpZ25vZmYudjEiQAoVV2F0Y2hBcHByb3ZhbHNSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRIUCgxhZnRlcl9jdXJzb3IYAiABKAMiogIKDkFwcHJvdmFsQ2hhbmdlEg4KBmN1cnNvchgBIAEoAxIRCgl0ZW5hbnRfaWQYAiABKAkSLAoEa2luZBgDIAEoDjIeLnNpZ25vZmYudjEuQXBwcm92YWxDaGFuZ2VLaW5kEhEKCWFjdGlvbl9pZBgEIAEoCRITCgtpbnN0YW5jZV9pZBgFIAEoCRIQCghyZXZpc2lvbhgGIAEoAxItCgxhY3Rpb25fc3RhdGUYByABKA4yFy5zaWdub2ZmLnYxLkFjdGlvblN0YXRlEgwKBHRvb2wYCCABKAkSDwoHZ2F0ZV9pZBgJIAEoCRINCgVhY3RvchgKIAEoCRIoCgR0aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJpChZXYXRjaEFwcHJvdmFsc1Jlc3BvbnNlEiwKBmNoYW5nZRgBIAEoCzIaLnNpZ25vZmYudjEuQXBwcm92YWxDaGFuZ2VIABIZCg9ib29rbWFya19jdXJzb3IYAiABKANIAEIGCgRraW5kIlcKG0xpc3RQZW5kaW5nQXBwcm92YWxzUmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiXAocTGlzdFBlbmRpbmdBcHByb3ZhbHNSZXNwb25zZRIjCgdhY3Rpb25zGAEgAygLMhIuc2lnbm9mZi52MS5BY3Rpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJItQBChVTdWJtaXREZWNpc2lvblJlcXVlc3QSEQoJYWN0aW9uX2lkGAEgASgJEiQKB3ZlcmRpY3QYAiABKA4yEy5zaWdub2ZmLnYxLlZlcmRpY3QSDgoGcmVhc29uGAMgASgJEhIKCnJlcXVlc3RfaWQYBSABKAkSLgoNZWRpdGVkX3BhcmFtcxgGIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSHgoWZXZpZGVuY2Vfc25hcHNob3RfaGFzaBgHIAEoCUoECAQQBVIIYXBwcm92ZXIiaAoWU3VibWl0RGVjaXNpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5zaWdub2ZmLnYxLkFjdGlvbhIqCgZyZWNvcmQYAiABKAsyGi5zaWdub2ZmLnYxLkRlY2lzaW9uUmVjb3JkKooCChJBcHByb3ZhbENoYW5nZUtpbmQSJAogQVBQUk9WQUxfQ0hBTkdFX0tJTkRfVU5TUEVDSUZJRUQQABIiCh5BUFBST1ZBTF9DSEFOR0VfS0lORF9SRVFVRVNURUQQARIeChpBUFBST1ZBTF9DSEFOR0VfS0lORF9WT1RFRBACEiAKHEFQUFJPVkFMX0NIQU5HRV9LSU5EX0RFQ0lERUQQAxIgChxBUFBST1ZBTF9DSEFOR0VfS0lORF9FWFBJUkVEEAQSIgoeQVBQUk9WQUxfQ0hBTkdFX0tJTkRfRVNDQUxBVEVEEAUSIgoeQVBQUk9WQUxfQ0hBTkdFX0tJTkRfQ0FOQ0VMTEVEEAYysAIKD0FwcHJvdmFsU2VydmljZRJpChRMaXN0UGVuZGluZ0FwcHJvdmFscxInLnNpZ25vZmYudjEuTGlzdFBlbmRpbmdBcHByb3ZhbHNSZXF1ZXN0Giguc2lnbm9mZi52MS5MaXN0UGVuZGluZ0FwcHJvdmFsc1Jlc3BvbnNlElcKDlN1Ym1pdERlY2lzaW9uEiEuc2lnbm9mZi52MS5TdWJtaXREZWNpc2lvblJlcXVlc3QaIi5zaWdub2ZmLnYxLlN1Ym1pdERlY2lzaW9uUmVzcG9uc2USWQoOV2F0Y2hBcHByb3ZhbHMSIS5zaWdub2ZmLnYxLldhdGNoQXBwcm92YWxzUmVxdWVzdBoiLnNpZ25vZmYudjEuV2F0Y2hBcHByb3ZhbHNSZXNwb25zZTABQilaJ3NpZ25vZmYvY2xpZW50cy9nby9zaWdub2ZmL3YxO3NpZ25vZmZ2MWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_signoff_v1_types]);
+
+/**
+ * @generated from message signoff.v1.WatchApprovalsRequest
+ */
+export type WatchApprovalsRequest = Message<"signoff.v1.WatchApprovalsRequest"> & {
+  /**
+   * Required (a caller of one tenant may leave it empty for its own).
+   *
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * Stream changes with cursor > after_cursor. 0 streams from the first.
+   *
+   * @generated from field: int64 after_cursor = 2;
+   */
+  afterCursor: bigint;
+};
+
+/**
+ * Describes the message signoff.v1.WatchApprovalsRequest.
+ * Use `create(WatchApprovalsRequestSchema)` to create a new message.
+ */
+export const WatchApprovalsRequestSchema: GenMessage<WatchApprovalsRequest> = /*@__PURE__*/
+  messageDesc(file_signoff_v1_approval_service, 0);
+
+/**
+ * @generated from message signoff.v1.ApprovalChange
+ */
+export type ApprovalChange = Message<"signoff.v1.ApprovalChange"> & {
+  /**
+   * 1, 2, 3 … per tenant, gapless, in commit order.
+   *
+   * @generated from field: int64 cursor = 1;
+   */
+  cursor: bigint;
+
+  /**
+   * @generated from field: string tenant_id = 2;
+   */
+  tenantId: string;
+
+  /**
+   * @generated from field: signoff.v1.ApprovalChangeKind kind = 3;
+   */
+  kind: ApprovalChangeKind;
+
+  /**
+   * @generated from field: string action_id = 4;
+   */
+  actionId: string;
+
+  /**
+   * @generated from field: string instance_id = 5;
+   */
+  instanceId: string;
+
+  /**
+   * The instance event that recorded the change.
+   *
+   * @generated from field: int64 revision = 6;
+   */
+  revision: bigint;
+
+  /**
+   * @generated from field: signoff.v1.ActionState action_state = 7;
+   */
+  actionState: ActionState;
+
+  /**
+   * @generated from field: string tool = 8;
+   */
+  tool: string;
+
+  /**
+   * The gate the change is about (votes, escalations, expiries), if one.
+   *
+   * @generated from field: string gate_id = 9;
+   */
+  gateId: string;
+
+  /**
+   * @generated from field: string actor = 10;
+   */
+  actor: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp time = 11;
+   */
+  time?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message signoff.v1.ApprovalChange.
+ * Use `create(ApprovalChangeSchema)` to create a new message.
+ */
+export const ApprovalChangeSchema: GenMessage<ApprovalChange> = /*@__PURE__*/
+  messageDesc(file_signoff_v1_approval_service, 1);
+
+/**
+ * @generated from message signoff.v1.WatchApprovalsResponse
+ */
+export type WatchApprovalsResponse = Message<"signoff.v1.WatchApprovalsResponse"> & {
+  /**
+   * @generated from oneof signoff.v1.WatchApprovalsResponse.kind
+   */
+  kind: {
+    /**
+     * @generated from field: signoff.v1.ApprovalChange change = 1;
+     */
+    value: ApprovalChange;
+    case: "change";
+  } | {
+    /**
+     * Sent while idle: the tenant has no change newer than this cursor.
+     *
+     * @generated from field: int64 bookmark_cursor = 2;
+     */
+    value: bigint;
+    case: "bookmarkCursor";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message signoff.v1.WatchApprovalsResponse.
+ * Use `create(WatchApprovalsResponseSchema)` to create a new message.
+ */
+export const WatchApprovalsResponseSchema: GenMessage<WatchApprovalsResponse> = /*@__PURE__*/
+  messageDesc(file_signoff_v1_approval_service, 2);
 
 /**
  * @generated from message signoff.v1.ListPendingApprovalsRequest
@@ -42,7 +173,7 @@ export type ListPendingApprovalsRequest = Message<"signoff.v1.ListPendingApprova
  * Use `create(ListPendingApprovalsRequestSchema)` to create a new message.
  */
 export const ListPendingApprovalsRequestSchema: GenMessage<ListPendingApprovalsRequest> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_approval_service, 0);
+  messageDesc(file_signoff_v1_approval_service, 3);
 
 /**
  * @generated from message signoff.v1.ListPendingApprovalsResponse
@@ -64,7 +195,7 @@ export type ListPendingApprovalsResponse = Message<"signoff.v1.ListPendingApprov
  * Use `create(ListPendingApprovalsResponseSchema)` to create a new message.
  */
 export const ListPendingApprovalsResponseSchema: GenMessage<ListPendingApprovalsResponse> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_approval_service, 1);
+  messageDesc(file_signoff_v1_approval_service, 4);
 
 /**
  * @generated from message signoff.v1.SubmitDecisionRequest
@@ -120,7 +251,7 @@ export type SubmitDecisionRequest = Message<"signoff.v1.SubmitDecisionRequest"> 
  * Use `create(SubmitDecisionRequestSchema)` to create a new message.
  */
 export const SubmitDecisionRequestSchema: GenMessage<SubmitDecisionRequest> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_approval_service, 2);
+  messageDesc(file_signoff_v1_approval_service, 5);
 
 /**
  * @generated from message signoff.v1.SubmitDecisionResponse
@@ -146,7 +277,55 @@ export type SubmitDecisionResponse = Message<"signoff.v1.SubmitDecisionResponse"
  * Use `create(SubmitDecisionResponseSchema)` to create a new message.
  */
 export const SubmitDecisionResponseSchema: GenMessage<SubmitDecisionResponse> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_approval_service, 3);
+  messageDesc(file_signoff_v1_approval_service, 6);
+
+/**
+ * What happened to a waiting approval.
+ *
+ * @generated from enum signoff.v1.ApprovalChangeKind
+ */
+export enum ApprovalChangeKind {
+  /**
+   * @generated from enum value: APPROVAL_CHANGE_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: APPROVAL_CHANGE_KIND_REQUESTED = 1;
+   */
+  REQUESTED = 1,
+
+  /**
+   * @generated from enum value: APPROVAL_CHANGE_KIND_VOTED = 2;
+   */
+  VOTED = 2,
+
+  /**
+   * @generated from enum value: APPROVAL_CHANGE_KIND_DECIDED = 3;
+   */
+  DECIDED = 3,
+
+  /**
+   * @generated from enum value: APPROVAL_CHANGE_KIND_EXPIRED = 4;
+   */
+  EXPIRED = 4,
+
+  /**
+   * @generated from enum value: APPROVAL_CHANGE_KIND_ESCALATED = 5;
+   */
+  ESCALATED = 5,
+
+  /**
+   * @generated from enum value: APPROVAL_CHANGE_KIND_CANCELLED = 6;
+   */
+  CANCELLED = 6,
+}
+
+/**
+ * Describes the enum signoff.v1.ApprovalChangeKind.
+ */
+export const ApprovalChangeKindSchema: GenEnum<ApprovalChangeKind> = /*@__PURE__*/
+  enumDesc(file_signoff_v1_approval_service, 0);
 
 /**
  * What approvers and their tools call: see what waits, and decide.
@@ -183,6 +362,20 @@ export const ApprovalService: GenService<{
     methodKind: "unary";
     input: typeof SubmitDecisionRequestSchema;
     output: typeof SubmitDecisionResponseSchema;
+  },
+  /**
+   * Streams a tenant's changes to waiting approvals (requested, voted, decided,
+   * expired, escalated, cancelled) for inboxes and dashboards: first those after
+   * after_cursor, then live ones, with bookmarks while idle. Cursors are per
+   * tenant and allocated in commit order, so resuming with the last cursor
+   * received never skips or repeats a change. Never ends by itself.
+   *
+   * @generated from rpc signoff.v1.ApprovalService.WatchApprovals
+   */
+  watchApprovals: {
+    methodKind: "server_streaming";
+    input: typeof WatchApprovalsRequestSchema;
+    output: typeof WatchApprovalsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_signoff_v1_approval_service, 0);
