@@ -292,6 +292,20 @@ async def submit_decision(
         }
     )
 
+    # Losers of a race learn it from a read, without queueing for the write lock: a decided
+    # action stays decided. (A retry of the winning call still takes the write path.)
+    async with ctx.db.read() as tx:
+        seen = await tx.get_action(action_id)
+        if (
+            seen is not None
+            and who.sees(seen.tenant_id)
+            and seen.state in DECIDED_ACTION_STATES
+            and await tx.find_vote_by_request(request_id) is None
+        ):
+            raise AlreadyDecided(
+                action_id, seen.state.value, _winning_verdict(seen).value, seen.decided_by
+            )
+
     async def vote() -> tuple[Action, DecisionRecord | None]:
         async with ctx.db.write() as tx:
             action, instance = await _locked_action(tx, action_id, who)

@@ -1,0 +1,469 @@
+"""bench/run: signoff against the physical limits of this machine, all figures from one run.
+
+    bench/run [--quick] [--only STEP ...]
+
+Servers are real `signoff serve` processes; every client load runs in its own process
+(bench/load.py). PostgreSQL is a throwaway cluster from scripts/postgres. The last line
+printed is one JSON object with every figure.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from sqlalchemy.engine import make_url
+
+from signoff.v1 import execution_service_pb2 as execution_pb
+from tests.support import AGENT_TOKEN, ServerProcess, envelope, mint, refund_action
+
+ROOT = Path(__file__).resolve().parents[1]
+Params = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Sizes:
+    seconds: float  # each throughput window
+    concurrency: int  # client coroutines for throughput
+    push_samples: int
+    replica_samples: int
+    watchers: int
+    pending: int
+    pages: int
+    race_rounds: int
+
+
+QUICK = Sizes(4, 64, 200, 40, 1_000, 20_000, 300, 5)
+FULL = Sizes(15, 64, 1_000, 200, 10_000, 1_000_000, 2_000, 20)
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return round(ordered[min(len(ordered) - 1, int(len(ordered) * q))], 2)
+
+
+def client(mode: str, params: Params) -> Params:
+    """Runs one client load in its own process and returns its JSON answer."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.load", mode],
+        input=json.dumps(params) + "\n",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"client {mode} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def busy(pid: int, run: Callable[[], Params]) -> tuple[Params, float]:
+    """run()'s answer and the share of one core that process `pid` used meanwhile."""
+    cpu, start = cpu_seconds(pid), time.monotonic()
+    result = run()
+    return result, (cpu_seconds(pid) - cpu) / (time.monotonic() - start)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+class Bench:
+    def __init__(self, sizes: Sizes, work: Path) -> None:
+        self.sizes = sizes
+        self.work = work
+        self.postgres = ""
+        self.figures: dict[str, float | int | None] = {}
+        self.servers: list[ServerProcess] = []
+
+    # -- infrastructure ----------------------------------------------------------------------
+
+    def start_postgres(self) -> None:
+        self.work.chmod(0o755)  # scripts/postgres runs the cluster as the postgres user
+        started = subprocess.run(
+            [str(ROOT / "scripts" / "postgres"), "start", str(self.work / "pg")],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if started.returncode != 0:
+            raise RuntimeError(started.stderr[-2000:])
+        self.postgres = started.stdout.strip().splitlines()[-1]
+
+    def stop_postgres(self) -> None:
+        if self.postgres:
+            subprocess.run([str(ROOT / "scripts" / "postgres"), "stop", str(self.work / "pg")])
+
+    def psycopg_url(self, url: str) -> str:
+        return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+    def database(self, kind: str) -> str:
+        if kind == "sqlite":
+            return f"sqlite:///{self.work / f'signoff-{uuid.uuid4().hex[:8]}.db'}"
+        name = f"bench_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(self.psycopg_url(self.postgres), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return make_url(self.postgres).set(database=name).render_as_string(hide_password=False)
+
+    def server(self, url: str, bookmark_interval: float = 1) -> ServerProcess:
+        server = ServerProcess(url, self.work, "--bookmark-interval", str(bookmark_interval))
+        self.servers.append(server.start())
+        return server
+
+    def stop_servers(self) -> None:
+        for server in self.servers:
+            server.stop()
+        self.servers.clear()
+
+    # -- measurements ------------------------------------------------------------------------
+
+    def echo(self) -> None:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bench.load", "echo_server"],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        try:
+            assert process.stdout is not None
+            target = process.stdout.readline().split()[-1]
+            params = self.throughput_params(target)
+            result, cpu = busy(process.pid, lambda: client("echo", params))
+        finally:
+            process.terminate()
+            process.wait()
+        self.figures["echo_rps"] = round(result["rps"])
+        say(
+            f"echo ({self.sizes.concurrency} clients): {result['rps']:.0f} calls/s "
+            f"({result['errors']} errors), server at {cpu:.0%} of a core"
+        )
+
+    def throughput_params(self, target: str) -> Params:
+        return {
+            "target": target,
+            "channels": 4,
+            "concurrency": self.sizes.concurrency,
+            "warmup": 1.0,
+            "seconds": self.sizes.seconds,
+        }
+
+    def decide(self, kind: str, server: ServerProcess) -> None:
+        assert server.process is not None
+        for instances in (self.sizes.concurrency, 1):
+            params = {**self.throughput_params(server.target), "agent": AGENT_TOKEN}
+            params["instances"] = instances
+            result, cpu = busy(server.process.pid, lambda p=params: client("decide", p))
+            how = "one instance each" if instances > 1 else "all on one instance"
+            say(
+                f"decide ({kind}, {self.sizes.concurrency} clients, {how}): "
+                f"{result['rps']:.0f} calls/s ({result['errors']} errors), "
+                f"server at {cpu:.0%} of a core {result['first_error']}"
+            )
+            if instances > 1:
+                self.figures[f"decide_rps_{kind}"] = round(result["rps"])
+
+    def race(self, kind: str, server: ServerProcess) -> tuple[int, float]:
+        tokens = [mint(f"approver_{i}") for i in range(50)]
+        result = client(
+            "race",
+            {
+                "target": server.target,
+                "channels": 4,
+                "agent": AGENT_TOKEN,
+                "tokens": tokens,
+                "rounds": self.sizes.race_rounds,
+            },
+        )
+        winners = result["winners"]
+        p99 = percentile(result["samples_ms"], 0.99)
+        say(
+            f"race ({kind}, 50 deciders x {len(winners)} rounds): winners per round {winners}, "
+            f"p50 {percentile(result['samples_ms'], 0.5)} ms, p99 {p99} ms, "
+            f"losers {result['loser_codes']}"
+        )
+        odd = [w for w in winners if w != 1]
+        return (odd[0] if odd else 1), p99
+
+    def push(self, watch: ServerProcess, decide: ServerProcess, samples: int) -> Params:
+        result = client(
+            "push",
+            {
+                "watch_target": watch.target,
+                "decide_target": decide.target,
+                "agent": AGENT_TOKEN,
+                "approver": mint("bench_approver"),
+                "samples": samples,
+                "max_seconds": self.sizes.seconds * 4,
+            },
+        )
+        ms, submit = result["samples_ms"], result["submit_ms"]
+        return {
+            "n": len(ms),
+            "p50": percentile(ms, 0.5),
+            "p99": percentile(ms, 0.99),
+            "submit": f"SubmitDecision alone p50 {percentile(submit, 0.5)} ms, "
+            f"p99 {percentile(submit, 0.99)} ms",
+        }
+
+    def watchers(self, server: ServerProcess) -> None:
+        count = self.sizes.watchers
+        assert server.process is not None
+        idle = rss_mb(server.process.pid)
+        params = {
+            "target": server.target,
+            "channels": 20,
+            "agent": AGENT_TOKEN,
+            "instances": max(10, count // 100),
+            "watchers": count,
+        }
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bench.load", "watchers"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write(json.dumps(params) + "\n")
+        process.stdin.flush()
+        ready = process.stdout.readline().split()
+        if not ready or ready[0] != "READY":
+            process.kill()
+            raise RuntimeError(f"watchers did not open: {ready}")
+        time.sleep(2)  # let the server settle
+        held = max(rss_mb(server.process.pid) for _ in range(3) if time.sleep(0.2) is None)
+        process.stdin.write("\n")
+        process.stdin.flush()
+        result = json.loads(process.stdout.read().strip().splitlines()[-1])
+        process.wait()
+        per = (held - idle) * 1024 / max(1, count)
+        say(
+            f"watchers: {result['opened']} streams opened in {result['ramp_s']:.1f} s "
+            f"(failed: {result['failed'] or 'none'}), {result['alive']} still open; "
+            f"server RSS {idle:.0f} MB idle → {held:.0f} MB "
+            f"({per:.1f} KB per watcher)"
+        )
+        scale = 10_000 / max(1, result["opened"])
+        self.figures["rss_mb_10k_watchers"] = round(idle + (held - idle) * scale, 1)
+        if scale != 1:
+            say(
+                f"  (quick: extrapolated to 10,000 watchers: {idle + (held - idle) * scale:.0f} MB)"
+            )
+
+    def seed_pending(self, server: ServerProcess, url: str, count: int) -> None:
+        """`count` waiting actions, each in its own instance, copied from one real one."""
+        stubs = server.stubs()
+        instance = stubs.execution.InvokeAgent(envelope()).instance
+        waiting = stubs.execution.RequestDecision(
+            execution_pb.RequestDecisionRequest(
+                instance_id=instance.instance_id, action=refund_action()
+            )
+        )
+        renamed = {
+            "instances": {"instance_id": "instance_id", "request_id": "request_id"},
+            "actions": {"instance_id": "instance_id", "action_id": "action_id"},
+        }
+        start = time.monotonic()
+        with psycopg.connect(self.psycopg_url(url), autocommit=True) as conn:
+            for table, key in (
+                ("instances", instance.instance_id),
+                ("actions", waiting.action_id),
+            ):
+                columns = [
+                    row[0]
+                    for row in conn.execute(
+                        "SELECT column_name FROM information_schema.columns "
+                        "WHERE table_name = %s AND column_name <> 'seq' ORDER BY ordinal_position",
+                        (table,),
+                    )
+                ]
+                values = [
+                    f"t.{c} || '_' || g" if c in renamed[table] else f"t.{c}" for c in columns
+                ]
+                where = "action_id" if table == "actions" else "instance_id"
+                conn.execute(
+                    f"INSERT INTO {table} ({', '.join(columns)}) "
+                    f"SELECT {', '.join(values)} FROM {table} t, generate_series(1, %s) g "
+                    f"WHERE t.{where} = %s ORDER BY g",
+                    (count - 1, key),
+                )
+            conn.execute("VACUUM ANALYZE instances")
+            conn.execute("VACUUM ANALYZE actions")
+            waiting_rows = conn.execute(
+                "SELECT count(*) FROM actions WHERE state = 'WAITING_FOR_HUMAN'"
+            ).fetchone()
+        say(
+            f"  seeded {waiting_rows[0] if waiting_rows else 0:,} waiting actions "
+            f"in {time.monotonic() - start:.0f} s"
+        )
+
+    def list_pending(self) -> None:
+        url = self.database("postgres")
+        server = self.server(url)
+        count = self.sizes.pending
+        say(f"list pending: seeding {count:,} waiting actions in PostgreSQL…")
+        self.seed_pending(server, url, count)
+        result = client(
+            "list_pending",
+            {
+                "target": server.target,
+                "approver": mint("bench_approver"),
+                "pages": self.sizes.pages,
+            },
+        )
+        ms = result["samples_ms"]
+        p50, p99 = percentile(ms, 0.5), percentile(ms, 0.99)
+        say(
+            f"list pending ({count:,} waiting, page_size 50, {len(ms)} pages): "
+            f"p50 {p50} ms, p99 {p99} ms"
+        )
+        self.figures["list_pending_p99_ms_1m"] = p99
+        self.stop_servers()
+
+    # -- the run -----------------------------------------------------------------------------
+
+    def step(self, name: str, run: Callable[[], None]) -> None:
+        say(f"[{time.strftime('%H:%M:%S')}] {name}")
+        try:
+            run()
+        except Exception as error:  # noqa: BLE001 -- one broken step must not hide the rest
+            say(f"  {name} FAILED: {error}")
+            self.stop_servers()
+
+    def sqlite(self) -> None:
+        server = self.server(self.database("sqlite"))
+        self.decide("sqlite", server)
+        winners, p99 = self.race("sqlite", server)
+        say(f"  (sqlite race, not in the JSON: winners {winners}, p99 {p99} ms)")
+        self.stop_servers()
+
+    def postgres_one(self) -> None:
+        server = self.server(self.database("postgres"))
+        self.decide("postgres", server)
+        winners, p99 = self.race("postgres", server)
+        self.figures["race_winners"], self.figures["race_p99_ms"] = winners, p99
+        push = self.push(server, server, self.sizes.push_samples)
+        say(
+            f"push (one server, {push['n']} samples, one at a time): p50 {push['p50']} ms, "
+            f"p99 {push['p99']} ms ({push['submit']})"
+        )
+        self.figures["push_p50_ms"], self.figures["push_p99_ms"] = push["p50"], push["p99"]
+        self.stop_servers()
+
+    def replicas(self) -> None:
+        url = self.database("postgres")
+        first, second = self.server(url), self.server(url)
+        push = self.push(first, second, self.sizes.replica_samples)
+        say(
+            f"push (watch on replica A, decide on replica B, --bookmark-interval 1, "
+            f"{push['n']} samples, one at a time): p50 {push['p50']} ms, p99 {push['p99']} ms "
+            f"({push['submit']})"
+        )
+        self.figures["push_p99_ms_replicas"] = push["p99"]
+        self.stop_servers()
+
+    def watch_memory(self) -> None:
+        # The server's default idle re-check (15 s): these streams are idle.
+        self.watchers(self.server(self.database("postgres"), bookmark_interval=15))
+        self.stop_servers()
+
+    def run(self, only: list[str]) -> None:
+        say(f"machine: {os.cpu_count()} CPUs; sizes: {self.sizes}")
+        self.step("PostgreSQL", self.start_postgres)
+        for name, step in STEPS.items():
+            if not only or name in only:
+                self.step(name, lambda step=step: step(self))
+
+
+STEPS: dict[str, Callable[[Bench], None]] = {
+    "echo": Bench.echo,
+    "sqlite": Bench.sqlite,
+    "postgres": Bench.postgres_one,
+    "replicas": Bench.replicas,
+    "watchers": Bench.watch_memory,
+    "pending": Bench.list_pending,
+}
+
+
+def verdicts(figures: dict[str, float | int | None]) -> None:
+    echo = figures.get("echo_rps")
+    targets: list[tuple[str, str, Callable[[float], bool]]] = [
+        ("echo_rps", "(the ceiling)", lambda v: True),
+        ("decide_rps_sqlite", "≥ 0.5 x echo_rps", lambda v: bool(echo) and v >= 0.5 * echo),
+        ("decide_rps_postgres", "≥ 0.4 x echo_rps", lambda v: bool(echo) and v >= 0.4 * echo),
+        ("push_p50_ms", "≤ 2", lambda v: v <= 2),
+        ("push_p99_ms", "≤ 10", lambda v: v <= 10),
+        ("push_p99_ms_replicas", "≤ 25", lambda v: v <= 25),
+        ("rss_mb_10k_watchers", "≤ 300", lambda v: v <= 300),
+        ("list_pending_p99_ms_1m", "≤ 20", lambda v: v <= 20),
+        ("race_winners", "= 1", lambda v: v == 1),
+        ("race_p99_ms", "≤ 20", lambda v: v <= 20),
+    ]
+    say("\nfigure                   value      target              verdict")
+    for key, target, met in targets:
+        value = figures.get(key)
+        if value is None:
+            verdict = "not measured"
+        elif key == "echo_rps":
+            verdict = ""
+        else:
+            verdict = "met" if met(value) else "MISSED"
+        if key.startswith("decide") and echo and value is not None:
+            target += f" ({value / echo:.2f}x)"
+        say(f"{key:<24} {value!s:<10} {target:<19} {verdict}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, under two minutes")
+    parser.add_argument("--only", nargs="*", default=[], choices=list(STEPS), help="some steps")
+    args = parser.parse_args()
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="signoff-bench-", dir="/tmp") as work:
+        bench = Bench(QUICK if args.quick else FULL, Path(work))
+        try:
+            bench.run(args.only)
+        finally:
+            bench.stop_servers()
+            bench.stop_postgres()
+    keys = [
+        "echo_rps",
+        "decide_rps_sqlite",
+        "decide_rps_postgres",
+        "push_p50_ms",
+        "push_p99_ms",
+        "push_p99_ms_replicas",
+        "rss_mb_10k_watchers",
+        "list_pending_p99_ms_1m",
+        "race_winners",
+        "race_p99_ms",
+    ]
+    verdicts(bench.figures)
+    say(f"\n{'quick' if args.quick else 'full'} run took {time.monotonic() - started:.0f} s")
+    print(json.dumps({key: bench.figures.get(key) for key in keys}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
