@@ -134,7 +134,7 @@ async def request_decision(
                 outcome,
                 existing.decision_reason,
                 instance.revision,
-                _as_proposed(existing, proposal),
+                _as_proposed(existing, proposal, digest),
                 token,
             )
         if instance.state is InstanceState.TERMINATED:
@@ -209,16 +209,16 @@ async def request_decision(
             outcome,
             action.decision_reason,
             instance.revision,
-            _as_proposed(action, proposal),
+            _as_proposed(action, proposal, digest),
             token,
         )
 
 
-def _as_proposed(action: Action, proposal: ProposedAction) -> Action:
+def _as_proposed(action: Action, proposal: ProposedAction, proposal_sha256: str) -> Action:
     """The action to answer the agent with. Unedited, its params are exactly what the agent
     proposed (the hash proves it), so redacted values go back to the agent unredacted
     without ever being stored; edited, they are the approver's params as stored."""
-    if action.action_sha256 != proposal.sha256():
+    if action.action_sha256 != proposal_sha256:
         return action
     return replace(action, proposal=proposal)
 
@@ -230,6 +230,8 @@ async def _locked_action(tx: Tx, action_id: str, who: Principal) -> tuple[Action
     if found is None or not who.sees(found.tenant_id):
         raise NotFound("action", action_id)
     instance = await locked_instance(tx, found.instance_id, who)
+    if tx.dialect != "postgresql":
+        return found, instance  # SQLite's BEGIN IMMEDIATE held the lock for the first read
     action = await tx.get_action(action_id)
     assert action is not None, "actions are never deleted"
     return action, instance

@@ -4,7 +4,7 @@ before its approval expires, and never after its instance was cancelled."""
 import hashlib
 import hmac
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from signoff.domain.errors import FailedPrecondition, PermissionDenied
 from signoff.domain.models import Action
@@ -15,13 +15,13 @@ def _digest(token: str) -> str:
     return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
 
 
-def issue(action: Action, now: datetime, ttl_from: datetime, ttl: object) -> str:
+def issue(action: Action, now: datetime, ttl_from: datetime, ttl: timedelta) -> str:
     """A fresh token for an APPROVED action (voiding any earlier one); "" once expired.
     The expiry is set once, from the decision, so asking again never extends it."""
     if action.state is not ActionState.APPROVED:
         return ""
     if action.grant_expires is None:
-        action.grant_expires = ttl_from + ttl  # type: ignore[operator]
+        action.grant_expires = ttl_from + ttl
     if action.grant_expires <= now:
         return ""
     token = "grt_" + secrets.token_urlsafe(24)

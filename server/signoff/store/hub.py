@@ -36,11 +36,10 @@ class Subscription:
     def push(self, item: Any) -> None:
         if len(self._queue) >= self._max_queued:
             # Keep memory bounded: drop the live copies; the watcher re-reads the database.
-            self._queue.clear()
-            self._overflowed = True
+            self.stale()
         else:
             self._queue.append(item)
-        self._wakeup.set()
+            self._wakeup.set()
 
     async def wait(self, timeout: float) -> bool:
         """Waits for a push; False if the timeout passed first."""
