@@ -116,8 +116,11 @@ class ServerProcess:
         *extra: str,
         policy: Path = OPEN_POLICY,
         auth_config: Path | None = AUTH_CONFIG,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.database_url = database_url
+        # Extra environment for the server process (OTEL_*, SIGNOFF_*), over the tests' own.
+        self.env = {**os.environ, **(env or {})}
         self.log_path = log_dir / f"server-{uuid.uuid4().hex[:8]}.log"
         auth = ("--auth-config", str(auth_config)) if auth_config else ()
         self.extra = ("--policy", str(policy), *auth, *extra)
@@ -144,6 +147,7 @@ class ServerProcess:
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,
+            env=self.env,
         )
         assert self.process.stdout is not None
         deadline = time.monotonic() + 60

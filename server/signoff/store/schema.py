@@ -72,6 +72,8 @@ instances = Table(
     Column("update_time", UTCDateTime, nullable=False),
     Column("created_by", Key, nullable=False, server_default=""),
     Column("chain_head", String(71), nullable=False, server_default=""),
+    # The W3C traceparent the agent sent with InvokeAgent ("" when none).
+    Column("traceparent", String(64), nullable=False, server_default=""),
     UniqueConstraint("tenant_id", "request_id"),
     Index(None, "tenant_id", "state", "seq"),
     Index(None, "state", "seq"),
@@ -105,6 +107,8 @@ actions = Table(
     Column("next_due", UTCDateTime, nullable=True),
     Column("grant_sha256", String(71), nullable=False, server_default=""),
     Column("grant_expires", UTCDateTime, nullable=True),
+    # The W3C traceparent of the RequestDecision call: the human wait joins this trace.
+    Column("traceparent", String(64), nullable=False, server_default=""),
     UniqueConstraint("instance_id", "tool_call_id"),
     # Pending-approval pages read only waiting rows, in order: O(page), not O(table).
     Index(
@@ -149,6 +153,7 @@ events = Table(
     Column("record_sha256", String(71), nullable=False, server_default=""),
     Column("prev_hash", String(71), nullable=False, server_default=""),
     Column("hash", String(71), nullable=False, server_default=""),
+    Column("trace_id", String(32), nullable=False, server_default=""),
     PrimaryKeyConstraint("instance_id", "revision"),
 )
 

@@ -1,0 +1,2 @@
+"""Telemetry: metrics, structured logs and traces. Imported by api/ and services/; imports
+nothing of theirs."""
