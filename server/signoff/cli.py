@@ -18,6 +18,7 @@ import grpc
 from google.protobuf import json_format
 from grpc_status import rpc_status
 
+from signoff.config import add_flags
 from signoff.v1 import approval_service_pb2 as approval_pb
 from signoff.v1 import approval_service_pb2_grpc as approval_grpc
 from signoff.v1 import execution_service_pb2 as execution_pb
@@ -29,24 +30,19 @@ DEFAULT_TARGET = "127.0.0.1:50051"
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from signoff.api.server import EXAMPLE_POLICY, ServeOptions, StartupError, serve
+    from signoff.api.server import StartupError, serve
+    from signoff.config import ConfigError, ServeOptions, load_options
     from signoff.policy.bundle import BundleError
 
+    flags = {name: value for name, value in vars(args).items() if name in ServeOptions.model_fields}
     try:
-        asyncio.run(
-            serve(
-                ServeOptions(
-                    host=args.host,
-                    port=args.port,
-                    database_url=args.database_url,
-                    bookmark_interval=args.bookmark_interval,
-                    policy=Path(args.policy) if args.policy else EXAMPLE_POLICY,
-                    timer_interval=args.timer_interval,
-                    auth_config=Path(args.auth_config) if args.auth_config else None,
-                    grant_ttl=args.grant_ttl,
-                )
-            )
-        )
+        options = load_options(Path(args.config) if args.config else None, flags)
+    except ConfigError as error:
+        print(f"signoff: {error}", file=sys.stderr)
+        return 2
+    _configure_logging(options.log_level)
+    try:
+        asyncio.run(serve(options))
     except BundleError as error:
         print(f"signoff: policy bundle: {error}", file=sys.stderr)
         return 2
@@ -233,48 +229,12 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     database = os.environ.get("SIGNOFF_DATABASE_URL", "sqlite:///signoff.db")
 
-    serve = commands.add_parser("serve", help="run the gRPC server")
-    serve.add_argument("--host", default=os.environ.get("SIGNOFF_HOST", "127.0.0.1"))
-    serve.add_argument(
-        "--port",
-        type=int,
-        default=int(os.environ.get("SIGNOFF_PORT", "50051")),
-        help="0 picks a free port (printed on start)",
+    serve = commands.add_parser(
+        "serve",
+        help="run the gRPC server",
+        description="Options come from --config FILE, then SIGNOFF_* variables, then flags.",
     )
-    serve.add_argument(
-        "--database-url",
-        default=database,
-        help="sqlite:///FILE (default signoff.db) or postgresql+psycopg://…",
-    )
-    serve.add_argument(
-        "--bookmark-interval",
-        type=float,
-        default=15.0,
-        help="seconds an idle watch stream waits before a progress bookmark",
-    )
-    serve.add_argument(
-        "--policy",
-        default=os.environ.get("SIGNOFF_POLICY", ""),
-        help="policy bundle directory (default: examples/policies)",
-    )
-    serve.add_argument(
-        "--grant-ttl",
-        type=float,
-        default=900.0,
-        help="seconds an approval may be acted on (its grant's life)",
-    )
-    serve.add_argument(
-        "--auth-config",
-        default=os.environ.get("SIGNOFF_AUTH_CONFIG", ""),
-        help="tokens / JWT / mTLS settings (YAML); without it: development mode, loopback only",
-    )
-    serve.add_argument(
-        "--timer-interval",
-        type=float,
-        default=1.0,
-        help="seconds between looks for due gate deadlines and reminders",
-    )
-    serve.add_argument("--log-level", default=os.environ.get("SIGNOFF_LOG_LEVEL", "INFO"))
+    add_flags(serve)
     serve.set_defaults(run=_serve)
 
     audit = commands.add_parser("audit", help="export the hash-chained trail and verify it")
@@ -349,14 +309,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def _configure_logging(level: str) -> None:
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     logging.basicConfig(
-        level=getattr(args, "log_level", "WARNING").upper(),
+        level=level,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
+        force=True,
     )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _configure_logging("WARNING")
     try:
         return int(args.run(args))
     except grpc.RpcError as error:

@@ -4,9 +4,7 @@ import asyncio
 import ipaddress
 import logging
 import signal
-from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -15,6 +13,7 @@ from grpc_reflection.v1alpha import reflection
 from signoff.api.auth import AuthInterceptor
 from signoff.api.servicers import ApprovalService, AuditService, ExecutionService, PolicyService
 from signoff.auth.authenticators import AuthConfig, development_tokens, load_auth_config
+from signoff.config import ServeOptions
 from signoff.policy.engine import RegoPolicy
 from signoff.services import timers
 from signoff.services.context import Context
@@ -41,9 +40,6 @@ SIGNOFF_SERVICES = [
     policy_service_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,
 ]
 
-# The example bundle of this repository: the default when --policy is not given.
-EXAMPLE_POLICY = Path(__file__).resolve().parents[3] / "examples" / "policies"
-
 SERVER_OPTIONS = [
     # A reconnect storm of thousands of watchers must queue, not fail with CANCELLED.
     ("grpc.server.max_pending_requests", 20_000),
@@ -56,22 +52,6 @@ SERVER_OPTIONS = [
     ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
     ("grpc.http2.max_pings_without_data", 0),
 ]
-
-
-@dataclass
-class ServeOptions:
-    host: str = "127.0.0.1"
-    port: int = 50051
-    database_url: str = "sqlite:///signoff.db"
-    bookmark_interval: float = 15.0
-    shutdown_grace: float = 5.0
-    policy: Path = field(default_factory=lambda: EXAMPLE_POLICY)
-    # How often due gate deadlines and reminders are looked for.
-    timer_interval: float = 1.0
-    # Tokens, JWT and mTLS settings; None is development mode (loopback only).
-    auth_config: Path | None = None
-    # How long an approval may be acted on, in seconds (the life of its grant).
-    grant_ttl: float = 900.0
 
 
 class StartupError(Exception):

@@ -1,0 +1,163 @@
+"""The one configuration of `signoff serve`: every option, its default, its check and its help.
+
+Each option is a field of ServeOptions and can be given three ways; the later wins:
+
+    config file (YAML, --config FILE or SIGNOFF_CONFIG)   metrics_port: 9464
+    environment (SIGNOFF_ + the name in capitals)         SIGNOFF_METRICS_PORT=9464
+    command line (--name with dashes)                     --metrics-port 9464
+
+Options that are lists (webhooks) are given in the file, or as JSON in the environment.
+Everything is checked before the server starts; a mistake names the option and its source.
+"""
+
+import argparse
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+# The example bundle of this repository: the default when no policy is given.
+EXAMPLE_POLICY = Path(__file__).resolve().parents[2] / "examples" / "policies"
+
+ENV_PREFIX = "SIGNOFF_"
+CONFIG_ENV = "SIGNOFF_CONFIG"
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; the message names each wrong option and its source."""
+
+
+class ServeOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    host: str = Field("127.0.0.1", description="address to listen on (non-loopback needs auth)")
+    port: int = Field(50051, ge=0, le=65535, description="gRPC port; 0 picks a free one")
+    database_url: str = Field(
+        "sqlite:///signoff.db",
+        description="sqlite:///FILE (embedded) or postgresql+psycopg://USER@HOST/DB",
+    )
+    policy: Path = Field(EXAMPLE_POLICY, description="policy bundle directory")
+    auth_config: Path | None = Field(
+        None,
+        description="tokens / JWT / mTLS settings (YAML); none: development mode, loopback only",
+    )
+    grant_ttl: float = Field(
+        900.0, gt=0, description="seconds an approval may be acted on (its grant's life)"
+    )
+    timer_interval: float = Field(
+        1.0, gt=0, description="seconds between looks for due gate deadlines and reminders"
+    )
+    bookmark_interval: float = Field(
+        15.0, gt=0, description="seconds an idle watch stream waits before a progress bookmark"
+    )
+    shutdown_grace: float = Field(
+        5.0, ge=0, description="seconds running calls get to finish when the server stops"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="DEBUG, INFO, WARNING or ERROR"
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("policy")
+    @classmethod
+    def _bundle_exists(cls, value: Path) -> Path:
+        if not value.is_dir():
+            raise ValueError(f"no policy bundle directory at {value}")
+        return value
+
+    @field_validator("auth_config")
+    @classmethod
+    def _file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no file at {value}")
+        return value
+
+
+def _scalar(name: str) -> bool:
+    """Options a flag or a plain environment variable can carry (not lists or mappings)."""
+    annotation = ServeOptions.model_fields[name].annotation
+    return not any(
+        origin in str(annotation) for origin in ("list[", "tuple[", "dict[", "Sequence[")
+    )
+
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    """One --flag per scalar option; a flag not given leaves the option to env, file, default."""
+    parser.add_argument(
+        "--config",
+        default=os.environ.get(CONFIG_ENV, ""),
+        help=f"YAML file with any of the options below (or ${CONFIG_ENV})",
+    )
+    for name, field in ServeOptions.model_fields.items():
+        if not _scalar(name):
+            continue
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            default=argparse.SUPPRESS,
+            help=f"{field.description} (default {field.default}; ${ENV_PREFIX}{name.upper()})",
+        )
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"config file {path}: {error}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path}: expected a mapping of option names to values")
+    return values
+
+
+def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name in ServeOptions.model_fields:
+        text = environ.get(ENV_PREFIX + name.upper())
+        if text is None or text == "":
+            continue
+        if _scalar(name):
+            values[name] = text
+            continue
+        try:
+            values[name] = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"{ENV_PREFIX}{name.upper()}: not JSON: {error}") from None
+    return values
+
+
+def load_options(
+    config_file: Path | None,
+    flags: Mapping[str, Any],
+    environ: Mapping[str, str] = os.environ,
+) -> ServeOptions:
+    """File, then environment, then flags; checked as a whole. Raises ConfigError."""
+    layers = [
+        (f"config file {config_file}", _from_file(config_file) if config_file else {}),
+        ("environment", _from_environment(environ)),
+        ("command line", dict(flags)),
+    ]
+    merged: dict[str, Any] = {}
+    source: dict[str, str] = {}
+    for where, values in layers:
+        merged.update(values)
+        source.update({name: where for name in values})
+    try:
+        return ServeOptions.model_validate(merged)
+    except ValidationError as error:
+        problems = []
+        for problem in error.errors():
+            name = str(problem["loc"][0]) if problem["loc"] else ""
+            path = ".".join(str(part) for part in problem["loc"])
+            where = source.get(name, "default")
+            if where == "environment":
+                where = f"${ENV_PREFIX}{name.upper()}"
+            problems.append(f"{path or 'options'}: {problem['msg']} (from {where})")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None
