@@ -159,5 +159,6 @@ def load_options(
             where = source.get(name, "default")
             if where == "environment":
                 where = f"${ENV_PREFIX}{name.upper()}"
-            problems.append(f"{path or 'options'}: {problem['msg']} (from {where})")
+            message = problem["msg"].removeprefix("Value error, ")
+            problems.append(f"{path or 'options'}: {message} (from {where})")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None
