@@ -10,6 +10,8 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 WORKDIR /src
 COPY clients/python clients/python
 COPY server server
+# The server wheel packages the example bundle as its default policy.
+COPY examples/policies examples/policies
 RUN pip wheel --no-deps --wheel-dir /wheels ./clients/python ./server \
  && python -m venv /opt/signoff \
  && /opt/signoff/bin/pip install --only-binary=:all: /wheels/*.whl

@@ -20,8 +20,16 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-# The example bundle of this repository: the default when no policy is given.
-EXAMPLE_POLICY = Path(__file__).resolve().parents[2] / "examples" / "policies"
+
+def _example_policy() -> Path:
+    """The example bundle, the default policy: packaged in a wheel, or the source tree's."""
+    packaged = Path(__file__).resolve().parent / "example_policies"
+    return (
+        packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "examples/policies"
+    )
+
+
+EXAMPLE_POLICY = _example_policy()
 
 ENV_PREFIX = "SIGNOFF_"
 CONFIG_ENV = "SIGNOFF_CONFIG"
