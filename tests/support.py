@@ -126,6 +126,8 @@ class ServerProcess:
         self.extra = ("--policy", str(policy), *auth, *extra)
         self.process: subprocess.Popen[str] | None = None
         self.target = ""
+        # What the server printed before its listening line (the metrics URL, say).
+        self.banner: list[str] = []
         self._channels: list[grpc.Channel] = []
 
     def start(self, port: int = 0) -> "ServerProcess":
@@ -151,10 +153,12 @@ class ServerProcess:
         )
         assert self.process.stdout is not None
         deadline = time.monotonic() + 60
+        self.banner = []
         for line in self.process.stdout:
             if line.startswith("signoff listening on "):
                 self.target = line.split()[-1]
                 break
+            self.banner.append(line.rstrip("\n"))
             if time.monotonic() > deadline:
                 break
         if not self.target:
@@ -167,6 +171,13 @@ class ServerProcess:
     @property
     def port(self) -> int:
         return int(self.target.rsplit(":", 1)[1])
+
+    @property
+    def metrics_url(self) -> str:
+        """The /metrics URL the server printed ("" without --metrics-port)."""
+        prefix = "signoff metrics on "
+        found = [line for line in self.banner if line.startswith(prefix)]
+        return found[0].removeprefix(prefix) if found else ""
 
     def channel(self, token: str | None = AGENT_TOKEN) -> grpc.Channel:
         channel = bearer_channel(self.target, token or "")

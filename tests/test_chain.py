@@ -6,11 +6,16 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from signoff.domain.chain import event_body, event_hash
+from signoff.domain.models import Event
+from signoff.domain.states import EventType, InstanceState
 from signoff.v1 import approval_service_pb2 as approval_pb
 from signoff.v1 import audit_service_pb2 as audit_pb
 from signoff.v1 import execution_service_pb2 as execution_pb
@@ -203,3 +208,71 @@ def test_an_export_verifies_offline_and_names_the_first_broken_link(
     broken = run("audit", "verify", tampered)
     assert broken.returncode == 1
     assert f"BROKEN: instance {instance_id} at revision {revision}:" in broken.stdout
+
+
+def test_trace_ids_are_chained_and_tampering_with_them_is_found(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """An agent's trace id is in every event it caused, under the hash: changing it breaks
+    the chain, in the database and in an export."""
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    sent = (("traceparent", f"00-{trace_id}-00f067aa0ba902b7-01"),)
+    agent = server.stubs()
+    instance_id = agent.execution.InvokeAgent(envelope(), metadata=sent).instance.instance_id
+    waiting = agent.execution.RequestDecision(
+        execution_pb.RequestDecisionRequest(instance_id=instance_id, action=refund_action()),
+        metadata=sent,
+    )
+    server.as_("lead").approval.SubmitDecision(
+        approval_pb.SubmitDecisionRequest(
+            action_id=waiting.action_id,
+            verdict=pb.VERDICT_APPROVE,
+            reason="ok",
+            request_id=f"t-{waiting.action_id}",
+        )
+    )
+    export = tmp_path / "trail.jsonl"
+    made = run(
+        "audit", "export", "--database-url", server.database_url, "--instance", instance_id,
+        "--output", export,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    events = [json.loads(line) for line in lines_of(export) if '"kind": "event"' in line]
+    assert [e["trace_id"] for e in events] == [trace_id] * 3
+    assert run("audit", "verify", export).returncode == 0
+
+    # Offline: another trace id, or none, for the approval's event.
+    for change in (lambda b: b.update(trace_id="0" * 32), lambda b: b.pop("trace_id")):
+        tampered = tmp_path / "tampered.jsonl"
+        tampered.write_text("\n".join(edit_event(lines_of(export), 3, change)) + "\n")
+        broken = run("audit", "verify", tampered)
+        assert broken.returncode == 1
+        assert f"BROKEN: instance {instance_id} at revision 3:" in broken.stdout
+
+    # In the database.
+    assert verify(server, instance_id).intact
+    erase = "UPDATE events SET trace_id = '' WHERE instance_id = :i AND revision = 2"
+    sql(server, erase, i=instance_id)
+    report = verify(server, instance_id)
+    assert not report.intact
+    assert report.broken_revision == 2 and "content does not match" in report.problem
+
+
+def test_events_without_a_trace_id_hash_as_they_always_did() -> None:
+    """Chains written before trace ids existed still verify: an empty trace_id is left out
+    of the hashed body (this hash was computed before trace_id was added)."""
+    event = Event(
+        instance_id="ins_golden",
+        tenant_id="tenant_acme_prod",
+        revision=1,
+        type=EventType.INSTANCE_CREATED,
+        time=datetime(2026, 5, 3, 9, 30, tzinfo=UTC),
+        instance_state=InstanceState.RUNNING,
+        actor="agt_support",
+    )
+    assert "trace_id" not in event_body(event)
+    assert event_hash(event_body(event)) == (
+        "sha256:e83a30cfef04e7476de78f70b011d54b853280c8b81fbfd97c8daad686d1818b"
+    )
+    traced = replace(event, trace_id="4bf92f3577b34da6a3ce929d0e0e4736")
+    assert event_hash(event_body(traced)) != event_hash(event_body(event))

@@ -40,7 +40,7 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"signoff: {error}", file=sys.stderr)
         return 2
-    _configure_logging(options.log_level)
+    _configure_logging(options.log_level, options.log_format)
     try:
         asyncio.run(serve(options))
     except BundleError as error:
@@ -309,14 +309,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(level: str) -> None:
+def _configure_logging(level: str, log_format: str = "text") -> None:
+    """Standard error, as text (operator commands) or one JSON object per line (serve)."""
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    formatter: logging.Formatter
+    if log_format == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
+        # Fields a line's `extra` adds (the RPC and transition lines) become JSON keys too.
+        formatter = JsonFormatter(
+            "%(levelname)s %(name)s %(message)s",
+            rename_fields={"levelname": "level", "name": "logger"},
+            timestamp="time",
+        )
+        logging.captureWarnings(True)  # Python warnings too, not as a bare stderr line
+    else:
+        formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+    handler.setFormatter(formatter)
+    logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

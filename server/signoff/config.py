@@ -16,9 +16,19 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 
 def _example_policy() -> Path:
@@ -37,6 +47,60 @@ CONFIG_ENV = "SIGNOFF_CONFIG"
 
 class ConfigError(Exception):
     """The configuration is unusable; the message names each wrong option and its source."""
+
+
+WebhookEvent = Literal["requested", "decided", "expired", "escalated", "voted", "cancelled"]
+
+
+class WebhookOptions(BaseModel):
+    """One entry of `webhooks`: where approval changes are POSTed, and signed with what."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="unique name")
+    url: str = Field(description="http:// or https:// address (redirects are not followed)")
+    secret: SecretStr | None = Field(None, description="HMAC-SHA256 key, 16+ characters")
+    secret_env: str | None = Field(None, description="environment variable holding the key")
+    format: Literal["json", "slack"] = "json"
+    tenants: tuple[str, ...] = Field((), description="only these tenants (empty: all)")
+    gates: tuple[str, ...] = Field((), description="only these gates (empty: all)")
+    events: tuple[WebhookEvent, ...] = Field(
+        ("requested", "decided", "expired", "escalated"), min_length=1
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be 16 characters or more (openssl rand -hex 32 makes one)")
+        return value
+
+    @field_validator("secret_env")
+    @classmethod
+    def _variable_holds_key(cls, value: str | None, info: ValidationInfo) -> str | None:
+        environ = (info.context or {}).get("environ", os.environ)
+        if value is not None and len(environ.get(value, "")) < 16:
+            raise ValueError(f"environment variable {value} must hold the key (16+ characters)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_key(self) -> "WebhookOptions":
+        if (self.secret is None) == (self.secret_env is None):
+            raise ValueError("give the signing key as secret or as secret_env (one of them)")
+        return self
+
+    def key(self, environ: Mapping[str, str] = os.environ) -> bytes:
+        if self.secret is not None:
+            return self.secret.get_secret_value().encode()
+        return environ[self.secret_env or ""].encode()
 
 
 class ServeOptions(BaseModel):
@@ -65,8 +129,33 @@ class ServeOptions(BaseModel):
     shutdown_grace: float = Field(
         5.0, ge=0, description="seconds running calls get to finish when the server stops"
     )
+    webhooks: list[WebhookOptions] = Field(
+        default_factory=list, description="webhook notifications of approval changes"
+    )
+    webhook_retry_initial: float = Field(
+        1.0, gt=0, description="seconds before a failed webhook delivery is retried; doubles"
+    )
+    webhook_retry_max: float = Field(
+        3600.0, gt=0, description="longest wait (seconds) between two webhook delivery attempts"
+    )
+    webhook_max_attempts: int = Field(
+        36, ge=1, description="webhook delivery attempts before a notification is FAILED"
+    )
+    webhook_timeout: float = Field(10.0, gt=0, description="seconds one webhook request may take")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="DEBUG, INFO, WARNING or ERROR"
+    )
+    log_format: Literal["json", "text"] = Field(
+        "json", description="json (one object per line) or text, on standard error"
+    )
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="serve Prometheus /metrics on this port; 0 picks one"
+    )
+    metrics_host: str | None = Field(
+        None, description="address of the metrics endpoint; none: the same as host"
+    )
+    metrics_interval: float = Field(
+        15.0, gt=0, description="seconds between reads of the database-wide gauges"
     )
 
     @field_validator("log_level", mode="before")
@@ -86,6 +175,15 @@ class ServeOptions(BaseModel):
     def _file_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
             raise ValueError(f"no file at {value}")
+        return value
+
+    @field_validator("webhooks")
+    @classmethod
+    def _unique_names(cls, value: list[WebhookOptions]) -> list[WebhookOptions]:
+        names = [hook.name for hook in value]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"webhook names must be unique; given more than once: {twice}")
         return value
 
 
@@ -158,7 +256,7 @@ def load_options(
         merged.update(values)
         source.update({name: where for name in values})
     try:
-        return ServeOptions.model_validate(merged)
+        return ServeOptions.model_validate(merged, context={"environ": environ})
     except ValidationError as error:
         problems = []
         for problem in error.errors():

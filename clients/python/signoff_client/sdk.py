@@ -17,7 +17,8 @@ runs, or with the `report_execution` afterwards::
     )
 
 Both clients share the pure helpers below (request building, answer and error mapping,
-backoff); only the I/O loops differ.
+backoff); only the I/O loops differ. Every call carries the current OpenTelemetry span's
+`traceparent` when opentelemetry-api is installed (see signoff_client.tracing).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from signoff_client.errors import (
     from_rpc_error,
     rich_status,
 )
+from signoff_client.tracing import trace_metadata
 
 __all__ = [
     "APPROVED",
@@ -455,7 +457,7 @@ class AsyncSignoff:
 
     async def _call(self, method: Any, request: Any, timeout: float | None = None) -> Any:
         try:
-            return await method(request, timeout=timeout)
+            return await method(request, timeout=timeout, metadata=trace_metadata() or None)
         except grpc.RpcError as error:
             raise from_rpc_error(error) from error
 
@@ -544,7 +546,9 @@ class AsyncSignoff:
         attempt = 0
         while True:
             try:
-                return await method(request, timeout=_remaining(deadline))
+                return await method(
+                    request, timeout=_remaining(deadline), metadata=trace_metadata() or None
+                )
             except grpc.RpcError as error:
                 await self._pause(error, attempt, deadline)
             attempt += 1
@@ -562,7 +566,9 @@ class AsyncSignoff:
             if remaining is not None and remaining <= 0:
                 raise _Timeout
             call = self._execution.WatchInstance(
-                _watch_request(instance_id, revision), timeout=remaining
+                _watch_request(instance_id, revision),
+                timeout=remaining,
+                metadata=trace_metadata() or None,
             )
             try:
                 async for item in call:
@@ -722,7 +728,7 @@ class Signoff:
 
     def _call(self, method: Any, request: Any, timeout: float | None = None) -> Any:
         try:
-            return method(request, timeout=timeout)
+            return method(request, timeout=timeout, metadata=trace_metadata() or None)
         except grpc.RpcError as error:
             raise from_rpc_error(error) from error
 
@@ -800,7 +806,9 @@ class Signoff:
         attempt = 0
         while True:
             try:
-                return method(request, timeout=_remaining(deadline))
+                return method(
+                    request, timeout=_remaining(deadline), metadata=trace_metadata() or None
+                )
             except grpc.RpcError as error:
                 self._pause(error, attempt, deadline)
             attempt += 1
@@ -817,7 +825,9 @@ class Signoff:
             if remaining is not None and remaining <= 0:
                 raise _Timeout
             call = self._execution.WatchInstance(
-                _watch_request(instance_id, revision), timeout=remaining
+                _watch_request(instance_id, revision),
+                timeout=remaining,
+                metadata=trace_metadata() or None,
             )
             try:
                 for item in call:

@@ -3,6 +3,7 @@ the rules table before the servicer sees the request."""
 
 import contextvars
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -21,14 +22,38 @@ def caller() -> Principal:
     return _CALLER.get()
 
 
+@dataclass
+class CallerSlot:
+    """Who the RPC authenticated as, for an interceptor outside AuthInterceptor: it still
+    knows after the call, when caller() is reset (and for PERMISSION_DENIED)."""
+
+    principal: Principal | None = None
+
+
+_SLOT: contextvars.ContextVar[CallerSlot | None] = contextvars.ContextVar(
+    "signoff_caller_slot", default=None
+)
+
+
+def caller_slot() -> CallerSlot:
+    """A slot for the current RPC's principal, filled once AuthInterceptor knows it."""
+    slot = CallerSlot()
+    _SLOT.set(slot)
+    return slot
+
+
 class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, authenticator: Authenticator) -> None:
         self.authenticator = authenticator
+        # Wrapped once per method, not per call: every open watch stream holds its handler.
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     def _principal(self, context: grpc.aio.ServicerContext, method: str) -> Principal:
         metadata = {key: value for key, value in (context.invocation_metadata() or ())}
         spiffe = context.auth_context().get("peer_spiffe_id") or [b""]
         principal = self.authenticator.authenticate(metadata, spiffe[0].decode())
+        if (slot := _SLOT.get()) is not None:
+            slot.principal = principal
         if not allowed(method, principal):
             raise PermissionDenied(
                 "NOT_ALLOWED",
@@ -46,19 +71,25 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         method = details.method
         if handler is None or method.startswith(PUBLIC_PREFIXES):
             return handler
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
         if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
+            wrapped = grpc.unary_unary_rpc_method_handler(
                 self._unary(handler.unary_unary, method),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
+        elif handler.unary_stream is not None:
+            wrapped = grpc.unary_stream_rpc_method_handler(
                 self._stream(handler.unary_stream, method),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
-        raise AssertionError(f"signoff has no client-streaming RPC: {method}")
+        else:
+            raise AssertionError(f"signoff has no client-streaming RPC: {method}")
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
 
     def _unary(self, behavior: Any, method: str) -> Any:
         async def authenticated(request: Any, context: grpc.aio.ServicerContext) -> Any:

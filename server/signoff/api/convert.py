@@ -9,6 +9,7 @@ from signoff.domain import models
 from signoff.domain.states import RiskClass
 from signoff.policy import BundleRef, Effect, PolicyDecision
 from signoff.policy.gates import Gate
+from signoff.telemetry import tracing
 from signoff.v1 import approval_service_pb2 as approval_pb
 from signoff.v1 import policy_service_pb2 as policy_pb
 from signoff.v1 import types_pb2 as pb
@@ -51,6 +52,7 @@ def instance_to_pb(instance: models.Instance) -> pb.Instance:
     message.tool_calls_used = instance.tool_calls_used
     message.create_time.FromDatetime(instance.create_time)
     message.update_time.FromDatetime(instance.update_time)
+    message.trace_id = tracing.trace_id_of(instance.traceparent)
     return message
 
 
@@ -118,6 +120,7 @@ def event_to_pb(event: models.Event) -> pb.Event:
         record_sha256=event.record_sha256,
         prev_hash=event.prev_hash,
         hash=event.hash,
+        trace_id=event.trace_id,
     )
 
 

@@ -5,21 +5,27 @@ import ipaddress
 import logging
 import signal
 from datetime import timedelta
+from wsgiref.simple_server import WSGIServer
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
 
 from signoff.api.auth import AuthInterceptor
+from signoff.api.observe import ObserveInterceptor
 from signoff.api.servicers import ApprovalService, AuditService, ExecutionService, PolicyService
 from signoff.auth.authenticators import AuthConfig, development_tokens, load_auth_config
 from signoff.config import ServeOptions
 from signoff.policy.engine import RegoPolicy
-from signoff.services import timers
+from signoff.services import gauges, timers
 from signoff.services.context import Context
+from signoff.services.notifier import Notifier
+from signoff.services.webhooks import RetryPolicy, Webhook
 from signoff.store.database import Database
 from signoff.store.migrate import migrate
 from signoff.store.notify import Listener
+from signoff.telemetry import tracing
 from signoff.v1 import (
     approval_service_pb2,
     audit_service_pb2,
@@ -85,9 +91,53 @@ def _authentication(options: ServeOptions) -> AuthConfig:
     return AuthConfig(authenticator)
 
 
+def _serve_metrics(host: str, port: int) -> WSGIServer:
+    """Prometheus /metrics on a thread of its own: a scrape never waits for the event loop."""
+    try:
+        httpd, _ = start_http_server(port, host)
+    except OSError as error:
+        raise StartupError(f"cannot serve metrics on {host}:{port}: {error}") from None
+    shown = f"[{host}]" if ":" in host else host
+    # Printed before the listening line, so scripts (and tests) find it with --metrics-port 0.
+    print(f"signoff metrics on http://{shown}:{httpd.server_port}/metrics", flush=True)
+    return httpd
+
+
+def _notifier(options: ServeOptions, database: Database) -> Notifier | None:
+    """Webhooks: each change's transaction writes its notifications to the outbox."""
+    if not options.webhooks:
+        return None
+    hooks = [
+        Webhook(
+            name=hook.name,
+            url=hook.url,
+            secret=hook.key(),
+            format=hook.format,
+            tenants=frozenset(hook.tenants),
+            gates=frozenset(hook.gates),
+            events=frozenset(hook.events),
+        )
+        for hook in options.webhooks
+    ]
+    retry = RetryPolicy(
+        initial=options.webhook_retry_initial,
+        maximum=options.webhook_retry_max,
+        max_attempts=options.webhook_max_attempts,
+        timeout=options.webhook_timeout,
+    )
+    notifier = Notifier(database, hooks, retry)
+    database.before_commit.append(notifier.before_commit)
+    log.info("webhooks: %s", ", ".join(hook.name for hook in hooks))
+    return notifier
+
+
 async def serve(options: ServeOptions) -> None:
     """Runs until SIGINT or SIGTERM, then drains and stops."""
     policy = RegoPolicy.load(options.policy)  # fails before anything listens
+    try:
+        tracing.setup()  # only when the OTEL_* variables ask for it
+    except tracing.TracingConfigError as error:
+        raise StartupError(str(error)) from None
     auth = _authentication(options)
     database = Database(options.database_url)
     await migrate(database)
@@ -97,9 +147,21 @@ async def serve(options: ServeOptions) -> None:
         bookmark_interval=options.bookmark_interval,
         grant_ttl=timedelta(seconds=options.grant_ttl),
     )
+    notifier = _notifier(options, database)
 
+    metrics_server = None
+    if options.metrics_port is not None:
+        metrics_server = _serve_metrics(options.metrics_host or options.host, options.metrics_port)
+
+    # Tracing (when on) is outermost, so the other two run inside the call's span; observe
+    # wraps authentication, so refused calls are counted and logged too.
     server = grpc.aio.server(
-        options=SERVER_OPTIONS, interceptors=[AuthInterceptor(auth.authenticator)]
+        options=SERVER_OPTIONS,
+        interceptors=[
+            *tracing.server_interceptors(),
+            ObserveInterceptor(),
+            AuthInterceptor(auth.authenticator),
+        ],
     )
     execution_grpc.add_ExecutionServiceServicer_to_server(ExecutionService(ctx), server)
     approval_grpc.add_ApprovalServiceServicer_to_server(ApprovalService(ctx), server)
@@ -134,9 +196,16 @@ async def serve(options: ServeOptions) -> None:
     stop = asyncio.Event()
     timer_loop = asyncio.create_task(timers.run(ctx, options.timer_interval, stop))
     background = [timer_loop]
+    if notifier is not None:
+        background.append(asyncio.create_task(notifier.run(stop)))
+    if metrics_server is not None:
+        background.append(asyncio.create_task(gauges.run(ctx, options.metrics_interval, stop)))
     if database.dialect == "postgresql":
-        # Replicas share the database: hear what the others commit.
-        background.append(asyncio.create_task(Listener(database.url, database.hub).run(stop)))
+        # Replicas share the database: hear what the others commit. Syncs at least twice per
+        # bookmark interval, so idle watchers bookmark without reading the database.
+        sync_every = min(1.0, options.bookmark_interval / 2)
+        listener = Listener(database.url, database.hub, sync_every=sync_every)
+        background.append(asyncio.create_task(listener.run(stop)))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -147,5 +216,8 @@ async def serve(options: ServeOptions) -> None:
     database.hub.close()  # watch streams end now with UNAVAILABLE; clients resume elsewhere
     await server.stop(options.shutdown_grace)
     await asyncio.gather(*background)
+    await asyncio.to_thread(tracing.shutdown)  # exports the spans still buffered
+    if metrics_server is not None:
+        metrics_server.shutdown()
     await database.close()
     print("signoff stopped", flush=True)

@@ -14,6 +14,7 @@ from signoff.domain.models import Bookmark, Event
 from signoff.domain.states import ExecutionResult, InstanceState, Outcome, Verdict
 from signoff.services import audit, chain, decisions, instances, policies, watch
 from signoff.services.context import Context
+from signoff.telemetry import tracing
 from signoff.v1 import approval_service_pb2 as approval_pb
 from signoff.v1 import approval_service_pb2_grpc as approval_grpc
 from signoff.v1 import audit_service_pb2 as audit_pb
@@ -37,7 +38,10 @@ class ExecutionService(execution_grpc.ExecutionServiceServicer):
         _validate_envelope(v, request)
         v.done()
         instance = await instances.invoke_agent(
-            self.ctx, caller(), convert.message_to_json(request)
+            self.ctx,
+            caller(),
+            convert.message_to_json(request),
+            tracing.traceparent_of_call(context.invocation_metadata()),
         )
         return execution_pb.InvokeAgentResponse(instance=convert.instance_to_pb(instance))
 
@@ -50,7 +54,11 @@ class ExecutionService(execution_grpc.ExecutionServiceServicer):
         _validate_proposal(v, request)
         v.done()
         answer = await decisions.request_decision(
-            self.ctx, caller(), request.instance_id, convert.proposal_from_pb(request.action)
+            self.ctx,
+            caller(),
+            request.instance_id,
+            convert.proposal_from_pb(request.action),
+            tracing.traceparent_of_call(context.invocation_metadata()),
         )
         response = execution_pb.RequestDecisionResponse(
             outcome=convert.enum_to_pb(pb.Outcome, "OUTCOME", answer.outcome),
@@ -91,6 +99,7 @@ class ExecutionService(execution_grpc.ExecutionServiceServicer):
                         revision=item.revision, time=convert.timestamp(item.time)
                     )
                 )
+            del item  # an idle stream keeps no event alive
 
     @unary
     async def ConsumeGrant(
@@ -248,6 +257,7 @@ class ApprovalService(approval_grpc.ApprovalServiceServicer):
                 yield approval_pb.WatchApprovalsResponse(bookmark_cursor=item.revision)
             else:
                 yield approval_pb.WatchApprovalsResponse(change=convert.approval_change_to_pb(item))
+            del item  # an idle stream keeps no change alive
 
 
 class AuditService(audit_grpc.AuditServiceServicer):

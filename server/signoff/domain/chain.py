@@ -38,12 +38,19 @@ def event_body(event: Event) -> dict[str, Any]:
         "controls": event.controls,
         "prev_hash": event.prev_hash,
     }
+    if event.trace_id:
+        # Only when set: events written before trace ids existed keep their hashes.
+        body["trace_id"] = event.trace_id
     return {**body, "hash": event.hash} if event.hash else body
 
 
 def event_hash(body: dict[str, Any]) -> str:
-    """sha256 over the RFC 8785 form of the event body (every field but `hash`)."""
-    return sha256_of({key: body[key] for key in EVENT_FIELDS})
+    """sha256 over the RFC 8785 form of the event body (every field but `hash`; `trace_id`
+    only when it is not empty)."""
+    hashed = {key: body[key] for key in EVENT_FIELDS}
+    if body.get("trace_id", "") != "":  # anything else but absent or "" is hashed
+        hashed["trace_id"] = body["trace_id"]
+    return sha256_of(hashed)
 
 
 def record_hash(body: dict[str, Any]) -> str:

@@ -39,6 +39,8 @@ class Instance:
     created_by: str = ""
     # The hash of the newest event: what the next event's prev_hash names.
     chain_head: str = ""
+    # The W3C traceparent of the InvokeAgent call ("" when the agent sent none).
+    traceparent: str = ""
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,8 @@ class Action:
     # token itself is never stored) and when the approval stops being usable.
     grant_sha256: str = ""
     grant_expires: datetime | None = None
+    # The W3C traceparent of the RequestDecision call: the human wait joins this trace.
+    traceparent: str = ""
 
     def waiting_gates(self) -> list[GateStatus]:
         return [g for g in self.gates if g.state is GateState.WAITING]
@@ -129,6 +133,8 @@ class Event:
     record_sha256: str = ""
     prev_hash: str = ""
     hash: str = ""
+    # The trace this event belongs to: the action's, else the instance's ("" when none).
+    trace_id: str = ""
 
 
 @dataclass(frozen=True)

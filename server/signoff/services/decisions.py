@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from signoff.domain.canonical import sha256_of
@@ -56,6 +57,7 @@ from signoff.services.instances import (
 )
 from signoff.services.records import approvals_of, record_for
 from signoff.store.repository import Tx
+from signoff.telemetry import metrics, tracing
 
 _STATE_FOR_EFFECT = {
     Effect.ALLOW: ActionState.APPROVED,
@@ -98,6 +100,25 @@ def evaluation_input(
     }
 
 
+def evaluate_policy(
+    ctx: Context, instance: Instance, proposal: ProposedAction, who: Principal
+) -> PolicyDecision:
+    """What policy says about the proposal (in a span of its own when tracing is on)."""
+    with tracing.span("signoff policy evaluate", **{"signoff.action.tool": proposal.tool}) as span:
+        decision = ctx.policy.evaluate(evaluation_input(instance, proposal, who))
+        if span.is_recording():
+            span.set_attributes(
+                {
+                    "signoff.policy.bundle_id": decision.bundle.bundle_id,
+                    "signoff.policy.version": decision.bundle.version,
+                    "signoff.policy.effect": decision.effect.value,
+                    "signoff.policy.rule_ids": decision.rule_ids,
+                    "signoff.policy.gate_ids": decision.gate_ids,
+                }
+            )
+    return decision
+
+
 def _budget_exhausted(ctx: Context, instance: Instance) -> PolicyDecision | None:
     limit = int(instance.envelope.get("runtime", {}).get("max_tool_calls", 0) or 0)
     if not limit or instance.tool_calls_used < limit:
@@ -111,8 +132,9 @@ def _budget_exhausted(ctx: Context, instance: Instance) -> PolicyDecision | None
 
 
 async def request_decision(
-    ctx: Context, who: Principal, instance_id: str, proposal: ProposedAction
+    ctx: Context, who: Principal, instance_id: str, proposal: ProposedAction, traceparent: str = ""
 ) -> DecisionAnswer:
+    """`traceparent` is the W3C trace context of the call, stored with a new action."""
     digest = proposal.sha256()
     async with ctx.db.write() as tx:
         instance = await locked_instance(tx, instance_id, who)
@@ -147,7 +169,7 @@ async def request_decision(
                 f"instance {instance_id} is completed; start a new instance for new work",
             )
 
-        decision = ctx.policy.evaluate(evaluation_input(instance, proposal, who))
+        decision = evaluate_policy(ctx, instance, proposal, who)
         if not decision.must_refuse:  # a refusal ends the instance, budget or not
             decision = _budget_exhausted(ctx, instance) or decision
         now = ctx.clock()
@@ -171,6 +193,7 @@ async def request_decision(
             create_time=now,
             decide_time=None if waits else now,
             policy=decision.as_json(),
+            traceparent=traceparent,
         )
         token = grants.issue(action, now, now, ctx.grant_ttl)
         await tx.insert_action(action)
@@ -179,7 +202,13 @@ async def request_decision(
             instance.state = transition_instance(instance.state, InstanceState.WAITING_FOR_HUMAN)
         record = None
         if not waits:
-            record = record_for(action, DecisionStatus.DECIDED, instance.revision + 1, now)
+            record = record_for(
+                action,
+                DecisionStatus.DECIDED,
+                instance.revision + 1,
+                now,
+                instance_traceparent=instance.traceparent,
+            )
             await tx.insert_record(record)
         await tx.append_event(
             instance,
@@ -395,8 +424,12 @@ async def submit_decision(
                     instance.revision + 1,
                     now,
                     approvals=approvals_of(action, [*earlier, this_vote]),
+                    instance_traceparent=instance.traceparent,
                 )
                 await tx.insert_record(record)
+                tx.after_commit.append(
+                    partial(metrics.record_decision, action.state, action.create_time, now)
+                )
                 await leave_waiting_if_idle(tx, instance)
                 await tx.append_event(
                     instance,
@@ -427,7 +460,7 @@ def _apply_edit(
     """Re-evaluates policy on the edited action. Returns the diff and the gates the vote
     counts for: none when the edit needs a gate the action was not waiting on."""
     proposal = replace(action.proposal, params=edited)
-    decision = ctx.policy.evaluate(evaluation_input(instance, proposal, who))
+    decision = evaluate_policy(ctx, instance, proposal, who)
     if decision.effect is Effect.DENY:
         raise FailedPrecondition(
             "EDIT_DENIED_BY_POLICY",

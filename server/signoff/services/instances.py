@@ -28,8 +28,11 @@ def visible(instance: Instance | None, who: Principal, instance_id: str) -> Inst
     return instance
 
 
-async def invoke_agent(ctx: Context, who: Principal, envelope: Json) -> Instance:
-    """Creates the instance for an envelope, or returns the one its request_id created."""
+async def invoke_agent(
+    ctx: Context, who: Principal, envelope: Json, traceparent: str = ""
+) -> Instance:
+    """Creates the instance for an envelope, or returns the one its request_id created.
+    `traceparent` is the W3C trace context of the call, stored with a new instance."""
     tenant_id, request_id = envelope["tenant_id"], envelope["request_id"]
     if not who.sees(tenant_id):
         raise PermissionDenied(
@@ -59,6 +62,7 @@ async def invoke_agent(ctx: Context, who: Principal, envelope: Json) -> Instance
                 create_time=now,
                 update_time=now,
                 created_by=who.id,
+                traceparent=traceparent,
             )
             await tx.insert_instance(instance)
             actor = envelope.get("agent", {}).get("agent_id", "")
@@ -123,6 +127,7 @@ async def revoke_open_actions(
                 instance.revision + 1,
                 now,
                 approvals=approvals_of(action, votes),
+                instance_traceparent=instance.traceparent,
             )
             await tx.insert_record(record)
         else:

@@ -8,7 +8,7 @@ from signoff.domain.models import Instance, Json, Principal, ProposedAction
 from signoff.domain.states import InstanceState
 from signoff.policy import PolicyDecision
 from signoff.services.context import Context
-from signoff.services.decisions import evaluation_input
+from signoff.services.decisions import evaluate_policy
 from signoff.services.instances import visible
 
 
@@ -22,7 +22,7 @@ async def evaluate(
         if not who.sees(envelope.get("tenant_id", "")):
             raise NotFound("tenant", envelope.get("tenant_id", ""))
         instance = _unsaved(envelope)
-    return ctx.policy.evaluate(evaluation_input(instance, proposal, who))
+    return evaluate_policy(ctx, instance, proposal, who)
 
 
 def _unsaved(envelope: Json) -> Instance:

@@ -5,6 +5,7 @@ from datetime import datetime
 from signoff.domain.ids import new_id
 from signoff.domain.models import Action, Approval, DecisionRecord, Vote
 from signoff.domain.states import DecisionStatus, outcome_of
+from signoff.telemetry import tracing
 
 
 def approvals_of(action: Action, votes: list[Vote]) -> list[Approval]:
@@ -32,7 +33,10 @@ def record_for(
     revision: int,
     now: datetime,
     approvals: list[Approval] | None = None,
+    *,
+    instance_traceparent: str = "",
 ) -> DecisionRecord:
+    """The record of the action's decision; its trace is the action's, else the instance's."""
     policy = action.policy
     return DecisionRecord(
         record_id=new_id("dr"),
@@ -56,4 +60,5 @@ def record_for(
         policy_version=policy.get("version", ""),
         policy_sha256=policy.get("sha256", ""),
         rule_ids=list(policy.get("rule_ids", [])),
+        trace_id=tracing.trace_id_of(action.traceparent, instance_traceparent),
     )

@@ -5,6 +5,7 @@ servers (PostgreSQL: an instance another server holds is skipped, not waited for
 import asyncio
 import logging
 from datetime import datetime
+from functools import partial
 
 from signoff.domain.models import Action, Instance
 from signoff.domain.states import (
@@ -20,6 +21,7 @@ from signoff.services.gating import open_gate
 from signoff.services.instances import leave_waiting_if_idle
 from signoff.services.records import approvals_of, record_for
 from signoff.store.repository import Tx
+from signoff.telemetry import metrics
 
 log = logging.getLogger("signoff.timers")
 
@@ -65,6 +67,7 @@ async def _fire(ctx: Context, tx: Tx, instance: Instance, action: Action, now: d
                 action.gates.append(open_gate(ctx.policy.gate(gate.escalate_to), now, gate.gate_id))
                 action.gate_ids.append(gate.escalate_to)
                 await tx.save_action(action, expected_state=action.state)
+                tx.after_commit.append(partial(metrics.record_timeout, gate.gate_id, "escalated"))
                 await tx.append_event(
                     instance,
                     EventType.ACTION_ESCALATED,
@@ -112,8 +115,11 @@ async def _expire(tx: Tx, instance: Instance, action: Action, gate_id: str, now:
         instance.revision + 1,
         now,
         approvals=approvals_of(action, votes),
+        instance_traceparent=instance.traceparent,
     )
     await tx.insert_record(record)
+    tx.after_commit.append(partial(metrics.record_timeout, gate_id, "expired"))
+    tx.after_commit.append(partial(metrics.record_decision, action.state, action.create_time, now))
     await leave_waiting_if_idle(tx, instance)
     await tx.append_event(
         instance,

@@ -1,6 +1,6 @@
 """Engines and transactions for SQLite (embedded default) and PostgreSQL."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -11,6 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from signoff.store.hub import Hub, tenant_key
 from signoff.store.notify import CHANNEL, payload
 from signoff.store.repository import Tx
+from signoff.telemetry import tracing
+from signoff.telemetry.logs import log_transitions
 
 DEFAULT_DATABASE_URL = "sqlite:///signoff.db"
 
@@ -29,7 +31,9 @@ def normalize_url(url: str) -> URL:
 
 
 def _sqlite_engine(url: URL, *, begin: str, pool_size: int) -> AsyncEngine:
-    engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_timeout=120)
+    engine = create_async_engine(
+        url, pool_size=pool_size, max_overflow=0, pool_timeout=120, hide_parameters=True
+    )
 
     @event.listens_for(engine.sync_engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
@@ -58,7 +62,11 @@ class Database:
     def __init__(self, url: str, hub: Hub | None = None, *, pool_size: int = 10) -> None:
         self.url = normalize_url(url)
         self.dialect = self.url.get_backend_name()
-        self.hub = hub or Hub()
+        # SQLite serves one process: every commit then passes through this hub.
+        self.hub = hub or Hub(sole_writer=self.dialect == "sqlite")
+        # Run in every write transaction just before it commits, so that what they write
+        # (the webhook outbox) commits or rolls back with the change. Installed by the server.
+        self.before_commit: list[Callable[[Tx], Awaitable[None]]] = []
         if self.dialect == "sqlite":
             # One writer connection: SQLite has one writer anyway, and BEGIN IMMEDIATE
             # takes the write lock up front so transactions never deadlock on upgrade.
@@ -66,25 +74,45 @@ class Database:
             self._reader = _sqlite_engine(self.url, begin="BEGIN", pool_size=4)
         else:
             self._writer = create_async_engine(
-                self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+                self.url,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_pre_ping=True,
+                hide_parameters=True,  # errors that are logged never quote the values
             )
             self._reader = self._writer
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Tx]:
         """One transaction; its events reach watchers only after it commits."""
-        async with self._writer.begin() as connection:
-            tx = Tx(connection, self.dialect)
-            yield tx
-            if tx.events and self.dialect == "postgresql":
-                # One wake-up per transaction for the other replicas, sent at commit.
-                keys = {event.instance_id for event in tx.events}
-                keys |= {tenant_key(change.tenant_id) for change in tx.approval_changes}
-                await connection.execute(
-                    text("SELECT pg_notify(:channel, :payload)"),
-                    {"channel": CHANNEL, "payload": payload(keys)},
-                )
+        # A span per write transaction when tracing is on (nothing in the way when off).
+        transaction = tracing.traced(
+            self._writer.begin(), "signoff db transaction", **{"db.system.name": self.dialect}
+        )
+        committing: set[str] = set()
+        try:
+            async with transaction as connection:
+                tx = Tx(connection, self.dialect)
+                yield tx
+                for hook in self.before_commit:
+                    await hook(tx)
+                if tx.events and self.dialect == "postgresql":
+                    # One wake-up per transaction for the other replicas, sent at commit.
+                    keys = {event.instance_id for event in tx.events}
+                    keys |= {tenant_key(change.tenant_id) for change in tx.approval_changes}
+                    await connection.execute(
+                        text("SELECT pg_notify(:channel, :payload)"),
+                        {"channel": CHANNEL, "payload": payload(keys)},
+                    )
+                committing = self.hub.committing(tx.events, tx.approval_changes)
+        except BaseException:
+            # A commit that failed or was cancelled may have happened: its watchers re-read.
+            self.hub.unsure(committing)
+            raise
         self.hub.publish(tx.events, tx.approval_changes)
+        log_transitions(tx.events)
+        for record in tx.after_commit:
+            record()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Tx]:

@@ -4,10 +4,18 @@ Each write transaction that appended events sends one NOTIFY with the ids of the
 it touched (never the events: the database stays the source of truth). Every replica
 listens and tells its hub to re-read those instances. When the listening connection
 drops, the replica reconnects and has every watcher re-read, so nothing is missed.
+
+The listener also syncs about once a second: it notifies a channel only it listens on and
+waits for that notification to come back. PostgreSQL delivers notifications in commit
+order, so by then the notification of every transaction that committed before the sync
+was sent has arrived and its hint has been given (Hub.synced). Idle watchers rely on that
+instead of reading the database. A sync that does not come back means a dead connection:
+the listener replaces it.
 """
 
 import asyncio
 import logging
+import time
 import uuid
 
 import psycopg
@@ -21,6 +29,8 @@ CHANNEL = "signoff_events"
 # This process's id in payloads, so it skips its own notifications (its hub already has them).
 REPLICA = uuid.uuid4().hex[:12]
 _MAX_PAYLOAD = 7000  # PostgreSQL allows 8000 bytes
+SYNC_EVERY = 1.0  # seconds between syncs
+SYNC_TIMEOUT = 10.0  # a sync not back by then: the connection is dead
 
 
 def payload(keys: set[str]) -> str:
@@ -33,43 +43,60 @@ def payload(keys: set[str]) -> str:
 class Listener:
     """Runs until stopped; reconnects with backoff and catches watchers up after a gap."""
 
-    def __init__(self, url: URL, hub: Hub) -> None:
+    def __init__(self, url: URL, hub: Hub, *, sync_every: float = SYNC_EVERY) -> None:
         self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._hub = hub
+        self._sync_every = sync_every
+        self._sync_channel = f"{CHANNEL}_sync_{REPLICA}"  # only this listener's syncs
         self.connected = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         delay = 0.1
-        while not stop.is_set():
-            try:
-                async with await psycopg.AsyncConnection.connect(
-                    self._dsn, autocommit=True, application_name="signoff-notify"
-                ) as connection:
-                    await connection.execute(f"LISTEN {CHANNEL}")
-                    # Anything committed while we were not listening: re-read everything.
-                    self._hub.hint_all()
-                    self.connected.set()
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                session = asyncio.ensure_future(self._listen())
+                await asyncio.wait({session, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not session.done():  # stopping
+                    session.cancel()
+                    await asyncio.gather(session, return_exceptions=True)
+                    break
+                if self.connected.is_set():  # it had connected: back off from the start
+                    self.connected.clear()
                     delay = 0.1
-                    notifies = connection.notifies()
-                    while not stop.is_set():
-                        waiting = asyncio.ensure_future(anext(notifies))
-                        stopping = asyncio.ensure_future(stop.wait())
-                        done, _ = await asyncio.wait(
-                            {waiting, stopping}, return_when=asyncio.FIRST_COMPLETED
-                        )
-                        if waiting not in done:
-                            waiting.cancel()
-                            break
-                        stopping.cancel()
-                        self._deliver(waiting.result().payload)
-            except (psycopg.Error, OSError, StopAsyncIteration) as error:
-                self.connected.clear()
-                log.warning("notify connection lost (%s); reconnecting in %.1fs", error, delay)
-                try:
-                    await asyncio.wait_for(stop.wait(), delay)
-                except TimeoutError:
-                    pass
+                log.warning(
+                    "notify connection lost (%s); reconnecting in %.1fs", session.exception(), delay
+                )
+                await asyncio.wait({stopping}, timeout=delay)
                 delay = min(delay * 2, 5.0)
+        finally:
+            stopping.cancel()
+
+    async def _listen(self) -> None:
+        """Listens until the connection fails (it raises then)."""
+        async with await psycopg.AsyncConnection.connect(
+            self._dsn, autocommit=True, application_name="signoff-notify", connect_timeout=10
+        ) as connection:
+            await connection.execute(f"LISTEN {CHANNEL}")
+            await connection.execute(f"LISTEN {self._sync_channel}")
+            # Anything committed while we were not listening: re-read everything.
+            self._hub.hint_all()
+            self.connected.set()
+            sent: float | None = None  # when the sync on its way was sent
+            while True:
+                if sent is None:
+                    sent = time.monotonic()
+                    async with asyncio.timeout(SYNC_TIMEOUT):
+                        await connection.execute("SELECT pg_notify(%s, '')", (self._sync_channel,))
+                elif time.monotonic() - sent > SYNC_TIMEOUT:
+                    raise TimeoutError(f"a sync did not come back in {SYNC_TIMEOUT:.0f}s")
+                async for notify in connection.notifies(timeout=self._sync_every):
+                    if notify.channel == CHANNEL:
+                        self._deliver(notify.payload)
+                    elif sent is not None:
+                        # Everything committed before `sent` has been delivered by now.
+                        self._hub.synced(sent)
+                        sent = None
 
     def _deliver(self, message: str) -> None:
         sender, _, ids = message.partition("|")

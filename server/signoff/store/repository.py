@@ -1,7 +1,9 @@
 """Queries, one method each, on one open transaction (SQLAlchemy Core: no ORM on hot paths)."""
 
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Row, insert, select, text, update
@@ -41,6 +43,23 @@ from signoff.store.schema import (
     instances,
     votes,
 )
+from signoff.telemetry import tracing
+
+# Each still-waiting gate of each waiting action, counted by gate. The states are literals,
+# not parameters, so that the planners can use the partial indexes on waiting actions.
+_WAITING_BY_GATE = {
+    "postgresql": """
+        SELECT gate ->> 'gate_id' AS gate_id, count(*) AS waiting
+        FROM actions CROSS JOIN LATERAL jsonb_array_elements(actions.gates) AS gate
+        WHERE actions.state = 'WAITING_FOR_HUMAN' AND gate ->> 'state' = 'WAITING'
+        GROUP BY 1""",
+    "sqlite": """
+        SELECT json_extract(gate.value, '$.gate_id') AS gate_id, count(*) AS waiting
+        FROM actions, json_each(actions.gates) AS gate
+        WHERE actions.state = 'WAITING_FOR_HUMAN'
+          AND json_extract(gate.value, '$.state') = 'WAITING'
+        GROUP BY 1""",
+}
 
 
 class Tx:
@@ -50,6 +69,8 @@ class Tx:
         # Events and approval changes appended in this transaction, published after commit.
         self.events: list[Event] = []
         self.approval_changes: list[ApprovalChange] = []
+        # Run once the transaction has committed (metrics): a rollback records nothing.
+        self.after_commit: list[Callable[[], None]] = []
 
     # -- instances ---------------------------------------------------------------------
 
@@ -84,6 +105,7 @@ class Tx:
                 update_time=instance.update_time,
                 created_by=instance.created_by,
                 chain_head=instance.chain_head,
+                traceparent=instance.traceparent,
             )
         )
 
@@ -152,6 +174,9 @@ class Tx:
             gate_id=gate_id,
             controls=controls or {},
             prev_hash=instance.chain_head,
+            trace_id=tracing.trace_id_of(
+                action.traceparent if action else "", instance.traceparent
+            ),
         )
         event = replace(unhashed, hash=event_hash(event_body(unhashed)))
         instance.chain_head = event.hash
@@ -175,12 +200,17 @@ class Tx:
                 record_sha256=event.record_sha256,
                 prev_hash=event.prev_hash,
                 hash=event.hash,
+                trace_id=event.trace_id,
             )
         )
         self.events.append(event)
         kind = _approval_kind(event, action)
         if kind is not None and action is not None:
             await self._append_approval_change(event, action, kind)
+            if kind in _WAIT_ENDS and tracing.enabled():
+                # Traced once committed: the span says the wait is over.
+                wait = _human_wait(instance, action, event)
+                self.after_commit.append(partial(tracing.end_human_wait, wait))
         return event
 
     async def _append_approval_change(
@@ -316,6 +346,7 @@ class Tx:
                 next_due=_next_due(action),
                 grant_sha256=action.grant_sha256,
                 grant_expires=action.grant_expires,
+                traceparent=action.traceparent,
             )
         )
 
@@ -375,6 +406,12 @@ class Tx:
             .limit(limit)
         )
         return [(row.instance_id, row.action_id) for row in await self.connection.execute(query)]
+
+    async def waiting_by_gate(self) -> dict[str, int]:
+        """How many waiting actions each gate holds: an action counts on every gate that
+        still waits. Reads only the waiting rows, through a partial index on them."""
+        rows = await self.connection.execute(text(_WAITING_BY_GATE[self.dialect]))
+        return {row.gate_id: row.waiting for row in rows}
 
     async def try_lock_instance(self, instance_id: str) -> Instance | None:
         """The instance, locked; None if another server holds it now (PostgreSQL skips it:
@@ -512,6 +549,7 @@ def _instance(row: Row[Any]) -> Instance:
         update_time=row.update_time,
         created_by=row.created_by,
         chain_head=row.chain_head,
+        traceparent=row.traceparent,
     )
 
 
@@ -540,6 +578,7 @@ def _action(row: Row[Any]) -> Action:
         proposed_sha256=row.proposed_sha256,
         grant_sha256=row.grant_sha256,
         grant_expires=row.grant_expires,
+        traceparent=row.traceparent,
     )
 
 
@@ -563,6 +602,7 @@ def _event(row: Row[Any]) -> Event:
         record_sha256=row.record_sha256,
         prev_hash=row.prev_hash,
         hash=row.hash,
+        trace_id=row.trace_id,
     )
 
 
@@ -587,6 +627,29 @@ _APPROVAL_KINDS = {
     EventType.ACTION_EXPIRED: ApprovalChangeKind.EXPIRED,
     EventType.ACTION_ESCALATED: ApprovalChangeKind.ESCALATED,
 }
+
+
+# The changes that end a wait for humans.
+_WAIT_ENDS = frozenset(
+    {ApprovalChangeKind.DECIDED, ApprovalChangeKind.EXPIRED, ApprovalChangeKind.CANCELLED}
+)
+
+
+def _human_wait(instance: Instance, action: Action, event: Event) -> tracing.HumanWait:
+    return tracing.HumanWait(
+        traceparent=action.traceparent or instance.traceparent,
+        start=action.create_time,
+        end=event.time,
+        attributes={
+            "signoff.tenant.id": action.tenant_id,
+            "signoff.instance.id": action.instance_id,
+            "signoff.action.id": action.action_id,
+            "signoff.action.tool": action.proposal.tool,
+            "signoff.action.gate_ids": list(action.gate_ids),
+            "signoff.decision.outcome": action.state.value,
+            "signoff.decision.decided_by": action.decided_by or event.actor,
+        },
+    )
 
 
 def _approval_kind(event: Event, action: Action | None) -> ApprovalChangeKind | None:

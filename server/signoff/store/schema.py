@@ -215,3 +215,33 @@ approval_changes = Table(
     Column("time", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("tenant_id", "cursor"),
 )
+
+# The transactional outbox of webhook notifications: one row per (approval change, webhook),
+# inserted in the transaction of the change. A deliverer claims due PENDING rows by moving
+# next_attempt past a lease, posts outside any transaction, then marks the row DELIVERED,
+# or PENDING again later (retry), or FAILED after the last attempt. Rows are kept.
+webhook_outbox = Table(
+    "webhook_outbox",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("delivery_id", Id, nullable=False, unique=True),
+    Column("webhook", Key, nullable=False),
+    Column("tenant_id", Key, nullable=False),
+    Column("event", State, nullable=False),
+    Column("action_id", Id, nullable=False),
+    # The exact request body, built once: every retry sends the same bytes.
+    Column("body", Text, nullable=False),
+    Column("state", State, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt", UTCDateTime, nullable=False),
+    Column("create_time", UTCDateTime, nullable=False),
+    Column("delivered_time", UTCDateTime, nullable=True),
+    Column("last_error", Text, nullable=False),
+    # What the deliverers look for: O(due rows), however many were delivered before.
+    Index(
+        "ix_webhook_outbox_pending",
+        "next_attempt",
+        sqlite_where=text("state = 'PENDING'"),
+        postgresql_where=text("state = 'PENDING'"),
+    ),
+)

@@ -2,7 +2,11 @@
 
 Names follow Prometheus conventions: a `signoff_` prefix, base units (seconds), `_total`
 for counters. RPC metrics use the names of the gRPC ecosystem (grpc_server_*).
+Counters and histograms count what this process did; gauges read from the database
+(signoff_approvals_waiting) hold the value of the whole database, the same on every replica.
 """
+
+from datetime import datetime
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -23,18 +27,18 @@ RPC_SECONDS = Histogram(
 )
 APPROVALS_WAITING = Gauge(
     "signoff_approvals_waiting",
-    "Actions waiting for a human decision, by gate (read from the database).",
+    "Actions waiting for a human decision, by gate still waiting (database-wide).",
     ["gate"],
 )
 DECISION_SECONDS = Histogram(
     "signoff_time_to_decision_seconds",
-    "From an action's request to its decision by humans or the timer, by outcome.",
+    "From a waiting action's request to its decision (approved, rejected or expired).",
     ["outcome"],
     buckets=_WAIT_BUCKETS,
 )
 APPROVALS_EXPIRED = Counter(
     "signoff_approvals_expired_total",
-    "Gates whose deadline passed, by gate and what happened (rejected or escalated).",
+    "Gates not decided in time, by gate and what happened (expired or escalated).",
     ["gate", "result"],
 )
 WATCH_STREAMS = Gauge(
@@ -62,3 +66,13 @@ WEBHOOK_PENDING = Gauge(
     "signoff_webhook_outbox_pending",
     "Webhook deliveries not yet delivered (read from the database).",
 )
+
+
+def record_decision(state: str, requested: datetime, decided: datetime) -> None:
+    """A waiting action was decided (`state`: APPROVED, REJECTED or EXPIRED)."""
+    DECISION_SECONDS.labels(state.lower()).observe((decided - requested).total_seconds())
+
+
+def record_timeout(gate_id: str, result: str) -> None:
+    """`gate_id` was not decided in time; `result`: "expired" or "escalated"."""
+    APPROVALS_EXPIRED.labels(gate_id, result).inc()

@@ -197,7 +197,7 @@ class Runtime(_message.Message):
     def __init__(self, max_tool_calls: _Optional[int] = ..., max_cost_cents: _Optional[float] = ...) -> None: ...
 
 class Instance(_message.Message):
-    __slots__ = ("instance_id", "request_id", "session_id", "tenant_id", "user", "agent", "workflow_id", "workflow_version", "context_pack_refs", "input", "mode", "runtime", "state", "revision", "tool_calls_used", "create_time", "update_time")
+    __slots__ = ("instance_id", "request_id", "session_id", "tenant_id", "user", "agent", "workflow_id", "workflow_version", "context_pack_refs", "input", "mode", "runtime", "state", "revision", "tool_calls_used", "create_time", "update_time", "trace_id")
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -215,6 +215,7 @@ class Instance(_message.Message):
     TOOL_CALLS_USED_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     instance_id: str
     request_id: str
     session_id: str
@@ -232,7 +233,8 @@ class Instance(_message.Message):
     tool_calls_used: int
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, instance_id: _Optional[str] = ..., request_id: _Optional[str] = ..., session_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., user: _Optional[_Union[User, _Mapping]] = ..., agent: _Optional[_Union[Agent, _Mapping]] = ..., workflow_id: _Optional[str] = ..., workflow_version: _Optional[str] = ..., context_pack_refs: _Optional[_Iterable[str]] = ..., input: _Optional[_Union[Input, _Mapping]] = ..., mode: _Optional[_Union[Mode, str]] = ..., runtime: _Optional[_Union[Runtime, _Mapping]] = ..., state: _Optional[_Union[InstanceState, str]] = ..., revision: _Optional[int] = ..., tool_calls_used: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    trace_id: str
+    def __init__(self, instance_id: _Optional[str] = ..., request_id: _Optional[str] = ..., session_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., user: _Optional[_Union[User, _Mapping]] = ..., agent: _Optional[_Union[Agent, _Mapping]] = ..., workflow_id: _Optional[str] = ..., workflow_version: _Optional[str] = ..., context_pack_refs: _Optional[_Iterable[str]] = ..., input: _Optional[_Union[Input, _Mapping]] = ..., mode: _Optional[_Union[Mode, str]] = ..., runtime: _Optional[_Union[Runtime, _Mapping]] = ..., state: _Optional[_Union[InstanceState, str]] = ..., revision: _Optional[int] = ..., tool_calls_used: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trace_id: _Optional[str] = ...) -> None: ...
 
 class ProposedAction(_message.Message):
     __slots__ = ("tool_call_id", "tool", "params", "risk_class", "evidence_refs")
@@ -307,7 +309,7 @@ class GateStatus(_message.Message):
     def __init__(self, gate_id: _Optional[str] = ..., state: _Optional[_Union[GateState, str]] = ..., quorum: _Optional[int] = ..., approvals: _Optional[int] = ..., rejections: _Optional[int] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., escalated_from: _Optional[str] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("instance_id", "revision", "type", "time", "instance_state", "action_id", "action_state", "outcome", "actor", "reason", "record_id", "tool", "gate_id", "controls", "record_sha256", "prev_hash", "hash")
+    __slots__ = ("instance_id", "revision", "type", "time", "instance_state", "action_id", "action_state", "outcome", "actor", "reason", "record_id", "tool", "gate_id", "controls", "record_sha256", "prev_hash", "hash", "trace_id")
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -325,6 +327,7 @@ class Event(_message.Message):
     RECORD_SHA256_FIELD_NUMBER: _ClassVar[int]
     PREV_HASH_FIELD_NUMBER: _ClassVar[int]
     HASH_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     instance_id: str
     revision: int
     type: EventType
@@ -342,7 +345,8 @@ class Event(_message.Message):
     record_sha256: str
     prev_hash: str
     hash: str
-    def __init__(self, instance_id: _Optional[str] = ..., revision: _Optional[int] = ..., type: _Optional[_Union[EventType, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., instance_state: _Optional[_Union[InstanceState, str]] = ..., action_id: _Optional[str] = ..., action_state: _Optional[_Union[ActionState, str]] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ..., record_id: _Optional[str] = ..., tool: _Optional[str] = ..., gate_id: _Optional[str] = ..., controls: _Optional[_Union[ControlsActive, _Mapping]] = ..., record_sha256: _Optional[str] = ..., prev_hash: _Optional[str] = ..., hash: _Optional[str] = ...) -> None: ...
+    trace_id: str
+    def __init__(self, instance_id: _Optional[str] = ..., revision: _Optional[int] = ..., type: _Optional[_Union[EventType, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., instance_state: _Optional[_Union[InstanceState, str]] = ..., action_id: _Optional[str] = ..., action_state: _Optional[_Union[ActionState, str]] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ..., record_id: _Optional[str] = ..., tool: _Optional[str] = ..., gate_id: _Optional[str] = ..., controls: _Optional[_Union[ControlsActive, _Mapping]] = ..., record_sha256: _Optional[str] = ..., prev_hash: _Optional[str] = ..., hash: _Optional[str] = ..., trace_id: _Optional[str] = ...) -> None: ...
 
 class Approval(_message.Message):
     __slots__ = ("gate_id", "approver", "approval_mode_effective", "evidence_snapshot_hash", "verdict", "reason", "time", "params_diff")

@@ -1070,7 +1070,9 @@ class DecisionRecord(betterproto2.Message):
 
     trace_id: "str" = betterproto2.field(10, betterproto2.TYPE_STRING)
     """
-    W3C trace id of the agent's trace, when it sent one.
+    W3C trace id (32 lowercase hex digits) of the agent's trace: the
+    RequestDecision call's `traceparent`, else the InvokeAgent call's; "" when
+    the agent sent none.
     """
 
     tenant_id: "str" = betterproto2.field(11, betterproto2.TYPE_STRING)
@@ -1281,6 +1283,14 @@ class Event(betterproto2.Message):
     prev_hash: "str" = betterproto2.field(16, betterproto2.TYPE_STRING)
 
     hash: "str" = betterproto2.field(17, betterproto2.TYPE_STRING)
+
+    trace_id: "str" = betterproto2.field(18, betterproto2.TYPE_STRING)
+    """
+    W3C trace id (32 lowercase hex digits) of the agent's trace this event belongs
+    to: the RequestDecision call's for events about an action, else the
+    InvokeAgent call's; "" when the agent sent no `traceparent`. Covered by
+    `hash` when not empty.
+    """
 
 
 default_message_pool.register_message("signoff.v1", "Event", Event)
@@ -1526,6 +1536,12 @@ class Instance(betterproto2.Message):
     update_time: "datetime.datetime | None" = betterproto2.field(
         17, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
     )
+
+    trace_id: "str" = betterproto2.field(18, betterproto2.TYPE_STRING)
+    """
+    W3C trace id (32 lowercase hex digits) of the trace the agent's InvokeAgent
+    call belonged to, from its `traceparent` metadata; "" when it sent none.
+    """
 
 
 default_message_pool.register_message("signoff.v1", "Instance", Instance)
