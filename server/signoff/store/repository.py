@@ -6,7 +6,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Row, insert, select, text, update
+from sqlalchemy import Row, bindparam, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from signoff.domain.chain import event_body, event_hash, record_hash
@@ -62,6 +62,34 @@ _WAITING_BY_GATE = {
 }
 
 
+# The statements of the hot paths, built once. Executed with a dict of values, SQLAlchemy
+# finds their compiled form by a cache key it has already computed; building a statement per
+# call (select(…).where(…), insert(…).values(…)) costs more CPU than the database work.
+_INSTANCE = select(instances).where(instances.c.instance_id == bindparam("instance_id"))
+# Serializes every change to one instance, so revisions follow commit order (PostgreSQL;
+# SQLite serializes all writers with BEGIN IMMEDIATE).
+_INSTANCE_LOCKED = _INSTANCE.with_for_update()
+_SAVE_INSTANCE = update(instances).where(instances.c.instance_id == bindparam("match_instance"))
+_ACTION = select(actions).where(actions.c.action_id == bindparam("action_id"))
+_ACTION_BY_CALL = select(actions).where(
+    actions.c.instance_id == bindparam("instance_id"),
+    actions.c.tool_call_id == bindparam("tool_call_id"),
+)
+_SAVE_ACTION = update(actions).where(
+    actions.c.action_id == bindparam("match_action"),
+    actions.c.state == bindparam("match_state"),
+)
+_INSERT = {
+    table.name: insert(table)
+    for table in (instances, actions, events, votes, decision_records, approval_changes)
+}
+_NEXT_FEED_CURSOR = text(
+    "INSERT INTO approval_feeds (tenant_id, last_cursor) VALUES (:t, 1) "
+    "ON CONFLICT (tenant_id) DO UPDATE "
+    "SET last_cursor = approval_feeds.last_cursor + 1 RETURNING last_cursor"
+)
+
+
 class Tx:
     def __init__(self, connection: AsyncConnection, dialect: str) -> None:
         self.connection = connection
@@ -75,12 +103,8 @@ class Tx:
     # -- instances ---------------------------------------------------------------------
 
     async def get_instance(self, instance_id: str, *, lock: bool = False) -> Instance | None:
-        query = select(instances).where(instances.c.instance_id == instance_id)
-        if lock and self.dialect == "postgresql":
-            # Serializes every change to one instance, so revisions follow commit order.
-            # (SQLite serializes all writers with BEGIN IMMEDIATE.)
-            query = query.with_for_update()
-        row = (await self.connection.execute(query)).first()
+        query = _INSTANCE_LOCKED if lock and self.dialect == "postgresql" else _INSTANCE
+        row = (await self.connection.execute(query, {"instance_id": instance_id})).first()
         return _instance(row) if row else None
 
     async def find_instance_by_request(self, tenant_id: str, request_id: str) -> Instance | None:
@@ -92,7 +116,8 @@ class Tx:
 
     async def insert_instance(self, instance: Instance) -> None:
         await self.connection.execute(
-            insert(instances).values(
+            _INSERT["instances"],
+            dict(
                 instance_id=instance.instance_id,
                 tenant_id=instance.tenant_id,
                 request_id=instance.request_id,
@@ -106,20 +131,20 @@ class Tx:
                 created_by=instance.created_by,
                 chain_head=instance.chain_head,
                 traceparent=instance.traceparent,
-            )
+            ),
         )
 
     async def save_instance(self, instance: Instance) -> None:
         await self.connection.execute(
-            update(instances)
-            .where(instances.c.instance_id == instance.instance_id)
-            .values(
+            _SAVE_INSTANCE,
+            dict(
+                match_instance=instance.instance_id,
                 state=instance.state.value,
                 revision=instance.revision,
                 tool_calls_used=instance.tool_calls_used,
                 update_time=instance.update_time,
                 chain_head=instance.chain_head,
-            )
+            ),
         )
 
     async def list_instances(
@@ -181,7 +206,8 @@ class Tx:
         event = replace(unhashed, hash=event_hash(event_body(unhashed)))
         instance.chain_head = event.hash
         await self.connection.execute(
-            insert(events).values(
+            _INSERT["events"],
+            dict(
                 instance_id=event.instance_id,
                 revision=event.revision,
                 tenant_id=event.tenant_id,
@@ -201,7 +227,7 @@ class Tx:
                 prev_hash=event.prev_hash,
                 hash=event.hash,
                 trace_id=event.trace_id,
-            )
+            ),
         )
         self.events.append(event)
         kind = _approval_kind(event, action)
@@ -218,14 +244,7 @@ class Tx:
     ) -> None:
         # The upsert locks the tenant's feed row until commit (see schema.approval_feeds).
         cursor = (
-            await self.connection.execute(
-                text(
-                    "INSERT INTO approval_feeds (tenant_id, last_cursor) VALUES (:t, 1) "
-                    "ON CONFLICT (tenant_id) DO UPDATE "
-                    "SET last_cursor = approval_feeds.last_cursor + 1 RETURNING last_cursor"
-                ),
-                {"t": event.tenant_id},
-            )
+            await self.connection.execute(_NEXT_FEED_CURSOR, {"t": event.tenant_id})
         ).scalar_one()
         change = ApprovalChange(
             tenant_id=event.tenant_id,
@@ -241,7 +260,8 @@ class Tx:
             time=event.time,
         )
         await self.connection.execute(
-            insert(approval_changes).values(
+            _INSERT["approval_changes"],
+            dict(
                 tenant_id=change.tenant_id,
                 cursor=change.cursor,
                 kind=change.kind.value,
@@ -253,7 +273,7 @@ class Tx:
                 gate_id=change.gate_id,
                 actor=change.actor,
                 time=change.time,
-            )
+            ),
         )
         self.approval_changes.append(change)
 
@@ -298,15 +318,12 @@ class Tx:
     # -- actions ---------------------------------------------------------------------------
 
     async def get_action(self, action_id: str) -> Action | None:
-        query = select(actions).where(actions.c.action_id == action_id)
-        row = (await self.connection.execute(query)).first()
+        row = (await self.connection.execute(_ACTION, {"action_id": action_id})).first()
         return _action(row) if row else None
 
     async def find_action(self, instance_id: str, tool_call_id: str) -> Action | None:
-        query = select(actions).where(
-            actions.c.instance_id == instance_id, actions.c.tool_call_id == tool_call_id
-        )
-        row = (await self.connection.execute(query)).first()
+        values = {"instance_id": instance_id, "tool_call_id": tool_call_id}
+        row = (await self.connection.execute(_ACTION_BY_CALL, values)).first()
         return _action(row) if row else None
 
     async def actions_in_states(self, instance_id: str, states: set[ActionState]) -> list[Action]:
@@ -323,7 +340,8 @@ class Tx:
     async def insert_action(self, action: Action) -> None:
         proposal = action.proposal
         await self.connection.execute(
-            insert(actions).values(
+            _INSERT["actions"],
+            dict(
                 action_id=action.action_id,
                 instance_id=action.instance_id,
                 tenant_id=action.tenant_id,
@@ -347,19 +365,17 @@ class Tx:
                 grant_sha256=action.grant_sha256,
                 grant_expires=action.grant_expires,
                 traceparent=action.traceparent,
-            )
+            ),
         )
 
     async def save_action(self, action: Action, *, expected_state: ActionState) -> None:
         """Writes the action's mutable fields if it is still in expected_state; otherwise
         another transaction changed it first and ConcurrentChange is raised."""
         result = await self.connection.execute(
-            update(actions)
-            .where(
-                actions.c.action_id == action.action_id,
-                actions.c.state == expected_state.value,
-            )
-            .values(
+            _SAVE_ACTION,
+            dict(
+                match_action=action.action_id,
+                match_state=expected_state.value,
                 state=action.state.value,
                 gate_ids=action.gate_ids,
                 decided_by=action.decided_by,
@@ -373,7 +389,7 @@ class Tx:
                 next_due=_next_due(action),
                 grant_sha256=action.grant_sha256,
                 grant_expires=action.grant_expires,
-            )
+            ),
         )
         if result.rowcount != 1:
             raise ConcurrentChange(action.action_id)
@@ -426,7 +442,8 @@ class Tx:
 
     async def insert_vote(self, vote: Vote) -> None:
         await self.connection.execute(
-            insert(votes).values(
+            _INSERT["votes"],
+            dict(
                 action_id=vote.action_id,
                 approver=vote.approver,
                 verdict=vote.verdict.value,
@@ -437,7 +454,7 @@ class Tx:
                 gate_ids=list(vote.gate_ids),
                 evidence_snapshot_hash=vote.evidence_snapshot_hash,
                 params_diff=vote.params_diff,
-            )
+            ),
         )
 
     async def votes_for(self, action_id: str) -> list[Vote]:
@@ -453,14 +470,15 @@ class Tx:
 
     async def insert_record(self, record: DecisionRecord) -> None:
         await self.connection.execute(
-            insert(decision_records).values(
+            _INSERT["decision_records"],
+            dict(
                 record_id=record.record_id,
                 tenant_id=record.tenant_id,
                 instance_id=record.instance_id,
                 action_id=record.action_id,
                 create_time=record.create_time,
                 body=_record_body(record),
-            )
+            ),
         )
 
     async def attach_execution(self, record: DecisionRecord) -> None:
