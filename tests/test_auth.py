@@ -3,6 +3,7 @@ tenancy without existence leaks, and evidence binding."""
 
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -12,13 +13,17 @@ import grpc
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from signoff.auth.authenticators import token_sha256
+from signoff.auth.authenticators import JwtVerifier, token_sha256
+from signoff.domain.errors import Unauthenticated
 from signoff.v1 import approval_service_pb2 as approval_pb
 from signoff.v1 import audit_service_pb2 as audit_pb
 from signoff.v1 import execution_service_pb2 as execution_pb
 from signoff.v1 import policy_service_pb2 as policy_pb
 from signoff.v1 import types_pb2 as pb
 from tests.support import (
+    AUDIENCE,
+    AUTH_CONFIG,
+    ISSUER,
     ServerProcess,
     Stubs,
     envelope,
@@ -343,3 +348,17 @@ def test_development_mode_prints_tokens_and_keeps_to_loopback(
     finally:
         server.terminate()
         server.wait(30)
+
+
+def test_a_trusted_jwt_is_still_refused_once_it_expires() -> None:
+    """Verified tokens are remembered (no signature check per call), never past their exp."""
+    verifier = JwtVerifier(
+        issuer=ISSUER, audience=AUDIENCE, leeway=0, jwks_file=str(AUTH_CONFIG.parent / "jwks.json")
+    )
+    token = mint("alice", lifetime=2)
+    assert verifier.verify(token).id == "alice"
+    assert verifier.verify(token).id == "alice"  # from memory
+    time.sleep(3)
+    with pytest.raises(Unauthenticated) as refused:
+        verifier.verify(token)
+    assert refused.value.reason == "TOKEN_EXPIRED"

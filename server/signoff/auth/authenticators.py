@@ -4,6 +4,7 @@ OIDC issuer verified against its JWKS, and mTLS client certificates by SPIFFE ID
 import hashlib
 import json
 import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,11 @@ from signoff.domain.models import ALL_TENANTS, Principal, PrincipalKind
 
 # Asymmetric only: a JWKS publishes public keys, so HS* (shared secrets) never apply.
 JWT_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"]
+# A verified JWT is trusted again without a new signature check (about half a millisecond,
+# on every call of an agent) until it expires, and for at most this long, so a key removed
+# from the JWKS stops being trusted within that time.
+VERIFIED_JWT_SECONDS = 60.0
+_VERIFIED_JWTS_KEPT = 10_000
 
 
 def token_sha256(token: str) -> str:
@@ -49,6 +55,8 @@ class JwtVerifier:
     kind_claim: str = "kind"
     _keys: dict[str, Any] = field(default_factory=dict, repr=False)
     _client: Any = field(default=None, repr=False)
+    # token -> (its principal, until when it is trusted without a new check)
+    _verified: dict[str, tuple[Principal, float]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if bool(self.jwks_file) == bool(self.jwks_url):
@@ -70,6 +78,18 @@ class JwtVerifier:
         return self._keys[kid].key
 
     def verify(self, token: str) -> Principal:
+        now = time.time()
+        known = self._verified.get(token)
+        if known is not None and now < known[1]:
+            return known[0]
+        principal, expires = self._check(token)
+        if len(self._verified) >= _VERIFIED_JWTS_KEPT:
+            self._verified.clear()  # bounded memory; the next calls simply check again
+        self._verified[token] = (principal, min(expires + self.leeway, now + VERIFIED_JWT_SECONDS))
+        return principal
+
+    def _check(self, token: str) -> tuple[Principal, float]:
+        """The token's principal and expiry, or Unauthenticated saying what is wrong."""
         try:
             claims = jwt.decode(
                 token,
@@ -101,12 +121,13 @@ class JwtVerifier:
         roles = claims.get(self.roles_claim, [])
         if isinstance(roles, str):  # a space-separated string, as OAuth scopes are written
             roles = roles.split()
-        return Principal(
+        principal = Principal(
             id=str(claims["sub"]),
             kind=kind,
             tenant=str(claims[self.tenant_claim]),
             roles=frozenset(str(role) for role in roles),
         )
+        return principal, float(claims["exp"])
 
 
 @dataclass
