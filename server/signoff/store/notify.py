@@ -47,20 +47,19 @@ class Listener:
         self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._hub = hub
         self._sync_every = sync_every
-        self._sync_channel = f"{CHANNEL}_sync_{REPLICA}"  # only this listener's syncs
+        self._sync_channel = f"{CHANNEL}_sync_{uuid.uuid4().hex[:12]}"  # only this listener's
         self.connected = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         delay = 0.1
         stopping = asyncio.ensure_future(stop.wait())
+        session: asyncio.Future[None] | None = None
         try:
             while not stop.is_set():
                 session = asyncio.ensure_future(self._listen())
                 await asyncio.wait({session, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                if not session.done():  # stopping
-                    session.cancel()
-                    await asyncio.gather(session, return_exceptions=True)
-                    break
+                if stopping.done():
+                    return
                 if self.connected.is_set():  # it had connected: back off from the start
                     self.connected.clear()
                     delay = 0.1
@@ -71,6 +70,9 @@ class Listener:
                 delay = min(delay * 2, 5.0)
         finally:
             stopping.cancel()
+            if session is not None:
+                session.cancel()  # closes the connection (nothing if it has already ended)
+                await asyncio.gather(session, return_exceptions=True)
 
     async def _listen(self) -> None:
         """Listens until the connection fails (it raises then)."""
