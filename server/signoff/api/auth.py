@@ -2,13 +2,14 @@
 the rules table before the servicer sees the request."""
 
 import contextvars
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
 from signoff.api.errors import to_status
+from signoff.api.wrapping import MethodWrapper
 from signoff.auth.authenticators import Authenticator
 from signoff.auth.rules import PUBLIC_PREFIXES, allowed
 from signoff.domain.errors import PermissionDenied, SignoffError
@@ -42,11 +43,10 @@ def caller_slot() -> CallerSlot:
     return slot
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class AuthInterceptor(MethodWrapper):
     def __init__(self, authenticator: Authenticator) -> None:
+        super().__init__()
         self.authenticator = authenticator
-        # Wrapped once per method, not per call: every open watch stream holds its handler.
-        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     def _principal(self, context: grpc.aio.ServicerContext, method: str) -> Principal:
         metadata = {key: value for key, value in (context.invocation_metadata() or ())}
@@ -62,50 +62,23 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             )
         return principal
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        method = details.method
-        if handler is None or method.startswith(PUBLIC_PREFIXES):
-            return handler
-        cached = self._wrapped.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        if handler.unary_unary is not None:
-            wrapped = grpc.unary_unary_rpc_method_handler(
-                self._unary(handler.unary_unary, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        elif handler.unary_stream is not None:
-            wrapped = grpc.unary_stream_rpc_method_handler(
-                self._stream(handler.unary_stream, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        else:
-            raise AssertionError(f"signoff has no client-streaming RPC: {method}")
-        self._wrapped[method] = (handler, wrapped)
-        return wrapped
+    def skips(self, method: str) -> bool:
+        return method.startswith(PUBLIC_PREFIXES)
 
-    def _unary(self, behavior: Any, method: str) -> Any:
+    # caller() is not reset after the call: each RPC runs in its own task, whose context
+    # goes with it, and a stream the client cancels is closed from another context.
+    def unary(self, behavior: Any, method: str) -> Any:
         async def authenticated(request: Any, context: grpc.aio.ServicerContext) -> Any:
             try:
                 principal = self._principal(context, method)
             except SignoffError as error:
                 await context.abort_with_status(to_status(error))
-            token = _CALLER.set(principal)
-            try:
-                return await behavior(request, context)
-            finally:
-                _CALLER.reset(token)
+            _CALLER.set(principal)
+            return await behavior(request, context)
 
         return authenticated
 
-    def _stream(self, behavior: Any, method: str) -> Any:
+    def stream(self, behavior: Any, method: str) -> Any:
         async def authenticated(
             request: Any, context: grpc.aio.ServicerContext
         ) -> AsyncIterator[Any]:
@@ -113,11 +86,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 principal = self._principal(context, method)
             except SignoffError as error:
                 await context.abort_with_status(to_status(error))
-            token = _CALLER.set(principal)
-            try:
-                async for item in behavior(request, context):
-                    yield item
-            finally:
-                _CALLER.reset(token)
+            _CALLER.set(principal)
+            async for item in behavior(request, context):
+                yield item
 
         return authenticated

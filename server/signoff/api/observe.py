@@ -7,9 +7,8 @@ load balancers probe every few seconds and would drown everything else.
 
 import asyncio
 import logging
-import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -17,8 +16,9 @@ from google.protobuf.message import DecodeError, Message
 from google.rpc import error_details_pb2, status_pb2
 
 from signoff.api.auth import CallerSlot, caller_slot
+from signoff.api.wrapping import MethodWrapper
 from signoff.auth.rules import PUBLIC_PREFIXES
-from signoff.telemetry import metrics
+from signoff.telemetry import metrics, tracing
 from signoff.telemetry.logs import current_trace_id
 
 log = logging.getLogger("signoff.rpc")
@@ -26,39 +26,20 @@ log = logging.getLogger("signoff.rpc")
 # The ids a log line takes from the request or the response, where the message has them.
 _IDS = ("request_id", "instance_id", "action_id")
 _MAX_ID = 128  # an invalid request may carry anything; the line stays short
-# W3C trace context: version-traceid-parentid-flags.
-_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 _STATUS_DETAILS = "grpc-status-details-bin"
 # Codes that mean the server failed, not the caller: their lines are warnings.
 _SERVER_FAULTS = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS}
 
 
-class ObserveInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class ObserveInterceptor(MethodWrapper):
     """Put it before AuthInterceptor (and after a tracing interceptor, whose span then is
     the current one and gives the log line its trace id)."""
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        if handler is None:
-            return handler  # no such method: gRPC answers UNIMPLEMENTED
-        method = details.method
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                _unary(handler.unary_unary, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                _stream(handler.unary_stream, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler  # signoff has no client-streaming RPC
+    def unary(self, behavior: Any, method: str) -> Any:
+        return _unary(behavior, method)
+
+    def stream(self, behavior: Any, method: str) -> Any:
+        return _stream(behavior, method)
 
 
 def _unary(behavior: Any, method: str) -> Any:
@@ -161,12 +142,8 @@ class _Call:
 def _incoming_trace_id(context: grpc.aio.ServicerContext) -> str:
     """The caller's trace id from a W3C `traceparent` header (for when the server does not
     trace, so that no span is current)."""
-    for key, value in context.invocation_metadata() or ():
-        if key == "traceparent" and isinstance(value, str):
-            match = _TRACEPARENT.match(value.strip())
-            if match and match[1] != "0" * 32:
-                return match[1]
-    return ""
+    sent = dict(context.invocation_metadata() or ()).get("traceparent")
+    return tracing.trace_id_of(sent) if isinstance(sent, str) else ""
 
 
 def _final_code(context: grpc.aio.ServicerContext, error: BaseException | None) -> grpc.StatusCode:

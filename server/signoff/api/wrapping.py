@@ -1,0 +1,51 @@
+"""The base of signoff's server interceptors: each method's handler is wrapped once, on its
+first call, not on every call (a watch stream then holds no per-call closures)."""
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+
+class MethodWrapper(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    def __init__(self) -> None:
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    def skips(self, method: str) -> bool:
+        """Methods left unwrapped."""
+        return False
+
+    def unary(self, behavior: Any, method: str) -> Any:
+        raise NotImplementedError
+
+    def stream(self, behavior: Any, method: str) -> Any:
+        raise NotImplementedError
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        method = details.method
+        if handler is None or self.skips(method):
+            return handler  # no such method (gRPC answers UNIMPLEMENTED), or left alone
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        if handler.unary_unary is not None:
+            wrapped = grpc.unary_unary_rpc_method_handler(
+                self.unary(handler.unary_unary, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        elif handler.unary_stream is not None:
+            wrapped = grpc.unary_stream_rpc_method_handler(
+                self.stream(handler.unary_stream, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        else:
+            return handler  # signoff has no client-streaming RPC
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
