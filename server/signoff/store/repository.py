@@ -79,6 +79,23 @@ _SAVE_ACTION = update(actions).where(
     actions.c.action_id == bindparam("match_action"),
     actions.c.state == bindparam("match_state"),
 )
+_EVENTS_AFTER = (
+    select(events)
+    .where(
+        events.c.instance_id == bindparam("instance_id"),
+        events.c.revision > bindparam("after_revision"),
+    )
+    .order_by(events.c.revision)
+    .limit(bindparam("limit"))
+)
+_VOTES = select(votes).where(votes.c.action_id == bindparam("action_id")).order_by(votes.c.seq)
+_VOTE_BY_REQUEST = select(votes).where(votes.c.request_id == bindparam("request_id"))
+_RECORD = select(decision_records.c.body).where(
+    decision_records.c.record_id == bindparam("record_id")
+)
+_RECORD_FOR_ACTION = select(decision_records.c.body).where(
+    decision_records.c.action_id == bindparam("action_id")
+)
 _INSERT = {
     table.name: insert(table)
     for table in (instances, actions, events, votes, decision_records, approval_changes)
@@ -307,13 +324,8 @@ class Tx:
         ]
 
     async def list_events(self, instance_id: str, after_revision: int, limit: int) -> list[Event]:
-        query = (
-            select(events)
-            .where(events.c.instance_id == instance_id, events.c.revision > after_revision)
-            .order_by(events.c.revision)
-            .limit(limit)
-        )
-        return [_event(row) for row in (await self.connection.execute(query)).all()]
+        values = {"instance_id": instance_id, "after_revision": after_revision, "limit": limit}
+        return [_event(row) for row in (await self.connection.execute(_EVENTS_AFTER, values))]
 
     # -- actions ---------------------------------------------------------------------------
 
@@ -458,12 +470,13 @@ class Tx:
         )
 
     async def votes_for(self, action_id: str) -> list[Vote]:
-        query = select(votes).where(votes.c.action_id == action_id).order_by(votes.c.seq)
-        return [_vote(row) for row in (await self.connection.execute(query)).all()]
+        return [
+            _vote(row) for row in await self.connection.execute(_VOTES, {"action_id": action_id})
+        ]
 
     async def find_vote_by_request(self, request_id: str) -> Vote | None:
-        query = select(votes).where(votes.c.request_id == request_id)
-        row = (await self.connection.execute(query)).first()
+        values = {"request_id": request_id}
+        row = (await self.connection.execute(_VOTE_BY_REQUEST, values)).first()
         return _vote(row) if row else None
 
     # -- decision records -------------------------------------------------------------------
@@ -489,13 +502,13 @@ class Tx:
         )
 
     async def get_record(self, record_id: str) -> DecisionRecord | None:
-        query = select(decision_records.c.body).where(decision_records.c.record_id == record_id)
-        body = (await self.connection.execute(query)).scalar()
+        body = (await self.connection.execute(_RECORD, {"record_id": record_id})).scalar()
         return _record(body) if body is not None else None
 
     async def get_record_for_action(self, action_id: str) -> DecisionRecord | None:
-        query = select(decision_records.c.body).where(decision_records.c.action_id == action_id)
-        body = (await self.connection.execute(query)).scalar()
+        body = (
+            await self.connection.execute(_RECORD_FOR_ACTION, {"action_id": action_id})
+        ).scalar()
         return _record(body) if body is not None else None
 
     async def record_bodies(self, instance_id: str) -> dict[str, Json]:
