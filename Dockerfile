@@ -44,7 +44,8 @@ ENV PATH="/opt/signoff/bin:$PATH" \
 WORKDIR /data
 VOLUME /data
 USER 10001:10001
-EXPOSE 50051
+# gRPC; and Prometheus metrics when SIGNOFF_METRICS_PORT=9464 is set (off by default).
+EXPOSE 50051 9464
 # gRPC health (grpc.health.v1.Health/Check, no credentials needed) on the SIGNOFF_PORT the
 # server listens on; exit 0 only when SERVING. Plaintext only: with an mtls auth config,
 # replace it (docs/operations.md).

@@ -385,7 +385,7 @@ class Bench:
         self.stop_servers()
 
     def watch_memory(self) -> None:
-        # The server's default idle re-check (15 s): these streams are idle.
+        # The server's default bookmark interval (15 s): these streams are idle.
         self.watchers(self.server(self.database("postgres"), bookmark_interval=15))
         self.stop_servers()
 
