@@ -16,12 +16,14 @@ from types import TracebackType
 from typing import Any
 
 import grpc
+import httpx
 import jwt
 import psycopg
 from cryptography.hazmat.primitives.asymmetric import rsa
 from google.protobuf import json_format
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
 from signoff.auth.authenticators import jwks_json
@@ -291,3 +293,17 @@ def field_violations(error: grpc.RpcError) -> dict[str, str]:
         if detail.Unpack(bad):
             return {v.field: v.description for v in bad.field_violations}
     return {}
+
+
+# Every sample of a server's /metrics, by metric name and labels.
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(server: ServerProcess) -> Samples:
+    response = httpx.get(server.metrics_url, timeout=10)
+    assert response.status_code == 200
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }

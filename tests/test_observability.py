@@ -11,9 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from signoff.v1 import approval_service_pb2 as approval_pb
 from signoff.v1 import audit_service_pb2 as audit_pb
@@ -28,6 +26,7 @@ from tests.support import (
     lookup_action,
     mint,
     refund_action,
+    scrape,
 )
 
 APPROVER = "user_ops_9"  # an approver and a policy admin in the example bundle
@@ -82,17 +81,6 @@ def observed(
 
 
 # -- helpers -----------------------------------------------------------------------------
-
-
-def scrape(server: ServerProcess) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """Every sample of /metrics, by name and labels."""
-    response = httpx.get(server.metrics_url, timeout=10)
-    assert response.status_code == 200
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
 
 
 def value(

@@ -10,10 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
-import httpx
 import psycopg
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
 from signoff.domain.models import ApprovalChange, Event
@@ -27,20 +25,8 @@ from signoff.store.hub import Hub, tenant_key
 from signoff.v1 import approval_service_pb2 as approval_pb
 from signoff.v1 import execution_service_pb2 as execution_pb
 from signoff.v1 import types_pb2 as pb
-from tests.support import ServerProcess, envelope, error_info, lookup_action
+from tests.support import ServerProcess, envelope, error_info, lookup_action, scrape
 from tests.test_watch import TIMEOUT, Reader, approve, complete, start, watch
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def scrape(server: ServerProcess) -> Samples:
-    response = httpx.get(server.metrics_url, timeout=10)
-    assert response.status_code == 200
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
 
 
 def open_streams(server: ServerProcess) -> dict[str, float]:
