@@ -97,17 +97,21 @@ class Notifier:
         async with httpx.AsyncClient(follow_redirects=False, timeout=self.retry.timeout) as client:
             while not stop.is_set():
                 self._wake.clear()
-                # Poll now and then for rows other replicas left (lapsed claims), and wake
-                # for the soonest retry: a commit that enqueues wakes us at once.
+                # Look (a read) for when the next row falls due: a retry, a new row, or a
+                # claim another replica let lapse. Claiming takes a write transaction (on
+                # SQLite, the one writer), so it happens only when something is due.
                 wait = self.poll_interval
                 try:
-                    while await self.deliver_due(client) and not stop.is_set():
-                        pass  # some were due: more may be
                     async with self.db.read() as tx:
                         WEBHOOK_PENDING.set(await outbox.pending_count(tx))
                         soonest = await outbox.earliest_attempt(tx, self.webhooks)
                     if soonest is not None:
-                        wait = min(wait, max(0.0, (soonest - self.clock()).total_seconds()))
+                        due_in = (soonest - self.clock()).total_seconds()
+                        if due_in > 0:
+                            wait = min(wait, due_in)
+                        elif await self.deliver_due(client):
+                            continue  # look again at once: more may be due
+                        # else due rows another replica is claiming right now: wait a poll
                 except Exception:
                     log.exception("webhook delivery tick failed; trying again shortly")
                 try:
