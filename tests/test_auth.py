@@ -1,8 +1,10 @@
 """Who may do what: authentication modes, the authorization matrix over every RPC,
 tenancy without existence leaks, and evidence binding."""
 
+import http.server
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -13,7 +15,7 @@ import grpc
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from signoff.auth.authenticators import JwtVerifier, token_sha256
+from signoff.auth.authenticators import JwtVerifier, jwks_json, token_sha256
 from signoff.domain.errors import Unauthenticated
 from signoff.v1 import approval_service_pb2 as approval_pb
 from signoff.v1 import audit_service_pb2 as audit_pb
@@ -24,6 +26,7 @@ from tests.support import (
     AUDIENCE,
     AUTH_CONFIG,
     ISSUER,
+    SIGNING_KEY,
     ServerProcess,
     Stubs,
     envelope,
@@ -362,3 +365,63 @@ def test_a_trusted_jwt_is_still_refused_once_it_expires() -> None:
     with pytest.raises(Unauthenticated) as refused:
         verifier.verify(token)
     assert refused.value.reason == "TOKEN_EXPIRED"
+
+
+class _JwksEndpoint:
+    """The issuer's JWKS URL on loopback; it answers only once the test releases it."""
+
+    def __init__(self) -> None:
+        self.released = threading.Event()
+        self.fetches = 0
+        document = jwks_json({"test-key": SIGNING_KEY.public_key()}).encode()
+        endpoint = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                endpoint.fetches += 1
+                endpoint.released.wait(30)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(document)))
+                self.end_headers()
+                self.wfile.write(document)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.http.server_port}/jwks.json"
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.released.set()
+        self.http.shutdown()
+
+
+def test_keys_from_a_jwks_url_never_stall_other_calls(
+    make_database: Callable[[str], str], tmp_path: Path
+) -> None:
+    """A slow identity provider delays only the calls whose tokens need its keys."""
+    jwks = _JwksEndpoint()
+    config = tmp_path / "auth.yaml"
+    config.write_text(
+        f"tokens:\n  - sha256: {token_sha256('static-agent-token')}\n"
+        "    principal: {id: agt_static, kind: agent, tenant: tenant_jwks}\n"
+        f"jwt:\n  issuer: {ISSUER}\n  audience: {AUDIENCE}\n  jwks_url: {jwks.url}\n"
+    )
+    try:
+        with ServerProcess(make_database("sqlite"), tmp_path, auth_config=config) as server:
+            waiting = server.stubs(mint("agt_jwt", "agent", "tenant_jwks")).execution
+            first = waiting.InvokeAgent.future(envelope(tenant_id="tenant_jwks"), timeout=60)
+            deadline = time.monotonic() + 30
+            while not jwks.fetches and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert jwks.fetches, "the server never asked for the keys"
+            # The JWT call waits on the issuer; a call with a static token goes through.
+            other = server.stubs("static-agent-token").execution
+            assert other.InvokeAgent(envelope(tenant_id="tenant_jwks"), timeout=20).instance
+            assert not first.done()
+            jwks.released.set()
+            assert first.result().instance.state == pb.INSTANCE_STATE_RUNNING
+    finally:
+        jwks.close()

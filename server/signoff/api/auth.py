@@ -1,6 +1,7 @@
 """The authentication interceptor: every signoff RPC runs as a Principal, checked against
 the rules table before the servicer sees the request."""
 
+import asyncio
 import contextvars
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -48,10 +49,15 @@ class AuthInterceptor(MethodWrapper):
         super().__init__()
         self.authenticator = authenticator
 
-    def _principal(self, context: grpc.aio.ServicerContext, method: str) -> Principal:
+    async def _principal(self, context: grpc.aio.ServicerContext, method: str) -> Principal:
         metadata = {key: value for key, value in (context.invocation_metadata() or ())}
-        spiffe = context.auth_context().get("peer_spiffe_id") or [b""]
-        principal = self.authenticator.authenticate(metadata, spiffe[0].decode())
+        spiffe = (context.auth_context().get("peer_spiffe_id") or [b""])[0].decode()
+        if self.authenticator.may_block(metadata):
+            # Fetching an issuer's keys is blocking network I/O: never on the event loop.
+            authenticate = self.authenticator.authenticate
+            principal = await asyncio.to_thread(authenticate, metadata, spiffe)
+        else:
+            principal = self.authenticator.authenticate(metadata, spiffe)
         if (slot := _SLOT.get()) is not None:
             slot.principal = principal
         if not allowed(method, principal):
@@ -70,7 +76,7 @@ class AuthInterceptor(MethodWrapper):
     def unary(self, behavior: Any, method: str) -> Any:
         async def authenticated(request: Any, context: grpc.aio.ServicerContext) -> Any:
             try:
-                principal = self._principal(context, method)
+                principal = await self._principal(context, method)
             except SignoffError as error:
                 await context.abort_with_status(to_status(error))
             _CALLER.set(principal)
@@ -83,7 +89,7 @@ class AuthInterceptor(MethodWrapper):
             request: Any, context: grpc.aio.ServicerContext
         ) -> AsyncIterator[Any]:
             try:
-                principal = self._principal(context, method)
+                principal = await self._principal(context, method)
             except SignoffError as error:
                 await context.abort_with_status(to_status(error))
             _CALLER.set(principal)

@@ -67,7 +67,15 @@ class JwtVerifier:
         else:
             # The key set is cached for 5 minutes and nothing longer, so a key the issuer
             # removes stops being trusted within that time.
-            self._client = jwt.PyJWKClient(self.jwks_url, cache_keys=False, lifespan=300)
+            self._client = jwt.PyJWKClient(
+                self.jwks_url, cache_keys=False, lifespan=300, timeout=10
+            )
+
+    def may_fetch(self, token: str) -> bool:
+        """Whether verifying this token may fetch the JWKS over the network (blocking I/O):
+        a key set from a URL, and a token not already verified."""
+        known = self._verified.get(token)
+        return self._client is not None and (known is None or time.time() >= known[1])
 
     def _key(self, token: str) -> Any:
         if self._client is not None:
@@ -137,6 +145,17 @@ class Authenticator:
     tokens: dict[str, Principal] = field(default_factory=dict)  # sha256(token) -> principal
     jwt: JwtVerifier | None = None
     workloads: dict[str, Principal] = field(default_factory=dict)  # SPIFFE ID -> principal
+
+    def may_block(self, metadata: Mapping[str, str]) -> bool:
+        """Whether authenticate() may wait on the network (a JWKS fetch): run it off the
+        event loop then."""
+        token = metadata.get("authorization", "").partition(" ")[2].strip()
+        return (
+            self.jwt is not None
+            and token.count(".") == 2
+            and token_sha256(token) not in self.tokens
+            and self.jwt.may_fetch(token)
+        )
 
     def authenticate(self, metadata: Mapping[str, str], spiffe_id: str = "") -> Principal:
         header = metadata.get("authorization", "")
