@@ -77,6 +77,21 @@ def test_the_bundle_hash_covers_every_file(tmp_path: Path) -> None:
             "escalate_to NOWHERE is not defined",
         ),
         (
+            lambda d: (d / "gates.yaml").write_text(
+                "gates:\n  A:\n    approvers: {roles: [a]}\n"
+                "    on_timeout: escalate\n    escalate_to: B\n"
+                "  B:\n    approvers: {roles: [b]}\n"
+                "    on_timeout: escalate\n    escalate_to: A\n"
+            ),
+            r"escalation never ends \(A → B → A\)",
+        ),
+        (
+            lambda d: (d / "gates.yaml").write_text(
+                "gates:\n  G:\n    approvers: {roles: [a]}\n    ttl: 2h\n    reminders: [1h, 3h]\n"
+            ),
+            "reminder 3h must come after the gate opens and before its ttl",
+        ),
+        (
             lambda d: (d / "gates.yaml").write_text("gates:\n  G:\n    quorum: 1\n"),
             "approvers must name principals or roles",
         ),

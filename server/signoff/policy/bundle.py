@@ -109,8 +109,16 @@ def load_bundle(directory: Path) -> LoadedBundle:
     except (ValueError, TypeError) as error:
         raise BundleError(f"{directory}: {error}") from None
     for gate in gates.values():
-        if gate.escalate_to and gate.escalate_to not in gates:
-            raise BundleError(f"gate {gate.gate_id}: escalate_to {gate.escalate_to} is not defined")
+        chain = [gate.gate_id]
+        while gates[chain[-1]].escalate_to:
+            step = gates[chain[-1]].escalate_to
+            if step not in gates:
+                raise BundleError(f"gate {chain[-1]}: escalate_to {step} is not defined")
+            if step in chain:
+                # An action caught in it would wait forever, one timeout after another.
+                loop = " → ".join([*chain[chain.index(step) :], step])
+                raise BundleError(f"gate {gate.gate_id}: escalation never ends ({loop})")
+            chain.append(step)
 
     on_error_spec = manifest.get("on_error") or {"action": "reject"}
     if on_error_spec.get("action") == "hold":

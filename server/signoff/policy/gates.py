@@ -73,6 +73,12 @@ def gate_from_yaml(gate_id: str, spec: dict[str, Any]) -> Gate:
         raise ValueError(f"gate {gate_id}: quorum and rejections_to_settle must be >= 1")
     if not gate.principals and not gate.roles:
         raise ValueError(f"gate {gate_id}: approvers must name principals or roles")
+    for reminder in gate.reminders:
+        if not timedelta(0) < reminder < gate.ttl:
+            raise ValueError(
+                f"gate {gate_id}: reminder {spec['reminders'][gate.reminders.index(reminder)]} "
+                f"must come after the gate opens and before its ttl ({gate.ttl})"
+            )
     if (gate.on_timeout is OnTimeout.ESCALATE) != bool(gate.escalate_to):
         raise ValueError(f"gate {gate_id}: on_timeout escalate needs escalate_to, and only it")
     return gate
