@@ -202,13 +202,7 @@ async def request_decision(
             instance.state = transition_instance(instance.state, InstanceState.WAITING_FOR_HUMAN)
         record = None
         if not waits:
-            record = record_for(
-                action,
-                DecisionStatus.DECIDED,
-                instance.revision + 1,
-                now,
-                instance_traceparent=instance.traceparent,
-            )
+            record = record_for(action, instance, DecisionStatus.DECIDED, now)
             await tx.insert_record(record)
         await tx.append_event(
             instance,
@@ -420,11 +414,10 @@ async def submit_decision(
                 await tx.save_action(action, expected_state=previous)
                 record = record_for(
                     action,
+                    instance,
                     DecisionStatus.DECIDED,
-                    instance.revision + 1,
                     now,
                     approvals=approvals_of(action, [*earlier, this_vote]),
-                    instance_traceparent=instance.traceparent,
                 )
                 await tx.insert_record(record)
                 tx.after_commit.append(

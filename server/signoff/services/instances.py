@@ -123,11 +123,10 @@ async def revoke_open_actions(
             votes = await tx.votes_for(action.action_id)
             record = record_for(
                 action,
+                instance,
                 DecisionStatus.CANCELLED,
-                instance.revision + 1,
                 now,
                 approvals=approvals_of(action, votes),
-                instance_traceparent=instance.traceparent,
             )
             await tx.insert_record(record)
         else:

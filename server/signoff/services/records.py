@@ -3,7 +3,7 @@
 from datetime import datetime
 
 from signoff.domain.ids import new_id
-from signoff.domain.models import Action, Approval, DecisionRecord, Vote
+from signoff.domain.models import Action, Approval, DecisionRecord, Instance, Vote
 from signoff.domain.states import DecisionStatus, outcome_of
 from signoff.telemetry import tracing
 
@@ -29,14 +29,13 @@ def approvals_of(action: Action, votes: list[Vote]) -> list[Approval]:
 
 def record_for(
     action: Action,
+    instance: Instance,
     status: DecisionStatus,
-    revision: int,
     now: datetime,
     approvals: list[Approval] | None = None,
-    *,
-    instance_traceparent: str = "",
 ) -> DecisionRecord:
-    """The record of the action's decision; its trace is the action's, else the instance's."""
+    """The record of the action's decision, written with the instance's next event (whose
+    revision it carries); its trace is the action's, else the instance's."""
     policy = action.policy
     return DecisionRecord(
         record_id=new_id("dr"),
@@ -48,7 +47,7 @@ def record_for(
         action_id=action.action_id,
         tool=action.proposal.tool,
         action_sha256=action.action_sha256,
-        revision=revision,
+        revision=instance.revision + 1,
         create_time=now,
         evidence_refs=list(action.proposal.evidence_refs),
         approvals=approvals or [],
@@ -60,5 +59,5 @@ def record_for(
         policy_version=policy.get("version", ""),
         policy_sha256=policy.get("sha256", ""),
         rule_ids=list(policy.get("rule_ids", [])),
-        trace_id=tracing.trace_id_of(action.traceparent, instance_traceparent),
+        trace_id=tracing.trace_id_of(action.traceparent, instance.traceparent),
     )

@@ -111,11 +111,10 @@ async def _expire(tx: Tx, instance: Instance, action: Action, gate_id: str, now:
     votes = await tx.votes_for(action.action_id)
     record = record_for(
         action,
+        instance,
         DecisionStatus.EXPIRED,
-        instance.revision + 1,
         now,
         approvals=approvals_of(action, votes),
-        instance_traceparent=instance.traceparent,
     )
     await tx.insert_record(record)
     tx.after_commit.append(partial(metrics.record_timeout, gate_id, "expired"))
