@@ -116,6 +116,9 @@ class Tx:
         self.approval_changes: list[ApprovalChange] = []
         # Run once the transaction has committed (metrics): a rollback records nothing.
         self.after_commit: list[Callable[[], None]] = []
+        # The hash of each DecisionRecord body this transaction stored, by record id: the
+        # event that writes or changes the record carries it (the body is hashed once).
+        self._stored_records: dict[str, str] = {}
 
     # -- instances ---------------------------------------------------------------------
 
@@ -195,7 +198,7 @@ class Tx:
         """Appends the next revision, chained to the previous one. The caller holds the
         instance lock and saves the instance (whose revision and chain head this advances)
         before the transaction commits. `record` is the DecisionRecord this event writes or
-        changes, as stored: the event carries its hash."""
+        changes, stored earlier in this transaction: the event carries its hash."""
         instance.revision += 1
         instance.update_time = now
         unhashed = Event(
@@ -211,7 +214,7 @@ class Tx:
             actor=actor,
             reason=reason,
             record_id=record.record_id if record else "",
-            record_sha256=record_hash(_record_body(record)) if record else "",
+            record_sha256=self._stored_records[record.record_id] if record else "",
             tool=action.proposal.tool if action else "",
             gate_id=gate_id,
             controls=controls or {},
@@ -490,7 +493,7 @@ class Tx:
                 instance_id=record.instance_id,
                 action_id=record.action_id,
                 create_time=record.create_time,
-                body=_record_body(record),
+                body=self._stored_body(record),
             ),
         )
 
@@ -498,8 +501,13 @@ class Tx:
         await self.connection.execute(
             update(decision_records)
             .where(decision_records.c.record_id == record.record_id)
-            .values(body=_record_body(record))
+            .values(body=self._stored_body(record))
         )
+
+    def _stored_body(self, record: DecisionRecord) -> Json:
+        body = _record_body(record)
+        self._stored_records[record.record_id] = record_hash(body)
+        return body
 
     async def get_record(self, record_id: str) -> DecisionRecord | None:
         body = (await self.connection.execute(_RECORD, {"record_id": record_id})).scalar()
