@@ -10,6 +10,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -217,6 +218,12 @@ class ServerProcess:
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         self.stop()
+
+
+def events(stream: Iterable[execution_pb.WatchInstanceResponse]) -> Iterator[pb.Event]:
+    """The events of a watch stream. Bookmarks are skipped: a stream sends one whenever it idles
+    for a bookmark interval (0.3 s here), which a slow machine can do between any two events."""
+    return (message.event for message in stream if message.HasField("event"))
 
 
 def envelope(**overrides: object) -> execution_pb.InvokeAgentRequest:

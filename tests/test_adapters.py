@@ -51,6 +51,7 @@ from signoff_client.adapters.openai_agents import SignoffApprovals
 from signoff_client.betterproto.google.protobuf import Struct
 from signoff_client.betterproto.signoff import v1 as bp
 from tests.support import ServerProcess, Stubs, envelope
+from tests.support import events as stream_events
 
 PATIENCE = 60.0  # seconds a test waits for the server or a process before it fails
 FAST = Backoff(initial=0.05, maximum=0.5)
@@ -98,7 +99,7 @@ def events(stubs: Stubs, instance_id: str) -> list[pb.Event]:
     stream = stubs.execution.WatchInstance(
         execution_pb.WatchInstanceRequest(instance_id=instance_id), timeout=PATIENCE
     )
-    return [item.event for item in stream if item.HasField("event")]
+    return list(stream_events(stream))
 
 
 def closed_port() -> str:

@@ -12,7 +12,7 @@ from signoff.v1 import audit_service_pb2 as audit_pb
 from signoff.v1 import execution_service_pb2 as execution_pb
 from signoff.v1 import types_pb2 as pb
 from tests.conftest import DATABASE_KINDS
-from tests.support import ServerProcess, envelope, error_info, refund_action
+from tests.support import ServerProcess, envelope, error_info, events, refund_action
 
 
 @pytest.mark.parametrize("kind", DATABASE_KINDS)
@@ -65,7 +65,7 @@ def test_waiting_actions_survive_sigkill(
             execution_pb.WatchInstanceRequest(instance_id=instance_id, after_revision=last_seen),
             timeout=30,
         )
-        missed = [m.event for m in resumed]
+        missed = list(events(resumed))
         assert [e.revision for e in missed] == [5, 6, 7, 8]
         assert [e.type for e in missed] == [pb.EVENT_TYPE_ACTION_DECIDED] * 3 + [
             pb.EVENT_TYPE_INSTANCE_COMPLETED

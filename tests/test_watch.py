@@ -15,7 +15,15 @@ from signoff.store.hub import Hub
 from signoff.v1 import approval_service_pb2 as approval_pb
 from signoff.v1 import execution_service_pb2 as execution_pb
 from signoff.v1 import types_pb2 as pb
-from tests.support import ServerProcess, Stubs, envelope, error_info, lookup_action, refund_action
+from tests.support import (
+    ServerProcess,
+    Stubs,
+    envelope,
+    error_info,
+    events,
+    lookup_action,
+    refund_action,
+)
 
 TIMEOUT = 30  # generous: a guard against hanging, never an assertion on speed
 
@@ -97,11 +105,11 @@ def test_watch_after_the_end_replays_everything_and_closes(stubs: Stubs) -> None
     instance_id, action_id = start(stubs)
     approve(stubs, action_id)
     complete(stubs, instance_id)
-    messages = list(watch(stubs, instance_id))
-    assert [m.event.revision for m in messages] == [1, 2, 3, 4]
-    assert messages[-1].event.type == pb.EVENT_TYPE_INSTANCE_COMPLETED
+    replayed = list(events(watch(stubs, instance_id)))
+    assert [event.revision for event in replayed] == [1, 2, 3, 4]
+    assert replayed[-1].type == pb.EVENT_TYPE_INSTANCE_COMPLETED
     assert list(watch(stubs, instance_id, after=4)) == []  # nothing newer, and the end is known
-    assert [m.event.revision for m in watch(stubs, instance_id, after=2)] == [3, 4]
+    assert [event.revision for event in events(watch(stubs, instance_id, after=2))] == [3, 4]
 
 
 def test_watcher_connected_before_the_decision_sees_it_live(stubs: Stubs) -> None:
@@ -130,7 +138,7 @@ def test_reconnecting_with_the_last_revision_gets_exactly_what_was_missed(stubs:
             )
         )
     complete(stubs, instance_id)
-    rest = [m.event.revision for m in watch(stubs, instance_id, after=seen[-1])]
+    rest = [event.revision for event in events(watch(stubs, instance_id, after=seen[-1]))]
     assert seen + rest == list(range(1, 8))
 
 
@@ -176,8 +184,8 @@ def test_concurrent_writers_are_streamed_in_order_without_gaps(server: ServerPro
 def test_a_reader_that_falls_behind_still_gets_every_event(server: ServerProcess) -> None:
     stubs = server.stubs()
     instance_id = stubs.execution.InvokeAgent(envelope()).instance.instance_id
-    stream = watch(stubs, instance_id)
-    assert next(stream).event.revision == 1  # subscribed; now stop reading while 300 events land
+    stream = events(watch(stubs, instance_id))
+    assert next(stream).revision == 1  # subscribed; now stop reading while 300 events land
     for i in range(300):
         stubs.execution.RequestDecision(
             execution_pb.RequestDecisionRequest(
@@ -185,7 +193,7 @@ def test_a_reader_that_falls_behind_still_gets_every_event(server: ServerProcess
             )
         )
     complete(stubs, instance_id)
-    assert [m.event.revision for m in stream] == list(range(2, 303))
+    assert [event.revision for event in stream] == list(range(2, 303))
 
 
 def test_watch_errors(stubs: Stubs) -> None:
