@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from signoff.domain.models import ApprovalChange
 from signoff.domain.states import ActionState, ApprovalChangeKind
 from signoff.services import webhooks
 from signoff.services.webhooks import RetryPolicy, Webhook
+from signoff.store import schema
 from signoff.v1 import approval_service_pb2 as approval_pb
 from signoff.v1 import execution_service_pb2 as execution_pb
 from signoff.v1 import types_pb2 as pb
@@ -360,6 +361,47 @@ def test_failed_deliveries_are_retried_with_growing_delays_then_given_up(
         log = server.log_path.read_text()
         assert "giving up" in log and broken["delivery_id"] in log
         assert SECRET not in log and "sha256=" not in log
+    finally:
+        receiver.close()
+
+
+@pytest.mark.parametrize("kind", DATABASE_KINDS)
+def test_sent_and_failed_notifications_are_removed_after_the_retention(
+    kind: str, make_database: Callable[[str], str], tmp_path: Path
+) -> None:
+    receiver = Receiver(answers={"/broken": [503] * 10})
+    hooks = [hook("ok", receiver.url("/ok")), hook("broken", receiver.url("/broken"))]
+    options = {"webhook_retry_initial": 0.2, "webhook_max_attempts": 2, "webhook_retention": 1}
+    url = make_database(kind)
+    server = ServerProcess(url, tmp_path, "--config", str(config(tmp_path, hooks, **options)))
+    try:
+        with server:
+            # A day-old row of a webhook no longer configured: PENDING rows are never removed.
+            engine = sqlalchemy.create_engine(url)
+            long_ago = datetime.now(UTC) - timedelta(days=1)
+            with engine.begin() as connection:
+                connection.execute(
+                    sqlalchemy.insert(schema.webhook_outbox).values(
+                        delivery_id="whd_unsent",
+                        webhook="gone",
+                        tenant_id="t",
+                        event="requested",
+                        action_id="act_x",
+                        body="{}",
+                        state="PENDING",
+                        attempts=0,
+                        next_attempt=long_ago,
+                        create_time=long_ago,
+                        last_error="",
+                    )
+                )
+            engine.dispose()
+            request_refund(server.stubs(), tenant())
+            receiver.wait_for("/ok", 1)
+            receiver.wait_for("/broken", 2)  # the last attempt: FAILED
+            rows = wait_for_rows(url, lambda rows: len(rows) == 1, "sent and FAILED rows removed")
+            assert (rows[0]["delivery_id"], rows[0]["state"]) == ("whd_unsent", "PENDING")
+        assert "sent or FAILED notifications past retention" in server.log_path.read_text()
     finally:
         receiver.close()
 

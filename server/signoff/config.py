@@ -142,6 +142,11 @@ class ServeOptions(BaseModel):
         36, ge=1, description="webhook delivery attempts before a notification is FAILED"
     )
     webhook_timeout: float = Field(10.0, gt=0, description="seconds one webhook request may take")
+    webhook_retention: float = Field(
+        604800.0,
+        ge=0,
+        description="seconds sent and FAILED webhook notifications are kept; 0 keeps them all",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="DEBUG, INFO, WARNING or ERROR"
     )

@@ -125,7 +125,7 @@ def _notifier(options: ServeOptions, database: Database) -> Notifier | None:
         max_attempts=options.webhook_max_attempts,
         timeout=options.webhook_timeout,
     )
-    notifier = Notifier(database, hooks, retry)
+    notifier = Notifier(database, hooks, retry, retention=options.webhook_retention)
     database.before_commit.append(notifier.before_commit)
     log.info("webhooks: %s", ", ".join(hook.name for hook in hooks))
     return notifier

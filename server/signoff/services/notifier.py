@@ -10,6 +10,9 @@ and records the outcome: DELIVERED on 2xx, else PENDING again after an exponenti
 or FAILED after the last attempt. A replica that dies mid-request leaves its rows to be
 claimed again when the lease ends: delivery is at least once, and receivers de-duplicate on
 the Signoff-Delivery header. A decision never waits for, nor fails because of, a webhook.
+
+Retention: DELIVERED and FAILED rows older than the retention are deleted, a batch per
+transaction, so the outbox holds about one retention's worth of notifications.
 """
 
 import asyncio
@@ -31,6 +34,8 @@ from signoff.telemetry.metrics import WEBHOOK_DELIVERIES, WEBHOOK_LAG, WEBHOOK_P
 log = logging.getLogger("signoff.webhooks")
 
 BATCH = 50  # rows claimed (and posted concurrently) at a time
+PRUNE_BATCH = 500  # rows deleted per transaction: short ones, as SQLite has one writer
+PRUNE_INTERVAL = 60.0  # seconds between looks for rows past their retention, at most
 
 
 class Notifier:
@@ -40,12 +45,14 @@ class Notifier:
         hooks: Sequence[Webhook],
         retry: RetryPolicy,
         *,
+        retention: float = 0.0,
         poll_interval: float = 1.0,
         clock: Callable[[], datetime] = system_clock,
     ) -> None:
         self.db = db
         self.webhooks = {hook.name: hook for hook in hooks}
         self.retry = retry
+        self.retention = retention  # seconds; 0 keeps every row
         self.poll_interval = poll_interval
         self.clock = clock
         # A claim outlives the request it covers; if it lapses the row is simply sent again.
@@ -94,9 +101,17 @@ class Notifier:
     async def run(self, stop: asyncio.Event) -> None:
         """Delivers until `stop` is set; a request under way is finished (or times out)."""
         stopping = asyncio.create_task(self._wake_on(stop))
+        loop = asyncio.get_running_loop()
+        next_prune = loop.time()
         async with httpx.AsyncClient(follow_redirects=False, timeout=self.retry.timeout) as client:
             while not stop.is_set():
                 self._wake.clear()
+                if self.retention and loop.time() >= next_prune:
+                    next_prune = loop.time() + min(PRUNE_INTERVAL, self.retention)
+                    try:
+                        await self.prune()
+                    except Exception:
+                        log.exception("removing old webhook notifications failed; trying later")
                 # Look (a read) for when the next row falls due: a retry, a new row, or a
                 # claim another replica let lapse. Claiming takes a write transaction (on
                 # SQLite, the one writer), so it happens only when something is due.
@@ -123,6 +138,20 @@ class Notifier:
     async def _wake_on(self, stop: asyncio.Event) -> None:
         await stop.wait()
         self._wake.set()
+
+    async def prune(self) -> int:
+        """Deletes DELIVERED and FAILED rows created more than `retention` seconds ago."""
+        created_before = self.clock() - timedelta(seconds=self.retention)
+        removed = 0
+        while True:
+            async with self.db.write() as tx:
+                deleted = await outbox.delete_finished(tx, created_before, PRUNE_BATCH)
+            removed += deleted
+            if deleted < PRUNE_BATCH:
+                break
+        if removed:
+            log.info("webhooks: removed %d sent or FAILED notifications past retention", removed)
+        return removed
 
     async def deliver_due(self, client: httpx.AsyncClient) -> int:
         """Claims and posts the due rows of a batch; returns how many it claimed."""

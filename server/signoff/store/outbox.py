@@ -4,7 +4,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 
 from signoff.store.repository import Tx
 from signoff.store.schema import actions, webhook_outbox
@@ -147,3 +147,18 @@ async def earliest_attempt(tx: Tx, webhooks: Collection[str]) -> datetime | None
     )
     soonest: datetime | None = (await tx.connection.execute(query)).scalar_one()
     return soonest
+
+
+async def delete_finished(tx: Tx, created_before: datetime, limit: int) -> int:
+    """Deletes up to `limit` of the oldest DELIVERED or FAILED rows created before a time;
+    returns how many. PENDING rows are never deleted."""
+    oldest = (
+        select(webhook_outbox.c.seq)
+        .where(webhook_outbox.c.create_time < created_before, webhook_outbox.c.state != PENDING)
+        .order_by(webhook_outbox.c.create_time)
+        .limit(limit)
+    )
+    result = await tx.connection.execute(
+        delete(webhook_outbox).where(webhook_outbox.c.seq.in_(oldest.scalar_subquery()))
+    )
+    return result.rowcount

@@ -244,4 +244,6 @@ webhook_outbox = Table(
         sqlite_where=text("state = 'PENDING'"),
         postgresql_where=text("state = 'PENDING'"),
     ),
+    # What retention removes: the oldest rows, without reading the newer ones.
+    Index("ix_webhook_outbox_create_time", "create_time"),
 )
