@@ -12,9 +12,11 @@ COPY clients/python clients/python
 COPY server server
 # The server wheel packages the example bundle as its default policy.
 COPY examples/policies examples/policies
+# The versions the tests ran with (scripts/lock).
+COPY constraints.txt .
 RUN pip wheel --no-deps --wheel-dir /wheels ./clients/python ./server \
  && python -m venv /opt/signoff \
- && /opt/signoff/bin/pip install --only-binary=:all: /wheels/*.whl
+ && /opt/signoff/bin/pip install --only-binary=:all: -c constraints.txt /wheels/*.whl
 
 # --- runtime: the virtualenv, the default policy bundle, a non-root user, nothing else.
 FROM python:3.11-slim-bookworm
