@@ -1,6 +1,8 @@
 """One configuration for `signoff serve`: file < environment < flags, checked before start."""
 
+import json
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -77,6 +79,18 @@ def test_serve_refuses_a_bad_configuration_before_it_listens(tmp_path: Path) -> 
     assert "port: Input should be less than or equal to 65535" in result.stderr
     assert "listening" not in result.stdout
     assert not (tmp_path / "x.db").exists()  # nothing was touched
+
+
+def test_a_port_in_use_stops_the_start_with_one_json_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = _serve("--port", port, "--database-url", f"sqlite:///{tmp_path}/x.db")
+    assert result.returncode == 2
+    last = json.loads(result.stderr.splitlines()[-1])
+    assert last["level"] == "CRITICAL"
+    assert last["message"].startswith(f"cannot listen on 127.0.0.1:{port}: in use")
 
 
 def test_every_option_is_a_flag_and_documented() -> None:

@@ -1,6 +1,7 @@
 """Policy bundles: the example bundle's rules, loading errors, and failing closed. No I/O
 beyond reading bundle files; the gate and timer behaviours are in test_gates.py."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -130,7 +131,10 @@ def test_serve_refuses_a_broken_bundle(tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode == 2
-    assert "policy bundle" in result.stderr and "no bundle.yaml" in result.stderr
+    # One JSON line, like every other line of the server's log (the default log format).
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    assert lines[-1]["level"] == "CRITICAL"
+    assert "policy bundle" in lines[-1]["message"] and "no bundle.yaml" in lines[-1]["message"]
 
 
 def _with_rego(tmp_path: Path, rego: str, on_error: str) -> RegoPolicy:

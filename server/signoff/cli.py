@@ -41,14 +41,19 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"signoff: {error}", file=sys.stderr)
         return 2
     _configure_logging(options.log_level, options.log_format)
+    # From here on, what stops the server is a log line (JSON by default), not bare text.
+    log = logging.getLogger("signoff")
     try:
         asyncio.run(serve(options))
     except BundleError as error:
-        print(f"signoff: policy bundle: {error}", file=sys.stderr)
+        log.critical("policy bundle: %s", error)
         return 2
     except StartupError as error:
-        print(f"signoff: {error}", file=sys.stderr)
+        log.critical("%s", error)
         return 2
+    except Exception:
+        log.critical("signoff stopped on an unexpected error", exc_info=True)
+        return 1
     return 0
 
 

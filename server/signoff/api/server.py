@@ -173,18 +173,21 @@ async def serve(options: ServeOptions) -> None:
         [*SIGNOFF_SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME], server
     )
     address = f"{options.host}:{options.port}"
-    if auth.tls is None:
-        port = server.add_insecure_port(address)
-    else:
-        # mTLS: every client presents a certificate from client_ca; its SPIFFE ID names it.
-        credentials = grpc.ssl_server_credentials(
-            [(auth.tls.server_key.read_bytes(), auth.tls.server_cert.read_bytes())],
-            root_certificates=auth.tls.client_ca.read_bytes(),
-            require_client_auth=True,
-        )
-        port = server.add_secure_port(address, credentials)
+    try:
+        if auth.tls is None:
+            port = server.add_insecure_port(address)
+        else:
+            # mTLS: every client presents a certificate from client_ca; its SPIFFE ID names it.
+            credentials = grpc.ssl_server_credentials(
+                [(auth.tls.server_key.read_bytes(), auth.tls.server_cert.read_bytes())],
+                root_certificates=auth.tls.client_ca.read_bytes(),
+                require_client_auth=True,
+            )
+            port = server.add_secure_port(address, credentials)
+    except RuntimeError:  # gRPC's own message points at GRPC_VERBOSITY, not at the cause
+        port = 0
     if port == 0:
-        raise RuntimeError(f"cannot listen on {address}")
+        raise StartupError(f"cannot listen on {address}: in use, or not an address of this host")
     await server.start()
     for name in ["", *SIGNOFF_SERVICES]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
