@@ -106,6 +106,23 @@ def test_nobody_approves_their_own_action(stubs: Stubs) -> None:
     assert error_info(agent).reason == "SEPARATION_OF_DUTIES"
 
 
+def test_an_inbox_leaves_out_what_its_owner_may_not_decide(stubs: Stubs) -> None:
+    tenant = f"tenant_{uuid.uuid4().hex[:8]}"
+    instance_id = invoke(stubs, tenant_id=tenant, user={"user_id": "user_finance_lead_78"})
+    waiting = ask(stubs, instance_id, refund_action())
+
+    def inbox(human: str, *roles: str) -> list[str]:
+        listed = stubs.as_(human, *roles).approval.ListPendingApprovals(
+            approval_pb.ListPendingApprovalsRequest(tenant_id=tenant)
+        )
+        return [action.action_id for action in listed.actions]
+
+    assert inbox("user_finance_lead_77") == [waiting.action_id]  # a finance lead
+    assert inbox("user_finance_lead_78") == []  # a finance lead, but the instance's user
+    assert inbox("user_mod_lead_12") == []  # not an approver of its gate
+    assert inbox("ops_oncall", "admin") == [waiting.action_id]  # admins see all that waits
+
+
 def test_a_quorum_of_two_distinct_directors(stubs: Stubs) -> None:
     instance_id = invoke(stubs)
     waiting = ask(stubs, instance_id, refund_action(amount=250_000))

@@ -42,6 +42,19 @@ class Instance:
     # The W3C traceparent of the InvokeAgent call ("" when the agent sent none).
     traceparent: str = ""
 
+    def parties(self) -> frozenset[str]:
+        return parties(
+            self.created_by,
+            self.envelope.get("user", {}).get("user_id"),
+            self.envelope.get("agent", {}).get("agent_id"),
+        )
+
+
+def parties(created_by: str, user_id: str | None, agent_id: str | None) -> frozenset[str]:
+    """Who asked for an instance's work: the principal that created it, and the envelope's
+    user and agent. Separation of duties bars each of them from deciding its actions."""
+    return frozenset(who for who in (created_by, user_id, agent_id) if who)
+
 
 @dataclass(frozen=True)
 class ProposedAction:

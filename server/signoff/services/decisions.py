@@ -267,13 +267,7 @@ def _winning_verdict(action: Action) -> Verdict:
 def _check_voter(ctx: Context, instance: Instance, action: Action, who: Principal) -> list[str]:
     """The waiting gates this approver may vote on; raises when they may vote on none."""
     approver = who.id
-    envelope = instance.envelope
-    own = {
-        instance.created_by,
-        envelope.get("user", {}).get("user_id"),
-        envelope.get("agent", {}).get("agent_id"),
-    }
-    if approver in own:
+    if approver in instance.parties():
         raise PermissionDenied(
             "SEPARATION_OF_DUTIES",
             f"{approver} is this instance's user or agent and cannot approve its actions",
@@ -542,8 +536,9 @@ async def report_execution(
 async def list_pending(
     ctx: Context, who: Principal, tenant_id: str, size: int, token: str
 ) -> tuple[list[Action], str]:
-    """Waiting actions the caller may decide (admins see all of their tenants'). A page
-    may hold fewer than `size` when others' actions were skipped; the token still moves."""
+    """Waiting actions the caller may decide: a gate admits them, and separation of duties
+    does not bar them (admins see all of their tenants'). A page may hold fewer than `size`
+    when others' actions were skipped; the token still moves."""
     limit = pagination.page_size(size, 50)
     scope = scoped_tenant(who, tenant_id)
     if scope is None:
@@ -554,7 +549,10 @@ async def list_pending(
     roles = who.roles | ctx.policy.roles_of(who.id)
     return [
         action
-        for action in found
+        for action, instance_parties in found
         if who.is_admin
-        or any(admits(ctx.policy, g.gate_id, who.id, roles) for g in action.waiting_gates())
+        or (
+            who.id not in instance_parties
+            and any(admits(ctx.policy, g.gate_id, who.id, roles) for g in action.waiting_gates())
+        )
     ], next_token

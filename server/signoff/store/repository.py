@@ -22,6 +22,7 @@ from signoff.domain.models import (
     Json,
     ProposedAction,
     Vote,
+    parties,
 )
 from signoff.domain.states import (
     ActionState,
@@ -411,9 +412,16 @@ class Tx:
 
     async def list_waiting_actions(
         self, tenant_id: str, after_seq: int | None, limit: int
-    ) -> list[tuple[int, Action]]:
+    ) -> list[tuple[int, tuple[Action, frozenset[str]]]]:
+        """(seq, (action, its instance's parties)) of waiting actions, oldest first."""
         query = (
-            select(actions)
+            select(
+                actions,
+                instances.c.created_by,
+                instances.c.envelope[("user", "user_id")].as_string().label("user_id"),
+                instances.c.envelope[("agent", "agent_id")].as_string().label("agent_id"),
+            )
+            .join(instances, instances.c.instance_id == actions.c.instance_id)
             .where(actions.c.state == ActionState.WAITING_FOR_HUMAN.value)
             .order_by(actions.c.seq)
             .limit(limit)
@@ -423,7 +431,10 @@ class Tx:
         if after_seq is not None:
             query = query.where(actions.c.seq > after_seq)
         rows = (await self.connection.execute(query)).all()
-        return [(row.seq, _action(row)) for row in rows]
+        return [
+            (row.seq, (_action(row), parties(row.created_by, row.user_id, row.agent_id)))
+            for row in rows
+        ]
 
     async def due_actions(self, now: datetime, limit: int) -> list[tuple[str, str]]:
         """(instance_id, action_id) of waiting actions whose deadline or reminder is due."""

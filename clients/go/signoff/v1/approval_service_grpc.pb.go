@@ -17,9 +17,11 @@ const _ = grpc.SupportPackageIsVersion7
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type ApprovalServiceClient interface {
-	// Lists actions that wait for a human, oldest first: those whose gates admit
-	// the caller (admins see every waiting action of their tenants). A page may
-	// hold fewer than page_size; follow next_page_token until it is empty.
+	// Lists actions that wait for a human, oldest first: those the caller may
+	// vote on, that is whose gates admit the caller and whose instance's user,
+	// agent or creator the caller is not (admins see every waiting action of
+	// their tenants). A page may hold fewer than page_size; follow
+	// next_page_token until it is empty.
 	ListPendingApprovals(ctx context.Context, in *ListPendingApprovalsRequest, opts ...grpc.CallOption) (*ListPendingApprovalsResponse, error)
 	// Votes on a waiting action. The approver must be eligible for one of the
 	// gates it waits on (PERMISSION_DENIED, NOT_ELIGIBLE), may not be the
@@ -101,9 +103,11 @@ func (x *approvalServiceWatchApprovalsClient) Recv() (*WatchApprovalsResponse, e
 // All implementations must embed UnimplementedApprovalServiceServer
 // for forward compatibility
 type ApprovalServiceServer interface {
-	// Lists actions that wait for a human, oldest first: those whose gates admit
-	// the caller (admins see every waiting action of their tenants). A page may
-	// hold fewer than page_size; follow next_page_token until it is empty.
+	// Lists actions that wait for a human, oldest first: those the caller may
+	// vote on, that is whose gates admit the caller and whose instance's user,
+	// agent or creator the caller is not (admins see every waiting action of
+	// their tenants). A page may hold fewer than page_size; follow
+	// next_page_token until it is empty.
 	ListPendingApprovals(context.Context, *ListPendingApprovalsRequest) (*ListPendingApprovalsResponse, error)
 	// Votes on a waiting action. The approver must be eligible for one of the
 	// gates it waits on (PERMISSION_DENIED, NOT_ELIGIBLE), may not be the

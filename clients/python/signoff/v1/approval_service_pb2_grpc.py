@@ -57,9 +57,11 @@ class ApprovalServiceServicer:
     """
 
     def ListPendingApprovals(self, request, context):
-        """Lists actions that wait for a human, oldest first: those whose gates admit
-        the caller (admins see every waiting action of their tenants). A page may
-        hold fewer than page_size; follow next_page_token until it is empty.
+        """Lists actions that wait for a human, oldest first: those the caller may
+        vote on, that is whose gates admit the caller and whose instance's user,
+        agent or creator the caller is not (admins see every waiting action of
+        their tenants). A page may hold fewer than page_size; follow
+        next_page_token until it is empty.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

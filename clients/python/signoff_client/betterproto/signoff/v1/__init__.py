@@ -2132,9 +2132,11 @@ class ApprovalServiceStub:
         self, message: "ListPendingApprovalsRequest"
     ) -> "ListPendingApprovalsResponse":
         """
-        Lists actions that wait for a human, oldest first: those whose gates admit
-        the caller (admins see every waiting action of their tenants). A page may
-        hold fewer than page_size; follow next_page_token until it is empty.
+        Lists actions that wait for a human, oldest first: those the caller may
+        vote on, that is whose gates admit the caller and whose instance's user,
+        agent or creator the caller is not (admins see every waiting action of
+        their tenants). A page may hold fewer than page_size; follow
+        next_page_token until it is empty.
         """
 
         return self._channel.unary_unary(
@@ -2194,9 +2196,11 @@ class ApprovalServiceAsyncStub(betterproto2_grpclib.ServiceStub):
         metadata: "MetadataLike | None" = None,
     ) -> "ListPendingApprovalsResponse":
         """
-        Lists actions that wait for a human, oldest first: those whose gates admit
-        the caller (admins see every waiting action of their tenants). A page may
-        hold fewer than page_size; follow next_page_token until it is empty.
+        Lists actions that wait for a human, oldest first: those the caller may
+        vote on, that is whose gates admit the caller and whose instance's user,
+        agent or creator the caller is not (admins see every waiting action of
+        their tenants). A page may hold fewer than page_size; follow
+        next_page_token until it is empty.
         """
 
         return await self._unary_unary(

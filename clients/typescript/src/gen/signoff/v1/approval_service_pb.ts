@@ -334,9 +334,11 @@ export const ApprovalChangeKindSchema: GenEnum<ApprovalChangeKind> = /*@__PURE__
  */
 export const ApprovalService: GenService<{
   /**
-   * Lists actions that wait for a human, oldest first: those whose gates admit
-   * the caller (admins see every waiting action of their tenants). A page may
-   * hold fewer than page_size; follow next_page_token until it is empty.
+   * Lists actions that wait for a human, oldest first: those the caller may
+   * vote on, that is whose gates admit the caller and whose instance's user,
+   * agent or creator the caller is not (admins see every waiting action of
+   * their tenants). A page may hold fewer than page_size; follow
+   * next_page_token until it is empty.
    *
    * @generated from rpc signoff.v1.ApprovalService.ListPendingApprovals
    */
