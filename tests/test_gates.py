@@ -160,6 +160,15 @@ def test_a_reject_settles_the_action(stubs: Stubs) -> None:
     assert decided.record.approvals[0].verdict == pb.VERDICT_REJECT
 
 
+def only_record(stubs: Stubs, instance_id: str, action_id: str = "") -> pb.DecisionRecord:
+    records = stubs.audit.ListDecisionRecords(
+        audit_pb.ListDecisionRecordsRequest(instance_id=instance_id)
+    ).records
+    mine = [r for r in records if not action_id or r.action_id == action_id]
+    assert len(mine) == 1, mine
+    return mine[0]
+
+
 def test_policy_denial_rejects_at_once_with_its_rule(stubs: Stubs) -> None:
     instance_id = invoke(
         stubs, input={"intent": "support.refund", "context": {"identity_verified": False}}
@@ -168,6 +177,10 @@ def test_policy_denial_rejects_at_once_with_its_rule(stubs: Stubs) -> None:
     assert denied.outcome == pb.OUTCOME_REJECTED
     assert "R_REFUND_REQUIRES_IDV" in denied.controls.policy.rule_ids
     assert "verified identity" in denied.reason
+    # The refund workflow's error case: the denial is recorded as ESCALATED to people.
+    record = only_record(stubs, instance_id)
+    assert (record.status, record.outcome) == (pb.DECISION_STATUS_ESCALATED, pb.OUTCOME_REJECTED)
+    assert record.controls_active.policy.rule_ids == denied.controls.policy.rule_ids
 
 
 def test_budget_exhausted(stubs: Stubs) -> None:
@@ -178,6 +191,7 @@ def test_budget_exhausted(stubs: Stubs) -> None:
     assert over.outcome == pb.OUTCOME_REJECTED
     assert over.reason.startswith("BUDGET_EXHAUSTED")
     assert list(over.controls.policy.rule_ids) == ["BUDGET_EXHAUSTED"]
+    assert only_record(stubs, instance_id, over.action_id).status == pb.DECISION_STATUS_ESCALATED
 
 
 def test_a_refusal_ends_the_instance_even_past_the_budget(stubs: Stubs) -> None:
@@ -198,6 +212,8 @@ def test_must_refuse_terminates_the_instance(stubs: Stubs) -> None:
     answer = ask(stubs, instance_id, wipe)
     assert answer.outcome == pb.OUTCOME_TERMINATED
     assert list(answer.controls.must_refuse) == ["R_REFUSED_TOOL"]
+    refused = only_record(stubs, instance_id, answer.action_id)  # final: signoff decided
+    assert (refused.status, refused.outcome) == (pb.DECISION_STATUS_DECIDED, pb.OUTCOME_REJECTED)
     instance = stubs.execution.GetInstance(
         execution_pb.GetInstanceRequest(instance_id=instance_id)
     ).instance

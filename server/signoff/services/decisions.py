@@ -202,7 +202,7 @@ async def request_decision(
             instance.state = transition_instance(instance.state, InstanceState.WAITING_FOR_HUMAN)
         record = None
         if not waits:
-            record = record_for(action, instance, DecisionStatus.DECIDED, now)
+            record = record_for(action, instance, _status_at_once(state, decision), now)
             await tx.insert_record(record)
         await tx.append_event(
             instance,
@@ -235,6 +235,16 @@ async def request_decision(
             _as_proposed(action, proposal, digest),
             token,
         )
+
+
+def _status_at_once(state: ActionState, decision: PolicyDecision) -> DecisionStatus:
+    """The record of an action settled without a human. A denial that leaves the instance
+    running (a deny rule, a failed evaluation, an exhausted budget) hands the matter to
+    people outside the agent's run: ESCALATED, as the reference refund workflow records
+    it. An approval, and a refusal that ends the instance, are DECIDED."""
+    if state is ActionState.REJECTED and not decision.must_refuse:
+        return DecisionStatus.ESCALATED
+    return DecisionStatus.DECIDED
 
 
 def _as_proposed(action: Action, proposal: ProposedAction, proposal_sha256: str) -> Action:

@@ -551,9 +551,12 @@ type DecisionStatus int32
 
 const (
 	DecisionStatus_DECISION_STATUS_UNSPECIFIED DecisionStatus = 0
-	// Policy or approvers decided (see outcome).
+	// Approvers decided, policy approved at once, or a must_refuse rule refused
+	// the action and ended the instance (see outcome).
 	DecisionStatus_DECISION_STATUS_DECIDED DecisionStatus = 1
-	// The action was escalated instead of decided.
+	// Policy denied the action at once (a deny rule, a failed evaluation or the
+	// exhausted tool-call budget) and the instance runs on: the matter goes to
+	// people outside the agent's run. The outcome is REJECTED.
 	DecisionStatus_DECISION_STATUS_ESCALATED DecisionStatus = 2
 	// No decision within the gate's time to live.
 	DecisionStatus_DECISION_STATUS_EXPIRED DecisionStatus = 3

@@ -228,12 +228,15 @@ class DecisionStatus(betterproto2.Enum):
 
     DECIDED = 1
     """
-    Policy or approvers decided (see outcome).
+    Approvers decided, policy approved at once, or a must_refuse rule refused
+    the action and ended the instance (see outcome).
     """
 
     ESCALATED = 2
     """
-    The action was escalated instead of decided.
+    Policy denied the action at once (a deny rule, a failed evaluation or the
+    exhausted tool-call budget) and the instance runs on: the matter goes to
+    people outside the agent's run. The outcome is REJECTED.
     """
 
     EXPIRED = 3

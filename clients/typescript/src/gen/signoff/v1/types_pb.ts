@@ -1352,14 +1352,17 @@ export enum DecisionStatus {
   UNSPECIFIED = 0,
 
   /**
-   * Policy or approvers decided (see outcome).
+   * Approvers decided, policy approved at once, or a must_refuse rule refused
+   * the action and ended the instance (see outcome).
    *
    * @generated from enum value: DECISION_STATUS_DECIDED = 1;
    */
   DECIDED = 1,
 
   /**
-   * The action was escalated instead of decided.
+   * Policy denied the action at once (a deny rule, a failed evaluation or the
+   * exhausted tool-call budget) and the instance runs on: the matter goes to
+   * people outside the agent's run. The outcome is REJECTED.
    *
    * @generated from enum value: DECISION_STATUS_ESCALATED = 2;
    */
