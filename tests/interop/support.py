@@ -49,10 +49,16 @@ def run_agent(
     """Runs one agent through the script; `consumes`: it calls ConsumeGrant before its
     report (instead of reporting with the grant)."""
     request_id = f"req_interop_{uuid.uuid4().hex[:12]}"
+    trace_id = uuid.uuid4().hex  # the agent's trace, sent as W3C traceparent on its calls
+    env = {**os.environ, "TRACEPARENT": f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"}
     stderr_path = log_dir / "agent.stderr"
     with stderr_path.open("w") as stderr:
         process = subprocess.Popen(
-            [*command, server.target, request_id], stdout=subprocess.PIPE, stderr=stderr, text=True
+            [*command, server.target, request_id],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env=env,
         )
     stdout = process.stdout
     assert stdout is not None
@@ -122,3 +128,9 @@ def run_agent(
         assert events[3].action_id == action_id
         assert events[3].action_state == pb.ACTION_STATE_EXECUTING
     assert reported.action_id == action_id and reported.action_state == pb.ACTION_STATE_EXECUTED
+    # The agent's trace runs through every event and the record, the human wait included.
+    assert {e.trace_id for e in events} == {trace_id}
+    record = stubs.audit.GetDecisionRecord(
+        audit_pb.GetDecisionRecordRequest(record_id=decided_event.record_id), timeout=TIMEOUT
+    )
+    assert record.record.trace_id == trace_id

@@ -35,6 +35,21 @@ export function bearer(token: string): Interceptor {
 }
 
 /**
+ * An interceptor that sends the caller's W3C trace context with every call, so that signoff
+ * stores the agent's trace id in its DecisionRecords and events. `inject` writes the
+ * current context into a carrier (`traceparent`, and `tracestate` if any); with
+ * OpenTelemetry: `traceContext((carrier) => propagation.inject(context.active(), carrier))`.
+ */
+export function traceContext(inject: (carrier: Record<string, string>) => void): Interceptor {
+  return (next) => async (request) => {
+    const carrier: Record<string, string> = {};
+    inject(carrier);
+    for (const [key, value] of Object.entries(carrier)) request.header.set(key, value);
+    return await next(request);
+  };
+}
+
+/**
  * Clients for each signoff service, sharing one HTTP/2 connection.
  * `baseUrl` is for example "http://127.0.0.1:50051" (plaintext) or "https://signoff.internal".
  * This uses the gRPC protocol, so it talks to the signoff server like any gRPC client does.

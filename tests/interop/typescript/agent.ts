@@ -15,6 +15,7 @@ import {
   type SignoffClients,
   bearer,
   createSignoffClients,
+  traceContext,
 } from "@signoff/client";
 
 const [target, requestId] = process.argv.slice(2);
@@ -62,7 +63,13 @@ async function awaitOutcome(
 async function main(): Promise<void> {
   // signoff authenticates every call; the test hands the agent its token in the environment.
   const token = process.env.SIGNOFF_TOKEN ?? "";
-  const clients = createSignoffClients(`http://${target}`, { interceptors: [bearer(token)] });
+  // The agent's trace: a real agent injects its active OpenTelemetry context here.
+  const inTrace = traceContext((carrier) => {
+    if (process.env.TRACEPARENT) carrier.traceparent = process.env.TRACEPARENT;
+  });
+  const clients = createSignoffClients(`http://${target}`, {
+    interceptors: [bearer(token), inTrace],
+  });
   const { execution } = clients;
   const { instance } = await execution.invokeAgent(
     {

@@ -44,6 +44,11 @@ func run(target, requestID string) error {
 	defer cancel()
 	// signoff authenticates every call; the test hands the agent its token in the environment.
 	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+os.Getenv("SIGNOFF_TOKEN"))
+	// The agent's W3C trace context, so signoff records its trace id (with OpenTelemetry,
+	// grpc.WithStatsHandler(otelgrpc.NewClientHandler()) sends it on every call instead).
+	if traceparent := os.Getenv("TRACEPARENT"); traceparent != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "traceparent", traceparent)
+	}
 	// grpc 1.33 (Debian 12) predates credentials/insecure; WithInsecure means plaintext.
 	conn, err := grpc.DialContext(ctx, target, grpc.WithInsecure())
 	if err != nil {
