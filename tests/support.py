@@ -28,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
 from signoff.auth.authenticators import jwks_json
+from signoff.v1 import approval_service_pb2 as approval_pb
 from signoff.v1 import approval_service_pb2_grpc as approval_grpc
 from signoff.v1 import audit_service_pb2_grpc as audit_grpc
 from signoff.v1 import execution_service_pb2 as execution_pb
@@ -224,6 +225,28 @@ def events(stream: Iterable[execution_pb.WatchInstanceResponse]) -> Iterator[pb.
     """The events of a watch stream. Bookmarks are skipped: a stream sends one whenever it idles
     for a bookmark interval (0.3 s here), which a slow machine can do between any two events."""
     return (message.event for message in stream if message.HasField("event"))
+
+
+def decide(
+    caller: "Stubs | ServerProcess",
+    action_id: str,
+    approver: str,
+    verdict: int = pb.VERDICT_APPROVE,
+    reason: str = "checked",
+    request_id: str = "",
+    **call: Any,
+) -> approval_pb.SubmitDecisionResponse:
+    """One vote on `action_id` by the human `approver`, under a fresh request id unless one
+    is given; `call` goes to the RPC (metadata, timeout)."""
+    return caller.as_(approver).approval.SubmitDecision(
+        approval_pb.SubmitDecisionRequest(
+            action_id=action_id,
+            verdict=verdict,
+            reason=reason,
+            request_id=request_id or f"dec_{uuid.uuid4().hex}",
+        ),
+        **call,
+    )
 
 
 def envelope(**overrides: object) -> execution_pb.InvokeAgentRequest:

@@ -50,8 +50,8 @@ from signoff_client.adapters.langgraph import (
 from signoff_client.adapters.openai_agents import SignoffApprovals
 from signoff_client.betterproto.google.protobuf import Struct
 from signoff_client.betterproto.signoff import v1 as bp
+from tests import support
 from tests.support import ServerProcess, Stubs, envelope
-from tests.support import events as stream_events
 
 PATIENCE = 60.0  # seconds a test waits for the server or a process before it fails
 FAST = Backoff(initial=0.05, maximum=0.5)
@@ -83,15 +83,7 @@ def waiting_action(stubs: Stubs, instance_id: str) -> pb.Action:
 
 
 def decide(stubs: Stubs, action_id: str, verdict: int, reason: str = "checked") -> None:
-    stubs.as_(APPROVER).approval.SubmitDecision(
-        approval_pb.SubmitDecisionRequest(
-            action_id=action_id,
-            verdict=verdict,  # type: ignore[arg-type]
-            reason=reason,
-            request_id=f"req_{uuid.uuid4().hex[:12]}",
-        ),
-        timeout=PATIENCE,
-    )
+    support.decide(stubs, action_id, APPROVER, verdict, reason, timeout=PATIENCE)
 
 
 def events(stubs: Stubs, instance_id: str) -> list[pb.Event]:
@@ -99,7 +91,7 @@ def events(stubs: Stubs, instance_id: str) -> list[pb.Event]:
     stream = stubs.execution.WatchInstance(
         execution_pb.WatchInstanceRequest(instance_id=instance_id), timeout=PATIENCE
     )
-    return list(stream_events(stream))
+    return list(support.events(stream))
 
 
 def closed_port() -> str:

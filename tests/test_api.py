@@ -10,6 +10,7 @@ from signoff.v1 import approval_service_pb2 as approval_pb
 from signoff.v1 import audit_service_pb2 as audit_pb
 from signoff.v1 import execution_service_pb2 as execution_pb
 from signoff.v1 import types_pb2 as pb
+from tests import support
 from tests.support import (
     Stubs,
     envelope,
@@ -37,18 +38,11 @@ def decide(
     action_id: str,
     verdict: int = pb.VERDICT_APPROVE,
     approver: str = "user_finance_lead_77",
-    request_id: str | None = None,
+    request_id: str = "",
     reason: str = "checked the order",
 ) -> approval_pb.SubmitDecisionResponse:
     """A vote by `approver`, authenticated as that human."""
-    return stubs.as_(approver).approval.SubmitDecision(
-        approval_pb.SubmitDecisionRequest(
-            action_id=action_id,
-            verdict=verdict,
-            reason=reason,
-            request_id=request_id or f"dec_{uuid.uuid4().hex}",
-        )
-    )
+    return support.decide(stubs, action_id, approver, verdict, reason, request_id)
 
 
 def events(stubs: Stubs, instance_id: str) -> list[pb.Event]:

@@ -16,11 +16,9 @@ import sqlalchemy as sa
 from signoff.domain.chain import event_body, event_hash
 from signoff.domain.models import Event
 from signoff.domain.states import EventType, InstanceState
-from signoff.v1 import approval_service_pb2 as approval_pb
 from signoff.v1 import audit_service_pb2 as audit_pb
 from signoff.v1 import execution_service_pb2 as execution_pb
-from signoff.v1 import types_pb2 as pb
-from tests.support import ServerProcess, envelope, lookup_action, refund_action
+from tests.support import ServerProcess, decide, envelope, lookup_action, refund_action
 
 SIGNOFF = Path(sys.executable).parent / "signoff"
 
@@ -35,14 +33,7 @@ def finished_instance(server: ServerProcess) -> str:
     waiting = agent.execution.RequestDecision(
         execution_pb.RequestDecisionRequest(instance_id=instance_id, action=refund_action())
     )
-    server.as_("lead").approval.SubmitDecision(
-        approval_pb.SubmitDecisionRequest(
-            action_id=waiting.action_id,
-            verdict=pb.VERDICT_APPROVE,
-            reason="ok",
-            request_id=f"c-{waiting.action_id}",
-        )
-    )
+    decide(server, waiting.action_id, "lead", reason="ok")
     grant = agent.execution.RequestDecision(
         execution_pb.RequestDecisionRequest(instance_id=instance_id, action=refund_action())
     ).grant_token
@@ -223,14 +214,7 @@ def test_trace_ids_are_chained_and_tampering_with_them_is_found(
         execution_pb.RequestDecisionRequest(instance_id=instance_id, action=refund_action()),
         metadata=sent,
     )
-    server.as_("lead").approval.SubmitDecision(
-        approval_pb.SubmitDecisionRequest(
-            action_id=waiting.action_id,
-            verdict=pb.VERDICT_APPROVE,
-            reason="ok",
-            request_id=f"t-{waiting.action_id}",
-        )
-    )
+    decide(server, waiting.action_id, "lead", reason="ok")
     export = tmp_path / "trail.jsonl"
     made = run(
         "audit", "export", "--database-url", server.database_url, "--instance", instance_id,

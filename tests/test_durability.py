@@ -12,7 +12,7 @@ from signoff.v1 import audit_service_pb2 as audit_pb
 from signoff.v1 import execution_service_pb2 as execution_pb
 from signoff.v1 import types_pb2 as pb
 from tests.conftest import DATABASE_KINDS
-from tests.support import ServerProcess, envelope, error_info, events, refund_action
+from tests.support import ServerProcess, decide, envelope, error_info, events, refund_action
 
 
 @pytest.mark.parametrize("kind", DATABASE_KINDS)
@@ -49,14 +49,7 @@ def test_waiting_actions_survive_sigkill(
         ).instance
         assert instance.state == pb.INSTANCE_STATE_WAITING_FOR_HUMAN and instance.revision == 4
         for action_id in waiting:
-            lead.approval.SubmitDecision(
-                approval_pb.SubmitDecisionRequest(
-                    action_id=action_id,
-                    verdict=pb.VERDICT_APPROVE,
-                    reason="after restart",
-                    request_id=f"restart-{action_id}",
-                )
-            )
+            decide(second, action_id, "lead", reason="after restart")
         stubs.execution.CompleteInstance(
             execution_pb.CompleteInstanceRequest(instance_id=instance_id)
         )

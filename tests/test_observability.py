@@ -22,6 +22,7 @@ from tests.support import (
     EXAMPLE_POLICY,
     ServerProcess,
     Stubs,
+    decide,
     envelope,
     lookup_action,
     mint,
@@ -154,15 +155,8 @@ def proposed(tool: str, risk: int, **params: Any) -> pb.ProposedAction:
     return action
 
 
-def approve(server: ServerProcess, action_id: str, reason: str = "looks right") -> None:
-    server.as_(APPROVER).approval.SubmitDecision(
-        approval_pb.SubmitDecisionRequest(
-            action_id=action_id,
-            verdict=pb.VERDICT_APPROVE,
-            reason=reason,
-            request_id=f"dec_{uuid.uuid4().hex[:12]}",
-        )
-    )
+def approve(server: ServerProcess, action_id: str) -> None:
+    decide(server, action_id, APPROVER, reason="looks right")
 
 
 # -- metrics -----------------------------------------------------------------------------

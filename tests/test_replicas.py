@@ -12,10 +12,9 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from signoff.v1 import approval_service_pb2 as approval_pb
 from signoff.v1 import execution_service_pb2 as execution_pb
 from signoff.v1 import types_pb2 as pb
-from tests.support import ServerProcess, envelope, lookup_action, refund_action
+from tests.support import ServerProcess, decide, envelope, lookup_action, refund_action
 
 # Long enough that only a NOTIFY, never the idle re-check, can explain a prompt delivery.
 QUIET = "60"
@@ -69,14 +68,7 @@ def test_a_watcher_sees_what_other_replicas_commit(replicas: list[ServerProcess]
                 instance_id=instance_id, action=lookup_action(f"tc_{i}")
             )
         )
-    c.as_("lead").approval.SubmitDecision(
-        approval_pb.SubmitDecisionRequest(
-            action_id=waiting.action_id,
-            verdict=pb.VERDICT_APPROVE,
-            reason="ok",
-            request_id=f"rep-{waiting.action_id}",
-        )
-    )
+    decide(c, waiting.action_id, "lead", reason="ok")
     assert next_revisions(events, 7) == list(range(2, 9))
 
 

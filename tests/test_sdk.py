@@ -9,7 +9,6 @@ spends with consume_grant or report_execution.
 import asyncio
 import socket
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -36,6 +35,7 @@ from signoff_client import (
     SignoffError,
     proposed_action,
 )
+from tests import support
 from tests.support import ServerProcess, Stubs, envelope, mint
 
 REFUND = {"order_id": "ord_881", "amount": 4200, "currency": "INR"}
@@ -82,14 +82,7 @@ def waiting_action(stubs: Stubs, instance_id: str) -> pb.Action:
 
 
 def decide(stubs: Stubs, action_id: str, verdict: int, approver: str, reason: str) -> None:
-    stubs.as_(approver).approval.SubmitDecision(
-        approval_pb.SubmitDecisionRequest(
-            action_id=action_id,
-            verdict=verdict,  # type: ignore[arg-type]
-            reason=reason,
-            request_id=f"req_{uuid.uuid4().hex[:12]}",
-        )
-    )
+    support.decide(stubs, action_id, approver, verdict, reason)
 
 
 def free_port() -> int:

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,7 +36,7 @@ from signoff.v1 import execution_service_pb2_grpc as execution_grpc
 from signoff.v1 import types_pb2 as pb
 from signoff_client import AsyncSignoff, Signoff
 from signoff_client.tracing import trace_metadata
-from tests.support import ServerProcess, Stubs, envelope, refund_action
+from tests.support import ServerProcess, Stubs, decide, envelope, refund_action
 
 PATIENCE = 60.0  # seconds to wait for spans before a test fails
 WAIT_SPAN = "signoff await human decision"
@@ -182,17 +181,10 @@ def ask_for_refund(
 
 
 def approve(
-    approver: Stubs, action_id: str, metadata: Any = None
+    server: ServerProcess, action_id: str, metadata: Any = None
 ) -> approval_pb.SubmitDecisionResponse:
-    return approver.approval.SubmitDecision(
-        approval_pb.SubmitDecisionRequest(
-            action_id=action_id,
-            verdict=pb.VERDICT_APPROVE,
-            reason="order checked",
-            request_id=f"dec_{uuid.uuid4().hex}",
-        ),
-        metadata=metadata,
-    )
+    """Alice approves; `metadata` is her tool's (its traceparent)."""
+    return decide(server, action_id, "alice", reason="order checked", metadata=metadata)
 
 
 def watched(agent: Stubs, instance_id: str, count: int, metadata: Any = None) -> list[pb.Event]:
@@ -240,9 +232,7 @@ def test_the_wait_and_the_decision_appear_in_the_agent_s_trace(
     trace_id, _ = new_trace()
     instance, asked = ask_for_refund(agent, trace_id)
     approver_trace, approver_span = new_trace()
-    decided = approve(
-        traced_server.as_("alice"), asked.action_id, traceparent(approver_trace, approver_span)
-    )
+    decided = approve(traced_server, asked.action_id, traceparent(approver_trace, approver_span))
 
     # What the audit trail says: the record and every event name the agent's trace.
     assert decided.record.trace_id == trace_id
@@ -428,7 +418,7 @@ def test_without_tracing_trace_ids_are_recorded_and_nothing_is_exported(
             agent = server.stubs()
             trace_id, _ = new_trace()
             instance, asked = ask_for_refund(agent, trace_id)
-            decided = approve(server.as_("alice"), asked.action_id)
+            decided = approve(server, asked.action_id)
             events = agent.audit.ListEvents(
                 audit_pb.ListEventsRequest(instance_id=instance.instance_id)
             ).events

@@ -12,12 +12,12 @@ import pytest
 from signoff.domain.models import Event
 from signoff.domain.states import EventType, InstanceState
 from signoff.store.hub import Hub
-from signoff.v1 import approval_service_pb2 as approval_pb
 from signoff.v1 import execution_service_pb2 as execution_pb
 from signoff.v1 import types_pb2 as pb
 from tests.support import (
     ServerProcess,
     Stubs,
+    decide,
     envelope,
     error_info,
     events,
@@ -86,24 +86,13 @@ def start(stubs: Stubs) -> tuple[str, str]:
     return instance.instance_id, waiting.action_id
 
 
-def approve(stubs: Stubs, action_id: str) -> None:
-    stubs.as_("lead").approval.SubmitDecision(
-        approval_pb.SubmitDecisionRequest(
-            action_id=action_id,
-            verdict=pb.VERDICT_APPROVE,
-            reason="ok",
-            request_id=f"r-{action_id}",
-        )
-    )
-
-
 def complete(stubs: Stubs, instance_id: str) -> None:
     stubs.execution.CompleteInstance(execution_pb.CompleteInstanceRequest(instance_id=instance_id))
 
 
 def test_watch_after_the_end_replays_everything_and_closes(stubs: Stubs) -> None:
     instance_id, action_id = start(stubs)
-    approve(stubs, action_id)
+    decide(stubs, action_id, "lead", reason="ok")
     complete(stubs, instance_id)
     replayed = list(events(watch(stubs, instance_id)))
     assert [event.revision for event in replayed] == [1, 2, 3, 4]
@@ -116,7 +105,7 @@ def test_watcher_connected_before_the_decision_sees_it_live(stubs: Stubs) -> Non
     instance_id, action_id = start(stubs)
     reader = Reader(watch(stubs, instance_id))
     assert [reader.next_event().revision for _ in range(2)] == [1, 2]
-    approve(stubs, action_id)
+    decide(stubs, action_id, "lead", reason="ok")
     decided = reader.next_event()
     assert decided.type == pb.EVENT_TYPE_ACTION_DECIDED and decided.action_id == action_id
     assert decided.outcome == pb.OUTCOME_APPROVED and decided.actor == "lead"
@@ -130,7 +119,7 @@ def test_reconnecting_with_the_last_revision_gets_exactly_what_was_missed(stubs:
     stream = watch(stubs, instance_id)
     seen = [next(stream).event.revision, next(stream).event.revision]
     stream.cancel()
-    approve(stubs, action_id)  # happens while disconnected
+    decide(stubs, action_id, "lead", reason="ok")  # happens while disconnected
     for i in range(3):
         stubs.execution.RequestDecision(
             execution_pb.RequestDecisionRequest(

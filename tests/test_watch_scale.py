@@ -25,8 +25,8 @@ from signoff.store.hub import Hub, tenant_key
 from signoff.v1 import approval_service_pb2 as approval_pb
 from signoff.v1 import execution_service_pb2 as execution_pb
 from signoff.v1 import types_pb2 as pb
-from tests.support import ServerProcess, envelope, error_info, lookup_action, scrape
-from tests.test_watch import TIMEOUT, Reader, approve, complete, start, watch
+from tests.support import ServerProcess, decide, envelope, error_info, lookup_action, scrape
+from tests.test_watch import TIMEOUT, Reader, complete, start, watch
 
 
 def open_streams(server: ServerProcess) -> dict[str, float]:
@@ -101,7 +101,7 @@ def test_live_pushes_are_timed_and_the_backlog_is_not(metered: ServerProcess) ->
     for reader in readers:
         assert [reader.next_event().revision for _ in range(2)] == [1, 2]
     assert pushes(metered) == before  # replayed from the database, not pushed live
-    approve(stubs, action_id)
+    decide(stubs, action_id, "lead", reason="ok")
     for reader in readers:
         assert reader.next_event().type == pb.EVENT_TYPE_ACTION_DECIDED
     eventually(lambda: pushes(metered) == before + 2)

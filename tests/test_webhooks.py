@@ -29,12 +29,11 @@ from signoff.domain.states import ActionState, ApprovalChangeKind
 from signoff.services import webhooks
 from signoff.services.webhooks import RetryPolicy, Webhook
 from signoff.store import schema
-from signoff.v1 import approval_service_pb2 as approval_pb
 from signoff.v1 import execution_service_pb2 as execution_pb
 from signoff.v1 import types_pb2 as pb
 from signoff_client.webhooks import WebhookError, verify
 from tests.conftest import DATABASE_KINDS
-from tests.support import OPEN_POLICY, ServerProcess, Stubs, envelope, refund_action
+from tests.support import OPEN_POLICY, ServerProcess, Stubs, decide, envelope, refund_action
 
 SECRET = "whsec-test-0123456789abcdef"
 PATIENCE = 60.0  # generous: the machine is shared and noisy
@@ -160,15 +159,8 @@ def request_refund(stubs: Stubs, tenant: str) -> tuple[str, str]:
     return instance_id, answer.action_id
 
 
-def approve(stubs: Stubs, action_id: str, approver: str = "alice") -> None:
-    decided = stubs.as_(approver).approval.SubmitDecision(
-        approval_pb.SubmitDecisionRequest(
-            action_id=action_id,
-            verdict=pb.VERDICT_APPROVE,
-            reason="checked the order",
-            request_id=f"dec_{uuid.uuid4().hex}",
-        )
-    )
+def approve(stubs: Stubs, action_id: str) -> None:
+    decided = decide(stubs, action_id, "alice", reason="checked the order")
     assert decided.action.state == pb.ACTION_STATE_APPROVED
 
 

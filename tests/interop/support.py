@@ -18,10 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from signoff.v1 import approval_service_pb2 as approval_pb
 from signoff.v1 import audit_service_pb2 as audit_pb
 from signoff.v1 import types_pb2 as pb
-from tests.support import ServerProcess
+from tests.support import ServerProcess, decide
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 60  # seconds for any one step: generous, never an assertion on speed
@@ -87,14 +86,8 @@ def run_agent(
 
         # Another client decides: the approver's tool, here a Python grpcio stub.
         stubs = server.stubs()
-        decided = server.as_("user_finance_lead_77").approval.SubmitDecision(
-            approval_pb.SubmitDecisionRequest(
-                action_id=action_id,
-                verdict=pb.VERDICT_APPROVE,
-                reason="order verified",
-                request_id=f"dec_{request_id}",
-            ),
-            timeout=TIMEOUT,
+        decided = decide(
+            server, action_id, "user_finance_lead_77", reason="order verified", timeout=TIMEOUT
         )
         assert decided.action.state == pb.ACTION_STATE_APPROVED
 
