@@ -8,7 +8,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from signoff.store.hub import Hub, tenant_key
+from signoff.store.hub import Hub
 from signoff.store.notify import CHANNEL, payload
 from signoff.store.repository import Tx
 from signoff.telemetry import tracing
@@ -96,15 +96,13 @@ class Database:
                 yield tx
                 for hook in self.before_commit:
                     await hook(tx)
+                committing = self.hub.committing(tx.events, tx.approval_changes)
                 if tx.events and self.dialect == "postgresql":
                     # One wake-up per transaction for the other replicas, sent at commit.
-                    keys = {event.instance_id for event in tx.events}
-                    keys |= {tenant_key(change.tenant_id) for change in tx.approval_changes}
                     await connection.execute(
                         text("SELECT pg_notify(:channel, :payload)"),
-                        {"channel": CHANNEL, "payload": payload(keys)},
+                        {"channel": CHANNEL, "payload": payload(committing)},
                     )
-                committing = self.hub.committing(tx.events, tx.approval_changes)
         except BaseException:
             # A commit that failed or was cancelled may have happened: its watchers re-read.
             self.hub.unsure(committing)
