@@ -25,6 +25,7 @@ from signoff.v1 import execution_service_pb2 as execution_pb
 from signoff.v1 import execution_service_pb2_grpc as execution_grpc
 from signoff.v1 import types_pb2 as pb
 from signoff_client.auth import bearer_channel
+from signoff_client.errors import error_info
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 
@@ -341,15 +342,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except grpc.RpcError as error:
-        status = rpc_status.from_call(error)  # type: ignore[arg-type]
-        reason = ""
-        if status is not None:
-            from google.rpc import error_details_pb2
-
-            for detail in status.details:
-                info = error_details_pb2.ErrorInfo()
-                if detail.Unpack(info):
-                    reason = f" [{info.reason}]"
+        info = error_info(rpc_status.from_call(error))  # type: ignore[arg-type]
+        reason = f" [{info.reason}]" if info is not None else ""
         print(f"signoff: {error.code().name}{reason}: {error.details()}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -13,13 +13,14 @@ from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError, Message
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import status_pb2
 
 from signoff.api.auth import CallerSlot, caller_slot
 from signoff.api.wrapping import MethodWrapper
 from signoff.auth.rules import PUBLIC_PREFIXES
 from signoff.telemetry import metrics, tracing
 from signoff.telemetry.logs import current_trace_id
+from signoff_client.errors import error_info
 
 log = logging.getLogger("signoff.rpc")
 
@@ -129,13 +130,10 @@ class _Call:
             if key != _STATUS_DETAILS:
                 continue
             try:
-                status = status_pb2.Status.FromString(value)
+                info = error_info(status_pb2.Status.FromString(value))
             except DecodeError:
                 return ""
-            for detail in status.details:
-                info = error_details_pb2.ErrorInfo()
-                if detail.Unpack(info):
-                    return info.reason
+            return info.reason if info is not None else ""
         return ""
 
 
