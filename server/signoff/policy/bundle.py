@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from regopy import Interpreter, RegoError
+from signoff.policy.rego import Interpreter, RegoError
 
 from signoff.policy import BundleRef, Effect
 from signoff.policy.gates import Gate, gate_from_yaml

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from regopy import Interpreter
+from signoff.policy.rego import Interpreter
 
 from signoff.policy import BundleRef, Effect, Finding, PolicyDecision
 from signoff.policy.bundle import ENTRYPOINT, LoadedBundle, load_bundle
