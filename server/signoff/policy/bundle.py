@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from signoff.policy.rego import Interpreter, RegoError
 
 from signoff.policy import BundleRef, Effect
 from signoff.policy.gates import Gate, gate_from_yaml
+from signoff.policy.rego import Interpreter, RegoError
 
 ENTRYPOINT = "signoff/result"
 

@@ -6,11 +6,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from signoff.policy.rego import Interpreter
-
 from signoff.policy import BundleRef, Effect, Finding, PolicyDecision
 from signoff.policy.bundle import ENTRYPOINT, LoadedBundle, load_bundle
 from signoff.policy.gates import Gate
+from signoff.policy.rego import Interpreter
 
 log = logging.getLogger("signoff.policy")
 

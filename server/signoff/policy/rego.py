@@ -21,6 +21,6 @@ if sys.platform.startswith("linux") and "regopy" not in sys.modules:
     except OSError:  # a libstdc++ under another name: nothing was loaded before, nothing to bind
         pass
 
-from regopy import Interpreter, RegoError  # noqa: E402 - must follow the promotion above
+from regopy import Interpreter, RegoError
 
 __all__ = ["Interpreter", "RegoError"]
