@@ -223,11 +223,26 @@ def _instances(args: argparse.Namespace) -> int:
             f"{instance.instance_id}  "
             f"{_short(pb.InstanceState, 'INSTANCE_STATE_', instance.state)}  "
             f"tenant={instance.tenant_id}  intent={instance.input.intent}  "
-            f"revision={instance.revision}"
+            f"revision={instance.revision}  {_spend(instance.budget)}"
         )
     if not page.instances:
         print("no instances")
     return 0
+
+
+def _spend(budget: pb.BudgetReport) -> str:
+    """Tool calls and cost against their limits: "calls=3/8  cost_cents=12.5/25 (5 waiting)"."""
+    calls, cost = (
+        str(budget.tool_calls_used),
+        f"{budget.cost_spent_cents + budget.cost_reserved_cents:g}",
+    )
+    if budget.max_tool_calls:
+        calls += f"/{budget.max_tool_calls}"
+    if budget.max_cost_cents:
+        cost += f"/{budget.max_cost_cents:g}"
+    if budget.cost_reserved_cents:
+        cost += f" ({budget.cost_reserved_cents:g} waiting)"
+    return f"calls={calls}  cost_cents={cost}"
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -11,6 +11,7 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from signoff.domain.budget import MAX_CENTS
 from signoff.domain.errors import FieldViolation, InvalidArgument
 
 MAX_ID = 128
@@ -82,6 +83,11 @@ class Validator:
     def number(self, field: str, value: float) -> None:
         if value < 0 or not math.isfinite(value):
             self.fail(field, "must be a finite number >= 0")
+
+    def cents(self, field: str, value: float) -> None:
+        """A cost or a budget in cents."""
+        if not 0 <= value <= MAX_CENTS:  # NaN fails every comparison
+            self.fail(field, f"must be a finite number of cents from 0 to {MAX_CENTS:g}")
 
     def page(self, size: int) -> None:
         if size < 0:

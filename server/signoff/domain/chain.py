@@ -41,15 +41,20 @@ def event_body(event: Event) -> dict[str, Any]:
     if event.trace_id:
         # Only when set: events written before trace ids existed keep their hashes.
         body["trace_id"] = event.trace_id
+    if event.budget is not None:
+        # Likewise: events written before budgets were reported have none.
+        body["budget"] = event.budget
     return {**body, "hash": event.hash} if event.hash else body
 
 
 def event_hash(body: dict[str, Any]) -> str:
     """sha256 over the RFC 8785 form of the event body (every field but `hash`; `trace_id`
-    only when it is not empty)."""
+    only when it is not empty, `budget` only when present)."""
     hashed = {key: body[key] for key in EVENT_FIELDS}
     if body.get("trace_id", "") != "":  # anything else but absent or "" is hashed
         hashed["trace_id"] = body["trace_id"]
+    if body.get("budget") is not None:
+        hashed["budget"] = body["budget"]
     return sha256_of(hashed)
 
 

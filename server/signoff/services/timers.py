@@ -13,7 +13,6 @@ from signoff.domain.states import (
     DecisionStatus,
     EventType,
     GateState,
-    transition_action,
 )
 from signoff.policy.gates import OnTimeout
 from signoff.services.context import Context
@@ -103,7 +102,7 @@ async def _expire(tx: Tx, instance: Instance, action: Action, gate_id: str, now:
     previous = action.state
     for status in action.waiting_gates():
         status.state = GateState.EXPIRED if status.gate_id == gate_id else GateState.CLOSED
-    action.state = transition_action(previous, ActionState.EXPIRED)
+    action.move(instance, ActionState.EXPIRED)
     action.decided_by = "timer"
     action.decision_reason = f"{gate_id} was not decided in time"
     action.decide_time = now

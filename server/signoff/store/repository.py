@@ -152,6 +152,8 @@ class Tx:
                 created_by=instance.created_by,
                 chain_head=instance.chain_head,
                 traceparent=instance.traceparent,
+                cost_spent_cents=instance.cost_spent_cents,
+                cost_reserved_cents=instance.cost_reserved_cents,
             ),
         )
 
@@ -165,6 +167,8 @@ class Tx:
                 tool_calls_used=instance.tool_calls_used,
                 update_time=instance.update_time,
                 chain_head=instance.chain_head,
+                cost_spent_cents=instance.cost_spent_cents,
+                cost_reserved_cents=instance.cost_reserved_cents,
             ),
         )
 
@@ -223,6 +227,7 @@ class Tx:
             trace_id=tracing.trace_id_of(
                 action.traceparent if action else "", instance.traceparent
             ),
+            budget=instance.budget().as_json(),
         )
         event = replace(unhashed, hash=event_hash(event_body(unhashed)))
         instance.chain_head = event.hash
@@ -248,6 +253,7 @@ class Tx:
                 prev_hash=event.prev_hash,
                 hash=event.hash,
                 trace_id=event.trace_id,
+                budget=event.budget,
             ),
         )
         self.events.append(event)
@@ -381,6 +387,8 @@ class Tx:
                 grant_sha256=action.grant_sha256,
                 grant_expires=action.grant_expires,
                 traceparent=action.traceparent,
+                estimated_cost_cents=proposal.estimated_cost_cents,
+                cost_cents=action.cost_cents,
             ),
         )
 
@@ -405,6 +413,7 @@ class Tx:
                 next_due=_next_due(action),
                 grant_sha256=action.grant_sha256,
                 grant_expires=action.grant_expires,
+                cost_cents=action.cost_cents,
             ),
         )
         if result.rowcount != 1:
@@ -600,6 +609,8 @@ def _instance(row: Row[Any]) -> Instance:
         created_by=row.created_by,
         chain_head=row.chain_head,
         traceparent=row.traceparent,
+        cost_spent_cents=row.cost_spent_cents,
+        cost_reserved_cents=row.cost_reserved_cents,
     )
 
 
@@ -614,6 +625,7 @@ def _action(row: Row[Any]) -> Action:
             params=row.params,
             risk_class=RiskClass(row.risk_class),
             evidence_refs=tuple(row.evidence_refs),
+            estimated_cost_cents=row.estimated_cost_cents,
         ),
         action_sha256=row.action_sha256,
         state=ActionState(row.state),
@@ -629,6 +641,7 @@ def _action(row: Row[Any]) -> Action:
         grant_sha256=row.grant_sha256,
         grant_expires=row.grant_expires,
         traceparent=row.traceparent,
+        cost_cents=row.cost_cents,
     )
 
 
@@ -653,6 +666,7 @@ def _event(row: Row[Any]) -> Event:
         prev_hash=row.prev_hash,
         hash=row.hash,
         trace_id=row.trace_id,
+        budget=row.budget,
     )
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Double,
     Index,
     Integer,
     MetaData,
@@ -74,6 +75,8 @@ instances = Table(
     Column("chain_head", String(71), nullable=False, server_default=""),
     # The W3C traceparent the agent sent with InvokeAgent ("" when none).
     Column("traceparent", String(64), nullable=False, server_default=""),
+    Column("cost_spent_cents", Double, nullable=False, server_default="0"),
+    Column("cost_reserved_cents", Double, nullable=False, server_default="0"),
     UniqueConstraint("tenant_id", "request_id"),
     Index(None, "tenant_id", "state", "seq"),
     Index(None, "state", "seq"),
@@ -109,6 +112,8 @@ actions = Table(
     Column("grant_expires", UTCDateTime, nullable=True),
     # The W3C traceparent of the RequestDecision call: the human wait joins this trace.
     Column("traceparent", String(64), nullable=False, server_default=""),
+    Column("estimated_cost_cents", Double, nullable=False, server_default="0"),
+    Column("cost_cents", Double, nullable=True),
     UniqueConstraint("instance_id", "tool_call_id"),
     # Pending-approval pages read only waiting rows, in order: O(page), not O(table).
     Index(
@@ -154,6 +159,7 @@ events = Table(
     Column("prev_hash", String(71), nullable=False, server_default=""),
     Column("hash", String(71), nullable=False, server_default=""),
     Column("trace_id", String(32), nullable=False, server_default=""),
+    Column("budget", Document, nullable=True),
     PrimaryKeyConstraint("instance_id", "revision"),
 )
 
