@@ -127,7 +127,8 @@ class ServerProcess:
         self.env = {**os.environ, **(env or {})}
         self.log_path = log_dir / f"server-{uuid.uuid4().hex[:8]}.log"
         auth = ("--auth-config", str(auth_config)) if auth_config else ()
-        self.extra = ("--policy", str(policy), *auth, *extra)
+        # Every test server also serves HTTP (Connect) on a port of its own.
+        self.extra = ("--policy", str(policy), "--http-port", "0", *auth, *extra)
         self.process: subprocess.Popen[str] | None = None
         self.target = ""
         # What the server printed before its listening line (the metrics URL, say).
@@ -176,12 +177,20 @@ class ServerProcess:
     def port(self) -> int:
         return int(self.target.rsplit(":", 1)[1])
 
+    def _printed(self, prefix: str) -> str:
+        """The rest of the line the server printed that starts with `prefix` ("" if none)."""
+        found = [line for line in self.banner if line.startswith(prefix)]
+        return found[0].removeprefix(prefix) if found else ""
+
     @property
     def metrics_url(self) -> str:
         """The /metrics URL the server printed ("" without --metrics-port)."""
-        prefix = "signoff metrics on "
-        found = [line for line in self.banner if line.startswith(prefix)]
-        return found[0].removeprefix(prefix) if found else ""
+        return self._printed("signoff metrics on ")
+
+    @property
+    def http_url(self) -> str:
+        """The base URL of the HTTP listener (Connect, /healthz, /readyz)."""
+        return self._printed("signoff HTTP (Connect, /healthz, /readyz) on ")
 
     def channel(self, token: str | None = AGENT_TOKEN) -> grpc.Channel:
         channel = bearer_channel(self.target, token or "")

@@ -319,7 +319,9 @@ def test_development_mode_prints_tokens_and_keeps_to_loopback(
     assert exposed.returncode == 2 and "without --auth-config" in exposed.stderr
 
     server = subprocess.Popen(
-        [signoff, "serve", "--port", "0", "--database-url", url], stdout=subprocess.PIPE, text=True
+        [signoff, "serve", "--port", "0", "--http-port", "0", "--database-url", url],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert server.stdout is not None

@@ -162,6 +162,24 @@ class ServeOptions(BaseModel):
     metrics_interval: float = Field(
         15.0, gt=0, description="seconds between reads of the database-wide gauges"
     )
+    http_port: int | Literal["off"] | None = Field(
+        None,
+        description="serve the HTTP/JSON API (Connect), /healthz and /readyz on this port; "
+        "0 picks one; off: none; none: 8080 in development mode, else off",
+    )
+    http_host: str | None = Field(
+        None, description="address of the HTTP listener; none: the same as host"
+    )
+    http_max_request_bytes: int = Field(
+        1024 * 1024, ge=1024, description="largest HTTP request body accepted (bytes)"
+    )
+
+    @field_validator("http_port")
+    @classmethod
+    def _a_port(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and not 0 <= value <= 65535:
+            raise ValueError("must be a port (0 to 65535, 0 picks one) or off")
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -3,7 +3,7 @@ the rules table before the servicer sees the request."""
 
 import asyncio
 import contextvars
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +44,32 @@ def caller_slot() -> CallerSlot:
     return slot
 
 
+async def authorize(
+    authenticator: Authenticator, method: str, metadata: Mapping[str, str], spiffe: str = ""
+) -> Principal:
+    """Who calls `method` ("/signoff.v1.Service/Method"), checked against the rules table;
+    Unauthenticated or PermissionDenied otherwise. Every listener (gRPC, HTTP) asks here."""
+    if authenticator.may_block(metadata):
+        # Fetching an issuer's keys is blocking network I/O: never on the event loop.
+        principal = await asyncio.to_thread(authenticator.authenticate, metadata, spiffe)
+    else:
+        principal = authenticator.authenticate(metadata, spiffe)
+    if (slot := _SLOT.get()) is not None:
+        slot.principal = principal
+    if not allowed(method, principal):
+        raise PermissionDenied(
+            "NOT_ALLOWED",
+            f"{principal.kind.value} {principal.id} may not call {method.rsplit('/', 1)[-1]}",
+            metadata={"principal": principal.id},
+        )
+    return principal
+
+
+def act_as(principal: Principal) -> None:
+    """Makes `principal` the caller() of the rest of the current RPC's task."""
+    _CALLER.set(principal)
+
+
 class AuthInterceptor(MethodWrapper):
     def __init__(self, authenticator: Authenticator) -> None:
         super().__init__()
@@ -52,21 +78,7 @@ class AuthInterceptor(MethodWrapper):
     async def _principal(self, context: grpc.aio.ServicerContext, method: str) -> Principal:
         metadata = {key: value for key, value in (context.invocation_metadata() or ())}
         spiffe = (context.auth_context().get("peer_spiffe_id") or [b""])[0].decode()
-        if self.authenticator.may_block(metadata):
-            # Fetching an issuer's keys is blocking network I/O: never on the event loop.
-            authenticate = self.authenticator.authenticate
-            principal = await asyncio.to_thread(authenticate, metadata, spiffe)
-        else:
-            principal = self.authenticator.authenticate(metadata, spiffe)
-        if (slot := _SLOT.get()) is not None:
-            slot.principal = principal
-        if not allowed(method, principal):
-            raise PermissionDenied(
-                "NOT_ALLOWED",
-                f"{principal.kind.value} {principal.id} may not call {method.rsplit('/', 1)[-1]}",
-                metadata={"principal": principal.id},
-            )
-        return principal
+        return await authorize(self.authenticator, method, metadata, spiffe)
 
     def skips(self, method: str) -> bool:
         return method.startswith(PUBLIC_PREFIXES)
@@ -79,7 +91,7 @@ class AuthInterceptor(MethodWrapper):
                 principal = await self._principal(context, method)
             except SignoffError as error:
                 await context.abort_with_status(to_status(error))
-            _CALLER.set(principal)
+            act_as(principal)
             return await behavior(request, context)
 
         return authenticated
@@ -92,7 +104,7 @@ class AuthInterceptor(MethodWrapper):
                 principal = await self._principal(context, method)
             except SignoffError as error:
                 await context.abort_with_status(to_status(error))
-            _CALLER.set(principal)
+            act_as(principal)
             async for item in behavior(request, context):
                 yield item
 

@@ -5,6 +5,7 @@ import ipaddress
 import logging
 import signal
 from datetime import timedelta
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 import grpc
@@ -12,6 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
+from signoff.api import http
 from signoff.api.auth import AuthInterceptor
 from signoff.api.observe import ObserveInterceptor
 from signoff.api.servicers import ApprovalService, AuditService, ExecutionService, PolicyService
@@ -58,6 +60,10 @@ SERVER_OPTIONS = [
     ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
     ("grpc.http2.max_pings_without_data", 0),
 ]
+
+
+# Where development mode (no --auth-config) serves HTTP unless --http-port says otherwise.
+DEVELOPMENT_HTTP_PORT = 8080
 
 
 class StartupError(Exception):
@@ -131,6 +137,23 @@ def _notifier(options: ServeOptions, database: Database) -> Notifier | None:
     return notifier
 
 
+def _http_listener(
+    options: ServeOptions, auth: AuthConfig, servicers: list[Any], readiness: http.Readiness
+) -> http.HttpListener | None:
+    """The HTTP listener (Connect, health) if one is asked for, or development mode's."""
+    port = options.http_port
+    if port is None:
+        port = DEVELOPMENT_HTTP_PORT if options.auth_config is None else "off"
+    if port == "off":
+        return None
+    app = http.application(servicers, auth.authenticator, readiness, options.http_max_request_bytes)
+    host = options.http_host or options.host
+    try:
+        return http.HttpListener(app, host, int(port), options.shutdown_grace)
+    except OSError as error:
+        raise StartupError(str(error)) from None
+
+
 async def serve(options: ServeOptions) -> None:
     """Runs until SIGINT or SIGTERM, then drains and stops."""
     policy = RegoPolicy.load(options.policy)  # fails before anything listens
@@ -163,10 +186,14 @@ async def serve(options: ServeOptions) -> None:
             AuthInterceptor(auth.authenticator),
         ],
     )
-    execution_grpc.add_ExecutionServiceServicer_to_server(ExecutionService(ctx), server)
-    approval_grpc.add_ApprovalServiceServicer_to_server(ApprovalService(ctx), server)
-    audit_grpc.add_AuditServiceServicer_to_server(AuditService(ctx), server)
-    policy_grpc.add_PolicyServiceServicer_to_server(PolicyService(ctx), server)
+    # One servicer per service, for both listeners.
+    execution, approval = ExecutionService(ctx), ApprovalService(ctx)
+    audit, policy_servicer = AuditService(ctx), PolicyService(ctx)
+    servicers = [execution, approval, audit, policy_servicer]
+    execution_grpc.add_ExecutionServiceServicer_to_server(execution, server)
+    approval_grpc.add_ApprovalServiceServicer_to_server(approval, server)
+    audit_grpc.add_AuditServiceServicer_to_server(audit, server)
+    policy_grpc.add_PolicyServiceServicer_to_server(policy_servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -188,9 +215,15 @@ async def serve(options: ServeOptions) -> None:
         port = 0
     if port == 0:
         raise StartupError(f"cannot listen on {address}: in use, or not an address of this host")
+    readiness = http.Readiness(database)
+    http_listener = _http_listener(options, auth, servicers, readiness)
     await server.start()
     for name in ["", *SIGNOFF_SERVICES]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    if http_listener is not None:
+        await http_listener.start()
+        # Printed before the listening line, so scripts (and tests) find it with port 0.
+        print(f"signoff HTTP (Connect, /healthz, /readyz) on {http_listener.url}", flush=True)
     # The one line scripts and tests read to find the port (useful with --port 0).
     print(f"signoff listening on {options.host}:{port}", flush=True)
     log.info("database %s", database.url.render_as_string(hide_password=True))
@@ -216,8 +249,11 @@ async def serve(options: ServeOptions) -> None:
 
     log.info("shutting down: health NOT_SERVING, draining for %ss", options.shutdown_grace)
     await health_servicer.enter_graceful_shutdown()
+    readiness.draining = True  # /readyz answers 503
     database.hub.close()  # watch streams end now with UNAVAILABLE; clients resume elsewhere
-    await server.stop(options.shutdown_grace)
+    await asyncio.gather(
+        server.stop(options.shutdown_grace), *([http_listener.stop()] if http_listener else [])
+    )
     await asyncio.gather(*background)
     await asyncio.to_thread(tracing.shutdown)  # exports the spans still buffered
     if metrics_server is not None:

@@ -1,0 +1,463 @@
+"""The HTTP listener: every signoff service over the Connect protocol (JSON or binary, unary
+calls and server streams), and /healthz and /readyz for load balancers.
+
+It is one ASGI application (Starlette, so that more routes can be mounted beside the
+services), served by uvicorn in the gRPC server's event loop and stopped with it. The
+routes of the services are the generated Connect applications (signoff/v1/*_connect.py,
+from scripts/generate); each of their methods runs the gRPC servicer's own method
+(servicers.py), after the same authentication and rules table as the gRPC interceptor
+(auth.py), and its errors are the gRPC status of the one error table (errors.py), carried
+as a Connect error: the same code, message, ErrorInfo and BadRequest.
+"""
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import math
+import re
+import socket
+from collections.abc import AsyncIterator, Callable, Sequence
+from types import SimpleNamespace
+from typing import Any, NoReturn
+
+import grpc
+import uvicorn
+from connectrpc.code import Code
+from connectrpc.compat import google_protobuf_binary_codec
+from connectrpc.errors import ConnectError, ErrorDetail
+from connectrpc.request import Headers, RequestContext
+from connectrpc.server import ConnectASGIApplication
+from google.protobuf import json_format
+from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message import DecodeError, Message
+from google.rpc import code_pb2, status_pb2
+from protobuf.wkt import Any as AnyDetail
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Message as AsgiMessage
+
+from signoff.api.auth import act_as, authorize
+from signoff.api.errors import to_status
+from signoff.auth.authenticators import Authenticator
+from signoff.domain.errors import (
+    ErrorKind,
+    FieldViolation,
+    InvalidArgument,
+    SignoffError,
+    Unauthenticated,
+)
+from signoff.store.database import Database
+from signoff.v1 import approval_service_connect as approval_connect
+from signoff.v1 import approval_service_pb2 as approval_pb
+from signoff.v1 import approval_service_pb2_grpc as approval_grpc
+from signoff.v1 import audit_service_connect as audit_connect
+from signoff.v1 import audit_service_pb2 as audit_pb
+from signoff.v1 import audit_service_pb2_grpc as audit_grpc
+from signoff.v1 import execution_service_connect as execution_connect
+from signoff.v1 import execution_service_pb2 as execution_pb
+from signoff.v1 import execution_service_pb2_grpc as execution_grpc
+from signoff.v1 import policy_service_connect as policy_connect
+from signoff.v1 import policy_service_pb2 as policy_pb
+from signoff.v1 import policy_service_pb2_grpc as policy_grpc
+
+log = logging.getLogger("signoff.http")
+
+# Each servicer's generated gRPC base class names its service, and the generated Connect
+# protocol and application that serve it over HTTP.
+_GENERATED: dict[type, tuple[ServiceDescriptor, type, Callable[..., ConnectASGIApplication]]] = {
+    execution_grpc.ExecutionServiceServicer: (
+        execution_pb.DESCRIPTOR.services_by_name["ExecutionService"],
+        execution_connect.ExecutionService,
+        execution_connect.ExecutionServiceASGIApplication,
+    ),
+    approval_grpc.ApprovalServiceServicer: (
+        approval_pb.DESCRIPTOR.services_by_name["ApprovalService"],
+        approval_connect.ApprovalService,
+        approval_connect.ApprovalServiceASGIApplication,
+    ),
+    audit_grpc.AuditServiceServicer: (
+        audit_pb.DESCRIPTOR.services_by_name["AuditService"],
+        audit_connect.AuditService,
+        audit_connect.AuditServiceASGIApplication,
+    ),
+    policy_grpc.PolicyServiceServicer: (
+        policy_pb.DESCRIPTOR.services_by_name["PolicyService"],
+        policy_connect.PolicyService,
+        policy_connect.PolicyServiceASGIApplication,
+    ),
+}
+
+# gRPC status codes (google.rpc.Code numbers) as Connect codes: the same names, but for
+# CANCELLED, which Connect spells CANCELED.
+_CODES = {
+    code.value[0]: Code.CANCELED if code is grpc.StatusCode.CANCELLED else Code(code.name.lower())
+    for code in grpc.StatusCode
+    if code is not grpc.StatusCode.OK
+}
+_DETAILS_KEY = "grpc-status-details-bin"
+# A request body that cannot be decoded is this field's violation.
+BODY = "body"
+# How long /readyz waits for the database before it answers 503.
+READY_TIMEOUT = 2.0
+
+
+class RequestTooLarge(SignoffError):
+    kind = ErrorKind.RESOURCE_EXHAUSTED
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            "REQUEST_TOO_LARGE",
+            f"the request body is larger than {limit} bytes (http_max_request_bytes)",
+            metadata={"limit_bytes": str(limit)},
+        )
+
+
+def _rich_status(status: grpc.Status) -> status_pb2.Status:
+    """The google.rpc.Status a gRPC client would read from the status's trailers."""
+    for key, value in status.trailing_metadata or ():
+        if key == _DETAILS_KEY:
+            return status_pb2.Status.FromString(value)
+    return status_pb2.Status(code=status.code.value[0], message=status.details or "")
+
+
+def connect_error(status: grpc.Status) -> ConnectError:
+    """The Connect error of a gRPC status: the same code, message and details (each detail
+    is the same packed message: ErrorInfo, BadRequest)."""
+    rich = _rich_status(status)
+    details = [ErrorDetail(AnyDetail(type_url=d.type_url, value=d.value)) for d in rich.details]
+    return ConnectError(_CODES.get(rich.code, Code.UNKNOWN), rich.message, details)
+
+
+def _error_body(rich: status_pb2.Status) -> bytes:
+    """A Connect error as JSON, for answers given before a Connect application runs."""
+    body: dict[str, Any] = {"code": _CODES.get(rich.code, Code.UNKNOWN).value}
+    body["message"] = rich.message
+    body["details"] = [
+        {
+            "type": d.type_url.rpartition("/")[2],
+            "value": base64.b64encode(d.value).decode().rstrip("="),
+        }
+        for d in rich.details
+    ]
+    return json.dumps(body).encode()
+
+
+class _Context:
+    """What the servicers use of grpc.aio.ServicerContext, for a Connect request: its
+    headers as metadata, and the abort that ends the call with a status."""
+
+    def __init__(self, ctx: RequestContext[Any, Any]) -> None:
+        self._headers = ctx.request_headers
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return tuple(self._headers.allitems())
+
+    async def abort_with_status(self, status: grpc.Status) -> NoReturn:
+        raise connect_error(status)
+
+
+async def _authenticate(authenticator: Authenticator, method: str, headers: Headers) -> None:
+    """Authenticates and authorizes the call exactly as AuthInterceptor does over gRPC."""
+    try:
+        if len(headers.getall("authorization")) > 1:
+            raise Unauthenticated("INVALID_TOKEN", "send one authorization header, not several")
+        metadata = {key.lower(): value for key, value in headers.items()}
+        principal = await authorize(authenticator, method, metadata)
+    except SignoffError as error:
+        raise connect_error(to_status(error)) from None
+    act_as(principal)
+
+
+def _unary(authenticator: Authenticator, method: str, behavior: Any) -> Any:
+    async def call(request: Message, ctx: RequestContext[Any, Any]) -> Message:
+        await _authenticate(authenticator, method, ctx.request_headers)
+        response: Message = await behavior(request, _Context(ctx))
+        return response
+
+    return call
+
+
+def _server_stream(authenticator: Authenticator, method: str, behavior: Any) -> Any:
+    async def call(request: Message, ctx: RequestContext[Any, Any]) -> AsyncIterator[Message]:
+        await _authenticate(authenticator, method, ctx.request_headers)
+        async for item in behavior(request, _Context(ctx)):
+            yield item
+
+    return call
+
+
+def _snake(name: str) -> str:
+    """A method's name in the generated Connect protocol: ListPendingApprovals ->
+    list_pending_approvals."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _application(
+    servicer: object, authenticator: Authenticator, max_bytes: int
+) -> ConnectASGIApplication:
+    """The generated Connect application of the servicer's service, calling the servicer."""
+    base = next((cls for cls in _GENERATED if isinstance(servicer, cls)), None)
+    if base is None:
+        raise TypeError(f"{type(servicer).__name__} is not a signoff servicer")
+    descriptor, protocol, application = _GENERATED[base]
+    handlers = {}
+    for method in descriptor.methods:
+        name = _snake(method.name)
+        if not callable(getattr(protocol, name, None)):  # the generator's naming changed
+            raise RuntimeError(f"{protocol.__name__} has no method {name}")
+        path = f"/{descriptor.full_name}/{method.name}"
+        wrap = _server_stream if method.server_streaming else _unary
+        handlers[name] = wrap(authenticator, path, getattr(servicer, method.name))
+    return application(
+        SimpleNamespace(**handlers), read_max_bytes=max_bytes, codecs=[_BINARY, _JSON]
+    )
+
+
+# -- codecs ---------------------------------------------------------------------------------
+
+_FAILED_FIELD = re.compile(r"^Failed to parse (\S+) field: ")
+_UNKNOWN_FIELD = re.compile(r'has no field named "([^"]+)"')
+_WHERE = re.compile(r"( at [\w.\"]+)?\.*$")
+
+
+def _violation(error: json_format.ParseError) -> FieldViolation:
+    """The field a JSON parse error is about, and what is wrong with it."""
+    message, path = str(error), []
+    while found := _FAILED_FIELD.match(message):
+        path.append(found[1])
+        message = message[found.end() :]
+    if unknown := _UNKNOWN_FIELD.search(message):
+        path.append(unknown[1])
+        message = "is not a field of this message"
+    else:
+        message = _WHERE.sub("", message.splitlines()[0])
+    return FieldViolation(".".join(path) or BODY, message)
+
+
+def _invalid(violation: FieldViolation) -> ConnectError:
+    return connect_error(to_status(InvalidArgument([violation])))
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        twice = sorted({key for key, _ in pairs if sum(k == key for k, _ in pairs) > 1})
+        raise ValueError(f"duplicate keys {twice}")
+    return value
+
+
+class _JsonCodec:
+    """proto3 JSON (lowerCamelCase names out; proto or JSON names in). Unlike the Connect
+    default, a field the message does not have is refused, not dropped: a misspelt
+    `edited_params` must not approve the original params. Every error names the field."""
+
+    def name(self) -> str:
+        return "json"
+
+    def encode(self, message: Message) -> bytes:
+        return json_format.MessageToJson(message).encode()
+
+    def decode(self, data: bytes | bytearray, message_class: type[Message]) -> Message:
+        try:
+            value = json.loads(data or b"{}", object_pairs_hook=_no_duplicates)
+        except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
+            raise _invalid(FieldViolation(BODY, f"is not valid JSON: {error}")) from None
+        if not isinstance(value, dict):
+            raise _invalid(FieldViolation(BODY, "must be a JSON object"))
+        try:
+            return json_format.ParseDict(value, message_class())
+        except json_format.ParseError as error:
+            raise _invalid(_violation(error)) from None
+
+
+class _BinaryCodec:
+    """Protobuf binary, refusing undecodable bytes with the same INVALID_ARGUMENT as JSON."""
+
+    _codec = google_protobuf_binary_codec()
+
+    def name(self) -> str:
+        return "proto"
+
+    def encode(self, message: Message) -> bytes:
+        return bytes(self._codec.encode(message))
+
+    def decode(self, data: bytes | bytearray, message_class: type[Message]) -> Message:
+        try:
+            return message_class.FromString(bytes(data))
+        except DecodeError:
+            expected = message_class.DESCRIPTOR.full_name
+            raise _invalid(FieldViolation(BODY, f"is not a binary {expected}")) from None
+
+
+_JSON, _BINARY = _JsonCodec(), _BinaryCodec()
+
+
+# -- the application ------------------------------------------------------------------------
+
+
+class _Limits:
+    """Refuses, before the application reads it: a body over the limit (its Content-Length
+    at once, a chunked one as soon as it passes the limit), and gRPC (not over HTTP/1.1:
+    it is served on the gRPC port)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > self.max_bytes:
+            await _refuse(send, 413, _rich_status(to_status(RequestTooLarge(self.max_bytes))))
+            return
+        content_type = headers.get(b"content-type", b"")
+        if content_type.startswith(b"application/grpc") and not content_type.startswith(
+            b"application/grpc-web"
+        ):
+            served = "gRPC is served on the gRPC port; this one speaks Connect and gRPC-Web"
+            await _refuse(send, 415, status_pb2.Status(code=code_pb2.UNIMPLEMENTED, message=served))
+            return
+        received = 0
+
+        async def limited() -> AsgiMessage:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise connect_error(to_status(RequestTooLarge(self.max_bytes)))
+            return message
+
+        await self.app(scope, limited, send)
+
+
+async def _refuse(send: Send, http_status: int, status: status_pb2.Status) -> None:
+    body = _error_body(status)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": http_status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class Readiness:
+    """What /readyz answers: ready while the database answers and the server is not
+    draining."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.draining = False
+
+    async def problem(self) -> str:
+        if self.draining:
+            return "draining"
+        try:
+            async with asyncio.timeout(READY_TIMEOUT):
+                async with self.database.read() as tx:
+                    await tx.connection.execute(text("SELECT 1"))
+        except Exception:  # any failure to answer is "not ready"
+            log.warning("readiness: the database does not answer", exc_info=True)
+            return "database unreachable"
+        return ""
+
+
+def application(
+    servicers: Sequence[object],
+    authenticator: Authenticator,
+    readiness: Readiness,
+    max_bytes: int,
+) -> ASGIApp:
+    """The HTTP listener's application: the services at /signoff.v1.<Service>/<Method>,
+    /healthz and /readyz. Other routes (a console, callbacks) mount beside them."""
+
+    async def healthz(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "SERVING"})
+
+    async def readyz(request: Request) -> JSONResponse:
+        problem = await readiness.problem()
+        if problem:
+            return JSONResponse({"status": "NOT_SERVING", "problem": problem}, status_code=503)
+        return JSONResponse({"status": "SERVING"})
+
+    routes: list[Route | Mount] = [
+        Route("/healthz", healthz, methods=["GET", "HEAD"]),
+        Route("/readyz", readyz, methods=["GET", "HEAD"]),
+    ]
+    for servicer in servicers:
+        app = _application(servicer, authenticator, max_bytes)
+        routes.append(Mount(app.path, app=app))
+    return _Limits(Starlette(routes=routes), max_bytes)
+
+
+# -- the server -----------------------------------------------------------------------------
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Any:
+        yield  # signoff's own handlers stop both listeners
+
+
+class HttpListener:
+    """uvicorn on a socket bound before the start (so that a port in use is a clear error,
+    and port 0 reports the port it picked), in the running event loop."""
+
+    def __init__(self, app: ASGIApp, host: str, port: int, grace: float) -> None:
+        self.host = host
+        try:
+            family, kind, proto, _, address = socket.getaddrinfo(
+                host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )[0]
+            self.socket = socket.socket(family, kind, proto)
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.socket.bind(address)
+            self.socket.listen(1024)
+        except OSError as error:
+            raise OSError(f"cannot serve HTTP on {host}:{port}: {error.strerror}") from None
+        self.port: int = self.socket.getsockname()[1]
+        config = uvicorn.Config(
+            app,
+            http="h11",
+            ws="none",
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=math.ceil(grace),
+        )
+        config.load()
+        self.server = _Server(config)
+        self.server.lifespan = config.lifespan_class(config)
+        self._loop: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        shown = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{shown}:{self.port}"
+
+    async def start(self) -> None:
+        await self.server.startup(sockets=[self.socket])
+        self._loop = asyncio.create_task(self.server.main_loop())
+
+    async def stop(self) -> None:
+        """Stops accepting, lets running requests finish within the grace, then ends them."""
+        self.server.should_exit = True
+        if self._loop is not None:
+            await self._loop
+        await self.server.shutdown(sockets=[self.socket])
