@@ -153,6 +153,23 @@ class AuthInterceptor(MethodWrapper):
 
         return authenticated
 
+    def bidirectional(self, behavior: Any, method: str, decode: Decoder) -> Any:
+        async def admitted(
+            stream: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+        ) -> AsyncIterator[Any]:
+            await self._admit(context, method, None)
+
+            async def requests() -> AsyncIterator[Any]:
+                async for data in stream:
+                    request, undecodable = self._decode(decode, data)
+                    await self._admit(context, method, undecodable)
+                    yield request
+
+            async for item in behavior(requests(), context):
+                yield item
+
+        return admitted
+
 
 class _Throttled:
     """The WARNING line of undecodable requests: the first at once, then at most one per

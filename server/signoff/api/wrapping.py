@@ -25,6 +25,11 @@ class MethodWrapper(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def stream(self, behavior: Any, method: str, decode: Decoder | None) -> Any:
         raise NotImplementedError
 
+    def bidirectional(self, behavior: Any, method: str, decode: Decoder) -> Any:
+        """Only for an interceptor that decodes (signoff has no client-streaming RPC; server
+        reflection has one)."""
+        raise NotImplementedError
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
@@ -51,7 +56,13 @@ class MethodWrapper(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 request_deserializer=kept,
                 response_serializer=handler.response_serializer,
             )
+        elif handler.stream_stream is not None and decode is not None:
+            wrapped = grpc.stream_stream_rpc_method_handler(
+                self.bidirectional(handler.stream_stream, method, decode),
+                request_deserializer=None,
+                response_serializer=handler.response_serializer,
+            )
         else:
-            return handler  # signoff has no client-streaming RPC
+            return handler  # left alone
         self._wrapped[method] = (handler, wrapped)
         return wrapped
