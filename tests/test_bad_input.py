@@ -2,7 +2,6 @@
 numbers JSON cannot hold, bytes that are not the request message, two authorization
 headers, a malformed evidence hash; and request ids of votes are scoped per tenant."""
 
-import json
 import time
 import uuid
 from collections.abc import Callable
@@ -25,28 +24,20 @@ from tests.support import (
     envelope,
     error_info,
     field_violations,
+    log_lines,
     refund_action,
+    rpc_error,
+    waiting_refund,
 )
 
 NOT_FINITE = [float("nan"), float("inf"), float("-inf")]
 
 
-def rpc_error(call: Callable[..., object], *args: object, **kwargs: object) -> grpc.RpcError:
-    with pytest.raises(grpc.RpcError) as raised:
-        call(*args, **kwargs)
-    return raised.value
-
-
 def waiting_action(stubs: Stubs, tenant: str = "tenant_acme_prod") -> tuple[str, str, str]:
     """(instance_id, action_id, action_sha256) of a refund that waits for a human."""
-    instance = stubs.execution.InvokeAgent(envelope(tenant_id=tenant)).instance
-    answer = stubs.execution.RequestDecision(
-        execution_pb.RequestDecisionRequest(
-            instance_id=instance.instance_id, action=refund_action()
-        )
-    )
+    instance_id, answer = waiting_refund(stubs, tenant_id=tenant)
     assert answer.outcome == pb.OUTCOME_WAITING_FOR_HUMAN
-    return instance.instance_id, answer.action_id, answer.action_sha256
+    return instance_id, answer.action_id, answer.action_sha256
 
 
 def nested(value: float) -> struct_pb2.Struct:
@@ -89,16 +80,7 @@ def test_non_finite_numbers_in_every_struct_are_invalid_arguments(
     # SubmitDecision edited_params (keys that are not plain names are quoted)
     edited = struct_pb2.Struct()
     edited.update({"order id": value})
-    error = rpc_error(
-        stubs.as_("lead").approval.SubmitDecision,
-        approval_pb.SubmitDecisionRequest(
-            action_id=action_id,
-            verdict=pb.VERDICT_APPROVE,
-            reason="edited",
-            request_id=f"dec_{uuid.uuid4().hex}",
-            edited_params=edited,
-        ),
-    )
+    error = rpc_error(decide, stubs, action_id, "lead", edited_params=edited)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert list(field_violations(error)) == ['edited_params["order id"]']
 
@@ -156,11 +138,6 @@ WATCH = "/signoff.v1.ExecutionService/WatchInstance"
 def raw_unary(server: ServerProcess, method: str, token: str | None) -> Callable[..., bytes]:
     """Sends bytes as they are (no serializer) and returns the answer's bytes."""
     return server.channel(token).unary_unary(method)  # type: ignore[no-any-return]
-
-
-def log_lines(server: ServerProcess) -> list[dict[str, object]]:
-    lines = server.log_path.read_text().splitlines()
-    return [json.loads(line) for line in lines if line.startswith("{")]
 
 
 def test_undecodable_bytes_are_invalid_arguments_after_authentication(tmp_path: Path) -> None:
@@ -227,15 +204,7 @@ def test_an_evidence_hash_that_is_not_a_sha256_is_an_invalid_argument(stubs: Stu
     _, action_id, sha = waiting_action(stubs)
 
     def vote(evidence: str) -> approval_pb.SubmitDecisionResponse:
-        return stubs.as_("lead").approval.SubmitDecision(  # type: ignore[no-any-return]
-            approval_pb.SubmitDecisionRequest(
-                action_id=action_id,
-                verdict=pb.VERDICT_APPROVE,
-                reason="reviewed",
-                request_id=f"dec_{uuid.uuid4().hex}",
-                evidence_snapshot_hash=evidence,
-            )
-        )
+        return decide(stubs, action_id, "lead", evidence_snapshot_hash=evidence)
 
     for malformed in ("abc", sha.upper(), sha[:-1], sha.removeprefix("sha256:"), sha + "0"):
         error = rpc_error(vote, malformed)

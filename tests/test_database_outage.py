@@ -2,7 +2,6 @@
 retry; the outage is logged once when it starts and once when it ends, never with a
 traceback per call; and when the database is back, calls succeed again by themselves."""
 
-import json
 import shutil
 import sqlite3
 import subprocess
@@ -30,21 +29,13 @@ from tests.support import (
     decide,
     envelope,
     error_info,
+    log_lines,
     refund_action,
+    rpc_error,
+    waiting_refund,
 )
 
 POSTGRES = Path(__file__).parents[1] / "scripts" / "postgres"
-
-
-def rpc_error(call: Callable[[], object]) -> grpc.RpcError:
-    with pytest.raises(grpc.RpcError) as raised:
-        call()
-    return raised.value
-
-
-def log_lines(server: ServerProcess) -> list[dict[str, Any]]:
-    lines = server.log_path.read_text().splitlines()
-    return [json.loads(line) for line in lines if line.startswith("{")]
 
 
 def outage_lines(server: ServerProcess) -> list[str]:
@@ -77,16 +68,6 @@ def calls(stubs: Stubs, instance_id: str, action_id: str) -> list[Callable[[], o
             )
         ),
     ]
-
-
-def start_waiting(stubs: Stubs) -> tuple[str, str]:
-    instance = stubs.execution.InvokeAgent(envelope()).instance
-    answer = stubs.execution.RequestDecision(
-        execution_pb.RequestDecisionRequest(
-            instance_id=instance.instance_id, action=refund_action()
-        )
-    )
-    return instance.instance_id, answer.action_id
 
 
 def until_it_answers(call: Callable[[], object], seconds: float = 60) -> object:
@@ -122,7 +103,8 @@ def test_a_postgresql_outage_answers_unavailable_until_it_is_back(
     cluster, url = own_cluster
     with ServerProcess(url, tmp_path) as server:
         stubs = server.stubs()
-        instance_id, action_id = start_waiting(stubs)
+        instance_id, waiting = waiting_refund(stubs)
+        action_id = waiting.action_id
 
         subprocess.run([POSTGRES, "stop", cluster], check=True)
         refused = 0
@@ -155,7 +137,7 @@ def test_a_sqlite_database_locked_past_the_busy_timeout_answers_unavailable(
     path = tmp_path / "signoff.db"
     with ServerProcess(f"sqlite:///{path}", tmp_path) as server:
         stubs = server.stubs()
-        instance_id, _ = start_waiting(stubs)
+        instance_id, _ = waiting_refund(stubs)
         # Another process holds the write lock for longer than signoff's busy timeout (10 s).
         holder = sqlite3.connect(path, isolation_level=None)
         holder.execute("BEGIN IMMEDIATE")
