@@ -23,6 +23,7 @@ from google.protobuf import descriptor_pool, message_factory, struct_pb2, timest
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2
+from grpc_reflection.v1alpha import reflection_pb2
 
 from signoff.api.server import SIGNOFF_SERVICES
 from signoff.v1 import approval_service_pb2 as approval_pb
@@ -478,9 +479,13 @@ def test_hostile_requests_get_precise_answers_and_change_nothing_when_refused(
         big = envelope(request_id="r" * 5_000_000).SerializeToString()
         caller.call(invoke, big, credentials(invoke))
 
-        # The server still serves.
+        # The server still serves: health, reflection and signoff itself.
         health = server.channel(None).unary_unary(HEALTH + "Check")(b"", timeout=10)
         assert health_pb2.HealthCheckResponse.FromString(health).status == 1  # SERVING
+        listing = reflection_pb2.ServerReflectionRequest(list_services="")
+        answers = list(reflection(iter([listing.SerializeToString()]), timeout=10))
+        services = reflection_pb2.ServerReflectionResponse.FromString(answers[0])
+        assert set(SIGNOFF_SERVICES) <= {s.name for s in services.list_services_response.service}
         assert server.stubs().execution.InvokeAgent(envelope()).instance.instance_id
 
     assert "Traceback" not in server.log_path.read_text()
