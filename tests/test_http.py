@@ -36,8 +36,11 @@ from tests.support import (
     Stubs,
     decide,
     envelope,
+    eventually,
+    log_lines,
     mint,
     refund_action,
+    waiting_refund,
 )
 
 APPROVER = mint("user_finance_lead_77", "human", "*", ("finance_lead",))
@@ -98,18 +101,6 @@ def refused(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
     error: dict[str, Any] = response.json()
     assert error["code"] == code, error
     return error
-
-
-def waiting_action(stubs: Stubs) -> execution_pb.RequestDecisionResponse:
-    """A refund that waits for a human, asked over gRPC."""
-    instance = stubs.execution.InvokeAgent(envelope()).instance
-    answer = stubs.execution.RequestDecision(
-        execution_pb.RequestDecisionRequest(
-            instance_id=instance.instance_id, action=refund_action(f"tc_{uuid.uuid4().hex[:8]}")
-        )
-    )
-    assert answer.outcome == pb.OUTCOME_WAITING_FOR_HUMAN
-    return answer
 
 
 def test_every_service_answers_json_as_grpc_does(server: ServerProcess, stubs: Stubs) -> None:
@@ -359,7 +350,7 @@ def test_unauthenticated_calls_are_refused(server: ServerProcess) -> None:
         ],
         timeout=TIMEOUT,
     )
-    assert details(refused(twice, 401, "unauthenticated"))[0].reason == "INVALID_TOKEN"
+    assert details(refused(twice, 401, "unauthenticated"))[0].reason == "AMBIGUOUS_CREDENTIALS"
     # The rules table: an agent may not list what waits for humans.
     denied = refused(
         call(server, "ApprovalService/ListPendingApprovals", {}, AGENT_TOKEN),
@@ -514,8 +505,8 @@ def _stream(server: ServerProcess, method: str, body: dict[str, Any], token: str
 def test_watch_instance_streams_the_decision_made_over_grpc(
     server: ServerProcess, stubs: Stubs
 ) -> None:
-    asked = waiting_action(stubs)
-    body = {"instance_id": asked.action.instance_id, "after_revision": str(asked.revision)}
+    instance_id, asked = waiting_refund(stubs)
+    body = {"instance_id": instance_id, "after_revision": str(asked.revision)}
     with _stream(server, "ExecutionService/WatchInstance", body, AGENT_TOKEN) as response:
         assert response.status_code == 200
         assert response.headers["content-type"] == "application/connect+json"
@@ -624,3 +615,43 @@ def test_development_mode_serves_http_on_8080_by_default(
     assert result.returncode == 2
     last = json.loads(result.stderr.splitlines()[-1])
     assert last["message"].startswith("cannot serve HTTP on 127.0.0.1:8080:")
+
+
+def test_http_calls_are_logged_and_carry_the_callers_trace(server: ServerProcess) -> None:
+    trace_id = uuid.uuid4().hex
+    traceparent = f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"
+    request = envelope()
+    sent = call(
+        server, "ExecutionService/InvokeAgent", request, headers={"traceparent": traceparent}
+    )
+    instance = ok(sent, execution_pb.InvokeAgentResponse).instance
+    missing = f"inst_{uuid.uuid4().hex[:12]}"
+    refused(
+        call(server, "ExecutionService/GetInstance", {"instance_id": missing}), 404, "not_found"
+    )
+
+    # The instance keeps the caller's trace, as over gRPC.
+    events = ok(
+        call(server, "AuditService/ListEvents", {"instance_id": instance.instance_id}),
+        audit_pb.ListEventsResponse,
+    ).events
+    assert events[0].trace_id == trace_id
+
+    def line(method: str, key: str, value: str) -> dict[str, Any] | None:
+        found = [
+            line
+            for line in log_lines(server)
+            if line.get("logger") == "signoff.rpc"
+            and line.get("method") == f"signoff.v1.ExecutionService/{method}"
+            and line.get(key) == value
+        ]
+        return found[0] if found else None
+
+    invoked = eventually(lambda: line("InvokeAgent", "request_id", request.request_id))
+    assert invoked is not None
+    assert invoked["code"] == "OK" and invoked["principal"] == "agt_support"
+    assert invoked["trace_id"] == trace_id
+    assert invoked["instance_id"] == instance.instance_id
+    not_found = eventually(lambda: line("GetInstance", "instance_id", missing))
+    assert not_found is not None
+    assert not_found["code"] == "NOT_FOUND" and not_found["error_reason"] == "INSTANCE_NOT_FOUND"

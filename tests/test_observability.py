@@ -1,10 +1,8 @@
 """Operations: Prometheus metrics scraped over HTTP and JSON log lines read from the server's
 log file, on real server processes (issue 7, items 2 and 3)."""
 
-import json
 import os
 import shutil
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +22,8 @@ from tests.support import (
     Stubs,
     decide,
     envelope,
+    eventually,
+    log_lines,
     lookup_action,
     mint,
     refund_action,
@@ -92,23 +92,6 @@ def value(
 
 def metric(server: ServerProcess, name: str, **labels: str) -> float:
     return value(scrape(server), name, **labels)
-
-
-def eventually(check: Callable[[], Any], timeout: float = 30) -> Any:
-    """Polls until `check` returns a true value; the last value otherwise (for the assert)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.1)
-
-
-def log_lines(server: ServerProcess) -> list[dict[str, Any]]:
-    """The server's log file, every line a JSON object (the default --log-format json)."""
-    text = server.log_path.read_text()
-    written = text[: text.rfind("\n") + 1]  # a line being written is read next time
-    return [json.loads(line) for line in written.splitlines() if line.strip()]
 
 
 def rpc_lines(server: ServerProcess, method: str) -> list[dict[str, Any]]:
@@ -280,10 +263,17 @@ def test_without_metrics_port_nothing_else_listens_and_warning_hides_rpc_lines(
 ) -> None:
     assert observed.process is not None
     metrics_port = int(observed.metrics_url.rsplit(":", 1)[1].split("/")[0])
-    assert listening_ports(observed.process.pid) == {observed.port, metrics_port}
+    http_port = int(observed.http_url.rsplit(":", 1)[1])
+    assert listening_ports(observed.process.pid) == {observed.port, metrics_port, http_port}
 
     with ServerProcess(
-        make_database(database_kind), tmp_path, "--log-level", "WARNING", policy=EXAMPLE_POLICY
+        make_database(database_kind),
+        tmp_path,
+        "--log-level",
+        "WARNING",
+        "--http-port",
+        "off",
+        policy=EXAMPLE_POLICY,
     ) as quiet:
         assert quiet.metrics_url == ""
         assert quiet.process is not None

@@ -166,6 +166,17 @@ def _pending(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evidence_hash(value: str) -> str:
+    """--evidence-hash is checked here too, so a typo never reaches the server."""
+    from signoff.api.validation import SHA256
+
+    if value and not SHA256.match(value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an action_sha256 (sha256: and 64 lowercase hex digits)"
+        )
+    return value
+
+
 def _decide(args: argparse.Namespace, verdict: pb.Verdict) -> int:
     stub = approval_grpc.ApprovalServiceStub(_channel(args))
     response = stub.SubmitDecision(
@@ -311,7 +322,12 @@ def _parser() -> argparse.ArgumentParser:
         decide = commands.add_parser(name, parents=[target], help=f"{name} a waiting action")
         decide.add_argument("action_id")
         decide.add_argument("--reason", required=True)
-        decide.add_argument("--evidence-hash", default="", help="the action_sha256 you reviewed")
+        decide.add_argument(
+            "--evidence-hash",
+            default="",
+            type=_evidence_hash,
+            help="the action_sha256 you reviewed (sha256:<64 hex digits>)",
+        )
         decide.add_argument("--request-id", default="", help="idempotency key (default: new)")
         decide.set_defaults(run=lambda args, verdict=verdict: _decide(args, verdict))
 

@@ -18,7 +18,7 @@ import logging
 import math
 import re
 import socket
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from types import SimpleNamespace
 from typing import Any, NoReturn
 
@@ -27,7 +27,7 @@ import uvicorn
 from connectrpc.code import Code
 from connectrpc.compat import google_protobuf_binary_codec
 from connectrpc.errors import ConnectError, ErrorDetail
-from connectrpc.request import Headers, RequestContext
+from connectrpc.request import RequestContext
 from connectrpc.server import ConnectASGIApplication
 from google.protobuf import json_format
 from google.protobuf.descriptor import ServiceDescriptor
@@ -42,15 +42,15 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.types import Message as AsgiMessage
 
-from signoff.api.auth import act_as, authorize
+from signoff.api.auth import AuthInterceptor
 from signoff.api.errors import to_status
+from signoff.api.observe import ObserveInterceptor
 from signoff.auth.authenticators import Authenticator
 from signoff.domain.errors import (
     ErrorKind,
     FieldViolation,
     InvalidArgument,
     SignoffError,
-    Unauthenticated,
 )
 from signoff.store.database import Database
 from signoff.v1 import approval_service_connect as approval_connect
@@ -149,45 +149,40 @@ def _error_body(rich: status_pb2.Status) -> bytes:
 
 
 class _Context:
-    """What the servicers use of grpc.aio.ServicerContext, for a Connect request: its
-    headers as metadata, and the abort that ends the call with a status."""
+    """What signoff's interceptors and servicers use of grpc.aio.ServicerContext, for a
+    Connect request: its headers as metadata, its peer, and the abort that ends the call
+    with a status (raised as the Connect error of that status)."""
 
     def __init__(self, ctx: RequestContext[Any, Any]) -> None:
         self._headers = ctx.request_headers
+        self._peer = ctx.client_address or ""
+        self._status: grpc.Status | None = None
 
     def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
-        return tuple(self._headers.allitems())
+        return tuple((key.lower(), value) for key, value in self._headers.allitems())
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return {}  # no client certificates on this listener
+
+    def peer(self) -> str:
+        return self._peer
 
     async def abort_with_status(self, status: grpc.Status) -> NoReturn:
+        self._status = status
         raise connect_error(status)
 
+    def code(self) -> grpc.StatusCode | None:
+        return self._status.code if self._status is not None else None
 
-async def _authenticate(authenticator: Authenticator, method: str, headers: Headers) -> None:
-    """Authenticates and authorizes the call exactly as AuthInterceptor does over gRPC."""
-    try:
-        if len(headers.getall("authorization")) > 1:
-            raise Unauthenticated("INVALID_TOKEN", "send one authorization header, not several")
-        metadata = {key.lower(): value for key, value in headers.items()}
-        principal = await authorize(authenticator, method, metadata)
-    except SignoffError as error:
-        raise connect_error(to_status(error)) from None
-    act_as(principal)
+    def trailing_metadata(self) -> Any:
+        return self._status.trailing_metadata if self._status is not None else ()
 
 
-def _unary(authenticator: Authenticator, method: str, behavior: Any) -> Any:
-    async def call(request: Message, ctx: RequestContext[Any, Any]) -> Message:
-        await _authenticate(authenticator, method, ctx.request_headers)
-        response: Message = await behavior(request, _Context(ctx))
-        return response
+def _connected(chain: Any) -> Any:
+    """A Connect handler: (request, ctx) -> the response, or the stream of responses."""
 
-    return call
-
-
-def _server_stream(authenticator: Authenticator, method: str, behavior: Any) -> Any:
-    async def call(request: Message, ctx: RequestContext[Any, Any]) -> AsyncIterator[Message]:
-        await _authenticate(authenticator, method, ctx.request_headers)
-        async for item in behavior(request, _Context(ctx)):
-            yield item
+    def call(request: Message, ctx: RequestContext[Any, Any]) -> Any:
+        return chain(request, _Context(ctx))
 
     return call
 
@@ -199,9 +194,11 @@ def _snake(name: str) -> str:
 
 
 def _application(
-    servicer: object, authenticator: Authenticator, max_bytes: int
+    servicer: object, observe: ObserveInterceptor, auth: AuthInterceptor, max_bytes: int
 ) -> ConnectASGIApplication:
-    """The generated Connect application of the servicer's service, calling the servicer."""
+    """The generated Connect application of the servicer's service. Each method is the
+    servicer's, inside the gRPC server's own interceptors in the same order: observed
+    (metrics, log line), then authenticated and checked against the rules table."""
     base = next((cls for cls in _GENERATED if isinstance(servicer, cls)), None)
     if base is None:
         raise TypeError(f"{type(servicer).__name__} is not a signoff servicer")
@@ -212,8 +209,12 @@ def _application(
         if not callable(getattr(protocol, name, None)):  # the generator's naming changed
             raise RuntimeError(f"{protocol.__name__} has no method {name}")
         path = f"/{descriptor.full_name}/{method.name}"
-        wrap = _server_stream if method.server_streaming else _unary
-        handlers[name] = wrap(authenticator, path, getattr(servicer, method.name))
+        behavior = getattr(servicer, method.name)
+        if method.server_streaming:
+            chain = observe.stream(auth.stream(behavior, path, None), path, None)
+        else:
+            chain = observe.unary(auth.unary(behavior, path, None), path, None)
+        handlers[name] = _connected(chain)
     return application(
         SimpleNamespace(**handlers), read_max_bytes=max_bytes, codecs=[_BINARY, _JSON]
     )
@@ -399,8 +400,9 @@ def application(
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
     ]
+    observe, auth = ObserveInterceptor(), AuthInterceptor(authenticator)
     for servicer in servicers:
-        app = _application(servicer, authenticator, max_bytes)
+        app = _application(servicer, observe, auth, max_bytes)
         routes.append(Mount(app.path, app=app))
     return _Limits(Starlette(routes=routes), max_bytes)
 

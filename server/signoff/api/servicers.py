@@ -224,12 +224,13 @@ class ApprovalService(approval_grpc.ApprovalServiceServicer):
         v.enum("verdict", pb.Verdict, request.verdict, required=True)
         v.text("reason", request.reason)
         v.identifier("request_id", request.request_id)
-        v.text("evidence_snapshot_hash", request.evidence_snapshot_hash, 71)
-        edited = None
+        v.digest("evidence_snapshot_hash", request.evidence_snapshot_hash)
         if request.HasField("edited_params"):
             v.struct("edited_params", request.edited_params)
-            edited = json_format.MessageToDict(request.edited_params)
         v.done()
+        edited = None
+        if request.HasField("edited_params"):
+            edited = json_format.MessageToDict(request.edited_params)
         action, record = await decisions.submit_decision(
             self.ctx,
             caller(),

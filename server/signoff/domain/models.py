@@ -221,6 +221,7 @@ class Bookmark:
 @dataclass(frozen=True)
 class Vote:
     action_id: str
+    tenant_id: str  # the action's: a request_id is unique within its tenant
     approver: str
     verdict: Verdict
     reason: str

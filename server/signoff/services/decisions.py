@@ -334,7 +334,7 @@ async def submit_decision(
             seen is not None
             and who.sees(seen.tenant_id)
             and seen.state in DECIDED_ACTION_STATES
-            and await tx.find_vote_by_request(request_id) is None
+            and await tx.find_vote_by_request(seen.tenant_id, request_id) is None
         ):
             raise AlreadyDecided(
                 action_id, seen.state.value, _winning_verdict(seen).value, seen.decided_by
@@ -344,7 +344,7 @@ async def submit_decision(
         async with ctx.db.write() as tx:
             action, instance = await _locked_action(tx, action_id, who)
             # Under the lock, so a retry racing its own first attempt still gets its answer.
-            prior = await tx.find_vote_by_request(request_id)
+            prior = await tx.find_vote_by_request(action.tenant_id, request_id)
             if prior is not None:
                 if prior.request_sha256 != request_digest:
                     raise IdempotencyKeyReused("request_id", "decision")
@@ -385,6 +385,7 @@ async def submit_decision(
             count_vote([g for g in action.gates if g.gate_id in eligible], verdict)
             this_vote = Vote(
                 action_id=action_id,
+                tenant_id=action.tenant_id,
                 approver=approver,
                 verdict=verdict,
                 reason=reason,

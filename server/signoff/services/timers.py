@@ -7,6 +7,7 @@ import logging
 from datetime import datetime
 from functools import partial
 
+from signoff.domain.errors import Unavailable
 from signoff.domain.models import Action, Instance
 from signoff.domain.states import (
     ActionState,
@@ -43,6 +44,8 @@ async def fire_due(ctx: Context, now: datetime | None = None, limit: int = 200) 
                 ):
                     await tx.save_instance(instance)
                     fired += 1
+        except Unavailable:
+            raise  # the database is down: so it is for every other timer
         except Exception:  # one bad action must not stop every other timer
             log.exception("timer for action %s failed; it is retried next tick", action_id)
     return fired
@@ -137,6 +140,8 @@ async def run(ctx: Context, interval: float, stop: asyncio.Event) -> None:
         try:
             while await fire_due(ctx) > 0:
                 pass  # more may be due
+        except Unavailable:
+            pass  # Database logs the outage, once
         except Exception:
             log.exception("timer tick failed")
         try:

@@ -90,7 +90,9 @@ _EVENTS_AFTER = (
     .limit(bindparam("limit"))
 )
 _VOTES = select(votes).where(votes.c.action_id == bindparam("action_id")).order_by(votes.c.seq)
-_VOTE_BY_REQUEST = select(votes).where(votes.c.request_id == bindparam("request_id"))
+_VOTE_BY_REQUEST = select(votes).where(
+    votes.c.tenant_id == bindparam("tenant_id"), votes.c.request_id == bindparam("request_id")
+)
 _RECORD = select(decision_records.c.body).where(
     decision_records.c.record_id == bindparam("record_id")
 )
@@ -480,6 +482,7 @@ class Tx:
             _INSERT["votes"],
             dict(
                 action_id=vote.action_id,
+                tenant_id=vote.tenant_id,
                 approver=vote.approver,
                 verdict=vote.verdict.value,
                 reason=vote.reason,
@@ -497,8 +500,8 @@ class Tx:
             _vote(row) for row in await self.connection.execute(_VOTES, {"action_id": action_id})
         ]
 
-    async def find_vote_by_request(self, request_id: str) -> Vote | None:
-        values = {"request_id": request_id}
+    async def find_vote_by_request(self, tenant_id: str, request_id: str) -> Vote | None:
+        values = {"tenant_id": tenant_id, "request_id": request_id}
         row = (await self.connection.execute(_VOTE_BY_REQUEST, values)).first()
         return _vote(row) if row else None
 
@@ -673,6 +676,7 @@ def _event(row: Row[Any]) -> Event:
 def _vote(row: Row[Any]) -> Vote:
     return Vote(
         action_id=row.action_id,
+        tenant_id=row.tenant_id,
         approver=row.approver,
         verdict=Verdict(row.verdict),
         reason=row.reason,

@@ -168,10 +168,13 @@ votes = Table(
     metadata,
     Column("seq", Seq, primary_key=True, autoincrement=True),
     Column("action_id", Id, nullable=False, index=True),
+    # The action's tenant: request ids are unique per tenant, so one tenant cannot learn
+    # from an IDEMPOTENCY_KEY_REUSED that another already used a key.
+    Column("tenant_id", Key, nullable=False),
     Column("approver", Key, nullable=False),
     Column("verdict", State, nullable=False),
     Column("reason", Text, nullable=False),
-    Column("request_id", Key, nullable=False, unique=True),
+    Column("request_id", Key, nullable=False),
     Column("request_sha256", String(71), nullable=False),
     Column("time", UTCDateTime, nullable=False),
     Column("gate_ids", Document, nullable=False, server_default="[]"),
@@ -179,6 +182,7 @@ votes = Table(
     Column("params_diff", Document, nullable=False, server_default="{}"),
     # One approver votes once on an action.
     UniqueConstraint("action_id", "approver"),
+    UniqueConstraint("tenant_id", "request_id"),
 )
 
 decision_records = Table(
