@@ -363,10 +363,10 @@ def test_unauthenticated_calls_are_refused(server: ServerProcess) -> None:
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        (b'{"tenant_id": ', "body"),
-        (b"[1, 2]", "body"),
-        (b"\xff\xfe", "body"),
-        (b'{"tenant_id": "a", "tenant_id": "b"}', "body"),
+        (b'{"tenant_id": ', "request"),
+        (b"[1, 2]", "request"),
+        (b"\xff\xfe", "request"),
+        (b'{"tenant_id": "a", "tenant_id": "b"}', "request"),
         (b'{"tenant_id": 5}', "tenant_id"),
         (b'{"page_size": "many"}', "page_size"),
         (b'{"tenant_idd": "tenant_acme_prod"}', "tenant_idd"),
@@ -390,11 +390,18 @@ def test_a_nested_field_is_named_by_its_path(server: ServerProcess) -> None:
 
 
 def test_undecodable_protobuf_is_invalid_argument(server: ServerProcess) -> None:
-    response = call(
-        server, "ApprovalService/ListPendingApprovals", b"\xff\xff\xff", APPROVER, binary=True
-    )
+    body = b"\xff\xff\xff"
+    response = call(server, "ApprovalService/ListPendingApprovals", body, APPROVER, binary=True)
     _, violations = details(refused(response, 400, "invalid_argument"))
-    assert list(violations) == ["body"]
+    assert list(violations) == ["request"]
+
+
+def test_credentials_come_before_content(server: ServerProcess) -> None:
+    """A caller without credentials learns nothing of the messages: malformed or not, its
+    request is UNAUTHENTICATED (as over gRPC)."""
+    for binary, body in ((False, b'{"tenant_idd": 5}'), (True, b"\xff\xff\xff")):
+        response = call(server, "ApprovalService/ListPendingApprovals", body, None, binary=binary)
+        assert details(refused(response, 401, "unauthenticated"))[0].reason == "MISSING_CREDENTIALS"
 
 
 @pytest.mark.parametrize(

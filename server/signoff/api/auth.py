@@ -113,6 +113,8 @@ class AuthInterceptor(MethodWrapper):
             # upb's message names the type and what was wrong, never the bytes sent.
             violation = FieldViolation("request", f"cannot be decoded: {error}")
             return None, InvalidArgument([violation])
+        except InvalidArgument as error:  # a decoder that names the field (HTTP's JSON)
+            return None, error
         if (slot := _SLOT.get()) is not None:
             slot.request = request
         return request, None

@@ -25,13 +25,12 @@ from typing import Any, NoReturn
 import grpc
 import uvicorn
 from connectrpc.code import Code
-from connectrpc.compat import google_protobuf_binary_codec
 from connectrpc.errors import ConnectError, ErrorDetail
 from connectrpc.request import RequestContext
 from connectrpc.server import ConnectASGIApplication
-from google.protobuf import json_format
-from google.protobuf.descriptor import ServiceDescriptor
-from google.protobuf.message import DecodeError, Message
+from google.protobuf import json_format, message_factory
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
+from google.protobuf.message import Message
 from google.rpc import code_pb2, status_pb2
 from protobuf.wkt import Any as AnyDetail
 from sqlalchemy import text
@@ -101,8 +100,8 @@ _CODES = {
     if code is not grpc.StatusCode.OK
 }
 _DETAILS_KEY = "grpc-status-details-bin"
-# A request body that cannot be decoded is this field's violation.
-BODY = "body"
+# A request body that cannot be decoded is this field's violation (as over gRPC).
+BODY = "request"
 # How long /readyz waits for the database before it answers 503.
 READY_TIMEOUT = 2.0
 
@@ -187,6 +186,10 @@ def _connected(chain: Any) -> Any:
     return call
 
 
+def _message(method: MethodDescriptor) -> type[Message]:
+    return message_factory.GetMessageClass(method.input_type)
+
+
 def _snake(name: str) -> str:
     """A method's name in the generated Connect protocol: ListPendingApprovals ->
     list_pending_approvals."""
@@ -209,11 +212,11 @@ def _application(
         if not callable(getattr(protocol, name, None)):  # the generator's naming changed
             raise RuntimeError(f"{protocol.__name__} has no method {name}")
         path = f"/{descriptor.full_name}/{method.name}"
-        behavior = getattr(servicer, method.name)
+        behavior, decode = getattr(servicer, method.name), decode_as(_message(method))
         if method.server_streaming:
-            chain = observe.stream(auth.stream(behavior, path, None), path, None)
+            chain = observe.stream(auth.stream(behavior, path, decode), path, None)
         else:
-            chain = observe.unary(auth.unary(behavior, path, None), path, None)
+            chain = observe.unary(auth.unary(behavior, path, decode), path, None)
         handlers[name] = _connected(chain)
     return application(
         SimpleNamespace(**handlers), read_max_bytes=max_bytes, codecs=[_BINARY, _JSON]
@@ -241,10 +244,6 @@ def _violation(error: json_format.ParseError) -> FieldViolation:
     return FieldViolation(".".join(path) or BODY, message)
 
 
-def _invalid(violation: FieldViolation) -> ConnectError:
-    return connect_error(to_status(InvalidArgument([violation])))
-
-
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     value = dict(pairs)
     if len(value) != len(pairs):
@@ -253,50 +252,61 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return value
 
 
-class _JsonCodec:
-    """proto3 JSON (lowerCamelCase names out; proto or JSON names in). Unlike the Connect
-    default, a field the message does not have is refused, not dropped: a misspelt
-    `edited_params` must not approve the original params. Every error names the field."""
+def _from_json(data: bytes, message_class: type[Message]) -> Message:
+    """proto3 JSON (proto or JSON field names). Unlike Connect's default, a field the
+    message does not have is refused, not dropped: a misspelt `edited_params` must not
+    approve the original params. InvalidArgument names the field."""
+    try:
+        value = json.loads(data or b"{}", object_pairs_hook=_no_duplicates)
+    except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
+        raise InvalidArgument([FieldViolation(BODY, f"is not valid JSON: {error}")]) from None
+    if not isinstance(value, dict):
+        raise InvalidArgument([FieldViolation(BODY, "must be a JSON object")])
+    try:
+        return json_format.ParseDict(value, message_class())
+    except json_format.ParseError as error:
+        raise InvalidArgument([_violation(error)]) from None
+
+
+def _from_binary(data: bytes, message_class: type[Message]) -> Message:
+    return message_class.FromString(data)  # DecodeError: AuthInterceptor answers it
+
+
+class _Body:
+    """A request as sent, with the parser of its format. The codecs leave requests as
+    they came: AuthInterceptor decodes them (decode_as) once the caller is authenticated,
+    so that a caller without credentials learns nothing about the messages (as over gRPC).
+    """
+
+    __slots__ = ("data", "parse")
+
+    def __init__(self, data: bytes, parse: Callable[[bytes, type[Message]], Message]) -> None:
+        self.data = data
+        self.parse = parse
+
+
+def decode_as(message_class: type[Message]) -> Callable[[Any], Message]:
+    return lambda body: body.parse(body.data, message_class)
+
+
+class _Codec:
+    def __init__(self, name: str, parse: Callable[[bytes, type[Message]], Message]) -> None:
+        self._name = name
+        self._parse = parse
 
     def name(self) -> str:
-        return "json"
+        return self._name
 
     def encode(self, message: Message) -> bytes:
-        return json_format.MessageToJson(message).encode()
+        if self._name == "json":  # lowerCamelCase field names, as proto3 JSON writes them
+            return json_format.MessageToJson(message).encode()
+        return message.SerializeToString()
 
-    def decode(self, data: bytes | bytearray, message_class: type[Message]) -> Message:
-        try:
-            value = json.loads(data or b"{}", object_pairs_hook=_no_duplicates)
-        except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
-            raise _invalid(FieldViolation(BODY, f"is not valid JSON: {error}")) from None
-        if not isinstance(value, dict):
-            raise _invalid(FieldViolation(BODY, "must be a JSON object"))
-        try:
-            return json_format.ParseDict(value, message_class())
-        except json_format.ParseError as error:
-            raise _invalid(_violation(error)) from None
+    def decode(self, data: bytes | bytearray, message_class: type[Message]) -> _Body:
+        return _Body(bytes(data), self._parse)
 
 
-class _BinaryCodec:
-    """Protobuf binary, refusing undecodable bytes with the same INVALID_ARGUMENT as JSON."""
-
-    _codec = google_protobuf_binary_codec()
-
-    def name(self) -> str:
-        return "proto"
-
-    def encode(self, message: Message) -> bytes:
-        return bytes(self._codec.encode(message))
-
-    def decode(self, data: bytes | bytearray, message_class: type[Message]) -> Message:
-        try:
-            return message_class.FromString(bytes(data))
-        except DecodeError:
-            expected = message_class.DESCRIPTOR.full_name
-            raise _invalid(FieldViolation(BODY, f"is not a binary {expected}")) from None
-
-
-_JSON, _BINARY = _JsonCodec(), _BinaryCodec()
+_JSON, _BINARY = _Codec("json", _from_json), _Codec("proto", _from_binary)
 
 
 # -- the application ------------------------------------------------------------------------
