@@ -43,17 +43,24 @@ def build(command: list[str], cwd: Path = ROOT) -> None:
 
 
 def run_agent(
-    server: ServerProcess, command: list[str], log_dir: Path, *, consumes: bool = False
+    server: ServerProcess,
+    command: list[str],
+    log_dir: Path,
+    *,
+    consumes: bool = False,
+    target: str = "",
+    args: tuple[str, ...] = (),
 ) -> None:
     """Runs one agent through the script; `consumes`: it calls ConsumeGrant before its
-    report (instead of reporting with the grant)."""
+    report (instead of reporting with the grant); `target`: the agent's HOST:PORT, if not
+    the server's gRPC port; `args`: more arguments for the agent."""
     request_id = f"req_interop_{uuid.uuid4().hex[:12]}"
     trace_id = uuid.uuid4().hex  # the agent's trace, sent as W3C traceparent on its calls
     env = {**os.environ, "TRACEPARENT": f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"}
     stderr_path = log_dir / "agent.stderr"
     with stderr_path.open("w") as stderr:
         process = subprocess.Popen(
-            [*command, server.target, request_id],
+            [*command, target or server.target, request_id, *args],
             stdout=subprocess.PIPE,
             stderr=stderr,
             text=True,

@@ -30,3 +30,12 @@ def test_typescript_agent_waits_through_its_stream_and_acts_once_approved(
     server: ServerProcess, typescript_agent: list[str], tmp_path: Path
 ) -> None:
     run_agent(server, typescript_agent, tmp_path)
+
+
+def test_typescript_agent_over_connect_json_on_the_http_port(
+    server: ServerProcess, typescript_agent: list[str], tmp_path: Path
+) -> None:
+    """The same agent with a browser's protocol: Connect (JSON over HTTP/1.1) to the HTTP
+    listener, its WatchInstance a Connect server stream; approved from Python over gRPC."""
+    http_target = server.http_url.removeprefix("http://")
+    run_agent(server, typescript_agent, tmp_path, target=http_target, args=("http",))

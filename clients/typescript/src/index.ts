@@ -1,7 +1,12 @@
 // The signoff client for Node: the messages, enums and services generated into ./gen by
 // scripts/generate (never edited by hand), and typed clients that speak gRPC over HTTP/2.
-import { type Client, createClient, type Interceptor } from "@connectrpc/connect";
-import { createGrpcTransport, type GrpcTransportOptions } from "@connectrpc/connect-node";
+import { type Client, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
+import {
+  type ConnectTransportOptions,
+  createConnectTransport,
+  createGrpcTransport,
+  type GrpcTransportOptions,
+} from "@connectrpc/connect-node";
 import { ApprovalService } from "./gen/signoff/v1/approval_service_pb.js";
 import { AuditService } from "./gen/signoff/v1/audit_service_pb.js";
 import { ExecutionService } from "./gen/signoff/v1/execution_service_pb.js";
@@ -58,7 +63,23 @@ export function createSignoffClients(
   baseUrl: string,
   options: Omit<GrpcTransportOptions, "baseUrl"> = {},
 ): SignoffClients {
-  const transport = createGrpcTransport({ ...options, baseUrl });
+  return clientsOn(createGrpcTransport({ ...options, baseUrl }));
+}
+
+/**
+ * Clients for each signoff service over the Connect protocol: JSON over HTTP/1.1, as a
+ * browser speaks it, to the server's HTTP listener (`signoff serve --http-port 8080`).
+ * `baseUrl` is for example "http://127.0.0.1:8080". Errors, streams and authentication are
+ * the same as over gRPC.
+ */
+export function createSignoffHttpClients(
+  baseUrl: string,
+  options: Pick<ConnectTransportOptions, "interceptors" | "useBinaryFormat"> = {},
+): SignoffClients {
+  return clientsOn(createConnectTransport({ ...options, baseUrl, httpVersion: "1.1" }));
+}
+
+function clientsOn(transport: Transport): SignoffClients {
   return {
     execution: createClient(ExecutionService, transport),
     approval: createClient(ApprovalService, transport),

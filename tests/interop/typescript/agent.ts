@@ -1,5 +1,7 @@
 // A TypeScript agent run by tests/interop/test_typescript.py as its own process:
-//   node build/agent.js HOST:PORT REQUEST_ID
+//   node build/agent.js HOST:PORT REQUEST_ID [grpc|http]
+// grpc (the default): the gRPC protocol to the gRPC port; http: the Connect protocol (JSON
+// over HTTP/1.1, as a browser speaks it) to the HTTP listener.
 // It asks signoff before a destructive tool call, waits for a human through WatchInstance
 // (resuming by revision after a disconnect, never polling), and acts only once approved:
 // it asks again for the approval's single-use grant and reports the execution with it.
@@ -15,12 +17,13 @@ import {
   type SignoffClients,
   bearer,
   createSignoffClients,
+  createSignoffHttpClients,
   traceContext,
 } from "@signoff/client";
 
-const [target, requestId] = process.argv.slice(2);
-if (!target || !requestId) {
-  console.error("usage: agent HOST:PORT REQUEST_ID");
+const [target, requestId, protocol = "grpc"] = process.argv.slice(2);
+if (!target || !requestId || !["grpc", "http"].includes(protocol)) {
+  console.error("usage: agent HOST:PORT REQUEST_ID [grpc|http]");
   process.exit(2);
 }
 // Every call, the wait included, ends within two minutes.
@@ -67,9 +70,8 @@ async function main(): Promise<void> {
   const inTrace = traceContext((carrier) => {
     if (process.env.TRACEPARENT) carrier.traceparent = process.env.TRACEPARENT;
   });
-  const clients = createSignoffClients(`http://${target}`, {
-    interceptors: [bearer(token), inTrace],
-  });
+  const connect = protocol === "http" ? createSignoffHttpClients : createSignoffClients;
+  const clients = connect(`http://${target}`, { interceptors: [bearer(token), inTrace] });
   const { execution } = clients;
   const { instance } = await execution.invokeAgent(
     {
