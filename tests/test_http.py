@@ -424,6 +424,17 @@ def test_unknown_routes_are_404(server: ServerProcess, path: str) -> None:
     assert response.status_code == 404
 
 
+def test_grpc_belongs_on_the_grpc_port(server: ServerProcess) -> None:
+    response = call(
+        server,
+        "ApprovalService/ListPendingApprovals",
+        b"",
+        APPROVER,
+        headers={"content-type": "application/grpc"},
+    )
+    assert refused(response, 415, "unimplemented")["message"].startswith("gRPC is served on")
+
+
 def _raw(server: ServerProcess, head: str, chunks: Iterator[bytes]) -> bytes:
     """Sends a request by hand and returns what the server answers, while (or although) the
     body is still unsent: the server refuses without reading it."""
@@ -480,7 +491,7 @@ def test_an_oversized_body_is_refused_before_it_is_read(server: ServerProcess) -
             yield b"10000\r\n" + b" " * 65536 + b"\r\n"
 
     status, error = _answer(_raw(server, common + "transfer-encoding: chunked\r\n\r\n", chunks()))
-    assert error["code"] == "resource_exhausted" and status in (413, 429)
+    assert status == 429 and error["code"] == "resource_exhausted"
     assert details(error)[0].reason == "REQUEST_TOO_LARGE"
 
 
@@ -593,8 +604,20 @@ def test_readiness_follows_the_database(
         assert httpx.get(server.http_url + "/readyz", timeout=TIMEOUT).status_code == 200
 
 
+def _refused_start(*args: str) -> str:
+    """The last log line of a development-mode `signoff serve` that must not start."""
+    result = subprocess.run(
+        [sys.executable, "-m", "signoff.cli", "serve", "--port", "0", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    return str(json.loads(result.stderr.splitlines()[-1])["message"])
+
+
 def test_development_mode_serves_http_on_8080_by_default(
-    make_database: Callable[[str], str], tmp_path: Path
+    make_database: Callable[[str], str],
 ) -> None:
     # Port 8080 is taken (by this test, or by something else): development mode's listener
     # is there by default, so the start fails, naming it.
@@ -604,24 +627,16 @@ def test_development_mode_serves_http_on_8080_by_default(
             taken.listen()
         except OSError:
             pass  # in use already, which is as good
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "signoff.cli",
-                "serve",
-                "--port",
-                "0",
-                "--database-url",
-                make_database("sqlite"),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    assert result.returncode == 2
-    last = json.loads(result.stderr.splitlines()[-1])
-    assert last["message"].startswith("cannot serve HTTP on 127.0.0.1:8080:")
+        message = _refused_start("--database-url", make_database("sqlite"))
+    assert message.startswith("cannot serve HTTP on 127.0.0.1:8080:")
+
+
+def test_development_mode_serves_http_on_loopback_only(
+    make_database: Callable[[str], str],
+) -> None:
+    database = make_database("sqlite")
+    message = _refused_start("--http-host", "0.0.0.0", "--database-url", database)
+    assert message.startswith("refusing to serve HTTP on 0.0.0.0 without --auth-config")
 
 
 def test_http_calls_are_logged_and_carry_the_callers_trace(server: ServerProcess) -> None:

@@ -334,7 +334,7 @@ class _Limits:
         if content_type.startswith(b"application/grpc") and not content_type.startswith(
             b"application/grpc-web"
         ):
-            served = "gRPC is served on the gRPC port; this one speaks Connect and gRPC-Web"
+            served = "gRPC is served on the gRPC port; this port speaks the Connect protocol"
             await _refuse(send, 415, status_pb2.Status(code=code_pb2.UNIMPLEMENTED, message=served))
             return
         received = 0

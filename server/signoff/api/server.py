@@ -148,6 +148,11 @@ def _http_listener(
         return None
     app = http.application(servicers, auth.authenticator, readiness, options.http_max_request_bytes)
     host = options.http_host or options.host
+    if options.auth_config is None and not _is_loopback(host):
+        raise StartupError(
+            f"refusing to serve HTTP on {host} without --auth-config: development mode "
+            "(generated tokens) is for loopback addresses only"
+        )
     try:
         return http.HttpListener(app, host, int(port), options.shutdown_grace)
     except OSError as error:
