@@ -5,6 +5,7 @@ and binary, a server stream), the same authentication and errors as gRPC, /healt
 import base64
 import json
 import re
+import signal
 import socket
 import struct
 import subprocess
@@ -677,3 +678,32 @@ def test_http_calls_are_logged_and_carry_the_callers_trace(server: ServerProcess
     not_found = eventually(lambda: line("GetInstance", "instance_id", missing))
     assert not_found is not None
     assert not_found["code"] == "NOT_FOUND" and not_found["error_reason"] == "INSTANCE_NOT_FOUND"
+
+
+def test_the_limit_is_configurable_and_http_stops_with_grpc(
+    make_database: Callable[[str], str], tmp_path: Path
+) -> None:
+    database = make_database("sqlite")
+    with ServerProcess(database, tmp_path, "--http-max-request-bytes", "4096") as server:
+        padding = {"tenant_id": "tenant_acme_prod", "page_token": "x" * 5000}
+        error = refused(
+            call(server, "ApprovalService/ListPendingApprovals", padding, APPROVER),
+            413,
+            "resource_exhausted",
+        )
+        assert details(error)[0].metadata["limit_bytes"] == "4096"
+
+        # A Connect watch stream is open when the server is told to stop: it ends with
+        # `unavailable` (the client resumes elsewhere), and the process exits cleanly.
+        instance_id, asked = waiting_refund(server.stubs())
+        body = {"instance_id": instance_id, "after_revision": str(asked.revision)}
+        with _stream(server, "ExecutionService/WatchInstance", body, AGENT_TOKEN) as response:
+            frames = _frames(response)
+            assert next(frames)[0] == 0  # live
+            assert server.process is not None
+            server.process.send_signal(signal.SIGTERM)
+            last = list(frames)[-1]
+        assert last[0] == END_STREAM and last[1]["error"]["code"] == "unavailable"
+        assert server.process.wait(timeout=60) == 0
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(server.http_url + "/healthz", timeout=TIMEOUT)
