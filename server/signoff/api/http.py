@@ -70,26 +70,17 @@ log = logging.getLogger("signoff.http")
 # Each servicer's generated gRPC base class names its service, and the generated Connect
 # protocol and application that serve it over HTTP.
 _GENERATED: dict[type, tuple[ServiceDescriptor, type, Callable[..., ConnectASGIApplication]]] = {
-    execution_grpc.ExecutionServiceServicer: (
-        execution_pb.DESCRIPTOR.services_by_name["ExecutionService"],
-        execution_connect.ExecutionService,
-        execution_connect.ExecutionServiceASGIApplication,
-    ),
-    approval_grpc.ApprovalServiceServicer: (
-        approval_pb.DESCRIPTOR.services_by_name["ApprovalService"],
-        approval_connect.ApprovalService,
-        approval_connect.ApprovalServiceASGIApplication,
-    ),
-    audit_grpc.AuditServiceServicer: (
-        audit_pb.DESCRIPTOR.services_by_name["AuditService"],
-        audit_connect.AuditService,
-        audit_connect.AuditServiceASGIApplication,
-    ),
-    policy_grpc.PolicyServiceServicer: (
-        policy_pb.DESCRIPTOR.services_by_name["PolicyService"],
-        policy_connect.PolicyService,
-        policy_connect.PolicyServiceASGIApplication,
-    ),
+    getattr(grpc_module, f"{name}Servicer"): (
+        pb_module.DESCRIPTOR.services_by_name[name],
+        getattr(connect_module, name),
+        getattr(connect_module, f"{name}ASGIApplication"),
+    )
+    for name, pb_module, grpc_module, connect_module in [
+        ("ExecutionService", execution_pb, execution_grpc, execution_connect),
+        ("ApprovalService", approval_pb, approval_grpc, approval_connect),
+        ("AuditService", audit_pb, audit_grpc, audit_connect),
+        ("PolicyService", policy_pb, policy_grpc, policy_connect),
+    ]
 }
 
 # gRPC status codes (google.rpc.Code numbers) as Connect codes: the same names, but for
