@@ -2,6 +2,7 @@
 and binary, a server stream), the same authentication and errors as gRPC, /healthz and
 /readyz, and what it refuses (malformed JSON, unknown routes, oversized bodies)."""
 
+import asyncio
 import base64
 import json
 import re
@@ -20,6 +21,8 @@ import grpc
 import httpx
 import psycopg
 import pytest
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2
@@ -28,6 +31,7 @@ from sqlalchemy.engine import make_url
 
 from signoff.v1 import approval_service_pb2 as approval_pb
 from signoff.v1 import audit_service_pb2 as audit_pb
+from signoff.v1 import execution_service_connect as execution_connect
 from signoff.v1 import execution_service_pb2 as execution_pb
 from signoff.v1 import policy_service_pb2 as policy_pb
 from signoff.v1 import types_pb2 as pb
@@ -707,3 +711,40 @@ def test_the_limit_is_configurable_and_http_stops_with_grpc(
         assert server.process.wait(timeout=60) == 0
         with pytest.raises(httpx.ConnectError):
             httpx.get(server.http_url + "/healthz", timeout=TIMEOUT)
+
+
+async def test_the_generated_python_connect_client(server: ServerProcess, stubs: Stubs) -> None:
+    """signoff/v1/*_connect.py (scripts/generate) as a client: binary Connect, a server
+    stream that sees a decision made over gRPC, and errors with their details."""
+    execution = execution_connect.ExecutionServiceClient(server.http_url)
+    agent = {"authorization": f"Bearer {AGENT_TOKEN}"}
+    instance_id, asked = waiting_refund(stubs)
+    got = await execution.get_instance(
+        execution_pb.GetInstanceRequest(instance_id=instance_id), headers=agent
+    )
+    assert got == stubs.execution.GetInstance(
+        execution_pb.GetInstanceRequest(instance_id=instance_id)
+    )
+    watch = execution.watch_instance(
+        execution_pb.WatchInstanceRequest(instance_id=instance_id, after_revision=asked.revision),
+        headers=agent,
+    )
+    decided = False
+    async for message in watch:
+        if message.HasField("bookmark") and not decided:  # live: now decide
+            await asyncio.to_thread(decide, server, asked.action_id, "user_finance_lead_77")
+            decided = True
+        elif message.event.type == pb.EVENT_TYPE_ACTION_DECIDED:
+            assert message.event.outcome == pb.OUTCOME_APPROVED
+            break
+    await watch.aclose()
+
+    with pytest.raises(ConnectError) as missing:
+        await execution.get_instance(
+            execution_pb.GetInstanceRequest(instance_id="inst_missing"), headers=agent
+        )
+    assert missing.value.code is Code.NOT_FOUND
+    [info] = missing.value.details
+    assert info.type_name == "google.rpc.ErrorInfo"
+    reason = error_details_pb2.ErrorInfo.FromString(info.message_bytes).reason
+    assert reason == "INSTANCE_NOT_FOUND"
