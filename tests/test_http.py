@@ -12,7 +12,7 @@ import struct
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,7 +28,13 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from sqlalchemy.engine import make_url
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
+from signoff.api import http
+from signoff.auth.authenticators import Authenticator
+from signoff.store.database import Database
 from signoff.v1 import approval_service_pb2 as approval_pb
 from signoff.v1 import audit_service_pb2 as audit_pb
 from signoff.v1 import execution_service_connect as execution_connect
@@ -748,3 +754,34 @@ async def test_the_generated_python_connect_client(server: ServerProcess, stubs:
     assert info.type_name == "google.rpc.ErrorInfo"
     reason = error_details_pb2.ErrorInfo.FromString(info.message_bytes).reason
     assert reason == "INSTANCE_NOT_FOUND"
+
+
+async def test_routes_mounted_beside_the_services_get_the_same_body_limit(
+    tmp_path: Path,
+) -> None:
+    """The listener has room for more routes (a console, callbacks); their request bodies
+    are limited like the services', chunked or not. In-process, on loopback."""
+
+    async def echo(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(str(len(await request.body())))
+
+    database = Database(f"sqlite:///{tmp_path / 'x.db'}")
+    more = [Route("/echo", echo, methods=["POST"])]
+    app = http.application([], Authenticator(), http.Readiness(database), 1024, more)
+    listener = http.HttpListener(app, "127.0.0.1", 0, grace=1)
+    await listener.start()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(4):
+            yield b"x" * 512
+
+    try:
+        async with httpx.AsyncClient(base_url=listener.url, timeout=TIMEOUT) as client:
+            assert (await client.post("/echo", content=b"x" * 1000)).text == "1000"
+            for content in (b"x" * 2000, chunks()):
+                refused = await client.post("/echo", content=content)
+                assert refused.status_code == 413
+                assert details(refused.json())[0].reason == "REQUEST_TOO_LARGE"
+    finally:
+        await listener.stop()
+        await database.close()

@@ -36,8 +36,8 @@ from protobuf.wkt import Any as AnyDetail
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Mount, Route
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.types import Message as AsgiMessage
 
@@ -303,6 +303,22 @@ _JSON, _BINARY = _Codec("json", _from_json), _Codec("proto", _from_binary)
 # -- the application ------------------------------------------------------------------------
 
 
+class _TooLarge(ConnectError):
+    """Raised by the receive() of a request whose body passed the limit: a Connect
+    application answers it as the Connect error it is, any other route with a 413."""
+
+    def __init__(self, limit: int) -> None:
+        status = to_status(RequestTooLarge(limit))
+        error = connect_error(status)
+        super().__init__(error.code, error.message, error.details)
+        self.body = _error_body(_rich_status(status))
+
+
+async def _too_large(request: Request, error: Exception) -> Response:
+    assert isinstance(error, _TooLarge)
+    return Response(error.body, 413, media_type="application/json")
+
+
 class _Limits:
     """Refuses, before the application reads it: a body over the limit (its Content-Length
     at once, a chunked one as soon as it passes the limit), and gRPC (not over HTTP/1.1:
@@ -336,7 +352,7 @@ class _Limits:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise connect_error(to_status(RequestTooLarge(self.max_bytes)))
+                    raise _TooLarge(self.max_bytes)
             return message
 
         await self.app(scope, limited, send)
@@ -384,9 +400,11 @@ def application(
     authenticator: Authenticator,
     readiness: Readiness,
     max_bytes: int,
+    more: Sequence[BaseRoute] = (),
 ) -> ASGIApp:
     """The HTTP listener's application: the services at /signoff.v1.<Service>/<Method>,
-    /healthz and /readyz. Other routes (a console, callbacks) mount beside them."""
+    /healthz and /readyz, and `more` routes beside them (a console, callbacks). Every
+    route's request body is limited to `max_bytes`."""
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "SERVING"})
@@ -397,15 +415,17 @@ def application(
             return JSONResponse({"status": "NOT_SERVING", "problem": problem}, status_code=503)
         return JSONResponse({"status": "SERVING"})
 
-    routes: list[Route | Mount] = [
+    routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
+        *more,
     ]
     observe, auth = ObserveInterceptor(), AuthInterceptor(authenticator)
     for servicer in servicers:
         app = _application(servicer, observe, auth, max_bytes)
         routes.append(Mount(app.path, app=app))
-    return _Limits(Starlette(routes=routes), max_bytes)
+    starlette = Starlette(routes=routes, exception_handlers={_TooLarge: _too_large})
+    return _Limits(starlette, max_bytes)
 
 
 # -- the server -----------------------------------------------------------------------------
