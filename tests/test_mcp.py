@@ -1,0 +1,386 @@
+"""`signoff mcp-proxy` with real parts: an MCP client of the `mcp` SDK → the proxy (its own
+process) → an MCP server (tests/mcp_upstream.py, or the npm reference filesystem server),
+with a real signoff server deciding. Every test counts what the upstream executed."""
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import mcp_types as types
+import pytest
+from google.protobuf import json_format
+from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+
+from signoff.v1 import approval_service_pb2 as approval_pb
+from signoff.v1 import audit_service_pb2 as audit_pb
+from signoff.v1 import execution_service_pb2 as execution_pb
+from signoff.v1 import types_pb2 as pb
+from tests.support import AGENT_TOKEN, POLICIES, ServerProcess, decide, mint
+
+ROOT = Path(__file__).resolve().parents[1]
+UPSTREAM = Path(__file__).with_name("mcp_upstream.py")
+FILESYSTEM_SERVER = (
+    ROOT / "clients/typescript/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js"
+)
+WAIT = 30.0  # seconds a test waits for something that should happen much sooner
+
+
+@pytest.fixture(scope="module")
+def signoff(
+    database_kind: str,
+    make_database: Callable[[str], str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ServerProcess]:
+    """A server on the MCP test bundle, with timers looked at often (GATE_SHORT expires)."""
+    process = ServerProcess(
+        make_database(database_kind),
+        tmp_path_factory.mktemp("logs"),
+        "--timer-interval",
+        "0.2",
+        policy=POLICIES / "mcp",
+    )
+    with process:
+        yield process
+
+
+class Setup:
+    """One test's proxy arguments: its own tenant, session key and execution log."""
+
+    def __init__(self, server: ServerProcess, directory: Path, target: str = "") -> None:
+        self.server = server
+        self.tenant = f"t_{uuid.uuid4().hex[:10]}"
+        self.session_key = f"test-{uuid.uuid4().hex[:10]}"
+        self.log = directory / "executions.jsonl"
+        self.target = target or server.target
+
+    def proxy_args(self, *upstream: str, extra: tuple[str, ...] = ()) -> list[str]:
+        return [
+            "-m",
+            "signoff.cli",
+            "mcp-proxy",
+            "--target",
+            self.target,
+            "--tenant",
+            self.tenant,
+            "--session-key",
+            self.session_key,
+            "--progress-interval",
+            "0.3",
+            "--name",
+            "up",
+            *extra,
+            "--",
+            *(upstream or (sys.executable, str(UPSTREAM), "--log", str(self.log))),
+        ]
+
+    def executions(self) -> list[dict[str, Any]]:
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text().splitlines()]
+
+    async def pending(self, count: int = 1) -> list[pb.Action]:
+        """The tenant's waiting actions, once there are `count` of them."""
+        stub = self.server.as_("alice").approval
+        for _ in range(int(WAIT / 0.1)):
+            page = stub.ListPendingApprovals(
+                approval_pb.ListPendingApprovalsRequest(tenant_id=self.tenant)
+            )
+            if len(page.actions) >= count:
+                return list(page.actions)
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"no {count} waiting action(s) in {self.tenant}")
+
+    def instances(self) -> list[pb.Instance]:
+        request = execution_pb.ListInstancesRequest(tenant_id=self.tenant)
+        return list(self.server.stubs().execution.ListInstances(request).instances)
+
+    def events(self, instance_id: str) -> list[pb.Event]:
+        request = audit_pb.ListEventsRequest(instance_id=instance_id, page_size=1000)
+        return list(self.server.stubs().audit.ListEvents(request).events)
+
+    def event_types(self, instance_id: str) -> list[str]:
+        return [
+            pb.EventType.Name(event.type).removeprefix("EVENT_TYPE_")
+            for event in self.events(instance_id)
+        ]
+
+
+@pytest.fixture
+def setup(signoff: ServerProcess, tmp_path: Path) -> Setup:
+    return Setup(signoff, tmp_path)
+
+
+def _environment() -> dict[str, str]:
+    return {"SIGNOFF_TOKEN": AGENT_TOKEN, "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+
+
+@asynccontextmanager
+async def stdio_session(setup: Setup, *upstream: str) -> AsyncIterator[ClientSession]:
+    """An MCP client session with `signoff mcp-proxy` started as its stdio server."""
+    parameters = StdioServerParameters(
+        command=sys.executable, args=setup.proxy_args(*upstream), env=_environment(), cwd=ROOT
+    )
+    async with stdio_client(parameters) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        yield session
+
+
+def text(result: types.CallToolResult) -> str:
+    return " ".join(item.text for item in result.content if isinstance(item, types.TextContent))
+
+
+def approve(setup: Setup, action_id: str, approver: str = "alice") -> None:
+    """The approver's vote, through the command line."""
+    command = ["approve", action_id, "--reason", "looked fine", "--target", setup.server.target]
+    subprocess.run(
+        [sys.executable, "-m", "signoff.cli", *command, "--token", mint(approver)],
+        check=True,
+        capture_output=True,
+        timeout=WAIT,
+    )
+
+
+def proxy_pids(session_key: str) -> list[int]:
+    """The proxy processes started for `session_key` (children of this test)."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            command = status.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"mcp-proxy" in command and session_key.encode() in command:
+            found.append(int(status.parent.name))
+    return found
+
+
+# ---- the scenarios ------------------------------------------------------------------------
+
+
+async def test_reads_pass_at_once_and_each_call_runs(setup: Setup) -> None:
+    async with stdio_session(setup) as session:
+        tools = {tool.name: tool for tool in (await session.list_tools()).tools}
+        assert set(tools) == {"read_note", "delete_note", "slow_echo"}
+        assert tools["read_note"].annotations.read_only_hint is True  # passed through
+
+        first = await session.call_tool("read_note", {"name": "a"})
+        again = await session.call_tool("read_note", {"name": "a"})
+
+    assert not first.is_error and text(first) == "note a: hello"
+    assert not again.is_error  # the same call later is a new action, and runs again
+    assert setup.executions() == [{"tool": "read_note", "arguments": {"name": "a"}}] * 2
+    (instance,) = setup.instances()
+    events = setup.event_types(instance.instance_id)
+    # Two actions: each approved by policy, its grant consumed, its execution reported.
+    assert events.count("ACTION_REQUESTED") == 2
+    assert events.count("ACTION_EXECUTING") == 2
+    assert events.count("ACTION_EXECUTION_REPORTED") == 2
+
+
+async def test_a_destructive_call_waits_and_runs_once_when_approved(setup: Setup) -> None:
+    progress: list[str] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(message or "")
+
+    async with stdio_session(setup) as session:
+        call = asyncio.create_task(
+            session.call_tool("delete_note", {"name": "a"}, progress_callback=on_progress)
+        )
+        (action,) = await setup.pending()
+        assert action.tool == "up.delete_note"
+        assert pb.RiskClass.Name(action.risk_class) == "RISK_CLASS_DESTRUCTIVE"
+        assert json_format.MessageToDict(action.params) == {"name": "a"}
+        await asyncio.sleep(0.5)
+        assert setup.executions() == []  # nothing runs while a human decides
+        await asyncio.to_thread(approve, setup, action.action_id)
+        result = await asyncio.wait_for(call, WAIT)
+
+    assert not result.is_error and text(result) == "deleted a"
+    assert setup.executions() == [{"tool": "delete_note", "arguments": {"name": "a", "reason": ""}}]
+    assert progress and action.action_id in progress[0]  # the client heard it waits
+
+
+async def test_an_approver_edit_is_what_runs(setup: Setup) -> None:
+    async with stdio_session(setup) as session:
+        call = asyncio.create_task(session.call_tool("delete_note", {"name": "b"}))
+        (action,) = await setup.pending()
+        edited = approval_pb.SubmitDecisionRequest(
+            action_id=action.action_id,
+            verdict=pb.VERDICT_APPROVE,
+            reason="archive instead",
+            request_id=f"dec_{uuid.uuid4().hex}",
+        )
+        edited.edited_params.update({"name": "b", "reason": "archived by alice"})
+        setup.server.as_("alice").approval.SubmitDecision(edited)
+        result = await asyncio.wait_for(call, WAIT)
+
+    assert not result.is_error
+    assert setup.executions() == [
+        {"tool": "delete_note", "arguments": {"name": "b", "reason": "archived by alice"}}
+    ]
+
+
+async def test_a_rejection_is_an_error_result_with_the_reason(setup: Setup) -> None:
+    async with stdio_session(setup) as session:
+        call = asyncio.create_task(session.call_tool("delete_note", {"name": "c"}))
+        (action,) = await setup.pending()
+        decide(setup.server, action.action_id, "bob", pb.VERDICT_REJECT, "keep that note")
+        result = await asyncio.wait_for(call, WAIT)
+        # Retrying the same call gets the same answer; approvers are not asked again.
+        retry = await session.call_tool("delete_note", {"name": "c"})
+
+    assert result.is_error
+    assert "bob" in text(result) and "keep that note" in text(result)
+    assert retry.is_error and "keep that note" in text(retry)
+    assert setup.executions() == []
+
+
+async def test_an_expired_request_is_an_error_result(setup: Setup) -> None:
+    async with stdio_session(setup) as session:
+        result = await asyncio.wait_for(session.call_tool("slow_echo", {"text": "hi"}), WAIT)
+
+    assert result.is_error
+    assert "expired" in text(result) and "GATE_SHORT" in text(result)
+    assert setup.executions() == []
+
+
+async def test_a_cancelled_call_is_cancelled_in_signoff(setup: Setup) -> None:
+    async with stdio_session(setup) as session:
+        call = asyncio.create_task(session.call_tool("delete_note", {"name": "d"}))
+        (action,) = await setup.pending()
+        call.cancel()  # the SDK sends notifications/cancelled
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        for _ in range(int(WAIT / 0.1)):
+            (instance,) = setup.instances()
+            if instance.state == pb.INSTANCE_STATE_TERMINATED:
+                break
+            await asyncio.sleep(0.1)
+        assert instance.state == pb.INSTANCE_STATE_TERMINATED
+        cancelled = [
+            event
+            for event in setup.events(instance.instance_id)
+            if event.type == pb.EVENT_TYPE_ACTION_CANCELLED
+        ]
+        assert [event.action_id for event in cancelled] == [action.action_id]
+        # The session goes on, on a new instance.
+        later = await session.call_tool("read_note", {"name": "d"})
+
+    assert not later.is_error
+    assert [e["tool"] for e in setup.executions()] == ["read_note"]
+    assert len(setup.instances()) == 2
+
+
+async def test_a_restarted_proxy_resumes_the_waiting_call(setup: Setup) -> None:
+    async with stdio_session(setup) as session:
+        call = asyncio.create_task(session.call_tool("delete_note", {"name": "e"}))
+        (action,) = await setup.pending()
+        (pid,) = proxy_pids(setup.session_key)
+        os.kill(pid, signal.SIGTERM)  # a stop on purpose leaves the wait to be resumed
+        with pytest.raises(Exception):  # noqa: B017 - the connection is gone, however it says so
+            await asyncio.wait_for(call, WAIT)
+
+    async with stdio_session(setup) as session:
+        retry = asyncio.create_task(session.call_tool("delete_note", {"name": "e"}))
+        await asyncio.sleep(1.0)
+        (same,) = await setup.pending()  # no second request to approvers
+        assert same.action_id == action.action_id
+        await asyncio.to_thread(approve, setup, action.action_id)
+        result = await asyncio.wait_for(retry, WAIT)
+
+    assert not result.is_error
+    assert setup.executions() == [{"tool": "delete_note", "arguments": {"name": "e", "reason": ""}}]
+    assert len(setup.instances()) == 1
+
+
+async def test_signoff_unreachable_fails_closed(signoff: ServerProcess, tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{probe.getsockname()[1]}"
+    setup = Setup(signoff, tmp_path, target=closed)
+    async with stdio_session(setup) as session:
+        tools = await session.list_tools()  # listing needs no decision
+        result = await asyncio.wait_for(session.call_tool("read_note", {"name": "f"}), WAIT)
+
+    assert len(tools.tools) == 3
+    assert result.is_error and "not run" in text(result)
+    assert setup.executions() == []
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def http_proxy(setup: Setup, tmp_path: Path) -> Iterator[str]:
+    """The upstream over streamable HTTP, and the proxy serving streamable HTTP: its URL."""
+    upstream_port, proxy_port = _free_port(), _free_port()
+    upstream = subprocess.Popen(
+        [sys.executable, str(UPSTREAM), "--http", str(upstream_port), "--log", str(setup.log)],
+        stderr=subprocess.DEVNULL,
+    )
+    proxy_log = (tmp_path / "proxy.log").open("w")
+    arguments = setup.proxy_args(
+        extra=(
+            "--upstream-url",
+            f"http://127.0.0.1:{upstream_port}/mcp",
+            "--listen",
+            f"127.0.0.1:{proxy_port}",
+        )
+    )
+    proxy = None
+    try:
+        _wait_for_port(upstream_port)
+        proxy = subprocess.Popen(
+            [sys.executable, *arguments[: arguments.index("--")]],
+            env={**os.environ, **_environment()},
+            cwd=ROOT,
+            stderr=proxy_log,
+        )
+        _wait_for_port(proxy_port)
+        yield f"http://127.0.0.1:{proxy_port}/mcp"
+    finally:
+        for process in (proxy, upstream):
+            if process is not None:
+                process.terminate()
+                process.wait(WAIT)
+
+
+def _wait_for_port(port: int) -> None:
+    for _ in range(int(WAIT / 0.1)):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"nothing listens on port {port}")
+
+
+async def test_streamable_http_on_both_sides(setup: Setup, http_proxy: str) -> None:
+    async with (
+        streamable_http_client(http_proxy) as (read, write),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        read_result = await session.call_tool("read_note", {"name": "h"})
+        call = asyncio.create_task(session.call_tool("delete_note", {"name": "h"}))
+        (action,) = await setup.pending()
+        assert action.tool == "up.delete_note"
+        await asyncio.to_thread(approve, setup, action.action_id)
+        result = await asyncio.wait_for(call, WAIT)
+
+    assert not read_result.is_error and not result.is_error
+    assert [e["tool"] for e in setup.executions()] == ["read_note", "delete_note"]
