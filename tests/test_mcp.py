@@ -384,3 +384,32 @@ async def test_streamable_http_on_both_sides(setup: Setup, http_proxy: str) -> N
 
     assert not read_result.is_error and not result.is_error
     assert [e["tool"] for e in setup.executions()] == ["read_note", "delete_note"]
+
+
+@pytest.mark.skipif(
+    not FILESYSTEM_SERVER.exists(),
+    reason="run scripts/setup-polyglot (npm ci in clients/typescript)",
+)
+async def test_the_reference_filesystem_server(setup: Setup, tmp_path: Path) -> None:
+    """@modelcontextprotocol/server-filesystem: a write waits for approval, a read passes."""
+    data = tmp_path / "data"
+    data.mkdir()
+    target = data / "hello.txt"
+    upstream = ("node", str(FILESYSTEM_SERVER), str(data))
+    async with stdio_session(setup, *upstream) as session:
+        tools = {tool.name for tool in (await session.list_tools()).tools}
+        assert {"write_file", "read_text_file"} <= tools
+        call = asyncio.create_task(
+            session.call_tool("write_file", {"path": str(target), "content": "approved text"})
+        )
+        (action,) = await setup.pending()
+        assert action.tool == "up.write_file"
+        assert not target.exists()  # nothing written while a human decides
+        await asyncio.to_thread(approve, setup, action.action_id)
+        written = await asyncio.wait_for(call, WAIT)
+        read = await session.call_tool("read_text_file", {"path": str(target)})
+
+    assert not written.is_error and target.read_text() == "approved text"
+    assert not read.is_error and "approved text" in text(read)
+    (instance,) = setup.instances()
+    assert setup.event_types(instance.instance_id).count("ACTION_EXECUTION_REPORTED") == 2
