@@ -283,6 +283,20 @@ async def test_a_cancelled_call_is_cancelled_in_signoff(setup: Setup) -> None:
     assert len(setup.instances()) == 2
 
 
+async def test_a_client_that_leaves_cancels_what_waits(setup: Setup) -> None:
+    async with stdio_session(setup) as session:
+        call = asyncio.create_task(session.call_tool("delete_note", {"name": "g"}))
+        await setup.pending()
+    call.cancel()  # the session closed stdio under it; the proxy saw EOF
+    for _ in range(int(WAIT / 0.1)):
+        (instance,) = setup.instances()
+        if instance.state == pb.INSTANCE_STATE_TERMINATED:
+            break
+        await asyncio.sleep(0.1)
+    assert instance.state == pb.INSTANCE_STATE_TERMINATED
+    assert setup.executions() == []
+
+
 async def test_a_restarted_proxy_resumes_the_waiting_call(setup: Setup) -> None:
     async with stdio_session(setup) as session:
         call = asyncio.create_task(session.call_tool("delete_note", {"name": "e"}))

@@ -163,6 +163,7 @@ class Gate:
         # Instances this gate cancelled itself (a client cancel): their calls end quietly.
         self._cancelled: set[str] = set()
         self._ended = ""
+        self._reports: set[asyncio.Task[None]] = set()
         # Set when the proxy is stopped on purpose: waits are left to resume, not cancelled.
         self.detached = False
 
@@ -280,8 +281,20 @@ class Gate:
         except Exception as error:  # noqa: BLE001 - the upstream failed: report it
             await self._report(decision, call, False, "", f"upstream error: {error!r}")
             return refusal(f"{call.tool} failed upstream: {error}")
-        await self._report(decision, call, not result.is_error, evidence_ref(result), _text(result))
+        # The client has its result without waiting for the report; drain() awaits it.
+        report = self._report(
+            decision, call, not result.is_error, evidence_ref(result), _text(result)
+        )
+        task = asyncio.create_task(report)
+        self._reports.add(task)
+        task.add_done_callback(self._reports.discard)
         return result
+
+    async def drain(self) -> None:
+        """Waits (a bounded time) for the reports still on their way to signoff."""
+        if self._reports:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS):
+                await asyncio.gather(*self._reports, return_exceptions=True)
 
     async def _report(
         self, decision: Decision, call: ToolCall, succeeded: bool, ref: str, error: str

@@ -73,6 +73,10 @@ class Gates:
             self._gates[key] = gate
         return gate
 
+    async def drain(self) -> None:
+        for gate in list(self._gates.values()):
+            await gate.drain()
+
     def detach(self) -> None:
         """The proxy is being stopped on purpose: leave waiting actions to be resumed."""
         self.detached = True
@@ -198,6 +202,7 @@ async def run(settings: ProxySettings, client: AsyncSignoff) -> None:
                 async with stdio_server() as (read, write):
                     await server.run(read, write, server.create_initialization_options())
             tasks.cancel_scope.cancel()
+        await gates.drain()
 
 
 def _web(server: Server[Any], listen: str) -> uvicorn.Server:
