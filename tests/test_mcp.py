@@ -22,6 +22,7 @@ from google.protobuf import json_format
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 
 from signoff.v1 import approval_service_pb2 as approval_pb
 from signoff.v1 import audit_service_pb2 as audit_pb
@@ -303,7 +304,7 @@ async def test_a_restarted_proxy_resumes_the_waiting_call(setup: Setup) -> None:
         (action,) = await setup.pending()
         (pid,) = proxy_pids(setup.session_key)
         os.kill(pid, signal.SIGTERM)  # a stop on purpose leaves the wait to be resumed
-        with pytest.raises(Exception):  # noqa: B017 - the connection is gone, however it says so
+        with pytest.raises(MCPError, match="Connection closed"):
             await asyncio.wait_for(call, WAIT)
 
     async with stdio_session(setup) as session:

@@ -191,9 +191,12 @@ async def run(settings: ProxySettings, client: AsyncSignoff) -> None:
                         gates.detach()
                         if web is not None:
                             web.should_exit = True  # uvicorn stops, then run() returns
-                        else:
-                            tasks.cancel_scope.cancel()
-                        return
+                            return
+                        # The thread reading stdin cannot be interrupted: exit once the
+                        # reports are sent; stdio upstreams see their stdin close and end.
+                        await gates.drain()
+                        sys.stderr.flush()
+                        os._exit(0)
 
             tasks.start_soon(stop_on_signal)
             if web is not None:
