@@ -428,3 +428,49 @@ async def test_the_reference_filesystem_server(setup: Setup, tmp_path: Path) -> 
     assert not read.is_error and "approved text" in text(read)
     (instance,) = setup.instances()
     assert setup.event_types(instance.instance_id).count("ACTION_EXECUTION_REPORTED") == 2
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ([], "no upstream"),
+        (["--risk", "write_file=DANGEROUS", "--", "cat"], "--risk"),
+        (["--name", "1fs", "--", "cat"], "upstreams.0.name"),
+        (["--listen", "0.0.0.0:7331", "--", "cat"], "loopback"),
+        (["--listen", "127.0.0.1:http", "--", "cat"], "listen"),
+        (["--upstream-url", "ftp://host/mcp"], "http"),
+        (["--progress-interval", "0", "--", "cat"], "progress_interval"),
+        (["--tenant", "two words", "--", "cat"], "envelope.tenant_id"),
+    ],
+)
+def test_unusable_settings_are_refused_before_anything_starts(
+    arguments: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from signoff.cli import main
+
+    assert main(["mcp-proxy", *arguments]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_config_file_with_several_upstreams(tmp_path: Path) -> None:
+    from signoff.mcp.settings import ConfigError, load
+
+    config = tmp_path / "proxy.yaml"
+    config.write_text(
+        "session_key: desk\n"
+        "envelope: {tenant_id: acme}\n"
+        "upstreams:\n"
+        "  - {name: fs, command: [npx, server], risk_classes: {mkdir: LOCAL_WRITE}}\n"
+        "  - {name: web, url: 'http://127.0.0.1:8000/mcp'}\n"
+    )
+    settings = load(config, {"envelope": {"user_id": "alice"}})
+    assert [upstream.name for upstream in settings.upstreams] == ["fs", "web"]
+    assert settings.envelope.tenant_id == "acme" and settings.envelope.user_id == "alice"
+    assert settings.upstreams[0].risk_classes == {"mkdir": "LOCAL_WRITE"}
+
+    config.write_text("upstreams:\n  - {name: fs, command: [a]}\n  - {name: fs, url: 'http://h'}\n")
+    with pytest.raises(ConfigError, match="unique"):
+        load(config, {})
+    config.write_text("- not a mapping\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load(config, {})

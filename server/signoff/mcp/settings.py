@@ -169,6 +169,10 @@ def load(config_file: Path | None, flags: dict[str, Any]) -> ProxySettings:
     if envelope:
         merged["envelope"] = envelope
     merged["upstreams"] = upstreams
+    if not upstreams:
+        raise ConfigError(
+            "no upstream: give -- COMMAND, --upstream-url URL or upstreams in --config"
+        )
     try:
         return ProxySettings.model_validate(merged)
     except ValidationError as error:
@@ -176,4 +180,4 @@ def load(config_file: Path | None, flags: dict[str, Any]) -> ProxySettings:
             f"{'.'.join(str(part) for part in item['loc']) or 'settings'}: {item['msg']}"
             for item in error.errors()
         )
-        raise ConfigError(f"mcp-proxy settings: {problems}") from None
+        raise ConfigError(f"settings: {problems}") from None
