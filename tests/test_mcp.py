@@ -103,6 +103,15 @@ class Setup:
             await asyncio.sleep(0.1)
         raise AssertionError(f"no {count} waiting action(s) in {self.tenant}")
 
+    async def terminated(self) -> pb.Instance:
+        """The tenant's one instance, once it is TERMINATED."""
+        for _ in range(int(WAIT / 0.1)):
+            (instance,) = self.instances()
+            if instance.state == pb.INSTANCE_STATE_TERMINATED:
+                return instance
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"the instance of {self.tenant} was not terminated")
+
     def instances(self) -> list[pb.Instance]:
         request = execution_pb.ListInstancesRequest(tenant_id=self.tenant)
         return list(self.server.stubs().execution.ListInstances(request).instances)
@@ -264,12 +273,7 @@ async def test_a_cancelled_call_is_cancelled_in_signoff(setup: Setup) -> None:
         call.cancel()  # the SDK sends notifications/cancelled
         with pytest.raises(asyncio.CancelledError):
             await call
-        for _ in range(int(WAIT / 0.1)):
-            (instance,) = setup.instances()
-            if instance.state == pb.INSTANCE_STATE_TERMINATED:
-                break
-            await asyncio.sleep(0.1)
-        assert instance.state == pb.INSTANCE_STATE_TERMINATED
+        instance = await setup.terminated()
         cancelled = [
             event
             for event in setup.events(instance.instance_id)
@@ -289,12 +293,7 @@ async def test_a_client_that_leaves_cancels_what_waits(setup: Setup) -> None:
         call = asyncio.create_task(session.call_tool("delete_note", {"name": "g"}))
         await setup.pending()
     call.cancel()  # the session closed stdio under it; the proxy saw EOF
-    for _ in range(int(WAIT / 0.1)):
-        (instance,) = setup.instances()
-        if instance.state == pb.INSTANCE_STATE_TERMINATED:
-            break
-        await asyncio.sleep(0.1)
-    assert instance.state == pb.INSTANCE_STATE_TERMINATED
+    await setup.terminated()
     assert setup.executions() == []
 
 
@@ -472,5 +471,5 @@ def test_a_config_file_with_several_upstreams(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unique"):
         load(config, {})
     config.write_text("- not a mapping\n")
-    with pytest.raises(ConfigError, match="expected a mapping"):
+    with pytest.raises(ConfigError, match="expected a mapping"):  # the file, not its lines
         load(config, {})

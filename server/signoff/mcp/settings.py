@@ -23,10 +23,9 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from signoff.config import ConfigError
+from signoff.config import ConfigError, _from_file
 
 __all__ = ["ConfigError", "Envelope", "ProxySettings", "RiskClass", "UpstreamSettings", "load"]
 
@@ -152,15 +151,7 @@ def listen_address(listen: str) -> tuple[str, int]:
 
 def load(config_file: Path | None, flags: dict[str, Any]) -> ProxySettings:
     """The file's settings with the given flags over them; raises ConfigError."""
-    merged: dict[str, Any] = {}
-    if config_file is not None:
-        try:
-            loaded = yaml.safe_load(config_file.read_text()) or {}
-        except (OSError, yaml.YAMLError) as error:
-            raise ConfigError(f"config file {config_file}: {error}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {config_file}: expected a mapping")
-        merged.update(loaded)
+    merged: dict[str, Any] = _from_file(config_file) if config_file is not None else {}
     flags = dict(flags)
     envelope = {**(merged.get("envelope") or {}), **flags.pop("envelope", {})}
     # An upstream given by flags joins the file's.
