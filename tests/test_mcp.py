@@ -137,10 +137,13 @@ def _environment() -> dict[str, str]:
 
 
 @asynccontextmanager
-async def stdio_session(setup: Setup, *upstream: str) -> AsyncIterator[ClientSession]:
+async def stdio_session(
+    setup: Setup, *upstream: str, extra: tuple[str, ...] = ()
+) -> AsyncIterator[ClientSession]:
     """An MCP client session with `signoff mcp-proxy` started as its stdio server."""
+    arguments = setup.proxy_args(*upstream, extra=extra)
     parameters = StdioServerParameters(
-        command=sys.executable, args=setup.proxy_args(*upstream), env=_environment(), cwd=ROOT
+        command=sys.executable, args=arguments, env=_environment(), cwd=ROOT
     )
     async with stdio_client(parameters) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
@@ -255,6 +258,20 @@ async def test_a_rejection_is_an_error_result_with_the_reason(setup: Setup) -> N
     assert "bob" in text(result) and "keep that note" in text(result)
     assert retry.is_error and "keep that note" in text(retry)
     assert setup.executions() == []
+
+
+async def test_policy_denials_are_error_results_and_can_be_hidden(setup: Setup) -> None:
+    extra = ("--intent", "mcp.readonly", "--hide-denied")
+    async with stdio_session(setup, extra=extra) as session:
+        listed = [tool.name for tool in (await session.list_tools()).tools]
+        denied = await session.call_tool("delete_note", {"name": "x"})  # hidden, not gone
+        allowed = await session.call_tool("read_note", {"name": "x"})
+
+    assert listed == ["read_note"]
+    assert denied.is_error and "policy" in text(denied)
+    assert "this session only reads" in text(denied)
+    assert not allowed.is_error
+    assert [e["tool"] for e in setup.executions()] == ["read_note"]
 
 
 async def test_an_expired_request_is_an_error_result(setup: Setup) -> None:

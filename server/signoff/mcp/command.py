@@ -56,6 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="risk class of one tool of the upstream, over its annotations (repeatable)",
     )
     parser.add_argument("--progress-interval", type=float, default=None, help="seconds")
+    parser.add_argument(
+        "--hide-denied",
+        action="store_true",
+        default=None,
+        help="leave out of tools/list the tools policy denies when called without arguments",
+    )
     parser.add_argument("upstream_command", nargs="*", help="after --: the upstream command")
 
 
@@ -81,7 +87,7 @@ def _upstream(args: argparse.Namespace) -> dict[str, Any] | None:
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
     flags: dict[str, Any] = {}
-    for name in ("listen", "session_key", "default_risk_class", "progress_interval"):
+    for name in ("listen", "session_key", "default_risk_class", "progress_interval", "hide_denied"):
         if getattr(args, name) is not None:
             flags[name] = getattr(args, name)
     envelope = {

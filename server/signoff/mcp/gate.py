@@ -33,6 +33,7 @@ import anyio
 import mcp_types as types
 
 from signoff.mcp.settings import Envelope
+from signoff.v1 import policy_service_pb2 as policy_pb
 from signoff.v1 import types_pb2 as pb
 from signoff_client.adapters import stable_key
 from signoff_client.errors import ActionRejected, InstanceTerminated, SignoffError
@@ -184,6 +185,20 @@ class Gate:
             raise SignoffError(
                 f"{MAX_GENERATIONS} instances of this session key ended; use a new session key"
             )
+
+    async def denies(self, tool: str, risk_class: str) -> bool:
+        """Whether policy denies a call of `tool` without arguments (EvaluatePolicy: a dry
+        run that creates nothing). False when it cannot tell: the call is gated anyway."""
+        request_id = f"{self._request_prefix}_{self._generation}"
+        proposal = proposed_action("mcp_tools_list", tool, {}, risk_class)
+        try:
+            answer = await self.client.evaluate_policy(
+                self.envelope.request(request_id, self._session_id), proposal
+            )
+        except SignoffError as error:
+            log.warning("could not evaluate policy for %s: %s", tool, error)
+            return False
+        return bool(answer.effect == policy_pb.EFFECT_DENY)
 
     async def call(self, call: ToolCall, run: Run, progress: Progress) -> types.CallToolResult:
         """Asks signoff about `call`, waits while a human decides, runs it when approved."""

@@ -8,6 +8,7 @@ prompts/* are the upstreams' answers under the names in `Catalog`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -90,7 +91,15 @@ def build(catalog: Catalog, gates: Gates) -> Server[Any]:
     async def list_tools(
         ctx: Context, params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=await catalog.tools())
+        tools = await catalog.tools()
+        if gates.settings.hide_denied:
+            gate = gates.of(ctx)
+            routes = [await catalog.tool(tool.name) for tool in tools]
+            denied = await asyncio.gather(
+                *(gate.denies(route.tool, route.risk_class) for route in routes if route)
+            )
+            tools = [tool for tool, deny in zip(tools, denied, strict=True) if not deny]
+        return types.ListToolsResult(tools=tools)
 
     async def call_tool(ctx: Context, params: types.CallToolRequestParams) -> types.CallToolResult:
         route = await catalog.tool(params.name)

@@ -118,6 +118,7 @@ class ProxySettings(BaseModel):
     default_risk_class: RiskClass = "DESTRUCTIVE"
     progress_interval: float = Field(10.0, gt=0, le=3600, description="seconds between progress")
     listen: str = Field("", description="HOST:PORT: serve streamable HTTP at /mcp (loopback)")
+    hide_denied: bool = Field(False, description="leave out of tools/list what policy denies")
 
     @field_validator("upstreams")
     @classmethod

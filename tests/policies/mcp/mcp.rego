@@ -25,3 +25,12 @@ findings contains {
 }
 
 decision_key := sprintf("%v.%v", [input.envelope.input.intent, input.action.tool])
+
+findings contains {
+	"rule": "DENY_WRITES_IN_READ_ONLY_SESSIONS",
+	"effect": "deny",
+	"reason": "this session only reads",
+} if {
+	input.envelope.input.intent == "mcp.readonly"
+	input.action.risk_class != "READ_ONLY"
+}
