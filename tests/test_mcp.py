@@ -202,10 +202,10 @@ async def test_reads_pass_at_once_and_each_call_runs(setup: Setup) -> None:
 
 
 async def test_a_destructive_call_waits_and_runs_once_when_approved(setup: Setup) -> None:
-    progress: list[str] = []
+    progress: list[tuple[float, str]] = []
 
     async def on_progress(value: float, total: float | None, message: str | None) -> None:
-        progress.append(message or "")
+        progress.append((value, message or ""))
 
     async with stdio_session(setup) as session:
         call = asyncio.create_task(
@@ -222,7 +222,9 @@ async def test_a_destructive_call_waits_and_runs_once_when_approved(setup: Setup
 
     assert not result.is_error and text(result) == "deleted a"
     assert setup.executions() == [{"tool": "delete_note", "arguments": {"name": "a", "reason": ""}}]
-    assert progress and action.action_id in progress[0]  # the client heard it waits
+    assert progress and action.action_id in progress[0][1]  # the client heard it waits
+    values = [value for value, _ in progress]
+    assert values == sorted(set(values))  # progress only increases
 
 
 async def test_an_approver_edit_is_what_runs(setup: Setup) -> None:

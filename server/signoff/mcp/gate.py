@@ -23,7 +23,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -273,8 +272,15 @@ class Gate:
         started = time.monotonic()
 
         async def tick() -> None:
+            sent = -1.0
             while True:
-                await progress(math.floor(time.monotonic() - started), message)
+                # MCP wants progress to increase: seconds waited, and never the same twice.
+                sent = max(round(time.monotonic() - started, 1), sent + 0.1)
+                try:
+                    await progress(sent, message)
+                except Exception as error:  # noqa: BLE001 - the client is gone; the wait decides
+                    log.debug("progress for %s not sent: %s", call.tool, error)
+                    return
                 await anyio.sleep(self.progress_interval)
 
         ticking = asyncio.create_task(tick())  # a timer, not a poll: signoff is watched
