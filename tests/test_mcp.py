@@ -3,6 +3,7 @@ process) → an MCP server (tests/mcp_upstream.py, or the npm reference filesyst
 with a real signoff server deciding. Every test counts what the upstream executed."""
 
 import asyncio
+import hashlib
 import json
 import os
 import signal
@@ -417,6 +418,10 @@ async def test_streamable_http_on_both_sides(setup: Setup, http_proxy: str) -> N
 
     assert not read_result.is_error and not result.is_error
     assert [e["tool"] for e in setup.executions()] == ["read_note", "delete_note"]
+    # The HTTP session has an instance of its own, keyed by its Mcp-Session-Id too.
+    (instance,) = setup.instances()
+    stdio_session_id = "mcp_" + hashlib.sha256(setup.session_key.encode()).hexdigest()[:24]
+    assert instance.session_id.startswith("mcp_") and instance.session_id != stdio_session_id
 
 
 async def test_the_reference_filesystem_server(setup: Setup, tmp_path: Path) -> None:
