@@ -1,4 +1,5 @@
-"""A small MCP server for the gateway tests: a read tool, a destructive tool, a slow tool.
+"""A small MCP server for the gateway tests: a read tool, a destructive tool, a slow tool,
+a resource and a prompt.
 
 Every execution of a tool appends one JSON line (tool, arguments) to the file given by
 `--log`, so tests count what the upstream really ran. Runs over stdio, or over streamable
@@ -41,6 +42,18 @@ async def slow_echo(text: str, seconds: float = 0.5) -> str:
     await asyncio.sleep(seconds)
     _ran("slow_echo", {"text": text, "seconds": seconds})
     return text
+
+
+@server.resource("note://readme")
+def readme() -> str:
+    """A resource, passed through ungated."""
+    return "the upstream's readme"
+
+
+@server.prompt()
+def summarize(name: str) -> str:
+    """A prompt, passed through ungated."""
+    return f"Summarize note {name}."
 
 
 server.add_tool(read_note, annotations=ToolAnnotations(read_only_hint=True))

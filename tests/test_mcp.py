@@ -190,6 +190,16 @@ async def test_reads_pass_at_once_and_each_call_runs(setup: Setup) -> None:
 
         first = await session.call_tool("read_note", {"name": "a"})
         again = await session.call_tool("read_note", {"name": "a"})
+        # Resources and prompts pass through, ungated.
+        resources = await session.list_resources()
+        readme = await session.read_resource("note://readme")
+        prompts = await session.list_prompts()
+        prompt = await session.get_prompt("summarize", {"name": "a"})
+
+    assert [str(resource.uri) for resource in resources.resources] == ["note://readme"]
+    assert readme.contents[0].text == "the upstream's readme"
+    assert [p.name for p in prompts.prompts] == ["summarize"]
+    assert "Summarize note a." in str(prompt.messages[0].content)
 
     assert not first.is_error and text(first) == "note a: hello"
     assert not again.is_error  # the same call later is a new action, and runs again
