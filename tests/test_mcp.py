@@ -508,3 +508,52 @@ def test_a_config_file_with_several_upstreams(tmp_path: Path) -> None:
     config.write_text("- not a mapping\n")
     with pytest.raises(ConfigError, match="expected a mapping"):  # the file, not its lines
         load(config, {})
+
+
+async def test_several_upstreams_from_a_config_file(setup: Setup, tmp_path: Path) -> None:
+    """Each upstream's name prefixes its tools: NAME_TOOL for the client, NAME.TOOL in signoff."""
+    upstream = [sys.executable, str(UPSTREAM), "--log", str(setup.log)]
+    config = tmp_path / "proxy.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "session_key": setup.session_key,
+                "envelope": {"tenant_id": setup.tenant},
+                "upstreams": [
+                    {"name": "notes", "command": upstream},
+                    {
+                        "name": "archive",
+                        "command": upstream,
+                        "risk_classes": {"read_note": "DELEGATED"},
+                    },
+                ],
+            }
+        )  # JSON is YAML
+    )
+    arguments = [
+        "-m",
+        "signoff.cli",
+        "mcp-proxy",
+        "--target",
+        setup.target,
+        "--config",
+        str(config),
+    ]
+    parameters = StdioServerParameters(
+        command=sys.executable, args=arguments, env=_environment(), cwd=ROOT
+    )
+    async with stdio_client(parameters) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        names = {tool.name for tool in (await session.list_tools()).tools}
+        read_now = await session.call_tool("notes_read_note", {"name": "n"})
+        call = asyncio.create_task(session.call_tool("archive_read_note", {"name": "n"}))
+        (action,) = await setup.pending()  # pinned to DELEGATED: this read waits
+        decide(setup.server, action.action_id, "alice", pb.VERDICT_REJECT, "not from the archive")
+        refused = await asyncio.wait_for(call, WAIT)
+
+    assert {"notes_read_note", "archive_delete_note", "archive_slow_echo"} <= names
+    assert len(names) == 6
+    assert not read_now.is_error
+    assert action.tool == "archive.read_note"
+    assert refused.is_error and "not from the archive" in text(refused)
+    assert setup.executions() == [{"tool": "read_note", "arguments": {"name": "n"}}]
