@@ -41,13 +41,14 @@ WAIT = 30.0  # seconds a test waits for something that should happen much sooner
 
 @pytest.fixture(scope="module")
 def signoff(
-    database_kind: str,
-    make_database: Callable[[str], str],
-    tmp_path_factory: pytest.TempPathFactory,
+    make_database: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
-    """A server on the MCP test bundle, with timers looked at often (GATE_SHORT expires)."""
+    """A server on the MCP test bundle, with timers looked at often (GATE_SHORT expires).
+
+    SQLite only: the gateway is a client of the API, which behaves the same on both
+    databases (the API's own tests run on both), and each scenario starts processes."""
     process = ServerProcess(
-        make_database(database_kind),
+        make_database("sqlite"),
         tmp_path_factory.mktemp("logs"),
         "--timer-interval",
         "0.2",
