@@ -21,6 +21,7 @@ from google.protobuf import json_format
 
 from signoff.v1 import approval_service_pb2 as approval_pb
 from signoff.v1 import audit_service_pb2 as audit_pb
+from signoff.v1 import policy_service_pb2 as policy_pb
 from signoff.v1 import types_pb2 as pb
 from signoff_client import (
     APPROVED,
@@ -345,6 +346,16 @@ async def test_wait_false_returns_the_waiting_decision(server: ServerProcess) ->
         # Idempotent by (instance_id, tool_call_id): the repeat names the same action.
         again = await signoff.request_decision(instance.instance_id, **refund(), wait=False)
         assert again.action_id == decision.action_id
+
+
+async def test_evaluate_policy_is_a_dry_run(server: ServerProcess, sync_client: Signoff) -> None:
+    waits = proposed_action("tc_dry", "adp_payments.issue_refund", REFUND, "DESTRUCTIVE")
+    reads = proposed_action("tc_dry", "adp_orders.lookup", {"order_id": "ord_881"}, "READ_ONLY")
+    async with AsyncSignoff.connect(server.target) as signoff:
+        answer = await signoff.evaluate_policy(envelope_dict(), waits)
+    assert answer.effect == policy_pb.EFFECT_REQUIRE_APPROVAL
+    assert list(answer.gate_ids) == ["GATE_DEFAULT"]
+    assert sync_client.evaluate_policy(envelope(), reads).effect == policy_pb.EFFECT_ALLOW
 
 
 async def test_errors_are_typed(server: ServerProcess) -> None:

@@ -116,6 +116,43 @@ workflow_findings contains {
 	action.risk_class != "READ_ONLY"
 }
 
+# --- MCP tools (signoff mcp-proxy) -------------------------------------------------------
+
+# The MCP gateway asks with input.channel "mcp", tool "<upstream>.<tool>" (the upstream's
+# name in the proxy's settings), params = the call's arguments, and a risk class from the
+# tool's MCP annotations (readOnlyHint: READ_ONLY, destructiveHint: DESTRUCTIVE,
+# openWorldHint: NETWORK) unless the proxy's settings say otherwise. Reads pass through the
+# baseline below; these rules make every filesystem change wait and keep system paths out.
+mcp if input.envelope.input.channel == "mcp"
+
+mcp_filesystem if {
+	mcp
+	startswith(action.tool, "fs.")
+}
+
+workflow_findings contains {
+	"rule": "R_MCP_FS_WRITES_REQUIRE_APPROVAL",
+	"effect": "require_approval",
+	"gate": "GATE_DEFAULT",
+	"reason": sprintf("%v changes files (%v): a human approves", [action.tool, action.risk_class]),
+} if {
+	mcp_filesystem
+	action.risk_class != "READ_ONLY"
+}
+
+workflow_findings contains {
+	"rule": "R_MCP_FS_NO_SYSTEM_PATHS",
+	"effect": "deny",
+	"reason": sprintf("%v may not touch %v", [action.tool, path]),
+} if {
+	mcp_filesystem
+	some key in ["path", "source", "destination"]
+	path := object.get(action.params, key, "")
+	is_string(path)
+	some prefix in data.limits.mcp_protected_paths
+	startswith(path, prefix)
+}
+
 # --- every instance -----------------------------------------------------------------------
 
 workflow_findings contains {

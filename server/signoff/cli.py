@@ -1,4 +1,4 @@
-"""`signoff serve | migrate | pending | approve | reject | watch | instances`.
+"""`signoff serve | migrate | pending | approve | reject | watch | instances | mcp-proxy`.
 
 serve and migrate work on the database; the rest are operator commands that talk to a
 running server over its gRPC API, so they work against any server.
@@ -125,16 +125,19 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
+    if not args.tls_ca:
+        return None
+    # TLS, and mTLS when a client certificate is given (a server with `mtls` needs one).
+    return grpc.ssl_channel_credentials(
+        root_certificates=Path(args.tls_ca).read_bytes(),
+        private_key=Path(args.tls_key).read_bytes() if args.tls_key else None,
+        certificate_chain=Path(args.tls_cert).read_bytes() if args.tls_cert else None,
+    )
+
+
 def _channel(args: argparse.Namespace) -> grpc.Channel:
-    credentials = None
-    if args.tls_ca:
-        # TLS, and mTLS when a client certificate is given (a server with `mtls` needs one).
-        credentials = grpc.ssl_channel_credentials(
-            root_certificates=Path(args.tls_ca).read_bytes(),
-            private_key=Path(args.tls_key).read_bytes() if args.tls_key else None,
-            certificate_chain=Path(args.tls_cert).read_bytes() if args.tls_cert else None,
-        )
-    return bearer_channel(args.target, args.token or None, credentials)
+    return bearer_channel(args.target, args.token or None, _credentials(args))
 
 
 def _short(enum_type: type, prefix: str, number: int) -> str:
@@ -343,6 +346,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     listing.add_argument("--limit", type=int, default=50)
     listing.set_defaults(run=_instances)
+
+    from signoff.mcp import command as mcp_command
+
+    mcp_proxy = commands.add_parser(
+        "mcp-proxy",
+        parents=[target],
+        help="gate an MCP server's tool calls through signoff (docs/mcp.md)",
+        description="signoff mcp-proxy [flags] -- UPSTREAM COMMAND...",
+    )
+    mcp_command.add_arguments(mcp_proxy)
+    mcp_proxy.set_defaults(run=lambda args: mcp_command.main(args, _credentials(args)))
     return parser
 
 

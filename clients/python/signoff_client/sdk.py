@@ -48,6 +48,8 @@ from signoff.v1 import approval_service_pb2 as approval_pb
 from signoff.v1 import approval_service_pb2_grpc as approval_grpc
 from signoff.v1 import execution_service_pb2 as execution_pb
 from signoff.v1 import execution_service_pb2_grpc as execution_grpc
+from signoff.v1 import policy_service_pb2 as policy_pb
+from signoff.v1 import policy_service_pb2_grpc as policy_grpc
 from signoff.v1 import types_pb2 as pb
 from signoff_client.auth import aio_bearer_channel, bearer_channel
 from signoff_client.errors import (
@@ -216,6 +218,14 @@ def _invoke_request(
     if isinstance(envelope, Mapping):
         return json_format.ParseDict(dict(envelope), execution_pb.InvokeAgentRequest())
     return _as_pb(envelope, execution_pb.InvokeAgentRequest)
+
+
+def _evaluate_request(
+    envelope: Mapping[str, Any] | WireMessage, proposal: WireMessage
+) -> policy_pb.EvaluatePolicyRequest:
+    return policy_pb.EvaluatePolicyRequest(
+        envelope=_invoke_request(envelope), action=_as_pb(proposal, pb.ProposedAction)
+    )
 
 
 def _submit_request(
@@ -430,6 +440,7 @@ class AsyncSignoff:
         self.backoff = backoff or Backoff()
         self._execution = execution_grpc.ExecutionServiceStub(channel)
         self._approval = approval_grpc.ApprovalServiceStub(channel)
+        self._policy = policy_grpc.PolicyServiceStub(channel)
 
     @classmethod
     def connect(
@@ -681,6 +692,16 @@ class AsyncSignoff:
         )
         return response.instance
 
+    async def evaluate_policy(
+        self, envelope: Mapping[str, Any] | WireMessage, proposal: WireMessage
+    ) -> policy_pb.EvaluatePolicyResponse:
+        """What policy would answer for `proposal` (see `proposed_action`) under `envelope`,
+        with the rules that matched: a dry run that creates nothing."""
+        response: policy_pb.EvaluatePolicyResponse = await self._call(
+            self._policy.EvaluatePolicy, _evaluate_request(envelope, proposal)
+        )
+        return response
+
     async def list_pending(self, tenant_id: str = "") -> list[pb.Action]:
         """Every action waiting for a human (all pages), oldest first."""
         actions: list[pb.Action] = []
@@ -707,6 +728,7 @@ class Signoff:
         self.backoff = backoff or Backoff()
         self._execution = execution_grpc.ExecutionServiceStub(channel)
         self._approval = approval_grpc.ApprovalServiceStub(channel)
+        self._policy = policy_grpc.PolicyServiceStub(channel)
 
     @classmethod
     def connect(
@@ -930,6 +952,15 @@ class Signoff:
             self._execution.GetInstance, request
         )
         return response.instance
+
+    def evaluate_policy(
+        self, envelope: Mapping[str, Any] | WireMessage, proposal: WireMessage
+    ) -> policy_pb.EvaluatePolicyResponse:
+        """What policy would answer; see `AsyncSignoff.evaluate_policy`."""
+        response: policy_pb.EvaluatePolicyResponse = self._call(
+            self._policy.EvaluatePolicy, _evaluate_request(envelope, proposal)
+        )
+        return response
 
     def list_pending(self, tenant_id: str = "") -> list[pb.Action]:
         """Every action waiting for a human (all pages), oldest first."""
