@@ -605,14 +605,28 @@ def test_readiness_follows_the_database(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
         )
         try:
-            response = httpx.get(server.http_url + "/readyz", timeout=TIMEOUT)
-            assert response.status_code == 503
-            assert response.json() == {"status": "NOT_SERVING", "problem": "database unreachable"}
+            for _ in range(3):  # a load balancer probes again and again
+                response = httpx.get(server.http_url + "/readyz", timeout=TIMEOUT)
+                assert response.status_code == 503
+                assert response.json() == {
+                    "status": "NOT_SERVING",
+                    "problem": "database unreachable",
+                }
             # The process is up all the same.
             assert httpx.get(server.http_url + "/healthz", timeout=TIMEOUT).status_code == 200
         finally:
             conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
         assert httpx.get(server.http_url + "/readyz", timeout=TIMEOUT).status_code == 200
+
+    def readiness_lines() -> list[str]:
+        return [
+            line["message"].partition(":")[0]
+            for line in log_lines(server)
+            if line["logger"] == "signoff.http"
+        ]
+
+    # One line when it stopped answering, one when it answered again: not one per probe.
+    assert eventually(lambda: readiness_lines() == ["not ready", "ready again"]), readiness_lines()
 
 
 def _refused_start(*args: str) -> str:

@@ -34,6 +34,7 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2, status_pb2
 from protobuf.wkt import Any as AnyDetail
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -376,11 +377,14 @@ async def _refuse(send: Send, http_status: int, status: status_pb2.Status) -> No
 
 class Readiness:
     """What /readyz answers: ready while the database answers and the server is not
-    draining."""
+    draining. Load balancers probe every few seconds: a database that stops answering is
+    one WARNING line (besides the database's own outage line), and one when it answers
+    again, not a line per probe."""
 
     def __init__(self, database: Database) -> None:
         self.database = database
         self.draining = False
+        self._failing = False
 
     async def problem(self) -> str:
         if self.draining:
@@ -389,9 +393,15 @@ class Readiness:
             async with asyncio.timeout(READY_TIMEOUT):
                 async with self.database.read() as tx:
                     await tx.connection.execute(text("SELECT 1"))
-        except Exception:  # any failure to answer is "not ready"
-            log.warning("readiness: the database does not answer", exc_info=True)
+        except (SignoffError, SQLAlchemyError, OSError, TimeoutError) as error:
+            if not self._failing:
+                self._failing = True
+                cause = "no answer in time" if isinstance(error, TimeoutError) else error
+                log.warning("not ready: the database does not answer (%s)", cause)
             return "database unreachable"
+        if self._failing:
+            self._failing = False
+            log.warning("ready again: the database answers")
         return ""
 
 
