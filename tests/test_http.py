@@ -5,6 +5,7 @@ and binary, a server stream), the same authentication and errors as gRPC, /healt
 import asyncio
 import base64
 import json
+import random
 import re
 import signal
 import socket
@@ -12,6 +13,7 @@ import struct
 import subprocess
 import sys
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,7 @@ from tests.support import (
     refund_action,
     waiting_refund,
 )
+from tests.test_fuzz import SEED, Hostile, Method, all_methods, credentials, seed
 
 APPROVER = mint("user_finance_lead_77", "human", "*", ("finance_lead",))
 TIMEOUT = 30.0
@@ -799,3 +802,70 @@ async def test_routes_mounted_beside_the_services_get_the_same_body_limit(
     finally:
         await listener.stop()
         await database.close()
+
+
+# -- hostile requests over HTTP ----------------------------------------------------------------
+
+HTTP_REQUESTS = 600  # seeded and bounded, like tests/test_fuzz.py over gRPC
+
+
+def _json_body(rng: random.Random, hostile: Hostile, method: Method, valid: Message) -> bytes:
+    """JSON that a hostile caller sends: messages full of odd values, mutated valid JSON,
+    wrong shapes and types, unknown fields, deep nesting, NaN."""
+    valid_json = json_format.MessageToJson(valid).encode()
+    r = rng.random()
+    if r < 0.35:
+        try:
+            return json_format.MessageToJson(hostile.fill(method.request())).encode()
+        except (ValueError, json_format.SerializeToJsonError):  # NaN, Infinity in a Struct
+            return valid_json.replace(b"{", b'{"amount": NaN, ', 1)
+        except RecursionError:  # a Struct nested past what json_format writes
+            return b'{"input": {"context": ' * 300 + b"{}" + b"}}" * 300
+    if r < 0.6:
+        return hostile.mutated(valid_json)
+    if r < 0.75:
+        names = [f.name for f in method.request.DESCRIPTOR.fields] + ["bogus"]
+        values: list[Any] = [None, True, -1, 1e400, "x" * 5000, [], {}, [1, "a"], {"a": {}}]
+        return json.dumps({rng.choice(names): rng.choice(values) for _ in range(3)}).encode()
+    if r < 0.85:
+        depth = rng.choice([50, 200, 5000])
+        return rng.choice([b"[" * depth + b"]" * depth, b'{"a":' * depth + b"1" + b"}" * depth])
+    return valid_json
+
+
+def test_hostile_json_gets_precise_answers(tmp_path: Path) -> None:
+    """No answer to any body is a 5xx, internal or unknown; nothing logs a traceback; the
+    server serves afterwards."""
+    rng = random.Random(SEED)
+    # gRPC health is not served over HTTP (/healthz is), and streams never end by themselves.
+    methods = [m for m in all_methods() if m.path.startswith("/signoff.") and not m.streaming]
+    codes: Counter[str] = Counter()
+    with (
+        ServerProcess(f"sqlite:///{tmp_path / 'fuzz.db'}", tmp_path) as server,
+        httpx.Client(base_url=server.http_url, timeout=TIMEOUT) as client,
+    ):
+        world = seed(server)
+        hostile = Hostile(rng, world.known)
+        for _ in range(HTTP_REQUESTS):
+            method = rng.choice(methods)
+            valid = world.valid[method.name]
+            headers = dict(credentials(method)) if rng.random() < 0.9 else {}
+            if rng.random() < 0.15:
+                headers["content-type"] = "application/proto"
+                body = hostile.mutated(valid.SerializeToString())
+            else:
+                headers["content-type"] = "application/json"
+                body = _json_body(rng, hostile, method, valid)
+            response = client.post(method.path, content=body, headers=headers)
+            answer = response.json() if response.status_code != 200 else {"code": "ok"}
+            assert response.status_code < 500 or answer["code"] == "unavailable", (
+                method.path,
+                body[:200],
+                response.text[:500],
+            )
+            assert answer["code"] not in ("internal", "unknown"), (method.path, body[:200])
+            codes[answer["code"]] += 1
+        assert client.get("/healthz").status_code == 200
+        assert server.stubs().execution.InvokeAgent(envelope()).instance.instance_id
+    assert "Traceback" not in server.log_path.read_text()
+    print(f"\nHTTP fuzz: {sum(codes.values())} requests, seed {SEED}: {dict(codes)}")
