@@ -5,9 +5,11 @@ It is one ASGI application (Starlette, so that more routes can be mounted beside
 services), served by uvicorn in the gRPC server's event loop and stopped with it. The
 routes of the services are the generated Connect applications (signoff/v1/*_connect.py,
 from scripts/generate); each of their methods runs the gRPC servicer's own method
-(servicers.py), after the same authentication and rules table as the gRPC interceptor
-(auth.py), and its errors are the gRPC status of the one error table (errors.py), carried
-as a Connect error: the same code, message, ErrorInfo and BadRequest.
+(servicers.py) inside the gRPC server's own interceptors, in the same order: observe.py's
+(log line, metrics), then auth.py's (authentication, the rules table, and decoding the
+request only once the caller is known). Its errors are the gRPC status of the one error
+table (errors.py), carried as a Connect error: the same code, message, ErrorInfo and
+BadRequest.
 """
 
 import asyncio
@@ -18,6 +20,7 @@ import logging
 import math
 import re
 import socket
+from collections import Counter
 from collections.abc import Callable, Sequence
 from types import SimpleNamespace
 from typing import Any, NoReturn
@@ -204,7 +207,7 @@ def _application(
         if not callable(getattr(protocol, name, None)):  # the generator's naming changed
             raise RuntimeError(f"{protocol.__name__} has no method {name}")
         path = f"/{descriptor.full_name}/{method.name}"
-        behavior, decode = getattr(servicer, method.name), decode_as(_message(method))
+        behavior, decode = getattr(servicer, method.name), _decode_as(_message(method))
         if method.server_streaming:
             chain = observe.stream(auth.stream(behavior, path, decode), path, None)
         else:
@@ -239,8 +242,8 @@ def _violation(error: json_format.ParseError) -> FieldViolation:
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     value = dict(pairs)
     if len(value) != len(pairs):
-        twice = sorted({key for key, _ in pairs if sum(k == key for k, _ in pairs) > 1})
-        raise ValueError(f"duplicate keys {twice}")
+        counted = Counter(key for key, _ in pairs)
+        raise ValueError(f"duplicate keys {sorted(k for k, n in counted.items() if n > 1)}")
     return value
 
 
@@ -266,7 +269,7 @@ def _from_binary(data: bytes, message_class: type[Message]) -> Message:
 
 class _Body:
     """A request as sent, with the parser of its format. The codecs leave requests as
-    they came: AuthInterceptor decodes them (decode_as) once the caller is authenticated,
+    they came: AuthInterceptor decodes them (_decode_as) once the caller is authenticated,
     so that a caller without credentials learns nothing about the messages (as over gRPC).
     """
 
@@ -277,28 +280,34 @@ class _Body:
         self.parse = parse
 
 
-def decode_as(message_class: type[Message]) -> Callable[[Any], Message]:
+def _decode_as(message_class: type[Message]) -> Callable[[Any], Message]:
     return lambda body: body.parse(body.data, message_class)
 
 
 class _Codec:
-    def __init__(self, name: str, parse: Callable[[bytes, type[Message]], Message]) -> None:
+    def __init__(
+        self,
+        name: str,
+        parse: Callable[[bytes, type[Message]], Message],
+        write: Callable[[Message], bytes],
+    ) -> None:
         self._name = name
         self._parse = parse
+        self.encode = write
 
     def name(self) -> str:
         return self._name
-
-    def encode(self, message: Message) -> bytes:
-        if self._name == "json":  # lowerCamelCase field names, as proto3 JSON writes them
-            return json_format.MessageToJson(message).encode()
-        return message.SerializeToString()
 
     def decode(self, data: bytes | bytearray, message_class: type[Message]) -> _Body:
         return _Body(bytes(data), self._parse)
 
 
-_JSON, _BINARY = _Codec("json", _from_json), _Codec("proto", _from_binary)
+def _to_json(message: Message) -> bytes:
+    return json_format.MessageToJson(message).encode()  # lowerCamelCase, as proto3 JSON
+
+
+_JSON = _Codec("json", _from_json, _to_json)
+_BINARY = _Codec("proto", _from_binary, Message.SerializeToString)
 
 
 # -- the application ------------------------------------------------------------------------
