@@ -307,7 +307,7 @@ def _to_json(message: Message) -> bytes:
 
 
 _JSON = _Codec("json", _from_json, _to_json)
-_BINARY = _Codec("proto", _from_binary, Message.SerializeToString)
+_BINARY = _Codec("proto", _from_binary, lambda message: message.SerializeToString())
 
 
 # -- the application ------------------------------------------------------------------------
