@@ -1,6 +1,6 @@
 """What signoff stores and reasons about. Plain data: no I/O, no protobuf."""
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -93,6 +93,16 @@ class GateStatus:
     reminders_sent: int = 0
     escalated_from: str = ""
 
+    def as_json(self) -> Json:
+        """As stored with its action, and as its state is sealed in the chain."""
+        return {
+            **asdict(self),
+            "state": self.state.value,
+            "opened": self.opened.isoformat(),
+            "deadline": self.deadline.isoformat(),
+            "next_reminder": self.next_reminder.isoformat() if self.next_reminder else None,
+        }
+
 
 @dataclass
 class Action:
@@ -119,6 +129,9 @@ class Action:
     grant_expires: datetime | None = None
     # The W3C traceparent of the RequestDecision call: the human wait joins this trace.
     traceparent: str = ""
+    # The revision of the event that last changed the action: the event seals its state
+    # (domain/chain.py). 0 until the action is first stored.
+    event_revision: int = 0
 
     def waiting_gates(self) -> list[GateStatus]:
         return [g for g in self.gates if g.state is GateState.WAITING]
@@ -148,6 +161,10 @@ class Event:
     hash: str = ""
     # The trace this event belongs to: the action's, else the instance's ("" when none).
     trace_id: str = ""
+    # The sha256 of the instance's and of the action's current state after this event
+    # (domain/chain.py: instance_fields, action_fields); "" on events written before.
+    instance_seal: str = ""
+    action_seal: str = ""
 
 
 @dataclass(frozen=True)

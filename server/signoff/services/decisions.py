@@ -151,7 +151,7 @@ async def request_decision(
                 existing, ctx.clock(), existing.decide_time or ctx.clock(), ctx.grant_ttl
             )
             if token:
-                await tx.save_action(existing, expected_state=existing.state)
+                await tx.save_grant(existing)
             return DecisionAnswer(
                 outcome,
                 existing.decision_reason,

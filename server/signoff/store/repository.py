@@ -6,11 +6,20 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Row, bindparam, insert, select, text, update
+from sqlalchemy import Row, and_, bindparam, exists, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from signoff.domain.chain import event_body, event_hash, record_hash
-from signoff.domain.errors import ConcurrentChange
+from signoff.domain.chain import (
+    action_fields,
+    action_problem,
+    event_body,
+    event_hash,
+    instance_fields,
+    instance_problem,
+    record_hash,
+    seal,
+)
+from signoff.domain.errors import ConcurrentChange, StateTampered
 from signoff.domain.models import (
     Action,
     Approval,
@@ -67,18 +76,75 @@ _WAITING_BY_GATE = {
 # finds their compiled form by a cache key it has already computed; building a statement per
 # call (select(…).where(…), insert(…).values(…)) costs more CPU than the database work.
 _INSTANCE = select(instances).where(instances.c.instance_id == bindparam("instance_id"))
+# An instance with what its newest event sealed, read in the same statement: a write checks
+# the row against it before acting (see _checked_instance).
+_head = events.alias("head")
+_later = events.alias("later")
+_INSTANCE_SEALED = (
+    select(
+        instances,
+        _head.c.hash.label("head_hash"),
+        _head.c.instance_state.label("head_state"),
+        _head.c.instance_seal.label("head_seal"),
+        exists()
+        .where(_later.c.instance_id == instances.c.instance_id)
+        .where(_later.c.revision > instances.c.revision)
+        .label("beyond"),
+    )
+    .select_from(
+        instances.outerjoin(
+            _head,
+            and_(
+                _head.c.instance_id == instances.c.instance_id,
+                _head.c.revision == instances.c.revision,
+            ),
+        )
+    )
+    .where(instances.c.instance_id == bindparam("instance_id"))
+)
 # Serializes every change to one instance, so revisions follow commit order (PostgreSQL;
 # SQLite serializes all writers with BEGIN IMMEDIATE).
-_INSTANCE_LOCKED = _INSTANCE.with_for_update()
+_INSTANCE_LOCKED = _INSTANCE_SEALED.with_for_update(of=instances)
+_INSTANCE_TRY_LOCK = _INSTANCE_SEALED.with_for_update(of=instances, skip_locked=True)
 _SAVE_INSTANCE = update(instances).where(instances.c.instance_id == bindparam("match_instance"))
-_ACTION = select(actions).where(actions.c.action_id == bindparam("action_id"))
-_ACTION_BY_CALL = select(actions).where(
+# Actions with the event that last changed them (and whether a later one names them), read
+# in the same statement: see _checked_action.
+_sealer = events.alias("sealer")
+_ACTIONS_SEALED = select(
+    actions,
+    _sealer.c.action_id.label("sealer_action_id"),
+    _sealer.c.action_state.label("sealer_state"),
+    _sealer.c.action_seal.label("sealer_seal"),
+    exists()
+    .where(_later.c.instance_id == actions.c.instance_id)
+    .where(_later.c.revision > actions.c.event_revision)
+    .where(_later.c.action_id == actions.c.action_id)
+    .label("superseded"),
+).select_from(
+    actions.outerjoin(
+        _sealer,
+        and_(
+            _sealer.c.instance_id == actions.c.instance_id,
+            _sealer.c.revision == actions.c.event_revision,
+        ),
+    )
+)
+_ACTION = _ACTIONS_SEALED.where(actions.c.action_id == bindparam("action_id"))
+_ACTION_BY_CALL = _ACTIONS_SEALED.where(
     actions.c.instance_id == bindparam("instance_id"),
     actions.c.tool_call_id == bindparam("tool_call_id"),
 )
 _SAVE_ACTION = update(actions).where(
     actions.c.action_id == bindparam("match_action"),
     actions.c.state == bindparam("match_state"),
+)
+_SAVE_GRANT = (
+    update(actions)
+    .where(
+        actions.c.action_id == bindparam("match_action"),
+        actions.c.state == bindparam("match_state"),
+    )
+    .values(grant_sha256=bindparam("grant_sha256"), grant_expires=bindparam("grant_expires"))
 )
 _EVENTS_AFTER = (
     select(events)
@@ -120,13 +186,46 @@ class Tx:
         # The hash of each DecisionRecord body this transaction stored, by record id: the
         # event that writes or changes the record carries it (the body is hashed once).
         self._stored_records: dict[str, str] = {}
+        # The instances this transaction locked or created (their next event's revision),
+        # the seal of each one's newest event, and the actions written but whose event is
+        # not appended yet: action id -> (that event's revision, the seal of what was written).
+        self._instances: dict[str, Instance] = {}
+        self._instance_seals: dict[str, str] = {}
+        self._unsealed: dict[str, tuple[int, str]] = {}
 
     # -- instances ---------------------------------------------------------------------
 
     async def get_instance(self, instance_id: str, *, lock: bool = False) -> Instance | None:
-        query = _INSTANCE_LOCKED if lock and self.dialect == "postgresql" else _INSTANCE
+        """With `lock` (to change it), the instance is checked against its newest event
+        first: StateTampered if it no longer matches."""
+        if not lock:
+            row = (await self.connection.execute(_INSTANCE, {"instance_id": instance_id})).first()
+            return _instance(row) if row else None
+        query = _INSTANCE_LOCKED if self.dialect == "postgresql" else _INSTANCE_SEALED
         row = (await self.connection.execute(query, {"instance_id": instance_id})).first()
-        return _instance(row) if row else None
+        return self._checked_instance(row) if row else None
+
+    def _checked_instance(self, row: Row[Any]) -> Instance:
+        instance = _instance(row)
+        head = None
+        if row.head_hash is not None:
+            head = {
+                "hash": row.head_hash,
+                "instance_state": row.head_state,
+                "instance_seal": row.head_seal,
+            }
+        problem = instance_problem(
+            instance_fields(instance),
+            instance.revision,
+            instance.chain_head,
+            head,
+            bool(row.beyond),
+            instance.envelope,
+        )
+        if problem:
+            raise StateTampered("instance", instance.instance_id, instance.instance_id, problem)
+        self._instances[instance.instance_id] = instance
+        return instance
 
     async def find_instance_by_request(self, tenant_id: str, request_id: str) -> Instance | None:
         query = select(instances).where(
@@ -154,8 +253,13 @@ class Tx:
                 traceparent=instance.traceparent,
             ),
         )
+        self._instances[instance.instance_id] = instance
 
     async def save_instance(self, instance: Instance) -> None:
+        """Writes what the instance's newest event (appended in this transaction) sealed."""
+        assert self._instance_seals.get(instance.instance_id) == seal(instance_fields(instance)), (
+            "an instance changes only with an event, appended after the change"
+        )
         await self.connection.execute(
             _SAVE_INSTANCE,
             dict(
@@ -223,9 +327,12 @@ class Tx:
             trace_id=tracing.trace_id_of(
                 action.traceparent if action else "", instance.traceparent
             ),
+            instance_seal=seal(instance_fields(instance)),
+            action_seal=self._action_seal(instance, action),
         )
         event = replace(unhashed, hash=event_hash(event_body(unhashed)))
         instance.chain_head = event.hash
+        self._instance_seals[instance.instance_id] = event.instance_seal
         await self.connection.execute(
             _INSERT["events"],
             dict(
@@ -248,6 +355,8 @@ class Tx:
                 prev_hash=event.prev_hash,
                 hash=event.hash,
                 trace_id=event.trace_id,
+                instance_seal=event.instance_seal,
+                action_seal=event.action_seal,
             ),
         )
         self.events.append(event)
@@ -259,6 +368,46 @@ class Tx:
                 wait = _human_wait(instance, action, event)
                 self.after_commit.append(partial(tracing.end_human_wait, wait))
         return event
+
+    def _action_seal(self, instance: Instance, action: Action | None) -> str:
+        """The seal of what insert_action or save_action wrote for `action`, which named the
+        event being appended (revision already advanced) as the one that changed it."""
+        if action is None:
+            return ""
+        written = self._unsealed.pop(action.action_id, None)
+        assert written is not None and written[0] == instance.revision, (
+            "an event about an action follows the write of that action"
+        )
+        return written[1]
+
+    def _seal_action(self, action: Action) -> tuple[int, str]:
+        """The revision of the event that will follow this write of the action (its
+        instance is locked in this transaction), and the seal of what is written."""
+        instance = self._instances.get(action.instance_id)
+        assert instance is not None, "an action is written under its instance's lock"
+        action.event_revision = instance.revision + 1
+        sealed = (action.event_revision, seal(action_fields(action)))
+        self._unsealed[action.action_id] = sealed
+        return sealed
+
+    def _checked_action(self, row: Row[Any]) -> Action:
+        """The action, if it matches the event that last changed it (StateTampered if not).
+        An action this transaction wrote, whose event is not appended yet, was checked when
+        it was read."""
+        action = _action(row)
+        if action.action_id in self._unsealed:
+            return action
+        link = None
+        if row.sealer_action_id is not None:
+            link = {
+                "action_id": row.sealer_action_id,
+                "action_state": row.sealer_state,
+                "action_seal": row.sealer_seal,
+            }
+        problem = action_problem(action_fields(action), link, bool(row.superseded))
+        if problem:
+            raise StateTampered("action", action.action_id, action.instance_id, problem)
+        return action
 
     async def _append_approval_change(
         self, event: Event, action: Action, kind: ApprovalChangeKind
@@ -333,28 +482,33 @@ class Tx:
 
     # -- actions ---------------------------------------------------------------------------
 
+    # Every read of actions checks them against their chain (StateTampered), but actions_of.
+
     async def get_action(self, action_id: str) -> Action | None:
         row = (await self.connection.execute(_ACTION, {"action_id": action_id})).first()
-        return _action(row) if row else None
+        return self._checked_action(row) if row else None
 
     async def find_action(self, instance_id: str, tool_call_id: str) -> Action | None:
         values = {"instance_id": instance_id, "tool_call_id": tool_call_id}
         row = (await self.connection.execute(_ACTION_BY_CALL, values)).first()
-        return _action(row) if row else None
+        return self._checked_action(row) if row else None
 
-    async def actions_in_states(self, instance_id: str, states: set[ActionState]) -> list[Action]:
-        query = (
-            select(actions)
-            .where(
-                actions.c.instance_id == instance_id,
-                actions.c.state.in_([s.value for s in states]),
-            )
-            .order_by(actions.c.seq)
-        )
+    async def actions_of(self, instance_id: str) -> list[Action]:
+        """Every action of an instance as stored, unchecked: for verifying the chain."""
+        query = select(actions).where(actions.c.instance_id == instance_id).order_by(actions.c.seq)
         return [_action(row) for row in (await self.connection.execute(query)).all()]
 
+    async def actions_in_states(self, instance_id: str, states: set[ActionState]) -> list[Action]:
+        query = _ACTIONS_SEALED.where(
+            actions.c.instance_id == instance_id,
+            actions.c.state.in_([s.value for s in states]),
+        ).order_by(actions.c.seq)
+        return [self._checked_action(row) for row in (await self.connection.execute(query)).all()]
+
     async def insert_action(self, action: Action) -> None:
+        """Stores a new action; the next event appended (ACTION_REQUESTED) seals it."""
         proposal = action.proposal
+        self._seal_action(action)
         await self.connection.execute(
             _INSERT["actions"],
             dict(
@@ -375,18 +529,21 @@ class Tx:
                 decide_time=action.decide_time,
                 policy=action.policy,
                 execution_evidence_ref=action.execution_evidence_ref,
-                gates=[_gate_json(g) for g in action.gates],
+                gates=[g.as_json() for g in action.gates],
                 proposed_sha256=action.proposed_sha256,
                 next_due=_next_due(action),
                 grant_sha256=action.grant_sha256,
                 grant_expires=action.grant_expires,
                 traceparent=action.traceparent,
+                event_revision=action.event_revision,
             ),
         )
 
     async def save_action(self, action: Action, *, expected_state: ActionState) -> None:
         """Writes the action's mutable fields if it is still in expected_state; otherwise
-        another transaction changed it first and ConcurrentChange is raised."""
+        another transaction changed it first and ConcurrentChange is raised. The next event
+        appended must be about this action: it seals what was written."""
+        self._seal_action(action)
         result = await self.connection.execute(
             _SAVE_ACTION,
             dict(
@@ -401,12 +558,26 @@ class Tx:
                 params=action.proposal.params,
                 action_sha256=action.action_sha256,
                 policy=action.policy,
-                gates=[_gate_json(g) for g in action.gates],
+                gates=[g.as_json() for g in action.gates],
                 next_due=_next_due(action),
                 grant_sha256=action.grant_sha256,
                 grant_expires=action.grant_expires,
+                event_revision=action.event_revision,
             ),
         )
+        if result.rowcount != 1:
+            raise ConcurrentChange(action.action_id)
+
+    async def save_grant(self, action: Action) -> None:
+        """Writes a fresh grant of an approved action, with no event: the grant's token
+        hash is not sealed, and its expiry was set (and sealed) when it was approved."""
+        values = dict(
+            match_action=action.action_id,
+            match_state=action.state.value,
+            grant_sha256=action.grant_sha256,
+            grant_expires=action.grant_expires,
+        )
+        result = await self.connection.execute(_SAVE_GRANT, values)
         if result.rowcount != 1:
             raise ConcurrentChange(action.action_id)
 
@@ -415,8 +586,7 @@ class Tx:
     ) -> list[tuple[int, tuple[Action, frozenset[str]]]]:
         """(seq, (action, its instance's parties)) of waiting actions, oldest first."""
         query = (
-            select(
-                actions,
+            _ACTIONS_SEALED.add_columns(
                 instances.c.created_by,
                 instances.c.envelope[("user", "user_id")].as_string().label("user_id"),
                 instances.c.envelope[("agent", "agent_id")].as_string().label("agent_id"),
@@ -432,7 +602,10 @@ class Tx:
             query = query.where(actions.c.seq > after_seq)
         rows = (await self.connection.execute(query)).all()
         return [
-            (row.seq, (_action(row), parties(row.created_by, row.user_id, row.agent_id)))
+            (
+                row.seq,
+                (self._checked_action(row), parties(row.created_by, row.user_id, row.agent_id)),
+            )
             for row in rows
         ]
 
@@ -458,11 +631,9 @@ class Tx:
     async def try_lock_instance(self, instance_id: str) -> Instance | None:
         """The instance, locked; None if another server holds it now (PostgreSQL skips it:
         that server is firing its timers). SQLite has one writer, so it never skips."""
-        query = select(instances).where(instances.c.instance_id == instance_id)
-        if self.dialect == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        row = (await self.connection.execute(query)).first()
-        return _instance(row) if row else None
+        query = _INSTANCE_TRY_LOCK if self.dialect == "postgresql" else _INSTANCE_SEALED
+        row = (await self.connection.execute(query, {"instance_id": instance_id})).first()
+        return self._checked_instance(row) if row else None
 
     # -- votes -------------------------------------------------------------------------------
 
@@ -629,6 +800,7 @@ def _action(row: Row[Any]) -> Action:
         grant_sha256=row.grant_sha256,
         grant_expires=row.grant_expires,
         traceparent=row.traceparent,
+        event_revision=row.event_revision,
     )
 
 
@@ -653,6 +825,8 @@ def _event(row: Row[Any]) -> Event:
         prev_hash=row.prev_hash,
         hash=row.hash,
         trace_id=row.trace_id,
+        instance_seal=row.instance_seal,
+        action_seal=row.action_seal,
     )
 
 
@@ -711,16 +885,6 @@ def _approval_kind(event: Event, action: Action | None) -> ApprovalChangeKind | 
     if event.type is EventType.ACTION_CANCELLED and action.decide_time is None:
         return ApprovalChangeKind.CANCELLED  # cancelled while it waited
     return _APPROVAL_KINDS.get(event.type)
-
-
-def _gate_json(gate: GateStatus) -> Json:
-    return {
-        **asdict(gate),
-        "state": gate.state.value,
-        "opened": gate.opened.isoformat(),
-        "deadline": gate.deadline.isoformat(),
-        "next_reminder": gate.next_reminder.isoformat() if gate.next_reminder else None,
-    }
 
 
 def _gate(body: Json) -> GateStatus:
