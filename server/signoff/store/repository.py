@@ -202,28 +202,22 @@ class Tx:
             row = (await self.connection.execute(_INSTANCE, {"instance_id": instance_id})).first()
             return _instance(row) if row else None
         query = _INSTANCE_LOCKED if self.dialect == "postgresql" else _INSTANCE_SEALED
-        row = (await self.connection.execute(query, {"instance_id": instance_id})).first()
-        return self._checked_instance(row) if row else None
+        return await self._checked_instance(query, instance_id)
 
-    def _checked_instance(self, row: Row[Any]) -> Instance:
-        instance = _instance(row)
-        head = None
-        if row.head_hash is not None:
-            head = {
-                "hash": row.head_hash,
-                "instance_state": row.head_state,
-                "instance_seal": row.head_seal,
-            }
-        problem = instance_problem(
-            instance_fields(instance),
-            instance.revision,
-            instance.chain_head,
-            head,
-            bool(row.beyond),
-            instance.envelope,
-        )
+    async def _checked_instance(self, query: Any, instance_id: str) -> Instance | None:
+        values = {"instance_id": instance_id}
+        row = (await self.connection.execute(query, values)).first()
+        if row is None:
+            return None
+        instance, problem = _sealed_instance(row)
+        if problem and query is not _INSTANCE_SEALED:
+            # PostgreSQL: when a write commits while this statement waits for the lock, the
+            # statement sees that write's instance row but not its event. Read both again,
+            # now that the lock is held.
+            row = (await self.connection.execute(_INSTANCE_SEALED, values)).one()
+            instance, problem = _sealed_instance(row)
         if problem:
-            raise StateTampered("instance", instance.instance_id, instance.instance_id, problem)
+            raise StateTampered("instance", instance_id, instance_id, problem)
         self._instances[instance.instance_id] = instance
         return instance
 
@@ -632,8 +626,7 @@ class Tx:
         """The instance, locked; None if another server holds it now (PostgreSQL skips it:
         that server is firing its timers). SQLite has one writer, so it never skips."""
         query = _INSTANCE_TRY_LOCK if self.dialect == "postgresql" else _INSTANCE_SEALED
-        row = (await self.connection.execute(query, {"instance_id": instance_id})).first()
-        return self._checked_instance(row) if row else None
+        return await self._checked_instance(query, instance_id)
 
     # -- votes -------------------------------------------------------------------------------
 
@@ -772,6 +765,27 @@ def _instance(row: Row[Any]) -> Instance:
         chain_head=row.chain_head,
         traceparent=row.traceparent,
     )
+
+
+def _sealed_instance(row: Row[Any]) -> tuple[Instance, str]:
+    """The instance of a row of _INSTANCE_SEALED, and why it disagrees with its chain."""
+    instance = _instance(row)
+    head = None
+    if row.head_hash is not None:
+        head = {
+            "hash": row.head_hash,
+            "instance_state": row.head_state,
+            "instance_seal": row.head_seal,
+        }
+    problem = instance_problem(
+        instance_fields(instance),
+        instance.revision,
+        instance.chain_head,
+        head,
+        bool(row.beyond),
+        instance.envelope,
+    )
+    return instance, problem
 
 
 def _action(row: Row[Any]) -> Action:

@@ -1,0 +1,552 @@
+"""Changes made behind signoff's back are found. Each case edits the database directly (or
+an export file) on SQLite and PostgreSQL, then checks that VerifyChain (gRPC) and the CLI
+(`audit export` + `audit verify`) both report it, naming the instance and the revision or
+the action or record; where the change would let a decision through, the service refuses
+with STATE_TAMPERED. `pytest -s` prints the matrix of what was found where."""
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+import sqlalchemy as sa
+
+from signoff.domain.chain import event_hash, heads_digest
+from signoff.store.schema import events as events_table
+from signoff.v1 import approval_service_pb2 as approval_pb
+from signoff.v1 import audit_service_pb2 as audit_pb
+from signoff.v1 import execution_service_pb2 as execution_pb
+from signoff.v1 import types_pb2 as pb
+from tests.support import (
+    ServerProcess,
+    decide,
+    envelope,
+    error_info,
+    lookup_action,
+    refund_action,
+)
+
+SIGNOFF = Path(sys.executable).parent / "signoff"
+
+# (case, database) -> (VerifyChain, CLI, service) as found
+MATRIX: dict[tuple[str, str], tuple[str, str, str]] = {}
+
+
+@pytest.fixture(scope="module")
+def server(
+    database_kind: str,
+    make_database: Callable[[str], str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ServerProcess]:
+    """A server of this module's own: the rows tampered with here would make other tests'
+    pending-approval listings fail closed."""
+    with ServerProcess(make_database(database_kind), tmp_path_factory.mktemp("logs")) as process:
+        yield process
+
+
+@pytest.fixture(scope="module", autouse=True)
+def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    yield
+    if not MATRIX:
+        return
+    lines = [
+        f"{'case':44} {'database':10} {'VerifyChain':22} {'CLI':22} service",
+        *(
+            f"{case:44} {kind:10} {grpc_found:22} {cli_found:22} {service}"
+            for (case, kind), (grpc_found, cli_found, service) in sorted(MATRIX.items())
+        ),
+    ]
+    text = "\n".join(lines)
+    (tmp_path_factory.getbasetemp() / "tamper-matrix.txt").write_text(text + "\n")
+    print("\n" + text)
+
+
+@dataclass
+class Trail:
+    """An instance with an action policy approved (revision 2, a record), one a human
+    rejected (revisions 3 and 4, a record) and one that waits (revision 5)."""
+
+    instance_id: str
+    approved: str
+    rejected: str
+    waiting: str
+    records: dict[str, str] = field(default_factory=dict)  # action id -> record id
+
+
+def ask(server: ServerProcess, instance_id: str, action: pb.ProposedAction) -> Any:
+    return server.stubs().execution.RequestDecision(
+        execution_pb.RequestDecisionRequest(instance_id=instance_id, action=action)
+    )
+
+
+def trail(server: ServerProcess) -> Trail:
+    agent = server.stubs()
+    instance_id = agent.execution.InvokeAgent(envelope()).instance.instance_id
+    approved = ask(server, instance_id, lookup_action())
+    rejected = ask(server, instance_id, refund_action("tc_121"))
+    decide(server, rejected.action_id, "lead", pb.VERDICT_REJECT, reason="not eligible")
+    waiting = ask(server, instance_id, refund_action("tc_122", amount=4300))
+    assert waiting.outcome == pb.OUTCOME_WAITING_FOR_HUMAN
+    records = agent.audit.ListDecisionRecords(
+        audit_pb.ListDecisionRecordsRequest(instance_id=instance_id)
+    ).records
+    return Trail(
+        instance_id,
+        approved.action_id,
+        rejected.action_id,
+        waiting.action_id,
+        {r.action_id: r.record_id for r in records},
+    )
+
+
+def completed(server: ServerProcess) -> str:
+    """An instance that was created and completed (revisions 1 and 2)."""
+    agent = server.stubs()
+    instance_id = agent.execution.InvokeAgent(envelope()).instance.instance_id
+    agent.execution.CompleteInstance(execution_pb.CompleteInstanceRequest(instance_id=instance_id))
+    return instance_id
+
+
+def sql(server: ServerProcess, *statements: str, **params: object) -> None:
+    engine = sa.create_engine(server.database_url)  # behind the server's back
+    with engine.begin() as connection:
+        for statement in statements:
+            connection.execute(sa.text(statement), params)
+    engine.dispose()
+
+
+def query(server: ServerProcess, statement: str, **params: object) -> list[Any]:
+    engine = sa.create_engine(server.database_url)
+    with engine.begin() as connection:
+        rows = list(connection.execute(sa.text(statement), params))
+    engine.dispose()
+    return rows
+
+
+def document(value: Any) -> Any:
+    """A JSON column as read with plain SQL: text on SQLite, parsed on PostgreSQL."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([SIGNOFF, *args], capture_output=True, text=True, timeout=120)
+
+
+def export(server: ServerProcess, path: Path, *scope: str) -> list[dict[str, Any]]:
+    made = run("audit", "export", "--database-url", server.database_url, *scope, "--output", path)
+    assert made.returncode == 0, made.stderr
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def write(path: Path, lines: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(line, sort_keys=True) + "\n" for line in lines))
+    return path
+
+
+def verify_file(path: Path, *extra: str | Path) -> str:
+    checked = run("audit", "verify", path, *extra)
+    assert checked.returncode in (0, 1), checked.stderr
+    return checked.stdout
+
+
+def refused(call: Callable[[], object]) -> str:
+    """The reason the service refused `call` with (it must refuse)."""
+    with pytest.raises(grpc.RpcError) as error:
+        call()
+    assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    return error_info(error.value).reason
+
+
+@dataclass
+class Expected:
+    """What must be reported: (instance, revision, part of the problem) each."""
+
+    breaks: list[tuple[str, int, str]]
+    # Calls the service must refuse with STATE_TAMPERED now.
+    refusals: dict[str, Callable[[], object]] = field(default_factory=dict)
+
+
+# -- database cases -------------------------------------------------------------------------
+
+
+def modify_event(server: ServerProcess, t: Trail) -> Expected:
+    sql(
+        server,
+        "UPDATE events SET reason = 'approved by nobody' WHERE instance_id = :i AND revision = 4",
+        i=t.instance_id,
+    )
+    return Expected([(t.instance_id, 4, "content does not match its hash")])
+
+
+def delete_event(server: ServerProcess, t: Trail) -> Expected:
+    sql(server, "DELETE FROM events WHERE instance_id = :i AND revision = 3", i=t.instance_id)
+    return Expected([(t.instance_id, 3, "events missing")])
+
+
+def insert_event(server: ServerProcess, t: Trail) -> Expected:
+    """A forged copy of revision 2 slipped in as revision 3; the later ones move up."""
+    columns = ", ".join(c.name for c in events_table.c)
+    copied = ", ".join("3" if c.name == "revision" else c.name for c in events_table.c)
+    sql(
+        server,
+        "UPDATE events SET revision = revision + 1000 WHERE instance_id = :i AND revision >= 3",
+        "UPDATE events SET revision = revision - 999 WHERE instance_id = :i AND revision > 1000",
+        f"INSERT INTO events ({columns}) SELECT {copied} FROM events "
+        "WHERE instance_id = :i AND revision = 2",
+        "UPDATE instances SET revision = revision + 1 WHERE instance_id = :i",
+        i=t.instance_id,
+    )
+    return Expected([(t.instance_id, 3, "prev_hash does not name the previous event")])
+
+
+def reorder_events(server: ServerProcess, t: Trail) -> Expected:
+    sql(
+        server,
+        "UPDATE events SET revision = 1002 WHERE instance_id = :i AND revision = 2",
+        "UPDATE events SET revision = 2 WHERE instance_id = :i AND revision = 3",
+        "UPDATE events SET revision = 3 WHERE instance_id = :i AND revision = 1002",
+        i=t.instance_id,
+    )
+    return Expected([(t.instance_id, 2, "prev_hash does not name the previous event")])
+
+
+def delete_record(server: ServerProcess, t: Trail) -> Expected:
+    record_id = t.records[t.rejected]
+    sql(server, "DELETE FROM decision_records WHERE record_id = :r", r=record_id)
+    return Expected([(t.instance_id, 4, f"record {record_id} that event 4 wrote is missing")])
+
+
+def forged(body: dict[str, Any], instance_id: str) -> dict[str, Any]:
+    """A REJECTED record rewritten as approved by usr_forged."""
+    approvals = [{**a, "approver": "usr_forged", "verdict": "APPROVE"} for a in body["approvals"]]
+    return {**body, "instance_id": instance_id, "outcome": "APPROVED", "approvals": approvals}
+
+
+def move_record(server: ServerProcess, t: Trail) -> Expected:
+    """The rejected record moved to another instance and rewritten as an approval."""
+    record_id = t.records[t.rejected]
+    other = completed(server)
+    (body,) = query(server, "SELECT body FROM decision_records WHERE record_id = :r", r=record_id)
+    sql(
+        server,
+        "UPDATE decision_records SET instance_id = :j, body = :body WHERE record_id = :r",
+        r=record_id,
+        j=other,
+        body=json.dumps(forged(document(body[0]), other)),
+    )
+    return Expected(
+        [
+            (t.instance_id, 4, f"record {record_id} that event 4 wrote is missing"),
+            (other, 0, f"record {record_id} is stored here but no event names it"),
+        ]
+    )
+
+
+def edit_record(server: ServerProcess, t: Trail) -> Expected:
+    record_id = t.records[t.rejected]
+    (body,) = query(server, "SELECT body FROM decision_records WHERE record_id = :r", r=record_id)
+    sql(
+        server,
+        "UPDATE decision_records SET body = :body WHERE record_id = :r",
+        r=record_id,
+        body=json.dumps(forged(document(body[0]), t.instance_id)),
+    )
+    return Expected([(t.instance_id, 4, f"record {record_id} does not match the hash")])
+
+
+def approve_action(server: ServerProcess, t: Trail) -> Expected:
+    """The waiting action flipped to APPROVED: the agent's repeat must not get a grant."""
+    sql(server, "UPDATE actions SET state = 'APPROVED' WHERE action_id = :a", a=t.waiting)
+    again = refund_action("tc_122", amount=4300)
+    return Expected(
+        [(t.instance_id, 5, f"action {t.waiting}: it is APPROVED but its chain says")],
+        {"RequestDecision": lambda: ask(server, t.instance_id, again)},
+    )
+
+
+def edit_params(server: ServerProcess, t: Trail) -> Expected:
+    """The waiting action's params changed (its action_sha256 left alone)."""
+    (params,) = query(server, "SELECT params FROM actions WHERE action_id = :a", a=t.waiting)
+    changed = {**document(params[0]), "amount": 999999}
+    sql(
+        server,
+        "UPDATE actions SET params = :p WHERE action_id = :a",
+        a=t.waiting,
+        p=json.dumps(changed),
+    )
+    inbox = server.as_("lead").approval
+    return Expected(
+        [(t.instance_id, 5, f"action {t.waiting}: its stored state")],
+        {
+            "ListPendingApprovals": lambda: inbox.ListPendingApprovals(
+                approval_pb.ListPendingApprovalsRequest(page_size=1000)
+            ),
+            "SubmitDecision": lambda: decide(server, t.waiting, "lead"),
+        },
+    )
+
+
+def edit_gates(server: ServerProcess, t: Trail) -> Expected:
+    """The waiting action's gate counted as already approved."""
+    (gates,) = query(server, "SELECT gates FROM actions WHERE action_id = :a", a=t.waiting)
+    changed = [{**g, "approvals": g["quorum"]} for g in document(gates[0])]
+    sql(
+        server,
+        "UPDATE actions SET gates = :g WHERE action_id = :a",
+        a=t.waiting,
+        g=json.dumps(changed),
+    )
+    return Expected(
+        [(t.instance_id, 5, f"action {t.waiting}: its stored state")],
+        {"SubmitDecision": lambda: decide(server, t.waiting, "lead")},
+    )
+
+
+def reopen_instance(server: ServerProcess, t: Trail) -> Expected:
+    """A completed instance set back to RUNNING must not take new actions."""
+    other = completed(server)
+    sql(server, "UPDATE instances SET state = 'RUNNING' WHERE instance_id = :j", j=other)
+    return Expected(
+        [(other, 2, "the instance is RUNNING but its chain says COMPLETED")],
+        {"RequestDecision": lambda: ask(server, other, refund_action("tc_900"))},
+    )
+
+
+def edit_envelope(server: ServerProcess, t: Trail) -> Expected:
+    """The envelope's user changed (separation of duties, budgets are read from it)."""
+    (body,) = query(
+        server, "SELECT envelope FROM instances WHERE instance_id = :i", i=t.instance_id
+    )
+    changed = {**document(body[0]), "user": {"user_id": "lead"}}
+    sql(
+        server,
+        "UPDATE instances SET envelope = :e WHERE instance_id = :i",
+        i=t.instance_id,
+        e=json.dumps(changed),
+    )
+    return Expected(
+        [(t.instance_id, 5, "envelope does not match its envelope_sha256")],
+        {"RequestDecision": lambda: ask(server, t.instance_id, refund_action("tc_901"))},
+    )
+
+
+def spend_less(server: ServerProcess, t: Trail) -> Expected:
+    """The instance's tool-call count lowered (the budget it is checked against)."""
+    sql(server, "UPDATE instances SET tool_calls_used = 0 WHERE instance_id = :i", i=t.instance_id)
+    return Expected(
+        [(t.instance_id, 5, "the instance's stored state")],
+        {"RequestDecision": lambda: ask(server, t.instance_id, refund_action("tc_902"))},
+    )
+
+
+DATABASE_CASES = {
+    "event modified": modify_event,
+    "event deleted": delete_event,
+    "event inserted": insert_event,
+    "events reordered": reorder_events,
+    "record deleted": delete_record,
+    "record moved to another instance and edited": move_record,
+    "record edited": edit_record,
+    "action state set to APPROVED": approve_action,
+    "action params edited": edit_params,
+    "action gate state edited": edit_gates,
+    "instance COMPLETED set back to RUNNING": reopen_instance,
+    "instance envelope edited": edit_envelope,
+    "instance tool calls used edited": spend_less,
+}
+
+
+@pytest.mark.parametrize("case", DATABASE_CASES)
+def test_a_change_to_the_database_is_found(
+    server: ServerProcess, database_kind: str, tmp_path: Path, case: str
+) -> None:
+    t = trail(server)
+    assert (
+        server.stubs()
+        .audit.VerifyChain(audit_pb.VerifyChainRequest(instance_id=t.instance_id))
+        .intact
+    )
+    expected = DATABASE_CASES[case](server, t)
+
+    # Over gRPC: every expected break, in the instance it concerns.
+    grpc_found = []
+    for instance_id, revision, problem in expected.breaks:
+        report = server.stubs().audit.VerifyChain(
+            audit_pb.VerifyChainRequest(instance_id=instance_id)
+        )
+        assert not report.intact
+        lines = report.problem.splitlines()
+        named = [report.broken_revision == revision and problem in lines[0]] + [
+            line.startswith(f"revision {revision}: ") and problem in line for line in lines[1:]
+        ]
+        assert any(named), (revision, problem, report)
+        grpc_found.append(f"rev {revision}")
+
+    # With the CLI: an export of the instance, verified offline.
+    cli_found = []
+    for instance_id, revision, problem in expected.breaks:
+        path = tmp_path / f"{instance_id}.jsonl"
+        export(server, path, "--instance", instance_id)
+        out = verify_file(path)
+        prefix = f"BROKEN: instance {instance_id} at revision {revision}: "
+        assert any(line.startswith(prefix) and problem in line for line in out.splitlines()), (
+            prefix,
+            problem,
+            out,
+        )
+        cli_found.append(f"rev {revision}")
+
+    service = []
+    for name, call in expected.refusals.items():
+        assert refused(call) == "STATE_TAMPERED", name
+        service.append(f"{name}: STATE_TAMPERED")
+    MATRIX[(case, database_kind)] = (
+        "found " + ", ".join(grpc_found),
+        "found " + ", ".join(cli_found),
+        "; ".join(service) or "-",
+    )
+
+
+# -- export cases ----------------------------------------------------------------------------
+
+
+def two_instances(server: ServerProcess, path: Path) -> tuple[Trail, Trail, list[dict[str, Any]]]:
+    since = datetime.now(UTC).isoformat()
+    first, second = trail(server), trail(server)
+    lines = export(server, path, "--since", since)
+    assert verify_file(path).startswith("intact: 2 instances, 10 events")
+    return first, second, lines
+
+
+def without_instance(lines: list[dict[str, Any]], instance_id: str) -> list[dict[str, Any]]:
+    return [line for line in lines if line.get("instance_id") != instance_id]
+
+
+def test_a_truncated_export_is_found(
+    server: ServerProcess, database_kind: str, tmp_path: Path
+) -> None:
+    _, second, lines = two_instances(server, tmp_path / "trail.jsonl")
+    # Cut anywhere: the manifest is gone, and what went with it does not match it.
+    for cut in (1, 3, len([x for x in lines if x.get("instance_id") == second.instance_id]) + 1):
+        out = verify_file(write(tmp_path / "cut.jsonl", lines[:-cut]))
+        assert "BROKEN: export at revision 0: no manifest" in out
+    MATRIX[("export truncated", database_kind)] = ("-", "found: no manifest", "-")
+
+
+def test_an_instance_dropped_from_an_export_is_found(
+    server: ServerProcess, database_kind: str, tmp_path: Path
+) -> None:
+    first, _, lines = two_instances(server, tmp_path / "trail.jsonl")
+    out = verify_file(write(tmp_path / "dropped.jsonl", without_instance(lines, first.instance_id)))
+    assert (
+        f"BROKEN: instance {first.instance_id} at revision 0: in the manifest, but missing" in out
+    )
+    MATRIX[("export: instance dropped", database_kind)] = ("-", "found (manifest)", "-")
+
+
+def test_a_record_line_deleted_from_an_export_is_found(
+    server: ServerProcess, database_kind: str, tmp_path: Path
+) -> None:
+    first, _, lines = two_instances(server, tmp_path / "trail.jsonl")
+    record_id = first.records[first.rejected]
+    kept = [
+        line for line in lines if line.get("record_id") != record_id or line["kind"] != "record"
+    ]
+    out = verify_file(write(tmp_path / "norecord.jsonl", kept))
+    assert f"BROKEN: instance {first.instance_id} at revision 4: record {record_id}" in out
+    assert f"BROKEN: instance {first.instance_id} at revision 5: differs from the manifest" in out
+    MATRIX[("export: record line deleted", database_kind)] = ("-", "found rev 4", "-")
+
+
+def test_an_instance_dropped_with_its_manifest_rewritten_is_found_against_an_anchor(
+    server: ServerProcess, database_kind: str, tmp_path: Path
+) -> None:
+    """An unkeyed manifest can be rewritten to match; an anchor kept elsewhere cannot."""
+    first, _, lines = two_instances(server, tmp_path / "trail.jsonl")
+    anchor = tmp_path / "anchor.json"
+    taken = run("audit", "anchor", "--database-url", server.database_url, "--output", anchor)
+    assert taken.returncode == 0, taken.stderr
+    assert "digest sha256:" in taken.stderr
+
+    kept = without_instance(lines, first.instance_id)
+    manifest = kept[-1]
+    manifest["instances"] = [
+        e for e in manifest["instances"] if e["instance_id"] != first.instance_id
+    ]
+    manifest["count"] = len(manifest["instances"])
+    manifest["events"] = sum(e["events"] for e in manifest["instances"])
+    manifest["digest"] = heads_digest(manifest["instances"])
+    rewritten = write(tmp_path / "rewritten.jsonl", kept)
+    assert verify_file(rewritten).startswith("intact: 1 instances, 5 events")  # unkeyed
+
+    out = verify_file(rewritten, "--against", anchor)
+    assert (
+        f"BROKEN: instance {first.instance_id} at revision 5: the anchored instance is missing"
+        in out
+    )
+    assert verify_file(tmp_path / "trail.jsonl", "--against", anchor).startswith("intact")
+    MATRIX[("export: instance dropped, manifest rewritten", database_kind)] = (
+        "-",
+        "found with --against",
+        "-",
+    )
+
+
+def test_a_chain_rewritten_end_to_end_is_found_only_against_an_anchor(
+    server: ServerProcess, database_kind: str, tmp_path: Path
+) -> None:
+    """A database owner who recomputes every hash after an edit leaves a chain that verifies
+    on its own: an anchor taken before finds it, and says where it no longer extends."""
+    t = trail(server)
+    anchor = tmp_path / "anchor.json"
+    assert (
+        run("audit", "anchor", "--database-url", server.database_url, "--output", anchor).returncode
+        == 0
+    )
+
+    lines = export(server, tmp_path / "before.jsonl", "--instance", t.instance_id)
+    previous = ""
+    for line in lines:
+        if line["kind"] != "event":
+            continue
+        if line["revision"] == 4:
+            line["reason"] = "approved, in the end"
+        line["prev_hash"] = previous
+        line["hash"] = previous = event_hash(line)
+        sql(
+            server,
+            "UPDATE events SET reason = :reason, prev_hash = :p, hash = :h "
+            "WHERE instance_id = :i AND revision = :r",
+            reason=line["reason"],
+            p=line["prev_hash"],
+            h=line["hash"],
+            i=t.instance_id,
+            r=line["revision"],
+        )
+    sql(
+        server,
+        "UPDATE instances SET chain_head = :h WHERE instance_id = :i",
+        h=previous,
+        i=t.instance_id,
+    )
+
+    report = server.stubs().audit.VerifyChain(
+        audit_pb.VerifyChainRequest(instance_id=t.instance_id)
+    )
+    assert report.intact  # what an unkeyed chain cannot show on its own
+    after = tmp_path / "after.jsonl"
+    export(server, after, "--instance", t.instance_id)
+    assert verify_file(after).startswith("intact")
+    out = verify_file(after, "--against", anchor)
+    assert f"BROKEN: instance {t.instance_id} at revision 5: the chain no longer extends" in out
+    MATRIX[("chain rewritten end to end in the database", database_kind)] = (
+        "not found (by design)",
+        "found with --against",
+        "-",
+    )
