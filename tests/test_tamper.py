@@ -4,6 +4,7 @@ an export file) on SQLite and PostgreSQL, then checks that VerifyChain (gRPC) an
 the action or record; where the change would let a decision through, the service refuses
 with STATE_TAMPERED. `pytest -s` prints the matrix of what was found where."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -33,6 +34,9 @@ from tests.support import (
 )
 
 SIGNOFF = Path(sys.executable).parent / "signoff"
+MIGRATION_0010 = (
+    Path(__file__).parent.parent / "server/signoff/store/migrations/versions/0010_sealed_state.py"
+)
 
 # (case, database) -> (VerifyChain, CLI, service) as found
 MATRIX: dict[tuple[str, str], tuple[str, str, str]] = {}
@@ -550,3 +554,61 @@ def test_a_chain_rewritten_end_to_end_is_found_only_against_an_anchor(
         "found with --against",
         "-",
     )
+
+
+def written_before_seals(server: ServerProcess, instance_id: str, path: Path) -> None:
+    """Makes the instance's rows what migration 0010 leaves of rows written before it: events
+    without seals (hashed without them), actions pointed at their newest event."""
+    spec = importlib.util.spec_from_file_location("migration_0010", MIGRATION_0010)
+    assert spec is not None and spec.loader is not None
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+    previous = ""
+    for line in export(server, path, "--instance", instance_id):
+        if line["kind"] != "event":
+            continue
+        line.pop("instance_seal"), line.pop("action_seal", None)
+        line["prev_hash"] = previous
+        line["hash"] = previous = event_hash(line)
+        sql(
+            server,
+            "UPDATE events SET instance_seal = '', action_seal = '', prev_hash = :p, hash = :h "
+            "WHERE instance_id = :i AND revision = :r",
+            p=line["prev_hash"],
+            h=line["hash"],
+            i=instance_id,
+            r=line["revision"],
+        )
+    sql(
+        server,
+        "UPDATE instances SET chain_head = :h WHERE instance_id = :i",
+        "UPDATE actions SET event_revision = 0 WHERE instance_id = :i",
+        migration.POINT_ACTIONS,
+        h=previous,
+        i=instance_id,
+    )
+
+
+def test_rows_written_before_seals_verify_and_their_state_is_still_checked(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    t = trail(server)
+    written_before_seals(server, t.instance_id, tmp_path / "before.jsonl")
+    audit = server.stubs().audit
+    assert audit.VerifyChain(audit_pb.VerifyChainRequest(instance_id=t.instance_id)).intact
+    export(server, tmp_path / "legacy.jsonl", "--instance", t.instance_id)
+    assert verify_file(tmp_path / "legacy.jsonl").startswith("intact: 1 instances, 5 events")
+
+    # Without a seal, the state is still checked against the event.
+    flip = "UPDATE actions SET state = :s WHERE action_id = :a"
+    sql(server, flip, s="APPROVED", a=t.waiting)
+    again = refund_action("tc_122", amount=4300)
+    assert refused(lambda: ask(server, t.instance_id, again)) == "STATE_TAMPERED"
+    sql(server, flip, s="WAITING_FOR_HUMAN", a=t.waiting)
+
+    # The next change seals the instance and the action.
+    assert decide(server, t.waiting, "lead").action.state == pb.ACTION_STATE_APPROVED
+    report = audit.VerifyChain(audit_pb.VerifyChainRequest(instance_id=t.instance_id))
+    assert report.intact and report.events_checked == 6
+    sql(server, "UPDATE actions SET decided_by = 'mallory' WHERE action_id = :a", a=t.waiting)
+    assert refused(lambda: ask(server, t.instance_id, again)) == "STATE_TAMPERED"

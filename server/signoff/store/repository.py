@@ -79,27 +79,33 @@ _INSTANCE = select(instances).where(instances.c.instance_id == bindparam("instan
 # An instance with what its newest event sealed, read in the same statement: a write checks
 # the row against it before acting (see _checked_instance).
 _head = events.alias("head")
+_sealer = events.alias("sealer")
 _later = events.alias("later")
+
+
+def _event_at(table: Any, event: Any, revision: Any) -> Any:
+    """`table` outer-joined with its instance's event at `revision`."""
+    return table.outerjoin(
+        event, and_(event.c.instance_id == table.c.instance_id, event.c.revision == revision)
+    )
+
+
+def _later_event(table: Any, revision: Any, *more: Any) -> Any:
+    """Whether an event of the instance of `table`'s row comes after `revision`."""
+    return exists().where(
+        _later.c.instance_id == table.c.instance_id, _later.c.revision > revision, *more
+    )
+
+
 _INSTANCE_SEALED = (
     select(
         instances,
         _head.c.hash.label("head_hash"),
         _head.c.instance_state.label("head_state"),
         _head.c.instance_seal.label("head_seal"),
-        exists()
-        .where(_later.c.instance_id == instances.c.instance_id)
-        .where(_later.c.revision > instances.c.revision)
-        .label("beyond"),
+        _later_event(instances, instances.c.revision).label("beyond"),
     )
-    .select_from(
-        instances.outerjoin(
-            _head,
-            and_(
-                _head.c.instance_id == instances.c.instance_id,
-                _head.c.revision == instances.c.revision,
-            ),
-        )
-    )
+    .select_from(_event_at(instances, _head, instances.c.revision))
     .where(instances.c.instance_id == bindparam("instance_id"))
 )
 # Serializes every change to one instance, so revisions follow commit order (PostgreSQL;
@@ -109,26 +115,15 @@ _INSTANCE_TRY_LOCK = _INSTANCE_SEALED.with_for_update(of=instances, skip_locked=
 _SAVE_INSTANCE = update(instances).where(instances.c.instance_id == bindparam("match_instance"))
 # Actions with the event that last changed them (and whether a later one names them), read
 # in the same statement: see _checked_action.
-_sealer = events.alias("sealer")
 _ACTIONS_SEALED = select(
     actions,
     _sealer.c.action_id.label("sealer_action_id"),
     _sealer.c.action_state.label("sealer_state"),
     _sealer.c.action_seal.label("sealer_seal"),
-    exists()
-    .where(_later.c.instance_id == actions.c.instance_id)
-    .where(_later.c.revision > actions.c.event_revision)
-    .where(_later.c.action_id == actions.c.action_id)
-    .label("superseded"),
-).select_from(
-    actions.outerjoin(
-        _sealer,
-        and_(
-            _sealer.c.instance_id == actions.c.instance_id,
-            _sealer.c.revision == actions.c.event_revision,
-        ),
-    )
-)
+    _later_event(
+        actions, actions.c.event_revision, _later.c.action_id == actions.c.action_id
+    ).label("superseded"),
+).select_from(_event_at(actions, _sealer, actions.c.event_revision))
 _ACTION = _ACTIONS_SEALED.where(actions.c.action_id == bindparam("action_id"))
 _ACTION_BY_CALL = _ACTIONS_SEALED.where(
     actions.c.instance_id == bindparam("instance_id"),

@@ -17,6 +17,12 @@ down_revision = "0009"
 branch_labels = None
 depends_on = None
 
+# Each action names the newest event about it.
+POINT_ACTIONS = (
+    "UPDATE actions SET event_revision = COALESCE((SELECT max(events.revision) FROM events "
+    "WHERE events.instance_id = actions.instance_id AND events.action_id = actions.action_id), 0)"
+)
+
 
 def upgrade() -> None:
     with op.batch_alter_table("events", schema=None) as batch_op:
@@ -28,11 +34,7 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("event_revision", sa.BigInteger(), server_default="0", nullable=False)
         )
-    op.execute(
-        "UPDATE actions SET event_revision = COALESCE((SELECT max(events.revision) FROM events "
-        "WHERE events.instance_id = actions.instance_id "
-        "AND events.action_id = actions.action_id), 0)"
-    )
+    op.execute(POINT_ACTIONS)
 
 
 def downgrade() -> None:
