@@ -335,7 +335,7 @@ def edit_envelope(server: ServerProcess, t: Trail) -> Expected:
         e=json.dumps(changed),
     )
     return Expected(
-        [(t.instance_id, 5, "envelope does not match its envelope_sha256")],
+        [(t.instance_id, 5, "the instance's stored state")],
         {"RequestDecision": lambda: ask(server, t.instance_id, refund_action("tc_901"))},
     )
 

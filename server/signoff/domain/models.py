@@ -1,6 +1,6 @@
 """What signoff stores and reasons about. Plain data: no I/O, no protobuf."""
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -95,12 +95,18 @@ class GateStatus:
 
     def as_json(self) -> Json:
         """As stored with its action, and as its state is sealed in the chain."""
-        return {
-            **asdict(self),
+        return {  # field by field: dataclasses.asdict deep-copies, at ten times the cost
+            "gate_id": self.gate_id,
             "state": self.state.value,
+            "quorum": self.quorum,
+            "rejections_to_settle": self.rejections_to_settle,
             "opened": self.opened.isoformat(),
             "deadline": self.deadline.isoformat(),
+            "approvals": self.approvals,
+            "rejections": self.rejections,
             "next_reminder": self.next_reminder.isoformat() if self.next_reminder else None,
+            "reminders_sent": self.reminders_sent,
+            "escalated_from": self.escalated_from,
         }
 
 

@@ -77,10 +77,10 @@ async def export_lines(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
-    """For each instance (created in [since, until)): an instance line with its chain head,
-    sealed state and envelope, its events in revision order, its actions' sealed state, then its
-    records as stored. Last, a manifest: the scope, each instance's head and counts, and a
-    digest over them."""
+    """For each instance (created in [since, until)): an instance line with its chain head
+    and sealed state (with the envelope), its events in revision order, its actions' sealed
+    state, then its records as stored. Last, a manifest: the scope, each instance's head
+    and counts, and a digest over them."""
     entries: list[dict[str, Any]] = []
     async for instance in _instances(db, tenant_id, instance_id, since, until):
         async with db.read() as tx:
@@ -94,7 +94,6 @@ async def export_lines(
             "head_hash": instance.chain_head,
             "revision": instance.revision,
             "state": instance_fields(instance),
-            "envelope": instance.envelope,
         }
         for event in events:
             yield {"kind": "event", **event_body(event)}
@@ -215,7 +214,6 @@ def verify_export(
             entry.line.get("state", {}),
             int(entry.line.get("revision", 0)),
             entry.line.get("head_hash", ""),
-            entry.line.get("envelope"),
         )
         checked, found = verify_instance(
             instance_id, entry.events, entry.records, row, entry.actions

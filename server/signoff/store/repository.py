@@ -778,7 +778,6 @@ def _sealed_instance(row: Row[Any]) -> tuple[Instance, str]:
         instance.chain_head,
         head,
         bool(row.beyond),
-        instance.envelope,
     )
     return instance, problem
 
