@@ -549,6 +549,10 @@ def test_a_chain_rewritten_end_to_end_is_found_only_against_an_anchor(
     assert verify_file(after).startswith("intact")
     out = verify_file(after, "--against", anchor)
     assert f"BROKEN: instance {t.instance_id} at revision 5: the chain no longer extends" in out
+    # The same, on the database directly (its other instances were tampered with here too).
+    checked = run("audit", "verify", "--database-url", server.database_url, "--against", anchor)
+    assert checked.returncode == 1
+    assert f"BROKEN: instance {t.instance_id} at revision 5: the chain no longer" in checked.stdout
     MATRIX[("chain rewritten end to end in the database", database_kind)] = (
         "not found (by design)",
         "found with --against",

@@ -210,11 +210,13 @@ def verify_export(
         return len(instances), 0, breaks
     total = 0
     for instance_id, entry in instances.items():
-        row = InstanceRow(
-            entry.line.get("state", {}),
-            int(entry.line.get("revision", 0)),
-            entry.line.get("head_hash", ""),
-        )
+        row = None  # an export made before instance lines carried their state
+        if "state" in entry.line:
+            row = InstanceRow(
+                entry.line["state"],
+                int(entry.line.get("revision", 0)),
+                entry.line.get("head_hash", ""),
+            )
         checked, found = verify_instance(
             instance_id, entry.events, entry.records, row, entry.actions
         )
