@@ -386,13 +386,12 @@ class Tx:
         action = _action(row)
         if action.action_id in self._unsealed:
             return action
-        link = None
-        if row.sealer_action_id is not None:
-            link = {
-                "action_id": row.sealer_action_id,
-                "action_state": row.sealer_state,
-                "action_seal": row.sealer_seal,
-            }
+        link = _joined(
+            row,
+            action_id="sealer_action_id",
+            action_state="sealer_state",
+            action_seal="sealer_seal",
+        )
         problem = action_problem(action_fields(action), link, bool(row.superseded))
         if problem:
             raise StateTampered("action", action.action_id, action.instance_id, problem)
@@ -762,16 +761,17 @@ def _instance(row: Row[Any]) -> Instance:
     )
 
 
+def _joined(row: Row[Any], **labels: str) -> Json | None:
+    """The joined event's columns of `row` (labelled as given) under their names in an event
+    body; None when there was no such event (the first column is never NULL in an event)."""
+    found = {key: getattr(row, label) for key, label in labels.items()}
+    return found if next(iter(found.values())) is not None else None
+
+
 def _sealed_instance(row: Row[Any]) -> tuple[Instance, str]:
     """The instance of a row of _INSTANCE_SEALED, and why it disagrees with its chain."""
     instance = _instance(row)
-    head = None
-    if row.head_hash is not None:
-        head = {
-            "hash": row.head_hash,
-            "instance_state": row.head_state,
-            "instance_seal": row.head_seal,
-        }
+    head = _joined(row, hash="head_hash", instance_state="head_state", instance_seal="head_seal")
     problem = instance_problem(
         instance_fields(instance),
         instance.revision,
