@@ -264,6 +264,31 @@ def edit_record(server: ServerProcess, t: Trail) -> Expected:
     return Expected([(t.instance_id, 4, f"record {record_id} does not match the hash")])
 
 
+def edit_approved_record(server: ServerProcess, t: Trail) -> Expected:
+    """The record of an approved action edited before its execution is reported: reporting
+    would store it again under a new hash, so the report is refused."""
+    record_id = t.records[t.approved]
+    (body,) = query(server, "SELECT body FROM decision_records WHERE record_id = :r", r=record_id)
+    edited = {**document(body[0]), "rule_ids": ["approved_by_hand"]}
+    sql(
+        server,
+        "UPDATE decision_records SET body = :body WHERE record_id = :r",
+        r=record_id,
+        body=json.dumps(edited),
+    )
+    grant = ask(server, t.instance_id, lookup_action()).grant_token
+    report = execution_pb.ReportExecutionRequest(
+        action_id=t.approved,
+        result=execution_pb.EXECUTION_RESULT_SUCCEEDED,
+        evidence_ref="tool:adp_orders.lookup:tc_117",
+        grant_token=grant,
+    )
+    return Expected(
+        [(t.instance_id, 2, f"record {record_id} does not match the hash")],
+        {"ReportExecution": lambda: server.stubs().execution.ReportExecution(report)},
+    )
+
+
 def approve_action(server: ServerProcess, t: Trail) -> Expected:
     """The waiting action flipped to APPROVED: the agent's repeat must not get a grant."""
     sql(server, "UPDATE actions SET state = 'APPROVED' WHERE action_id = :a", a=t.waiting)
@@ -357,6 +382,7 @@ DATABASE_CASES = {
     "record deleted": delete_record,
     "record moved to another instance and edited": move_record,
     "record edited": edit_record,
+    "approved record edited, then execution reported": edit_approved_record,
     "action state set to APPROVED": approve_action,
     "action params edited": edit_params,
     "action gate state edited": edit_gates,

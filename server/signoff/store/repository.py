@@ -155,9 +155,23 @@ _VOTE_BY_REQUEST = select(votes).where(votes.c.request_id == bindparam("request_
 _RECORD = select(decision_records.c.body).where(
     decision_records.c.record_id == bindparam("record_id")
 )
-_RECORD_FOR_ACTION = select(decision_records.c.body).where(
-    decision_records.c.action_id == bindparam("action_id")
-)
+# A record with the hash the newest event naming it carries: a record that is about to
+# change (its execution attached) is checked first, so that its new hash cannot bless an
+# edit made behind signoff's back.
+_RECORD_FOR_ACTION = select(
+    decision_records.c.record_id,
+    decision_records.c.instance_id,
+    decision_records.c.body,
+    select(_later.c.record_sha256)
+    .where(
+        _later.c.instance_id == decision_records.c.instance_id,
+        _later.c.record_id == decision_records.c.record_id,
+    )
+    .order_by(_later.c.revision.desc())
+    .limit(1)
+    .scalar_subquery()
+    .label("sealed"),
+).where(decision_records.c.action_id == bindparam("action_id"))
 _INSERT = {
     table.name: insert(table)
     for table in (instances, actions, events, votes, decision_records, approval_changes)
@@ -683,10 +697,17 @@ class Tx:
         return _record(body) if body is not None else None
 
     async def get_record_for_action(self, action_id: str) -> DecisionRecord | None:
-        body = (
-            await self.connection.execute(_RECORD_FOR_ACTION, {"action_id": action_id})
-        ).scalar()
-        return _record(body) if body is not None else None
+        """The action's record; StateTampered if it is not what its chain says (a record
+        this transaction stored is not in the chain yet, and is taken as stored)."""
+        values = {"action_id": action_id}
+        row = (await self.connection.execute(_RECORD_FOR_ACTION, values)).first()
+        if row is None:
+            return None
+        stored = self._stored_records.get(row.record_id)
+        if (stored or row.sealed) != record_hash(row.body):
+            problem = f"record {row.record_id} does not match the hash its chain carries"
+            raise StateTampered("record", row.record_id, row.instance_id, problem)
+        return _record(row.body)
 
     async def record_bodies(self, instance_id: str) -> dict[str, Json]:
         """Every record of an instance as stored, for verifying the chain."""
