@@ -25,7 +25,7 @@ DATABASE_KINDS = ["sqlite", "postgresql"]
 os.environ["SIGNOFF_TOKEN"] = AGENT_TOKEN
 
 
-def _require(kind: str) -> None:
+def require_database(kind: str) -> None:
     if kind == "postgresql" and not POSTGRES_URL:
         if os.environ.get("CI") == "true":
             pytest.fail(
@@ -36,7 +36,7 @@ def _require(kind: str) -> None:
 
 @pytest.fixture(scope="session", params=DATABASE_KINDS)
 def database_kind(request: pytest.FixtureRequest) -> str:
-    _require(request.param)
+    require_database(request.param)
     return str(request.param)
 
 
@@ -45,7 +45,7 @@ def make_database(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], s
     directory = tmp_path_factory.mktemp("databases")
 
     def make(kind: str) -> str:
-        _require(kind)
+        require_database(kind)
         return new_database_url(kind, directory)
 
     return make

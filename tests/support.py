@@ -1,6 +1,7 @@
 """Real signoff server processes and databases for tests: no mocks of either."""
 
 import atexit
+import json
 import os
 import shutil
 import signal
@@ -10,7 +11,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -20,8 +21,9 @@ import grpc
 import httpx
 import jwt
 import psycopg
+import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from google.protobuf import json_format
+from google.protobuf import json_format, struct_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from prometheus_client.parser import text_string_to_metric_families
@@ -234,6 +236,9 @@ def decide(
     verdict: int = pb.VERDICT_APPROVE,
     reason: str = "checked",
     request_id: str = "",
+    *,
+    edited_params: struct_pb2.Struct | None = None,
+    evidence_snapshot_hash: str = "",
     **call: Any,
 ) -> approval_pb.SubmitDecisionResponse:
     """One vote on `action_id` by the human `approver`, under a fresh request id unless one
@@ -244,9 +249,39 @@ def decide(
             verdict=verdict,
             reason=reason,
             request_id=request_id or f"dec_{uuid.uuid4().hex}",
+            edited_params=edited_params,
+            evidence_snapshot_hash=evidence_snapshot_hash,
         ),
         **call,
     )
+
+
+def waiting_refund(
+    stubs: Stubs, **overrides: object
+) -> tuple[str, execution_pb.RequestDecisionResponse]:
+    """A new instance (its envelope with `overrides`) and the answer to its refund, which
+    waits for a human."""
+    instance = stubs.execution.InvokeAgent(envelope(**overrides)).instance
+    answer = stubs.execution.RequestDecision(
+        execution_pb.RequestDecisionRequest(
+            instance_id=instance.instance_id, action=refund_action()
+        )
+    )
+    return instance.instance_id, answer
+
+
+def rpc_error(call: Callable[..., object], *args: object, **kwargs: object) -> grpc.RpcError:
+    """The error `call(*args, **kwargs)` raises (it must raise one)."""
+    with pytest.raises(grpc.RpcError) as raised:
+        call(*args, **kwargs)
+    return raised.value
+
+
+def log_lines(server: ServerProcess) -> list[dict[str, Any]]:
+    """The server's log file, every line a JSON object (the default --log-format json)."""
+    text = server.log_path.read_text()
+    written = text[: text.rfind("\n") + 1]  # a line being written is read next time
+    return [json.loads(line) for line in written.splitlines() if line.strip()]
 
 
 def envelope(**overrides: object) -> execution_pb.InvokeAgentRequest:

@@ -523,7 +523,7 @@ def test_nul_characters_are_rejected_before_the_database(stubs: Stubs) -> None:
     action = refund_action()
     action.params.update({"note": "a\x00b"})
     error = rpc_error(request, stubs, instance.instance_id, action)
-    assert field_violations(error) == {"action.params": "must not contain NUL characters"}
+    assert field_violations(error) == {"action.params.note": "must not contain NUL characters"}
     waiting = request(stubs, instance.instance_id, refund_action())
     nul_reason = rpc_error(
         decide, stubs, waiting.action_id, pb.VERDICT_APPROVE, "lead", None, "x\x00"

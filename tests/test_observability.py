@@ -1,7 +1,6 @@
 """Operations: Prometheus metrics scraped over HTTP and JSON log lines read from the server's
 log file, on real server processes (issue 7, items 2 and 3)."""
 
-import json
 import os
 import shutil
 import time
@@ -24,6 +23,7 @@ from tests.support import (
     Stubs,
     decide,
     envelope,
+    log_lines,
     lookup_action,
     mint,
     refund_action,
@@ -102,13 +102,6 @@ def eventually(check: Callable[[], Any], timeout: float = 30) -> Any:
         if result or time.monotonic() > deadline:
             return result
         time.sleep(0.1)
-
-
-def log_lines(server: ServerProcess) -> list[dict[str, Any]]:
-    """The server's log file, every line a JSON object (the default --log-format json)."""
-    text = server.log_path.read_text()
-    written = text[: text.rfind("\n") + 1]  # a line being written is read next time
-    return [json.loads(line) for line in written.splitlines() if line.strip()]
 
 
 def rpc_lines(server: ServerProcess, method: str) -> list[dict[str, Any]]:

@@ -374,6 +374,19 @@ def spend_less(server: ServerProcess, t: Trail) -> Expected:
     )
 
 
+def spend_more(server: ServerProcess, t: Trail) -> Expected:
+    """The instance's cost totals lowered (what runtime.max_cost_cents is checked against)."""
+    sql(
+        server,
+        "UPDATE instances SET cost_spent_cents = -100000 WHERE instance_id = :i",
+        i=t.instance_id,
+    )
+    return Expected(
+        [(t.instance_id, 5, "the instance's stored state")],
+        {"RequestDecision": lambda: ask(server, t.instance_id, refund_action("tc_903"))},
+    )
+
+
 DATABASE_CASES = {
     "event modified": modify_event,
     "event deleted": delete_event,
@@ -389,6 +402,7 @@ DATABASE_CASES = {
     "instance COMPLETED set back to RUNNING": reopen_instance,
     "instance envelope edited": edit_envelope,
     "instance tool calls used edited": spend_less,
+    "instance cost totals edited": spend_more,
 }
 
 

@@ -22,7 +22,7 @@ from tests.support import (
     error_info,
     events,
     lookup_action,
-    refund_action,
+    waiting_refund,
 )
 
 TIMEOUT = 30  # generous: a guard against hanging, never an assertion on speed
@@ -77,13 +77,8 @@ class Reader:
 
 
 def start(stubs: Stubs) -> tuple[str, str]:
-    instance = stubs.execution.InvokeAgent(envelope()).instance
-    waiting = stubs.execution.RequestDecision(
-        execution_pb.RequestDecisionRequest(
-            instance_id=instance.instance_id, action=refund_action()
-        )
-    )
-    return instance.instance_id, waiting.action_id
+    instance_id, waiting = waiting_refund(stubs)
+    return instance_id, waiting.action_id
 
 
 def complete(stubs: Stubs, instance_id: str) -> None:

@@ -127,6 +127,18 @@ workflow_findings contains {
 	action.tool in data.limits.refused_tools
 }
 
+# --- budgets ----------------------------------------------------------------------------
+
+# input.instance.cost_remaining_cents is there only when the envelope limits the cost.
+workflow_findings contains {
+	"rule": "R_COSTLY_ACTION_NEEDS_APPROVAL",
+	"effect": "require_approval",
+	"gate": "GATE_DEFAULT",
+	"reason": sprintf("estimated cost of %v cents is over %v of the %v cents left in the budget", [action.estimated_cost_cents, data.limits.costly_share_of_remaining_budget, input.instance.cost_remaining_cents]),
+} if {
+	object.get(action, "estimated_cost_cents", 0) > data.limits.costly_share_of_remaining_budget * input.instance.cost_remaining_cents
+}
+
 routed if {
 	some finding in workflow_findings
 	finding.effect != "allow"

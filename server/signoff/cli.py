@@ -213,6 +213,17 @@ def _pending(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evidence_hash(value: str) -> str:
+    """--evidence-hash is checked here too, so a typo never reaches the server."""
+    from signoff.api.validation import SHA256
+
+    if value and not SHA256.match(value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an action_sha256 (sha256: and 64 lowercase hex digits)"
+        )
+    return value
+
+
 def _decide(args: argparse.Namespace, verdict: pb.Verdict) -> int:
     stub = approval_grpc.ApprovalServiceStub(_channel(args))
     response = stub.SubmitDecision(
@@ -270,11 +281,26 @@ def _instances(args: argparse.Namespace) -> int:
             f"{instance.instance_id}  "
             f"{_short(pb.InstanceState, 'INSTANCE_STATE_', instance.state)}  "
             f"tenant={instance.tenant_id}  intent={instance.input.intent}  "
-            f"revision={instance.revision}"
+            f"revision={instance.revision}  {_spend(instance.budget)}"
         )
     if not page.instances:
         print("no instances")
     return 0
+
+
+def _spend(budget: pb.BudgetReport) -> str:
+    """Tool calls and cost against their limits: "calls=3/8  cost_cents=12.5/25 (5 waiting)"."""
+    calls, cost = (
+        str(budget.tool_calls_used),
+        f"{budget.cost_spent_cents + budget.cost_reserved_cents:g}",
+    )
+    if budget.max_tool_calls:
+        calls += f"/{budget.max_tool_calls}"
+    if budget.max_cost_cents:
+        cost += f"/{budget.max_cost_cents:g}"
+    if budget.cost_reserved_cents:
+        cost += f" ({budget.cost_reserved_cents:g} waiting)"
+    return f"calls={calls}  cost_cents={cost}"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -359,7 +385,12 @@ def _parser() -> argparse.ArgumentParser:
         decide = commands.add_parser(name, parents=[target], help=f"{name} a waiting action")
         decide.add_argument("action_id")
         decide.add_argument("--reason", required=True)
-        decide.add_argument("--evidence-hash", default="", help="the action_sha256 you reviewed")
+        decide.add_argument(
+            "--evidence-hash",
+            default="",
+            type=_evidence_hash,
+            help="the action_sha256 you reviewed (sha256:<64 hex digits>)",
+        )
         decide.add_argument("--request-id", default="", help="idempotency key (default: new)")
         decide.set_defaults(run=lambda args, verdict=verdict: _decide(args, verdict))
 

@@ -196,6 +196,7 @@ def proposed_action(
     params: Mapping[str, Any],
     risk_class: str | int,
     evidence_refs: Sequence[str] = (),
+    estimated_cost_cents: float = 0.0,
 ) -> pb.ProposedAction:
     """Builds the ProposedAction RequestDecision takes (risk_class as "DESTRUCTIVE" or pb)."""
     action = pb.ProposedAction(
@@ -203,6 +204,7 @@ def proposed_action(
         tool=tool,
         risk_class=_enum(pb.RiskClass, "RISK_CLASS_", risk_class),  # type: ignore[arg-type]
         evidence_refs=list(evidence_refs),
+        estimated_cost_cents=estimated_cost_cents,
     )
     action.params.update(dict(params))
     return action
@@ -239,6 +241,7 @@ def _report_request(
     outputs: Mapping[str, Any] | None,
     error_message: str,
     grant_token: str,
+    cost_cents: float | None,
 ) -> execution_pb.ReportExecutionRequest:
     request = execution_pb.ReportExecutionRequest(
         action_id=action_id,
@@ -248,6 +251,7 @@ def _report_request(
         evidence_ref=evidence_ref,
         error_message=error_message,
         grant_token=grant_token,
+        cost_cents=cost_cents,
     )
     if outputs:
         request.outputs.update(dict(outputs))
@@ -478,6 +482,7 @@ class AsyncSignoff:
         params: Mapping[str, Any],
         risk_class: str | int,
         evidence_refs: Sequence[str] = (),
+        estimated_cost_cents: float = 0.0,
         wait: bool = True,
         timeout: float | None = None,
     ) -> Decision:
@@ -488,7 +493,9 @@ class AsyncSignoff:
         (the action still waits server-side) or SignoffError (reason GRANT_EXPIRED for an
         approval too old to act on). `timeout` bounds the whole call."""
         deadline = _deadline(timeout)
-        proposal = proposed_action(tool_call_id, tool, params, risk_class, evidence_refs)
+        proposal = proposed_action(
+            tool_call_id, tool, params, risk_class, evidence_refs, estimated_cost_cents
+        )
         request = _decision_request(instance_id, proposal)
         response = await self._call(self._execution.RequestDecision, request, _remaining(deadline))
         decision = _decision(instance_id, response)
@@ -633,14 +640,17 @@ class AsyncSignoff:
         error_message: str = "",
         *,
         grant_token: str = "",
+        cost_cents: float | None = None,
     ) -> pb.Action:
         """Records that an approved action was executed (or failed).
 
         Pass the Decision's `grant_token` unless `consume_grant` spent it already (an
         EXECUTING action needs none): the report then consumes the grant. A repeat of a
-        report that went through (same result and evidence_ref) returns the action."""
+        report that went through (same result and evidence_ref) returns the action.
+        `cost_cents` is what the execution cost; it replaces the action's estimate in the
+        instance's spend (without it, the estimate counts)."""
         request = _report_request(
-            action_id, succeeded, evidence_ref, outputs, error_message, grant_token
+            action_id, succeeded, evidence_ref, outputs, error_message, grant_token, cost_cents
         )
         response: execution_pb.ReportExecutionResponse = await self._call(
             self._execution.ReportExecution, request
@@ -749,12 +759,15 @@ class Signoff:
         params: Mapping[str, Any],
         risk_class: str | int,
         evidence_refs: Sequence[str] = (),
+        estimated_cost_cents: float = 0.0,
         wait: bool = True,
         timeout: float | None = None,
     ) -> Decision:
         """Asks whether an action may run; see `AsyncSignoff.request_decision`."""
         deadline = _deadline(timeout)
-        proposal = proposed_action(tool_call_id, tool, params, risk_class, evidence_refs)
+        proposal = proposed_action(
+            tool_call_id, tool, params, risk_class, evidence_refs, estimated_cost_cents
+        )
         request = _decision_request(instance_id, proposal)
         response = self._call(self._execution.RequestDecision, request, _remaining(deadline))
         decision = _decision(instance_id, response)
@@ -882,11 +895,12 @@ class Signoff:
         error_message: str = "",
         *,
         grant_token: str = "",
+        cost_cents: float | None = None,
     ) -> pb.Action:
         """Records that an approved action was executed (or failed), with the Decision's
         `grant_token` unless the action is EXECUTING; see `AsyncSignoff.report_execution`."""
         request = _report_request(
-            action_id, succeeded, evidence_ref, outputs, error_message, grant_token
+            action_id, succeeded, evidence_ref, outputs, error_message, grant_token, cost_cents
         )
         response: execution_pb.ReportExecutionResponse = self._call(
             self._execution.ReportExecution, request

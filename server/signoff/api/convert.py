@@ -53,7 +53,13 @@ def instance_to_pb(instance: models.Instance) -> pb.Instance:
     message.create_time.FromDatetime(instance.create_time)
     message.update_time.FromDatetime(instance.update_time)
     message.trace_id = tracing.trace_id_of(instance.traceparent)
+    message.budget.CopyFrom(pb.BudgetReport(**instance.budget().as_json()))
     return message
+
+
+def budget_to_pb(budget: dict[str, Any] | None) -> pb.BudgetReport | None:
+    """A BudgetReport as events and records store it (BudgetReport.as_json)."""
+    return pb.BudgetReport(**budget) if budget else None
 
 
 def action_to_pb(action: models.Action) -> pb.Action:
@@ -88,6 +94,8 @@ def action_to_pb(action: models.Action) -> pb.Action:
             for g in action.gates
         ],
         proposed_sha256=action.proposed_sha256 or action.action_sha256,
+        estimated_cost_cents=proposal.estimated_cost_cents,
+        cost_cents=action.cost_cents,
     )
 
 
@@ -98,6 +106,7 @@ def proposal_from_pb(message: pb.ProposedAction) -> models.ProposedAction:
         params=json_format.MessageToDict(message.params),
         risk_class=enum_from_pb(pb.RiskClass, "RISK_CLASS", RiskClass, message.risk_class),
         evidence_refs=tuple(message.evidence_refs),
+        estimated_cost_cents=message.estimated_cost_cents,
     )
 
 
@@ -121,6 +130,7 @@ def event_to_pb(event: models.Event) -> pb.Event:
         prev_hash=event.prev_hash,
         hash=event.hash,
         trace_id=event.trace_id,
+        budget=budget_to_pb(event.budget),
     )
 
 
@@ -182,6 +192,9 @@ def record_to_pb(record: models.DecisionRecord) -> pb.DecisionRecord:
         revision=record.revision,
         create_time=timestamp(record.create_time),
         execution_state=enum_to_pb(pb.ActionState, "ACTION_STATE", record.execution_state),
+        estimated_cost_cents=record.estimated_cost_cents,
+        cost_cents=record.cost_cents,
+        budget=budget_to_pb(record.budget),
     )
 
 

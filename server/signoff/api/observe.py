@@ -16,7 +16,7 @@ from google.protobuf.message import DecodeError, Message
 from google.rpc import status_pb2
 
 from signoff.api.auth import CallerSlot, caller_slot
-from signoff.api.wrapping import MethodWrapper
+from signoff.api.wrapping import Decoder, MethodWrapper
 from signoff.auth.rules import PUBLIC_PREFIXES
 from signoff.telemetry import metrics, tracing
 from signoff.telemetry.logs import current_trace_id
@@ -36,10 +36,10 @@ class ObserveInterceptor(MethodWrapper):
     """Put it before AuthInterceptor (and after a tracing interceptor, whose span then is
     the current one and gives the log line its trace id)."""
 
-    def unary(self, behavior: Any, method: str) -> Any:
+    def unary(self, behavior: Any, method: str, decode: Decoder | None) -> Any:
         return _unary(behavior, method)
 
-    def stream(self, behavior: Any, method: str) -> Any:
+    def stream(self, behavior: Any, method: str, decode: Decoder | None) -> Any:
         return _stream(behavior, method)
 
 
@@ -109,7 +109,9 @@ class _Call:
             "peer": self.peer,
             "trace_id": current_trace_id() or self.incoming_trace_id,
         }
-        for message in (self.request, response):
+        # The decoded request: outside AuthInterceptor, `self.request` is its bytes.
+        request = self.caller.request if self.caller.request is not None else self.request
+        for message in (request, response):
             for key, value in _ids_in(message).items():
                 fields.setdefault(key, value)
         if code not in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED):

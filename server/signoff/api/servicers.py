@@ -125,6 +125,9 @@ class ExecutionService(execution_grpc.ExecutionServiceServicer):
         v.struct("outputs", request.outputs)
         v.text("error_message", request.error_message)
         v.text("grant_token", request.grant_token, MAX_ID)
+        cost_cents = request.cost_cents if request.HasField("cost_cents") else None
+        if cost_cents is not None:
+            v.cents("cost_cents", cost_cents)
         v.done()
         result = convert.enum_from_pb(
             execution_pb.ExecutionResult, "EXECUTION_RESULT", ExecutionResult, request.result
@@ -138,6 +141,7 @@ class ExecutionService(execution_grpc.ExecutionServiceServicer):
             json_format.MessageToDict(request.outputs),
             request.error_message,
             request.grant_token,
+            cost_cents,
         )
         return execution_pb.ReportExecutionResponse(action=convert.action_to_pb(action))
 
@@ -220,12 +224,13 @@ class ApprovalService(approval_grpc.ApprovalServiceServicer):
         v.enum("verdict", pb.Verdict, request.verdict, required=True)
         v.text("reason", request.reason)
         v.identifier("request_id", request.request_id)
-        v.text("evidence_snapshot_hash", request.evidence_snapshot_hash, 71)
-        edited = None
+        v.digest("evidence_snapshot_hash", request.evidence_snapshot_hash)
         if request.HasField("edited_params"):
             v.struct("edited_params", request.edited_params)
-            edited = json_format.MessageToDict(request.edited_params)
         v.done()
+        edited = None
+        if request.HasField("edited_params"):
+            edited = json_format.MessageToDict(request.edited_params)
         action, record = await decisions.submit_decision(
             self.ctx,
             caller(),
@@ -354,7 +359,7 @@ def _validate_envelope(v: Validator, request: Any, prefix: str = "") -> None:
     v.struct(f"{prefix}input.context", request.input.context)
     v.enum(f"{prefix}mode", pb.Mode, request.mode, required=False)
     v.number(f"{prefix}runtime.max_tool_calls", request.runtime.max_tool_calls)
-    v.number(f"{prefix}runtime.max_cost_cents", request.runtime.max_cost_cents)
+    v.cents(f"{prefix}runtime.max_cost_cents", request.runtime.max_cost_cents)
 
 
 def _validate_proposal(v: Validator, request: Any) -> None:
@@ -371,6 +376,7 @@ def _validate_proposal(v: Validator, request: Any) -> None:
     v.struct("action.params", action.params)
     v.enum("action.risk_class", pb.RiskClass, action.risk_class, required=True)
     v.refs("action.evidence_refs", action.evidence_refs)
+    v.cents("action.estimated_cost_cents", action.estimated_cost_cents)
 
 
 def _require_id(field: str, value: str) -> None:

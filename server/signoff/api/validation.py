@@ -4,13 +4,14 @@ Each check adds a field violation; `done()` raises them all at once so a caller 
 everything in one round trip.
 """
 
+import json
 import math
 import re
 from typing import Any
 
-from google.protobuf import json_format
-from google.protobuf.message import Message
+from google.protobuf import struct_pb2
 
+from signoff.domain.budget import MAX_CENTS
 from signoff.domain.errors import FieldViolation, InvalidArgument
 
 MAX_ID = 128
@@ -22,16 +23,43 @@ TOOL = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)+$")
 ID = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
 # Text is stored as-is; PostgreSQL cannot hold NUL in text or JSON, so no store accepts it.
 NUL = "must not contain NUL characters"
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SHOWN_KEY = 64  # a key quoted in a violation's path is cut to this many characters
+SHA256 = re.compile(r"^sha256:[0-9a-f]{64}$")  # how signoff writes a digest (domain/canonical)
 
 
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
+def _member(path: str, key: str) -> str:
+    """`path.key`, or `path["odd key"]` for a key that is not a plain name."""
+    if _KEY.match(key):
+        return f"{path}.{key}"
+    return f"{path}[{json.dumps(key[:_SHOWN_KEY])}]"
+
+
+def struct_problem(message: struct_pb2.Struct, path: str) -> tuple[str, str] | None:
+    """The first value of a Struct that JSON (and so signoff) cannot hold, as (path,
+    description): a NaN or infinite number, or a NUL character in a key or a string.
+    Walked without recursion: a Struct may nest as deep as protobuf parses."""
+    pending: list[tuple[str, Any]] = [(path, message)]
+    while pending:
+        where, item = pending.pop()
+        if isinstance(item, struct_pb2.Struct):
+            for key, value in item.fields.items():
+                if "\x00" in key:
+                    return where, "must not contain NUL characters in keys"
+                pending.append((_member(where, key), value))
+        elif isinstance(item, struct_pb2.ListValue):
+            pending.extend((f"{where}[{i}]", value) for i, value in enumerate(item.values))
+        else:
+            kind = item.WhichOneof("kind")
+            if kind == "number_value" and not math.isfinite(item.number_value):
+                return where, "must be a finite number (JSON has no NaN or Infinity)"
+            if kind == "string_value" and "\x00" in item.string_value:
+                return where, NUL
+            if kind == "struct_value":
+                pending.append((where, item.struct_value))
+            elif kind == "list_value":
+                pending.append((where, item.list_value))
+    return None
 
 
 class Validator:
@@ -73,15 +101,25 @@ class Validator:
             names = ", ".join(v.name for v in enum_type.DESCRIPTOR.values if v.number)
             self.fail(field, f"is required: one of {names}")
 
-    def struct(self, field: str, message: Message) -> None:
+    def struct(self, field: str, message: struct_pb2.Struct) -> None:
         if message.ByteSize() > MAX_STRUCT_BYTES:
             self.fail(field, f"must be at most {MAX_STRUCT_BYTES} bytes encoded")
-        elif _has_nul(json_format.MessageToDict(message)):
-            self.fail(field, NUL)
+        elif (problem := struct_problem(message, field)) is not None:
+            self.fail(*problem)
+
+    def digest(self, field: str, value: str) -> None:
+        """An optional sha256 as signoff writes it (an action_sha256, say)."""
+        if value and not SHA256.match(value):
+            self.fail(field, "must be sha256: and 64 lowercase hex digits (an action_sha256)")
 
     def number(self, field: str, value: float) -> None:
         if value < 0 or not math.isfinite(value):
             self.fail(field, "must be a finite number >= 0")
+
+    def cents(self, field: str, value: float) -> None:
+        """A cost or a budget in cents."""
+        if not 0 <= value <= MAX_CENTS:  # NaN fails every comparison
+            self.fail(field, f"must be a finite number of cents from 0 to {MAX_CENTS:g}")
 
     def page(self, size: int) -> None:
         if size < 0:

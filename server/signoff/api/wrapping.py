@@ -6,19 +6,28 @@ from typing import Any
 
 import grpc
 
+Decoder = Callable[[bytes], Any]
+
 
 class MethodWrapper(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def __init__(self) -> None:
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
-    def skips(self, method: str) -> bool:
-        """Methods left unwrapped."""
-        return False
+    # True: gRPC hands this interceptor each request as bytes, and `unary` and `stream` get
+    # the method's decoder to decode it themselves (AuthInterceptor: it answers bytes that
+    # are not the request message; gRPC would answer UNKNOWN, with a traceback).
+    # Interceptors outside it see bytes.
+    decodes = False
 
-    def unary(self, behavior: Any, method: str) -> Any:
+    def unary(self, behavior: Any, method: str, decode: Decoder | None) -> Any:
         raise NotImplementedError
 
-    def stream(self, behavior: Any, method: str) -> Any:
+    def stream(self, behavior: Any, method: str, decode: Decoder | None) -> Any:
+        raise NotImplementedError
+
+    def bidirectional(self, behavior: Any, method: str, decode: Decoder) -> Any:
+        """Only for an interceptor that decodes (signoff has no client-streaming RPC; server
+        reflection has one)."""
         raise NotImplementedError
 
     async def intercept_service(
@@ -28,24 +37,32 @@ class MethodWrapper(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
         method = details.method
-        if handler is None or self.skips(method):
-            return handler  # no such method (gRPC answers UNIMPLEMENTED), or left alone
+        if handler is None:
+            return handler  # no such method: gRPC answers UNIMPLEMENTED
         cached = self._wrapped.get(method)
         if cached is not None and cached[0] is handler:
             return cached[1]
+        decode = handler.request_deserializer if self.decodes else None
+        kept = None if self.decodes else handler.request_deserializer
         if handler.unary_unary is not None:
             wrapped = grpc.unary_unary_rpc_method_handler(
-                self.unary(handler.unary_unary, method),
-                request_deserializer=handler.request_deserializer,
+                self.unary(handler.unary_unary, method, decode),
+                request_deserializer=kept,
                 response_serializer=handler.response_serializer,
             )
         elif handler.unary_stream is not None:
             wrapped = grpc.unary_stream_rpc_method_handler(
-                self.stream(handler.unary_stream, method),
-                request_deserializer=handler.request_deserializer,
+                self.stream(handler.unary_stream, method, decode),
+                request_deserializer=kept,
+                response_serializer=handler.response_serializer,
+            )
+        elif handler.stream_stream is not None and decode is not None:
+            wrapped = grpc.stream_stream_rpc_method_handler(
+                self.bidirectional(handler.stream_stream, method, decode),
+                request_deserializer=None,
                 response_serializer=handler.response_serializer,
             )
         else:
-            return handler  # signoff has no client-streaming RPC
+            return handler  # left alone
         self._wrapped[method] = (handler, wrapped)
         return wrapped

@@ -23,7 +23,8 @@ EVENT_FIELDS = (
 
 # Fields hashed only when set (not absent and not ""): events written before a field
 # existed keep their hashes. A new optional field is added here and in event_body.
-OPTIONAL_FIELDS = ("trace_id", "instance_seal", "action_seal")
+OPTIONAL_FIELDS = ("trace_id", "budget", "instance_seal", "action_seal")
+_UNSET = (None, "")
 
 
 def event_body(event: Event) -> dict[str, Any]:
@@ -49,19 +50,20 @@ def event_body(event: Event) -> dict[str, Any]:
     }
     optional = {
         "trace_id": event.trace_id,
+        "budget": event.budget,
         "instance_seal": event.instance_seal,
         "action_seal": event.action_seal,
     }
-    body.update((key, value) for key, value in optional.items() if value)
+    body.update((key, value) for key, value in optional.items() if value not in _UNSET)
     return {**body, "hash": event.hash} if event.hash else body
 
 
 def event_hash(body: dict[str, Any]) -> str:
     """sha256 over the RFC 8785 form of the event body (every field but `hash`; each of
-    OPTIONAL_FIELDS only when it is not empty)."""
+    OPTIONAL_FIELDS only when it is set: not absent, "" or null)."""
     hashed = {key: body[key] for key in EVENT_FIELDS}
     for key in OPTIONAL_FIELDS:
-        if body.get(key, "") != "":  # anything else but absent or "" is hashed
+        if body.get(key) not in _UNSET:
             hashed[key] = body[key]
     return sha256_of(hashed)
 
@@ -87,6 +89,8 @@ def instance_fields(instance: Instance) -> dict[str, Any]:
         "envelope_sha256": instance.envelope_sha256,
         "state": instance.state.value,
         "tool_calls_used": instance.tool_calls_used,
+        "cost_spent_cents": instance.cost_spent_cents,
+        "cost_reserved_cents": instance.cost_reserved_cents,
         "created_by": instance.created_by,
         "create_time": _time(instance.create_time),
     }
@@ -106,6 +110,8 @@ def action_fields(action: Action) -> dict[str, Any]:
         "params": proposal.params,
         "risk_class": proposal.risk_class.value,
         "evidence_refs": list(proposal.evidence_refs),
+        "estimated_cost_cents": proposal.estimated_cost_cents,
+        "cost_cents": action.cost_cents,
         "action_sha256": action.action_sha256,
         "proposed_sha256": action.proposed_sha256,
         "state": action.state.value,
@@ -162,7 +168,7 @@ def instance_problem(
     sealed = head.get("instance_seal", "")
     if sealed and sealed != seal(fields):
         return (
-            "the instance's stored state (state, envelope, tool calls used, creator) "
+            "the instance's stored state (state, envelope, tool calls used, costs, creator) "
             "is not what its newest event sealed"
         )
     if not sealed and sha256_of(fields["envelope"]) != fields["envelope_sha256"]:

@@ -5,6 +5,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from signoff.domain.budget import BudgetReport, cents, charge
 from signoff.domain.canonical import sha256_of
 from signoff.domain.states import (
     ActionState,
@@ -16,6 +17,7 @@ from signoff.domain.states import (
     Outcome,
     RiskClass,
     Verdict,
+    transition_action,
 )
 
 # JSON-shaped data, as exchanged with clients (protobuf JSON names).
@@ -41,6 +43,24 @@ class Instance:
     chain_head: str = ""
     # The W3C traceparent of the InvokeAgent call ("" when the agent sent none).
     traceparent: str = ""
+    # What the instance's actions hold against runtime.max_cost_cents (domain/budget.py).
+    cost_spent_cents: float = 0.0
+    cost_reserved_cents: float = 0.0
+
+    def budget(self) -> BudgetReport:
+        runtime = self.envelope.get("runtime", {})
+        return BudgetReport(
+            tool_calls_used=self.tool_calls_used,
+            max_tool_calls=int(runtime.get("max_tool_calls", 0) or 0),
+            cost_spent_cents=self.cost_spent_cents,
+            cost_reserved_cents=self.cost_reserved_cents,
+            max_cost_cents=float(runtime.get("max_cost_cents", 0) or 0),
+        )
+
+    def move_charge(self, before: tuple[float, float], after: tuple[float, float]) -> None:
+        """Moves the cost totals by what one action holds before and after a change."""
+        self.cost_spent_cents = cents(self.cost_spent_cents - before[0] + after[0])
+        self.cost_reserved_cents = cents(self.cost_reserved_cents - before[1] + after[1])
 
     def parties(self) -> frozenset[str]:
         return parties(
@@ -63,15 +83,20 @@ class ProposedAction:
     params: Json
     risk_class: RiskClass
     evidence_refs: tuple[str, ...] = ()
+    estimated_cost_cents: float = 0.0
 
     def canonical(self) -> Json:
-        """What the action's hash covers: what would run, and on what evidence."""
-        return {
+        """What the action's hash covers: what would run, on what evidence, and (when
+        the agent gave one) at what expected cost; actions without one keep their hashes."""
+        body: Json = {
             "tool": self.tool,
             "params": self.params,
             "risk_class": self.risk_class.value,
             "evidence_refs": list(self.evidence_refs),
         }
+        if self.estimated_cost_cents:
+            body["estimated_cost_cents"] = self.estimated_cost_cents
+        return body
 
     def sha256(self) -> str:
         return sha256_of(self.canonical())
@@ -138,9 +163,26 @@ class Action:
     # The revision of the event that last changed the action: the event seals its state
     # (domain/chain.py). 0 until the action is first stored.
     event_revision: int = 0
+    # What the execution cost, once reported (None until then).
+    cost_cents: float | None = None
 
     def waiting_gates(self) -> list[GateStatus]:
         return [g for g in self.gates if g.state is GateState.WAITING]
+
+    def charge(self) -> tuple[float, float]:
+        return charge(self.state, self.proposal.estimated_cost_cents, self.cost_cents)
+
+    def move(
+        self, instance: Instance, target: ActionState, *, cost_cents: float | None = None
+    ) -> ActionState:
+        """Moves the action to target by the transition table (reporting cost_cents, if
+        given), and its instance's cost totals with it. Returns the previous state."""
+        previous, before = self.state, self.charge()
+        self.state = transition_action(previous, target)
+        if cost_cents is not None:
+            self.cost_cents = cost_cents
+        instance.move_charge(before, self.charge())
+        return previous
 
 
 @dataclass(frozen=True)
@@ -171,6 +213,9 @@ class Event:
     # (domain/chain.py: instance_fields, action_fields); "" on events written before.
     instance_seal: str = ""
     action_seal: str = ""
+    # The instance's budget after the event (BudgetReport.as_json); None on events
+    # written before budgets were reported.
+    budget: Json | None = None
 
 
 @dataclass(frozen=True)
@@ -199,6 +244,7 @@ class Bookmark:
 @dataclass(frozen=True)
 class Vote:
     action_id: str
+    tenant_id: str  # the action's: a request_id is unique within its tenant
     approver: str
     verdict: Verdict
     reason: str
@@ -249,6 +295,10 @@ class DecisionRecord:
     trace_id: str = ""
     outputs: Json = field(default_factory=dict)
     execution_state: ActionState | None = None
+    estimated_cost_cents: float = 0.0
+    cost_cents: float | None = None
+    # The instance's budget once the decision took effect (BudgetReport.as_json).
+    budget: Json = field(default_factory=dict)
 
 
 class PrincipalKind(StrEnum):

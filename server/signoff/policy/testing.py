@@ -1,9 +1,10 @@
 """`signoff policy test DIR`: a bundle's own test cases, so authors can test their rules.
 
 Each tests/*.yaml file holds `cases`, each with an `envelope` (InvokeAgent fields), an
-`action` (tool, risk_class, params …) and what to `expect`: effect, and optionally gates
-(exactly), rules (at least these), must_refuse, must_escalate, redaction_rules_active and
-decision_key.
+`action` (tool, risk_class, params, estimated_cost_cents …), optionally where the
+instance's `budget` stands (tool_calls_used, cost_spent_cents, max_cost_cents …), and what
+to `expect`: effect, and optionally gates (exactly), rules (at least these), must_refuse,
+must_escalate, redaction_rules_active and decision_key.
 """
 
 from collections.abc import Callable
@@ -12,10 +13,20 @@ from typing import Any
 
 import yaml
 
+from signoff.domain.budget import BudgetReport
 from signoff.policy import PolicyDecision
 from signoff.policy.bundle import BundleError
 from signoff.policy.engine import RegoPolicy
 
+# A case's `budget` (BudgetReport fields) is where its instance stands; by default nothing
+# is used and nothing is limited.
+_NO_BUDGET = dict(
+    tool_calls_used=0,
+    max_tool_calls=0,
+    cost_spent_cents=0.0,
+    cost_reserved_cents=0.0,
+    max_cost_cents=0.0,
+)
 _EXACT = ("gates", "must_refuse", "must_escalate", "redaction_rules_active", "decision_key")
 
 
@@ -26,7 +37,7 @@ def case_input(case: dict[str, Any]) -> dict[str, Any]:
         "envelope": envelope,
         "action": action,
         "principal": {"id": envelope.get("agent", {}).get("agent_id", "agt_test"), "kind": "agent"},
-        "instance": {"tool_calls_used": 0},
+        "instance": BudgetReport(**{**_NO_BUDGET, **case.get("budget", {})}).policy_input(),
     }
 
 

@@ -89,6 +89,7 @@ def evaluation_input(
             "params": proposal.params,
             "risk_class": proposal.risk_class.value,
             "evidence_refs": list(proposal.evidence_refs),
+            "estimated_cost_cents": proposal.estimated_cost_cents,
         },
         "principal": {
             "id": who.id,
@@ -96,7 +97,7 @@ def evaluation_input(
             "tenant": who.tenant,
             "roles": sorted(who.roles),
         },
-        "instance": {"tool_calls_used": instance.tool_calls_used},
+        "instance": instance.budget().policy_input(),
     }
 
 
@@ -119,13 +120,16 @@ def evaluate_policy(
     return decision
 
 
-def _budget_exhausted(ctx: Context, instance: Instance) -> PolicyDecision | None:
-    limit = int(instance.envelope.get("runtime", {}).get("max_tool_calls", 0) or 0)
-    if not limit or instance.tool_calls_used < limit:
+def _budget_exhausted(
+    ctx: Context, instance: Instance, proposal: ProposedAction
+) -> PolicyDecision | None:
+    """A denial when the action would take the instance past its runtime budget."""
+    refusal = instance.budget().refusal(proposal.estimated_cost_cents)
+    if not refusal:
         return None
     return PolicyDecision(
         effect=Effect.DENY,
-        reasons=[f"BUDGET_EXHAUSTED: runtime.max_tool_calls ({limit}) reached"],
+        reasons=[refusal],
         rule_ids=["BUDGET_EXHAUSTED"],
         bundle=ctx.policy.bundle,
     )
@@ -171,7 +175,7 @@ async def request_decision(
 
         decision = evaluate_policy(ctx, instance, proposal, who)
         if not decision.must_refuse:  # a refusal ends the instance, budget or not
-            decision = _budget_exhausted(ctx, instance) or decision
+            decision = _budget_exhausted(ctx, instance, proposal) or decision
         now = ctx.clock()
         state = transition_action(ActionState.NEW, _STATE_FOR_EFFECT[decision.effect])
         waits = state is ActionState.WAITING_FOR_HUMAN
@@ -198,6 +202,7 @@ async def request_decision(
         token = grants.issue(action, now, now, ctx.grant_ttl)
         await tx.insert_action(action)
         instance.tool_calls_used += 1
+        instance.move_charge((0.0, 0.0), action.charge())
         if waits and instance.state is InstanceState.RUNNING:
             instance.state = transition_instance(instance.state, InstanceState.WAITING_FOR_HUMAN)
         record = None
@@ -329,7 +334,7 @@ async def submit_decision(
             seen is not None
             and who.sees(seen.tenant_id)
             and seen.state in DECIDED_ACTION_STATES
-            and await tx.find_vote_by_request(request_id) is None
+            and await tx.find_vote_by_request(seen.tenant_id, request_id) is None
         ):
             raise AlreadyDecided(
                 action_id, seen.state.value, _winning_verdict(seen).value, seen.decided_by
@@ -339,7 +344,7 @@ async def submit_decision(
         async with ctx.db.write() as tx:
             action, instance = await _locked_action(tx, action_id, who)
             # Under the lock, so a retry racing its own first attempt still gets its answer.
-            prior = await tx.find_vote_by_request(request_id)
+            prior = await tx.find_vote_by_request(action.tenant_id, request_id)
             if prior is not None:
                 if prior.request_sha256 != request_digest:
                     raise IdempotencyKeyReused("request_id", "decision")
@@ -380,6 +385,7 @@ async def submit_decision(
             count_vote([g for g in action.gates if g.gate_id in eligible], verdict)
             this_vote = Vote(
                 action_id=action_id,
+                tenant_id=action.tenant_id,
                 approver=approver,
                 verdict=verdict,
                 reason=reason,
@@ -407,7 +413,7 @@ async def submit_decision(
                     gate_id=",".join(eligible),
                 )
             else:
-                action.state = transition_action(previous, settled)
+                action.move(instance, settled)
                 action.decided_by = approver
                 action.decision_reason = reason
                 action.decide_time = now
@@ -486,7 +492,7 @@ async def consume_grant(ctx: Context, who: Principal, action_id: str, token: str
         action, instance = await _locked_action(tx, action_id, who)
         now = ctx.clock()
         grants.check(action, token, now)
-        action.state = transition_action(ActionState.APPROVED, ActionState.EXECUTING)
+        action.move(instance, ActionState.EXECUTING)
         await tx.save_action(action, expected_state=ActionState.APPROVED)
         await tx.append_event(
             instance, EventType.ACTION_EXECUTING, now, action=action, actor=who.id
@@ -504,7 +510,9 @@ async def report_execution(
     outputs: Json,
     error_message: str,
     grant_token: str = "",
+    cost_cents: float | None = None,
 ) -> Action:
+    """`cost_cents` is what the execution cost; without it the estimate stays spent."""
     target = ActionState.EXECUTED if result is ExecutionResult.SUCCEEDED else ActionState.FAILED
     async with ctx.db.write() as tx:
         action, instance = await _locked_action(tx, action_id, who)
@@ -519,8 +527,7 @@ async def report_execution(
             # Not consumed yet: the report itself must carry the live grant.
             grants.check(action, grant_token, ctx.clock())
         now = ctx.clock()
-        previous = action.state
-        action.state = transition_action(previous, target)
+        previous = action.move(instance, target, cost_cents=cost_cents)
         action.execution_evidence_ref = evidence_ref
         await tx.save_action(action, expected_state=previous)
         record = await tx.get_record_for_action(action_id)
@@ -529,6 +536,7 @@ async def report_execution(
             if evidence_ref:
                 record.evidence_refs.append(evidence_ref)
             record.execution_state = target
+            record.cost_cents = cost_cents
             await tx.attach_execution(record)
         await tx.append_event(
             instance,
@@ -536,11 +544,26 @@ async def report_execution(
             now,
             action=action,
             actor=who.id,
-            reason=error_message,
+            reason="; ".join(filter(None, [error_message, _overspend(action, instance)])),
             record=record,
         )
         await tx.save_instance(instance)
         return action
+
+
+def _overspend(action: Action, instance: Instance) -> str:
+    """What the trail says when a reported cost passes the estimate or the budget."""
+    reported, estimated = action.cost_cents, action.proposal.estimated_cost_cents
+    notes = []
+    if reported is not None and reported > estimated:
+        notes.append(f"cost {reported:g} cents is over the estimate of {estimated:g}")
+    budget = instance.budget()
+    if budget.max_cost_cents and budget.cost_spent_cents > budget.max_cost_cents:
+        notes.append(
+            f"BUDGET_EXHAUSTED: spent {budget.cost_spent_cents:g} cents, over "
+            f"runtime.max_cost_cents ({budget.max_cost_cents:g}); new actions are refused"
+        )
+    return "; ".join(notes)
 
 
 async def list_pending(

@@ -4,6 +4,7 @@ database-wide value (aggregate them with max, not sum)."""
 import asyncio
 import logging
 
+from signoff.domain.errors import Unavailable
 from signoff.services.context import Context
 from signoff.telemetry import metrics
 
@@ -28,7 +29,9 @@ async def run(ctx: Context, interval: float, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
             shown = await refresh_waiting(ctx, shown)
-        except Exception:  # a busy or restarting database: the next round tries again
+        except Unavailable:
+            pass  # a restarting database: Database logs the outage, once; the next round tries
+        except Exception:
             log.exception("reading the waiting approvals failed")
         try:
             await asyncio.wait_for(stop.wait(), interval)

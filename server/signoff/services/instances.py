@@ -12,7 +12,6 @@ from signoff.domain.states import (
     EventType,
     GateState,
     InstanceState,
-    transition_action,
     transition_instance,
 )
 from signoff.services import pagination
@@ -114,8 +113,7 @@ async def revoke_open_actions(
     instance may run."""
     open_states = {ActionState.WAITING_FOR_HUMAN, ActionState.APPROVED}
     for action in await tx.actions_in_states(instance.instance_id, open_states):
-        previous = action.state
-        action.state = transition_action(previous, ActionState.CANCELLED)
+        previous = action.move(instance, ActionState.CANCELLED)
         for gate in action.waiting_gates():
             gate.state = GateState.CLOSED
         await tx.save_action(action, expected_state=previous)

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 
 import httpx
 
+from signoff.domain.errors import Unavailable
 from signoff.domain.ids import new_id
 from signoff.services import webhooks
 from signoff.services.context import system_clock
@@ -110,6 +111,8 @@ class Notifier:
                     next_prune = loop.time() + min(PRUNE_INTERVAL, self.retention)
                     try:
                         await self.prune()
+                    except Unavailable:
+                        pass  # Database logs the outage, once
                     except Exception:
                         log.exception("removing old webhook notifications failed; trying later")
                 # Look (a read) for when the next row falls due: a retry, a new row, or a
@@ -127,6 +130,8 @@ class Notifier:
                         elif await self.deliver_due(client):
                             continue  # look again at once: more may be due
                         # else due rows another replica is claiming right now: wait a poll
+                except Unavailable:
+                    pass  # Database logs the outage, once
                 except Exception:
                     log.exception("webhook delivery tick failed; trying again shortly")
                 try:

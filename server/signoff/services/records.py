@@ -60,4 +60,7 @@ def record_for(
         policy_sha256=policy.get("sha256", ""),
         rule_ids=list(policy.get("rule_ids", [])),
         trace_id=tracing.trace_id_of(action.traceparent, instance.traceparent),
+        estimated_cost_cents=action.proposal.estimated_cost_cents,
+        cost_cents=action.cost_cents,
+        budget=instance.budget().as_json(),
     )

@@ -7,14 +7,13 @@ import logging
 from datetime import datetime
 from functools import partial
 
-from signoff.domain.errors import StateTampered
+from signoff.domain.errors import StateTampered, Unavailable
 from signoff.domain.models import Action, Instance
 from signoff.domain.states import (
     ActionState,
     DecisionStatus,
     EventType,
     GateState,
-    transition_action,
 )
 from signoff.policy.gates import OnTimeout
 from signoff.services.context import Context
@@ -45,6 +44,8 @@ async def fire_due(ctx: Context, now: datetime | None = None, limit: int = 200) 
                 ):
                     await tx.save_instance(instance)
                     fired += 1
+        except Unavailable:
+            raise  # the database is down: so it is for every other timer
         except StateTampered as tampered:  # fails closed, in one line per tick
             log.error("timer for action %s not fired: %s", action_id, tampered.message)
         except Exception:  # one bad action must not stop every other timer
@@ -106,7 +107,7 @@ async def _expire(tx: Tx, instance: Instance, action: Action, gate_id: str, now:
     previous = action.state
     for status in action.waiting_gates():
         status.state = GateState.EXPIRED if status.gate_id == gate_id else GateState.CLOSED
-    action.state = transition_action(previous, ActionState.EXPIRED)
+    action.move(instance, ActionState.EXPIRED)
     action.decided_by = "timer"
     action.decision_reason = f"{gate_id} was not decided in time"
     action.decide_time = now
@@ -141,6 +142,8 @@ async def run(ctx: Context, interval: float, stop: asyncio.Event) -> None:
         try:
             while await fire_due(ctx) > 0:
                 pass  # more may be due
+        except Unavailable:
+            pass  # Database logs the outage, once
         except Exception:
             log.exception("timer tick failed")
         try:

@@ -1,13 +1,25 @@
-"""Engines and transactions for SQLite (embedded default) and PostgreSQL."""
+"""Engines and transactions for SQLite (embedded default) and PostgreSQL.
 
+A database that cannot be reached (PostgreSQL down or restarting, the connection lost;
+SQLite locked past its busy timeout, or an I/O error) fails the transaction with
+Unavailable (DATABASE_UNAVAILABLE), which callers may retry; the outage is logged once when
+it starts and once when it ends, not per call. Any other database error stays what it is.
+"""
+
+import logging
+import sqlite3
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import psycopg
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from signoff.domain.errors import Unavailable
 from signoff.store.hub import Hub
 from signoff.store.notify import CHANNEL, payload
 from signoff.store.repository import Tx
@@ -15,6 +27,57 @@ from signoff.telemetry import tracing
 from signoff.telemetry.logs import log_transitions
 
 DEFAULT_DATABASE_URL = "sqlite:///signoff.db"
+
+log = logging.getLogger("signoff.database")
+
+# SQLite primary result codes after which the same transaction may well succeed: BUSY and
+# LOCKED (another writer held the lock past busy_timeout), IOERR, CANTOPEN.
+_SQLITE_RETRYABLE = {5, 6, 10, 14}
+# PostgreSQL states that mean "not reachable now": class 08 (connection exception), and
+# admin shutdown, crash shutdown, cannot connect now (starting up), too many connections.
+_POSTGRES_UNAVAILABLE = {"57P01", "57P02", "57P03", "53300"}
+
+
+def unreachable(error: DBAPIError) -> bool:
+    """Whether `error` says the database cannot be reached now, rather than that the
+    statement or the data is wrong (a bug, or a constraint: those are not retried)."""
+    if error.connection_invalidated:
+        return True
+    cause = error.orig
+    if isinstance(cause, sqlite3.Error):
+        code = getattr(cause, "sqlite_errorcode", None)
+        return code is not None and code & 0xFF in _SQLITE_RETRYABLE
+    if isinstance(cause, psycopg.OperationalError):
+        state = cause.sqlstate  # None: the client lost or could not open the connection
+        return state is None or state.startswith("08") or state in _POSTGRES_UNAVAILABLE
+    return False
+
+
+class Outage:
+    """Whether the database answers. One WARNING line when an outage starts, one when it
+    ends; the calls in between answer DATABASE_UNAVAILABLE without a line of their own."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+
+    def failed(self, error: DBAPIError) -> Unavailable:
+        if self.since is None:
+            self.since = time.monotonic()
+            first_line = (str(error.orig).strip().splitlines() or [""])[0]
+            log.warning(
+                "database unavailable (%s: %s); calls answer UNAVAILABLE until it is back",
+                type(error.orig).__name__,
+                first_line,
+            )
+        return Unavailable(
+            "DATABASE_UNAVAILABLE",
+            "the database is unavailable; retry (with the same request id) shortly",
+        )
+
+    def answered(self) -> None:
+        if self.since is not None:
+            log.warning("database available again after %.1fs", time.monotonic() - self.since)
+            self.since = None
 
 
 def normalize_url(url: str) -> URL:
@@ -67,6 +130,7 @@ class Database:
         # Run in every write transaction just before it commits, so that what they write
         # (the webhook outbox) commits or rolls back with the change. Installed by the server.
         self.before_commit: list[Callable[[Tx], Awaitable[None]]] = []
+        self.outage = Outage()
         if self.dialect == "sqlite":
             # One writer connection: SQLite has one writer anyway, and BEGIN IMMEDIATE
             # takes the write lock up front so transactions never deadlock on upgrade.
@@ -91,7 +155,7 @@ class Database:
         )
         committing: set[str] = set()
         try:
-            async with transaction as connection:
+            async with self._unavailable(), transaction as connection:
                 tx = Tx(connection, self.dialect)
                 yield tx
                 for hook in self.before_commit:
@@ -107,6 +171,7 @@ class Database:
             # A commit that failed or was cancelled may have happened: its watchers re-read.
             self.hub.unsure(committing)
             raise
+        self.outage.answered()
         self.hub.publish(tx.events, tx.approval_changes)
         log_transitions(tx.events)
         for record in tx.after_commit:
@@ -114,8 +179,19 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Tx]:
-        async with self._reader.begin() as connection:
+        async with self._unavailable(), self._reader.begin() as connection:
             yield Tx(connection, self.dialect)
+        self.outage.answered()
+
+    @asynccontextmanager
+    async def _unavailable(self) -> AsyncIterator[None]:
+        """Turns "the database cannot be reached" into Unavailable (without its traceback)."""
+        try:
+            yield
+        except DBAPIError as error:
+            if not unreachable(error):
+                raise
+            raise self.outage.failed(error) from None
 
     @property
     def engine(self) -> AsyncEngine:

@@ -49,6 +49,7 @@ class Listener:
         self._sync_every = sync_every
         self._sync_channel = f"{CHANNEL}_sync_{uuid.uuid4().hex[:12]}"  # only this listener's
         self.connected = asyncio.Event()
+        self._was_connected = False
 
     async def run(self, stop: asyncio.Event) -> None:
         delay = 0.1
@@ -63,9 +64,10 @@ class Listener:
                 if self.connected.is_set():  # it had connected: back off from the start
                     self.connected.clear()
                     delay = 0.1
-                log.warning(
-                    "notify connection lost (%s); reconnecting in %.1fs", session.exception(), delay
-                )
+                    # Once per loss, not per attempt: a database outage is not a log flood.
+                    log.warning("notify connection lost (%s); reconnecting", session.exception())
+                else:
+                    log.debug("notify connection: retry in %.1fs (%s)", delay, session.exception())
                 await asyncio.wait({stopping}, timeout=delay)
                 delay = min(delay * 2, 5.0)
         finally:
@@ -83,6 +85,9 @@ class Listener:
             await connection.execute(f"LISTEN {self._sync_channel}")
             # Anything committed while we were not listening: re-read everything.
             self._hub.hint_all()
+            if self._was_connected:
+                log.info("notify connection back")
+            self._was_connected = True
             self.connected.set()
             sent: float | None = None  # when the sync on its way was sent
             while True:

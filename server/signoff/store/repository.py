@@ -151,7 +151,9 @@ _EVENTS_AFTER = (
     .limit(bindparam("limit"))
 )
 _VOTES = select(votes).where(votes.c.action_id == bindparam("action_id")).order_by(votes.c.seq)
-_VOTE_BY_REQUEST = select(votes).where(votes.c.request_id == bindparam("request_id"))
+_VOTE_BY_REQUEST = select(votes).where(
+    votes.c.tenant_id == bindparam("tenant_id"), votes.c.request_id == bindparam("request_id")
+)
 _RECORD = select(decision_records.c.body).where(
     decision_records.c.record_id == bindparam("record_id")
 )
@@ -254,6 +256,8 @@ class Tx:
                 created_by=instance.created_by,
                 chain_head=instance.chain_head,
                 traceparent=instance.traceparent,
+                cost_spent_cents=instance.cost_spent_cents,
+                cost_reserved_cents=instance.cost_reserved_cents,
             ),
         )
         self._instances[instance.instance_id] = instance
@@ -272,6 +276,8 @@ class Tx:
                 tool_calls_used=instance.tool_calls_used,
                 update_time=instance.update_time,
                 chain_head=instance.chain_head,
+                cost_spent_cents=instance.cost_spent_cents,
+                cost_reserved_cents=instance.cost_reserved_cents,
             ),
         )
 
@@ -332,6 +338,7 @@ class Tx:
             ),
             instance_seal=seal(instance_fields(instance)),
             action_seal=self._action_seal(instance, action),
+            budget=instance.budget().as_json(),
         )
         event = replace(unhashed, hash=event_hash(event_body(unhashed)))
         instance.chain_head = event.hash
@@ -360,6 +367,7 @@ class Tx:
                 trace_id=event.trace_id,
                 instance_seal=event.instance_seal,
                 action_seal=event.action_seal,
+                budget=event.budget,
             ),
         )
         self.events.append(event)
@@ -538,6 +546,8 @@ class Tx:
                 grant_expires=action.grant_expires,
                 traceparent=action.traceparent,
                 event_revision=action.event_revision,
+                estimated_cost_cents=proposal.estimated_cost_cents,
+                cost_cents=action.cost_cents,
             ),
         )
 
@@ -565,6 +575,7 @@ class Tx:
                 grant_sha256=action.grant_sha256,
                 grant_expires=action.grant_expires,
                 event_revision=action.event_revision,
+                cost_cents=action.cost_cents,
             ),
         )
         if result.rowcount != 1:
@@ -643,6 +654,7 @@ class Tx:
             _INSERT["votes"],
             dict(
                 action_id=vote.action_id,
+                tenant_id=vote.tenant_id,
                 approver=vote.approver,
                 verdict=vote.verdict.value,
                 reason=vote.reason,
@@ -660,8 +672,8 @@ class Tx:
             _vote(row) for row in await self.connection.execute(_VOTES, {"action_id": action_id})
         ]
 
-    async def find_vote_by_request(self, request_id: str) -> Vote | None:
-        values = {"request_id": request_id}
+    async def find_vote_by_request(self, tenant_id: str, request_id: str) -> Vote | None:
+        values = {"tenant_id": tenant_id, "request_id": request_id}
         row = (await self.connection.execute(_VOTE_BY_REQUEST, values)).first()
         return _vote(row) if row else None
 
@@ -779,6 +791,8 @@ def _instance(row: Row[Any]) -> Instance:
         created_by=row.created_by,
         chain_head=row.chain_head,
         traceparent=row.traceparent,
+        cost_spent_cents=row.cost_spent_cents,
+        cost_reserved_cents=row.cost_reserved_cents,
     )
 
 
@@ -814,6 +828,7 @@ def _action(row: Row[Any]) -> Action:
             params=row.params,
             risk_class=RiskClass(row.risk_class),
             evidence_refs=tuple(row.evidence_refs),
+            estimated_cost_cents=row.estimated_cost_cents,
         ),
         action_sha256=row.action_sha256,
         state=ActionState(row.state),
@@ -830,6 +845,7 @@ def _action(row: Row[Any]) -> Action:
         grant_expires=row.grant_expires,
         traceparent=row.traceparent,
         event_revision=row.event_revision,
+        cost_cents=row.cost_cents,
     )
 
 
@@ -856,12 +872,14 @@ def _event(row: Row[Any]) -> Event:
         trace_id=row.trace_id,
         instance_seal=row.instance_seal,
         action_seal=row.action_seal,
+        budget=row.budget,
     )
 
 
 def _vote(row: Row[Any]) -> Vote:
     return Vote(
         action_id=row.action_id,
+        tenant_id=row.tenant_id,
         approver=row.approver,
         verdict=Verdict(row.verdict),
         reason=row.reason,

@@ -9,6 +9,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Double,
     Index,
     Integer,
     MetaData,
@@ -74,6 +75,8 @@ instances = Table(
     Column("chain_head", String(71), nullable=False, server_default=""),
     # The W3C traceparent the agent sent with InvokeAgent ("" when none).
     Column("traceparent", String(64), nullable=False, server_default=""),
+    Column("cost_spent_cents", Double, nullable=False, server_default="0"),
+    Column("cost_reserved_cents", Double, nullable=False, server_default="0"),
     UniqueConstraint("tenant_id", "request_id"),
     Index(None, "tenant_id", "state", "seq"),
     Index(None, "state", "seq"),
@@ -112,6 +115,8 @@ actions = Table(
     # The revision of the event that last changed the action: that event seals the row's
     # state (domain/chain.py), and reads that lead to a decision check the row against it.
     Column("event_revision", BigInteger, nullable=False, server_default="0"),
+    Column("estimated_cost_cents", Double, nullable=False, server_default="0"),
+    Column("cost_cents", Double, nullable=True),
     UniqueConstraint("instance_id", "tool_call_id"),
     # Pending-approval pages read only waiting rows, in order: O(page), not O(table).
     Index(
@@ -160,6 +165,7 @@ events = Table(
     # The sha256 of the instance's and the action's state after this event ("" before 0010).
     Column("instance_seal", String(71), nullable=False, server_default=""),
     Column("action_seal", String(71), nullable=False, server_default=""),
+    Column("budget", Document, nullable=True),
     PrimaryKeyConstraint("instance_id", "revision"),
 )
 
@@ -168,10 +174,13 @@ votes = Table(
     metadata,
     Column("seq", Seq, primary_key=True, autoincrement=True),
     Column("action_id", Id, nullable=False, index=True),
+    # The action's tenant: request ids are unique per tenant, so one tenant cannot learn
+    # from an IDEMPOTENCY_KEY_REUSED that another already used a key.
+    Column("tenant_id", Key, nullable=False),
     Column("approver", Key, nullable=False),
     Column("verdict", State, nullable=False),
     Column("reason", Text, nullable=False),
-    Column("request_id", Key, nullable=False, unique=True),
+    Column("request_id", Key, nullable=False),
     Column("request_sha256", String(71), nullable=False),
     Column("time", UTCDateTime, nullable=False),
     Column("gate_ids", Document, nullable=False, server_default="[]"),
@@ -179,6 +188,7 @@ votes = Table(
     Column("params_diff", Document, nullable=False, server_default="{}"),
     # One approver votes once on an action.
     UniqueConstraint("action_id", "approver"),
+    UniqueConstraint("tenant_id", "request_id"),
 )
 
 decision_records = Table(

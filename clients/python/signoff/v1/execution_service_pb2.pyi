@@ -124,20 +124,22 @@ class WatchInstanceResponse(_message.Message):
     def __init__(self, event: _Optional[_Union[_types_pb2.Event, _Mapping]] = ..., bookmark: _Optional[_Union[Bookmark, _Mapping]] = ...) -> None: ...
 
 class ReportExecutionRequest(_message.Message):
-    __slots__ = ("action_id", "result", "evidence_ref", "outputs", "error_message", "grant_token")
+    __slots__ = ("action_id", "result", "evidence_ref", "outputs", "error_message", "grant_token", "cost_cents")
     ACTION_ID_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     EVIDENCE_REF_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     GRANT_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    COST_CENTS_FIELD_NUMBER: _ClassVar[int]
     action_id: str
     result: ExecutionResult
     evidence_ref: str
     outputs: _struct_pb2.Struct
     error_message: str
     grant_token: str
-    def __init__(self, action_id: _Optional[str] = ..., result: _Optional[_Union[ExecutionResult, str]] = ..., evidence_ref: _Optional[str] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error_message: _Optional[str] = ..., grant_token: _Optional[str] = ...) -> None: ...
+    cost_cents: float
+    def __init__(self, action_id: _Optional[str] = ..., result: _Optional[_Union[ExecutionResult, str]] = ..., evidence_ref: _Optional[str] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error_message: _Optional[str] = ..., grant_token: _Optional[str] = ..., cost_cents: _Optional[float] = ...) -> None: ...
 
 class ReportExecutionResponse(_message.Message):
     __slots__ = ("action",)

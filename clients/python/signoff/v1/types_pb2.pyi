@@ -196,8 +196,24 @@ class Runtime(_message.Message):
     max_cost_cents: float
     def __init__(self, max_tool_calls: _Optional[int] = ..., max_cost_cents: _Optional[float] = ...) -> None: ...
 
+class BudgetReport(_message.Message):
+    __slots__ = ("tool_calls_used", "max_tool_calls", "cost_spent_cents", "cost_reserved_cents", "max_cost_cents", "cost_remaining_cents")
+    TOOL_CALLS_USED_FIELD_NUMBER: _ClassVar[int]
+    MAX_TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
+    COST_SPENT_CENTS_FIELD_NUMBER: _ClassVar[int]
+    COST_RESERVED_CENTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_COST_CENTS_FIELD_NUMBER: _ClassVar[int]
+    COST_REMAINING_CENTS_FIELD_NUMBER: _ClassVar[int]
+    tool_calls_used: int
+    max_tool_calls: int
+    cost_spent_cents: float
+    cost_reserved_cents: float
+    max_cost_cents: float
+    cost_remaining_cents: float
+    def __init__(self, tool_calls_used: _Optional[int] = ..., max_tool_calls: _Optional[int] = ..., cost_spent_cents: _Optional[float] = ..., cost_reserved_cents: _Optional[float] = ..., max_cost_cents: _Optional[float] = ..., cost_remaining_cents: _Optional[float] = ...) -> None: ...
+
 class Instance(_message.Message):
-    __slots__ = ("instance_id", "request_id", "session_id", "tenant_id", "user", "agent", "workflow_id", "workflow_version", "context_pack_refs", "input", "mode", "runtime", "state", "revision", "tool_calls_used", "create_time", "update_time", "trace_id")
+    __slots__ = ("instance_id", "request_id", "session_id", "tenant_id", "user", "agent", "workflow_id", "workflow_version", "context_pack_refs", "input", "mode", "runtime", "state", "revision", "tool_calls_used", "create_time", "update_time", "trace_id", "budget")
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -216,6 +232,7 @@ class Instance(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
     instance_id: str
     request_id: str
     session_id: str
@@ -234,24 +251,27 @@ class Instance(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
     trace_id: str
-    def __init__(self, instance_id: _Optional[str] = ..., request_id: _Optional[str] = ..., session_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., user: _Optional[_Union[User, _Mapping]] = ..., agent: _Optional[_Union[Agent, _Mapping]] = ..., workflow_id: _Optional[str] = ..., workflow_version: _Optional[str] = ..., context_pack_refs: _Optional[_Iterable[str]] = ..., input: _Optional[_Union[Input, _Mapping]] = ..., mode: _Optional[_Union[Mode, str]] = ..., runtime: _Optional[_Union[Runtime, _Mapping]] = ..., state: _Optional[_Union[InstanceState, str]] = ..., revision: _Optional[int] = ..., tool_calls_used: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trace_id: _Optional[str] = ...) -> None: ...
+    budget: BudgetReport
+    def __init__(self, instance_id: _Optional[str] = ..., request_id: _Optional[str] = ..., session_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., user: _Optional[_Union[User, _Mapping]] = ..., agent: _Optional[_Union[Agent, _Mapping]] = ..., workflow_id: _Optional[str] = ..., workflow_version: _Optional[str] = ..., context_pack_refs: _Optional[_Iterable[str]] = ..., input: _Optional[_Union[Input, _Mapping]] = ..., mode: _Optional[_Union[Mode, str]] = ..., runtime: _Optional[_Union[Runtime, _Mapping]] = ..., state: _Optional[_Union[InstanceState, str]] = ..., revision: _Optional[int] = ..., tool_calls_used: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trace_id: _Optional[str] = ..., budget: _Optional[_Union[BudgetReport, _Mapping]] = ...) -> None: ...
 
 class ProposedAction(_message.Message):
-    __slots__ = ("tool_call_id", "tool", "params", "risk_class", "evidence_refs")
+    __slots__ = ("tool_call_id", "tool", "params", "risk_class", "evidence_refs", "estimated_cost_cents")
     TOOL_CALL_ID_FIELD_NUMBER: _ClassVar[int]
     TOOL_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     RISK_CLASS_FIELD_NUMBER: _ClassVar[int]
     EVIDENCE_REFS_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_COST_CENTS_FIELD_NUMBER: _ClassVar[int]
     tool_call_id: str
     tool: str
     params: _struct_pb2.Struct
     risk_class: RiskClass
     evidence_refs: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, tool_call_id: _Optional[str] = ..., tool: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., risk_class: _Optional[_Union[RiskClass, str]] = ..., evidence_refs: _Optional[_Iterable[str]] = ...) -> None: ...
+    estimated_cost_cents: float
+    def __init__(self, tool_call_id: _Optional[str] = ..., tool: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., risk_class: _Optional[_Union[RiskClass, str]] = ..., evidence_refs: _Optional[_Iterable[str]] = ..., estimated_cost_cents: _Optional[float] = ...) -> None: ...
 
 class Action(_message.Message):
-    __slots__ = ("action_id", "instance_id", "tenant_id", "tool_call_id", "tool", "params", "risk_class", "evidence_refs", "action_sha256", "state", "gate_ids", "decided_by", "decision_reason", "create_time", "decide_time", "execution_evidence_ref", "gates", "proposed_sha256")
+    __slots__ = ("action_id", "instance_id", "tenant_id", "tool_call_id", "tool", "params", "risk_class", "evidence_refs", "action_sha256", "state", "gate_ids", "decided_by", "decision_reason", "create_time", "decide_time", "execution_evidence_ref", "gates", "proposed_sha256", "estimated_cost_cents", "cost_cents")
     ACTION_ID_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -270,6 +290,8 @@ class Action(_message.Message):
     EXECUTION_EVIDENCE_REF_FIELD_NUMBER: _ClassVar[int]
     GATES_FIELD_NUMBER: _ClassVar[int]
     PROPOSED_SHA256_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_COST_CENTS_FIELD_NUMBER: _ClassVar[int]
+    COST_CENTS_FIELD_NUMBER: _ClassVar[int]
     action_id: str
     instance_id: str
     tenant_id: str
@@ -288,7 +310,9 @@ class Action(_message.Message):
     execution_evidence_ref: str
     gates: _containers.RepeatedCompositeFieldContainer[GateStatus]
     proposed_sha256: str
-    def __init__(self, action_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., tool_call_id: _Optional[str] = ..., tool: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., risk_class: _Optional[_Union[RiskClass, str]] = ..., evidence_refs: _Optional[_Iterable[str]] = ..., action_sha256: _Optional[str] = ..., state: _Optional[_Union[ActionState, str]] = ..., gate_ids: _Optional[_Iterable[str]] = ..., decided_by: _Optional[str] = ..., decision_reason: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., decide_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., execution_evidence_ref: _Optional[str] = ..., gates: _Optional[_Iterable[_Union[GateStatus, _Mapping]]] = ..., proposed_sha256: _Optional[str] = ...) -> None: ...
+    estimated_cost_cents: float
+    cost_cents: float
+    def __init__(self, action_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., tool_call_id: _Optional[str] = ..., tool: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., risk_class: _Optional[_Union[RiskClass, str]] = ..., evidence_refs: _Optional[_Iterable[str]] = ..., action_sha256: _Optional[str] = ..., state: _Optional[_Union[ActionState, str]] = ..., gate_ids: _Optional[_Iterable[str]] = ..., decided_by: _Optional[str] = ..., decision_reason: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., decide_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., execution_evidence_ref: _Optional[str] = ..., gates: _Optional[_Iterable[_Union[GateStatus, _Mapping]]] = ..., proposed_sha256: _Optional[str] = ..., estimated_cost_cents: _Optional[float] = ..., cost_cents: _Optional[float] = ...) -> None: ...
 
 class GateStatus(_message.Message):
     __slots__ = ("gate_id", "state", "quorum", "approvals", "rejections", "deadline", "escalated_from")
@@ -309,7 +333,7 @@ class GateStatus(_message.Message):
     def __init__(self, gate_id: _Optional[str] = ..., state: _Optional[_Union[GateState, str]] = ..., quorum: _Optional[int] = ..., approvals: _Optional[int] = ..., rejections: _Optional[int] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., escalated_from: _Optional[str] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("instance_id", "revision", "type", "time", "instance_state", "action_id", "action_state", "outcome", "actor", "reason", "record_id", "tool", "gate_id", "controls", "record_sha256", "prev_hash", "hash", "trace_id")
+    __slots__ = ("instance_id", "revision", "type", "time", "instance_state", "action_id", "action_state", "outcome", "actor", "reason", "record_id", "tool", "gate_id", "controls", "record_sha256", "prev_hash", "hash", "trace_id", "budget")
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -328,6 +352,7 @@ class Event(_message.Message):
     PREV_HASH_FIELD_NUMBER: _ClassVar[int]
     HASH_FIELD_NUMBER: _ClassVar[int]
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
     instance_id: str
     revision: int
     type: EventType
@@ -346,7 +371,8 @@ class Event(_message.Message):
     prev_hash: str
     hash: str
     trace_id: str
-    def __init__(self, instance_id: _Optional[str] = ..., revision: _Optional[int] = ..., type: _Optional[_Union[EventType, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., instance_state: _Optional[_Union[InstanceState, str]] = ..., action_id: _Optional[str] = ..., action_state: _Optional[_Union[ActionState, str]] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ..., record_id: _Optional[str] = ..., tool: _Optional[str] = ..., gate_id: _Optional[str] = ..., controls: _Optional[_Union[ControlsActive, _Mapping]] = ..., record_sha256: _Optional[str] = ..., prev_hash: _Optional[str] = ..., hash: _Optional[str] = ..., trace_id: _Optional[str] = ...) -> None: ...
+    budget: BudgetReport
+    def __init__(self, instance_id: _Optional[str] = ..., revision: _Optional[int] = ..., type: _Optional[_Union[EventType, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., instance_state: _Optional[_Union[InstanceState, str]] = ..., action_id: _Optional[str] = ..., action_state: _Optional[_Union[ActionState, str]] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ..., record_id: _Optional[str] = ..., tool: _Optional[str] = ..., gate_id: _Optional[str] = ..., controls: _Optional[_Union[ControlsActive, _Mapping]] = ..., record_sha256: _Optional[str] = ..., prev_hash: _Optional[str] = ..., hash: _Optional[str] = ..., trace_id: _Optional[str] = ..., budget: _Optional[_Union[BudgetReport, _Mapping]] = ...) -> None: ...
 
 class Approval(_message.Message):
     __slots__ = ("gate_id", "approver", "approval_mode_effective", "evidence_snapshot_hash", "verdict", "reason", "time", "params_diff")
@@ -395,7 +421,7 @@ class PolicyRef(_message.Message):
     def __init__(self, bundle_id: _Optional[str] = ..., version: _Optional[str] = ..., sha256: _Optional[str] = ..., rule_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DecisionRecord(_message.Message):
-    __slots__ = ("record_id", "decision_key", "status", "outcome", "outputs", "evidence_refs", "approvals", "controls_active", "trace_id", "tenant_id", "instance_id", "action_id", "tool", "action_sha256", "revision", "create_time", "execution_state")
+    __slots__ = ("record_id", "decision_key", "status", "outcome", "outputs", "evidence_refs", "approvals", "controls_active", "trace_id", "tenant_id", "instance_id", "action_id", "tool", "action_sha256", "revision", "create_time", "execution_state", "estimated_cost_cents", "cost_cents", "budget")
     RECORD_ID_FIELD_NUMBER: _ClassVar[int]
     DECISION_KEY_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -413,6 +439,9 @@ class DecisionRecord(_message.Message):
     REVISION_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_STATE_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_COST_CENTS_FIELD_NUMBER: _ClassVar[int]
+    COST_CENTS_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
     record_id: str
     decision_key: str
     status: DecisionStatus
@@ -430,4 +459,7 @@ class DecisionRecord(_message.Message):
     revision: int
     create_time: _timestamp_pb2.Timestamp
     execution_state: ActionState
-    def __init__(self, record_id: _Optional[str] = ..., decision_key: _Optional[str] = ..., status: _Optional[_Union[DecisionStatus, str]] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., evidence_refs: _Optional[_Iterable[str]] = ..., approvals: _Optional[_Iterable[_Union[Approval, _Mapping]]] = ..., controls_active: _Optional[_Union[ControlsActive, _Mapping]] = ..., trace_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., action_id: _Optional[str] = ..., tool: _Optional[str] = ..., action_sha256: _Optional[str] = ..., revision: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., execution_state: _Optional[_Union[ActionState, str]] = ...) -> None: ...
+    estimated_cost_cents: float
+    cost_cents: float
+    budget: BudgetReport
+    def __init__(self, record_id: _Optional[str] = ..., decision_key: _Optional[str] = ..., status: _Optional[_Union[DecisionStatus, str]] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., evidence_refs: _Optional[_Iterable[str]] = ..., approvals: _Optional[_Iterable[_Union[Approval, _Mapping]]] = ..., controls_active: _Optional[_Union[ControlsActive, _Mapping]] = ..., trace_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., action_id: _Optional[str] = ..., tool: _Optional[str] = ..., action_sha256: _Optional[str] = ..., revision: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., execution_state: _Optional[_Union[ActionState, str]] = ..., estimated_cost_cents: _Optional[float] = ..., cost_cents: _Optional[float] = ..., budget: _Optional[_Union[BudgetReport, _Mapping]] = ...) -> None: ...

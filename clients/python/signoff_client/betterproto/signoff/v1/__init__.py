@@ -15,6 +15,7 @@ __all__ = (
     "AuditServiceAsyncStub",
     "AuditServiceStub",
     "Bookmark",
+    "BudgetReport",
     "CancelInstanceRequest",
     "CancelInstanceResponse",
     "CompleteInstanceRequest",
@@ -789,6 +790,17 @@ class Action(betterproto2.Message):
     action_sha256 once an approver edited the params.
     """
 
+    estimated_cost_cents: "float" = betterproto2.field(19, betterproto2.TYPE_DOUBLE)
+    """
+    The agent's estimate when it proposed the action, in cents.
+    """
+
+    cost_cents: "float | None" = betterproto2.field(20, betterproto2.TYPE_DOUBLE, optional=True)
+    """
+    What the execution cost, as ReportExecution reported it; unset until then
+    (the estimate counts against the budget meanwhile).
+    """
+
 
 default_message_pool.register_message("signoff.v1", "Action", Action)
 
@@ -908,6 +920,47 @@ class Bookmark(betterproto2.Message):
 
 
 default_message_pool.register_message("signoff.v1", "Bookmark", Bookmark)
+
+
+@dataclass(eq=False, repr=False)
+class BudgetReport(betterproto2.Message):
+    """
+    Where an instance stands against its runtime budget, at one point in time.
+    """
+
+    tool_calls_used: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    """
+    Actions requested so far, and the limit (0: unlimited).
+    """
+
+    max_tool_calls: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+
+    cost_spent_cents: "float" = betterproto2.field(3, betterproto2.TYPE_DOUBLE)
+    """
+    What the instance's actions cost: the reported cost_cents of those that
+    reported one, and the estimated_cost_cents of approved actions that did not
+    (executing, executed or failed without a cost included).
+    """
+
+    cost_reserved_cents: "float" = betterproto2.field(4, betterproto2.TYPE_DOUBLE)
+    """
+    The estimated_cost_cents of actions waiting for a human: held against the
+    budget until they are decided, so approvals cannot overspend it together.
+    """
+
+    max_cost_cents: "float" = betterproto2.field(5, betterproto2.TYPE_DOUBLE)
+    """
+    The limit (0: unlimited).
+    """
+
+    cost_remaining_cents: "float" = betterproto2.field(6, betterproto2.TYPE_DOUBLE)
+    """
+    max_cost_cents - cost_spent_cents - cost_reserved_cents, never below 0;
+    0 when the cost is unlimited.
+    """
+
+
+default_message_pool.register_message("signoff.v1", "BudgetReport", BudgetReport)
 
 
 @dataclass(eq=False, repr=False)
@@ -1105,6 +1158,19 @@ class DecisionRecord(betterproto2.Message):
     CANCELLED (the instance was cancelled before it ran). Unset until then.
     """
 
+    estimated_cost_cents: "float" = betterproto2.field(19, betterproto2.TYPE_DOUBLE)
+    """
+    The action's estimated cost, and what its execution cost once reported
+    (attached with execution_state; unset when the agent reported none).
+    """
+
+    cost_cents: "float | None" = betterproto2.field(20, betterproto2.TYPE_DOUBLE, optional=True)
+
+    budget: "BudgetReport | None" = betterproto2.field(21, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The instance's budget once this decision took effect.
+    """
+
 
 default_message_pool.register_message("signoff.v1", "DecisionRecord", DecisionRecord)
 
@@ -1293,6 +1359,12 @@ class Event(betterproto2.Message):
     to: the RequestDecision call's for events about an action, else the
     InvokeAgent call's; "" when the agent sent no `traceparent`. Covered by
     `hash` when not empty.
+    """
+
+    budget: "BudgetReport | None" = betterproto2.field(19, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The instance's budget after this event. Covered by `hash` (events written
+    before budgets were reported have none, and their hashes do not cover it).
     """
 
 
@@ -1546,6 +1618,11 @@ class Instance(betterproto2.Message):
     call belonged to, from its `traceparent` metadata; "" when it sent none.
     """
 
+    budget: "BudgetReport | None" = betterproto2.field(19, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    Where the instance stands against runtime: tool calls and cost.
+    """
+
 
 default_message_pool.register_message("signoff.v1", "Instance", Instance)
 
@@ -1785,6 +1862,13 @@ class ProposedAction(betterproto2.Message):
     "kg:order:ord_881#snapshot_kg_2026_05_03_T0930".
     """
 
+    estimated_cost_cents: "float" = betterproto2.field(6, betterproto2.TYPE_DOUBLE)
+    """
+    What the agent expects the action to cost, in cents (finite, 0 to 1e12).
+    Checked against runtime.max_cost_cents before the action may wait or run,
+    and part of action_sha256 when not 0.
+    """
+
 
 default_message_pool.register_message("signoff.v1", "ProposedAction", ProposedAction)
 
@@ -1820,6 +1904,14 @@ class ReportExecutionRequest(betterproto2.Message):
     grant_token: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
     """
     Required while the action is APPROVED (not yet consumed by ConsumeGrant).
+    """
+
+    cost_cents: "float | None" = betterproto2.field(7, betterproto2.TYPE_DOUBLE, optional=True)
+    """
+    What the execution cost, in cents (finite, 0 to 1e12). It replaces the
+    action's estimated_cost_cents in the instance's spend; a cost above the
+    estimate is recorded as such, and once the spend passes
+    runtime.max_cost_cents the instance's next action is refused.
     """
 
 
@@ -1922,8 +2014,16 @@ class Runtime(betterproto2.Message):
     """
 
     max_tool_calls: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    """
+    Actions the instance may request, whatever policy answers.
+    """
 
     max_cost_cents: "float" = betterproto2.field(2, betterproto2.TYPE_DOUBLE)
+    """
+    What the instance's actions may cost together, in cents (finite, >= 0). An
+    action whose estimated_cost_cents would take the instance past it is
+    REJECTED with rule BUDGET_EXHAUSTED. See BudgetReport for what counts.
+    """
 
 
 default_message_pool.register_message("signoff.v1", "Runtime", Runtime)

@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file signoff/v1/types.proto.
  */
 export const file_signoff_v1_types: GenFile = /*@__PURE__*/
-  fileDesc("ChZzaWdub2ZmL3YxL3R5cGVzLnByb3RvEgpzaWdub2ZmLnYxIi8KCkRlbGVnYXRpb24SEQoJYXV0aF90eXBlGAEgASgJEg4KBnNjb3BlcxgCIAMoCSJDCgRVc2VyEg8KB3VzZXJfaWQYASABKAkSKgoKZGVsZWdhdGlvbhgCIAEoCzIWLnNpZ25vZmYudjEuRGVsZWdhdGlvbiI0CgVBZ2VudBIQCghhZ2VudF9pZBgBIAEoCRIZChF3b3JrbG9hZF9pZGVudGl0eRgCIAEoCSJzCgVJbnB1dBIOCgZpbnRlbnQYASABKAkSDwoHbWVzc2FnZRgCIAEoCRIPCgdjaGFubmVsGAMgASgJEg4KBmxvY2FsZRgEIAEoCRIoCgdjb250ZXh0GAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCI5CgdSdW50aW1lEhYKDm1heF90b29sX2NhbGxzGAEgASgFEhYKDm1heF9jb3N0X2NlbnRzGAIgASgBIpcECghJbnN0YW5jZRITCgtpbnN0YW5jZV9pZBgBIAEoCRISCgpyZXF1ZXN0X2lkGAIgASgJEhIKCnNlc3Npb25faWQYAyABKAkSEQoJdGVuYW50X2lkGAQgASgJEh4KBHVzZXIYBSABKAsyEC5zaWdub2ZmLnYxLlVzZXISIAoFYWdlbnQYBiABKAsyES5zaWdub2ZmLnYxLkFnZW50EhMKC3dvcmtmbG93X2lkGAcgASgJEhgKEHdvcmtmbG93X3ZlcnNpb24YCCABKAkSGQoRY29udGV4dF9wYWNrX3JlZnMYCSADKAkSIAoFaW5wdXQYCiABKAsyES5zaWdub2ZmLnYxLklucHV0Eh4KBG1vZGUYCyABKA4yEC5zaWdub2ZmLnYxLk1vZGUSJAoHcnVudGltZRgMIAEoCzITLnNpZ25vZmYudjEuUnVudGltZRIoCgVzdGF0ZRgNIAEoDjIZLnNpZ25vZmYudjEuSW5zdGFuY2VTdGF0ZRIQCghyZXZpc2lvbhgOIAEoAxIXCg90b29sX2NhbGxzX3VzZWQYDyABKAUSLwoLY3JlYXRlX3RpbWUYECABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGBEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCgh0cmFjZV9pZBgSIAEoCSKfAQoOUHJvcG9zZWRBY3Rpb24SFAoMdG9vbF9jYWxsX2lkGAEgASgJEgwKBHRvb2wYAiABKAkSJwoGcGFyYW1zGAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIpCgpyaXNrX2NsYXNzGAQgASgOMhUuc2lnbm9mZi52MS5SaXNrQ2xhc3MSFQoNZXZpZGVuY2VfcmVmcxgFIAMoCSKSBAoGQWN0aW9uEhEKCWFjdGlvbl9pZBgBIAEoCRITCgtpbnN0YW5jZV9pZBgCIAEoCRIRCgl0ZW5hbnRfaWQYAyABKAkSFAoMdG9vbF9jYWxsX2lkGAQgASgJEgwKBHRvb2wYBSABKAkSJwoGcGFyYW1zGAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIpCgpyaXNrX2NsYXNzGAcgASgOMhUuc2lnbm9mZi52MS5SaXNrQ2xhc3MSFQoNZXZpZGVuY2VfcmVmcxgIIAMoCRIVCg1hY3Rpb25fc2hhMjU2GAkgASgJEiYKBXN0YXRlGAogASgOMhcuc2lnbm9mZi52MS5BY3Rpb25TdGF0ZRIQCghnYXRlX2lkcxgLIAMoCRISCgpkZWNpZGVkX2J5GAwgASgJEhcKD2RlY2lzaW9uX3JlYXNvbhgNIAEoCRIvCgtjcmVhdGVfdGltZRgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZGVjaWRlX3RpbWUYDyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEh4KFmV4ZWN1dGlvbl9ldmlkZW5jZV9yZWYYECABKAkSJQoFZ2F0ZXMYESADKAsyFi5zaWdub2ZmLnYxLkdhdGVTdGF0dXMSFwoPcHJvcG9zZWRfc2hhMjU2GBIgASgJIsABCgpHYXRlU3RhdHVzEg8KB2dhdGVfaWQYASABKAkSJAoFc3RhdGUYAiABKA4yFS5zaWdub2ZmLnYxLkdhdGVTdGF0ZRIOCgZxdW9ydW0YAyABKAUSEQoJYXBwcm92YWxzGAQgASgFEhIKCnJlamVjdGlvbnMYBSABKAUSLAoIZGVhZGxpbmUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmVzY2FsYXRlZF9mcm9tGAcgASgJIuEDCgVFdmVudBITCgtpbnN0YW5jZV9pZBgBIAEoCRIQCghyZXZpc2lvbhgCIAEoAxIjCgR0eXBlGAMgASgOMhUuc2lnbm9mZi52MS5FdmVudFR5cGUSKAoEdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoOaW5zdGFuY2Vfc3RhdGUYBSABKA4yGS5zaWdub2ZmLnYxLkluc3RhbmNlU3RhdGUSEQoJYWN0aW9uX2lkGAYgASgJEi0KDGFjdGlvbl9zdGF0ZRgHIAEoDjIXLnNpZ25vZmYudjEuQWN0aW9uU3RhdGUSJAoHb3V0Y29tZRgIIAEoDjITLnNpZ25vZmYudjEuT3V0Y29tZRINCgVhY3RvchgJIAEoCRIOCgZyZWFzb24YCiABKAkSEQoJcmVjb3JkX2lkGAsgASgJEgwKBHRvb2wYDCABKAkSDwoHZ2F0ZV9pZBgNIAEoCRIsCghjb250cm9scxgOIAEoCzIaLnNpZ25vZmYudjEuQ29udHJvbHNBY3RpdmUSFQoNcmVjb3JkX3NoYTI1NhgPIAEoCRIRCglwcmV2X2hhc2gYECABKAkSDAoEaGFzaBgRIAEoCRIQCgh0cmFjZV9pZBgSIAEoCSL8AQoIQXBwcm92YWwSDwoHZ2F0ZV9pZBgBIAEoCRIQCghhcHByb3ZlchgCIAEoCRIfChdhcHByb3ZhbF9tb2RlX2VmZmVjdGl2ZRgDIAEoCRIeChZldmlkZW5jZV9zbmFwc2hvdF9oYXNoGAQgASgJEiQKB3ZlcmRpY3QYBSABKA4yEy5zaWdub2ZmLnYxLlZlcmRpY3QSDgoGcmVhc29uGAYgASgJEigKBHRpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKC3BhcmFtc19kaWZmGAggASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCKiAQoOQ29udHJvbHNBY3RpdmUSHQoVYXBwcm92YWxfZ2F0ZXNfYWN0aXZlGAEgAygJEhMKC211c3RfcmVmdXNlGAIgAygJEhUKDW11c3RfZXNjYWxhdGUYAyADKAkSHgoWcmVkYWN0aW9uX3J1bGVzX2FjdGl2ZRgEIAMoCRIlCgZwb2xpY3kYBSABKAsyFS5zaWdub2ZmLnYxLlBvbGljeVJlZiJRCglQb2xpY3lSZWYSEQoJYnVuZGxlX2lkGAEgASgJEg8KB3ZlcnNpb24YAiABKAkSDgoGc2hhMjU2GAMgASgJEhAKCHJ1bGVfaWRzGAQgAygJIp8ECg5EZWNpc2lvblJlY29yZBIRCglyZWNvcmRfaWQYASABKAkSFAoMZGVjaXNpb25fa2V5GAIgASgJEioKBnN0YXR1cxgDIAEoDjIaLnNpZ25vZmYudjEuRGVjaXNpb25TdGF0dXMSJAoHb3V0Y29tZRgEIAEoDjITLnNpZ25vZmYudjEuT3V0Y29tZRIoCgdvdXRwdXRzGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIVCg1ldmlkZW5jZV9yZWZzGAYgAygJEicKCWFwcHJvdmFscxgHIAMoCzIULnNpZ25vZmYudjEuQXBwcm92YWwSMwoPY29udHJvbHNfYWN0aXZlGAggASgLMhouc2lnbm9mZi52MS5Db250cm9sc0FjdGl2ZRIQCgh0cmFjZV9pZBgKIAEoCRIRCgl0ZW5hbnRfaWQYCyABKAkSEwoLaW5zdGFuY2VfaWQYDCABKAkSEQoJYWN0aW9uX2lkGA0gASgJEgwKBHRvb2wYDiABKAkSFQoNYWN0aW9uX3NoYTI1NhgPIAEoCRIQCghyZXZpc2lvbhgQIAEoAxIvCgtjcmVhdGVfdGltZRgRIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoPZXhlY3V0aW9uX3N0YXRlGBIgASgOMhcuc2lnbm9mZi52MS5BY3Rpb25TdGF0ZUoECAkQClIGcG9saWN5Kq4BCg1JbnN0YW5jZVN0YXRlEh4KGklOU1RBTkNFX1NUQVRFX1VOU1BFQ0lGSUVEEAASGgoWSU5TVEFOQ0VfU1RBVEVfUlVOTklORxABEiQKIElOU1RBTkNFX1NUQVRFX1dBSVRJTkdfRk9SX0hVTUFOEAISHAoYSU5TVEFOQ0VfU1RBVEVfQ09NUExFVEVEEAMSHQoZSU5TVEFOQ0VfU1RBVEVfVEVSTUlOQVRFRBAEKosCCgtBY3Rpb25TdGF0ZRIcChhBQ1RJT05fU1RBVEVfVU5TUEVDSUZJRUQQABIiCh5BQ1RJT05fU1RBVEVfV0FJVElOR19GT1JfSFVNQU4QARIZChVBQ1RJT05fU1RBVEVfQVBQUk9WRUQQAhIZChVBQ1RJT05fU1RBVEVfUkVKRUNURUQQAxIYChRBQ1RJT05fU1RBVEVfRVhQSVJFRBAEEhoKFkFDVElPTl9TVEFURV9DQU5DRUxMRUQQBRIaChZBQ1RJT05fU1RBVEVfRVhFQ1VUSU5HEAYSGQoVQUNUSU9OX1NUQVRFX0VYRUNVVEVEEAcSFwoTQUNUSU9OX1NUQVRFX0ZBSUxFRBAIKoUBCgdPdXRjb21lEhcKE09VVENPTUVfVU5TUEVDSUZJRUQQABIUChBPVVRDT01FX0FQUFJPVkVEEAESHQoZT1VUQ09NRV9XQUlUSU5HX0ZPUl9IVU1BThACEhQKEE9VVENPTUVfUkVKRUNURUQQAxIWChJPVVRDT01FX1RFUk1JTkFURUQQBCqrAQoJUmlza0NsYXNzEhoKFlJJU0tfQ0xBU1NfVU5TUEVDSUZJRUQQABIYChRSSVNLX0NMQVNTX1JFQURfT05MWRABEhoKFlJJU0tfQ0xBU1NfTE9DQUxfV1JJVEUQAhIWChJSSVNLX0NMQVNTX05FVFdPUksQAxIYChRSSVNLX0NMQVNTX0RFTEVHQVRFRBAEEhoKFlJJU0tfQ0xBU1NfREVTVFJVQ1RJVkUQBSo9CgRNb2RlEhQKEE1PREVfVU5TUEVDSUZJRUQQABIPCgtNT0RFX1NUUkVBTRABEg4KCk1PREVfQkFUQ0gQAipLCgdWZXJkaWN0EhcKE1ZFUkRJQ1RfVU5TUEVDSUZJRUQQABITCg9WRVJESUNUX0FQUFJPVkUQARISCg5WRVJESUNUX1JFSkVDVBACKrsBCglHYXRlU3RhdGUSGgoWR0FURV9TVEFURV9VTlNQRUNJRklFRBAAEhYKEkdBVEVfU1RBVEVfV0FJVElORxABEhgKFEdBVEVfU1RBVEVfU0FUSVNGSUVEEAISFwoTR0FURV9TVEFURV9SRUpFQ1RFRBADEhYKEkdBVEVfU1RBVEVfRVhQSVJFRBAEEhgKFEdBVEVfU1RBVEVfRVNDQUxBVEVEEAUSFQoRR0FURV9TVEFURV9DTE9TRUQQBiq4AwoJRXZlbnRUeXBlEhoKFkVWRU5UX1RZUEVfVU5TUEVDSUZJRUQQABIfChtFVkVOVF9UWVBFX0lOU1RBTkNFX0NSRUFURUQQARIfChtFVkVOVF9UWVBFX0FDVElPTl9SRVFVRVNURUQQAhIdChlFVkVOVF9UWVBFX0FDVElPTl9ERUNJREVEEAMSHwobRVZFTlRfVFlQRV9BQ1RJT05fQ0FOQ0VMTEVEEAQSKAokRVZFTlRfVFlQRV9BQ1RJT05fRVhFQ1VUSU9OX1JFUE9SVEVEEAUSIQodRVZFTlRfVFlQRV9JTlNUQU5DRV9DT01QTEVURUQQBhIiCh5FVkVOVF9UWVBFX0lOU1RBTkNFX1RFUk1JTkFURUQQBxIbChdFVkVOVF9UWVBFX0FDVElPTl9WT1RFRBAIEh8KG0VWRU5UX1RZUEVfQUNUSU9OX0VTQ0FMQVRFRBAJEh0KGUVWRU5UX1RZUEVfQUNUSU9OX0VYUElSRUQQChIeChpFVkVOVF9UWVBFX0FDVElPTl9SRU1JTkRFUhALEh8KG0VWRU5UX1RZUEVfQUNUSU9OX0VYRUNVVElORxAMKqkBCg5EZWNpc2lvblN0YXR1cxIfChtERUNJU0lPTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIbChdERUNJU0lPTl9TVEFUVVNfREVDSURFRBABEh0KGURFQ0lTSU9OX1NUQVRVU19FU0NBTEFURUQQAhIbChdERUNJU0lPTl9TVEFUVVNfRVhQSVJFRBADEh0KGURFQ0lTSU9OX1NUQVRVU19DQU5DRUxMRUQQBEIpWidzaWdub2ZmL2NsaWVudHMvZ28vc2lnbm9mZi92MTtzaWdub2ZmdjFiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChZzaWdub2ZmL3YxL3R5cGVzLnByb3RvEgpzaWdub2ZmLnYxIi8KCkRlbGVnYXRpb24SEQoJYXV0aF90eXBlGAEgASgJEg4KBnNjb3BlcxgCIAMoCSJDCgRVc2VyEg8KB3VzZXJfaWQYASABKAkSKgoKZGVsZWdhdGlvbhgCIAEoCzIWLnNpZ25vZmYudjEuRGVsZWdhdGlvbiI0CgVBZ2VudBIQCghhZ2VudF9pZBgBIAEoCRIZChF3b3JrbG9hZF9pZGVudGl0eRgCIAEoCSJzCgVJbnB1dBIOCgZpbnRlbnQYASABKAkSDwoHbWVzc2FnZRgCIAEoCRIPCgdjaGFubmVsGAMgASgJEg4KBmxvY2FsZRgEIAEoCRIoCgdjb250ZXh0GAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCI5CgdSdW50aW1lEhYKDm1heF90b29sX2NhbGxzGAEgASgFEhYKDm1heF9jb3N0X2NlbnRzGAIgASgBIqwBCgxCdWRnZXRSZXBvcnQSFwoPdG9vbF9jYWxsc191c2VkGAEgASgFEhYKDm1heF90b29sX2NhbGxzGAIgASgFEhgKEGNvc3Rfc3BlbnRfY2VudHMYAyABKAESGwoTY29zdF9yZXNlcnZlZF9jZW50cxgEIAEoARIWCg5tYXhfY29zdF9jZW50cxgFIAEoARIcChRjb3N0X3JlbWFpbmluZ19jZW50cxgGIAEoASLBBAoISW5zdGFuY2USEwoLaW5zdGFuY2VfaWQYASABKAkSEgoKcmVxdWVzdF9pZBgCIAEoCRISCgpzZXNzaW9uX2lkGAMgASgJEhEKCXRlbmFudF9pZBgEIAEoCRIeCgR1c2VyGAUgASgLMhAuc2lnbm9mZi52MS5Vc2VyEiAKBWFnZW50GAYgASgLMhEuc2lnbm9mZi52MS5BZ2VudBITCgt3b3JrZmxvd19pZBgHIAEoCRIYChB3b3JrZmxvd192ZXJzaW9uGAggASgJEhkKEWNvbnRleHRfcGFja19yZWZzGAkgAygJEiAKBWlucHV0GAogASgLMhEuc2lnbm9mZi52MS5JbnB1dBIeCgRtb2RlGAsgASgOMhAuc2lnbm9mZi52MS5Nb2RlEiQKB3J1bnRpbWUYDCABKAsyEy5zaWdub2ZmLnYxLlJ1bnRpbWUSKAoFc3RhdGUYDSABKA4yGS5zaWdub2ZmLnYxLkluc3RhbmNlU3RhdGUSEAoIcmV2aXNpb24YDiABKAMSFwoPdG9vbF9jYWxsc191c2VkGA8gASgFEi8KC2NyZWF0ZV90aW1lGBAgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgRIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIdHJhY2VfaWQYEiABKAkSKAoGYnVkZ2V0GBMgASgLMhguc2lnbm9mZi52MS5CdWRnZXRSZXBvcnQivQEKDlByb3Bvc2VkQWN0aW9uEhQKDHRvb2xfY2FsbF9pZBgBIAEoCRIMCgR0b29sGAIgASgJEicKBnBhcmFtcxgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKQoKcmlza19jbGFzcxgEIAEoDjIVLnNpZ25vZmYudjEuUmlza0NsYXNzEhUKDWV2aWRlbmNlX3JlZnMYBSADKAkSHAoUZXN0aW1hdGVkX2Nvc3RfY2VudHMYBiABKAEi2AQKBkFjdGlvbhIRCglhY3Rpb25faWQYASABKAkSEwoLaW5zdGFuY2VfaWQYAiABKAkSEQoJdGVuYW50X2lkGAMgASgJEhQKDHRvb2xfY2FsbF9pZBgEIAEoCRIMCgR0b29sGAUgASgJEicKBnBhcmFtcxgGIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKQoKcmlza19jbGFzcxgHIAEoDjIVLnNpZ25vZmYudjEuUmlza0NsYXNzEhUKDWV2aWRlbmNlX3JlZnMYCCADKAkSFQoNYWN0aW9uX3NoYTI1NhgJIAEoCRImCgVzdGF0ZRgKIAEoDjIXLnNpZ25vZmYudjEuQWN0aW9uU3RhdGUSEAoIZ2F0ZV9pZHMYCyADKAkSEgoKZGVjaWRlZF9ieRgMIAEoCRIXCg9kZWNpc2lvbl9yZWFzb24YDSABKAkSLwoLY3JlYXRlX3RpbWUYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2RlY2lkZV90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIeChZleGVjdXRpb25fZXZpZGVuY2VfcmVmGBAgASgJEiUKBWdhdGVzGBEgAygLMhYuc2lnbm9mZi52MS5HYXRlU3RhdHVzEhcKD3Byb3Bvc2VkX3NoYTI1NhgSIAEoCRIcChRlc3RpbWF0ZWRfY29zdF9jZW50cxgTIAEoARIXCgpjb3N0X2NlbnRzGBQgASgBSACIAQFCDQoLX2Nvc3RfY2VudHMiwAEKCkdhdGVTdGF0dXMSDwoHZ2F0ZV9pZBgBIAEoCRIkCgVzdGF0ZRgCIAEoDjIVLnNpZ25vZmYudjEuR2F0ZVN0YXRlEg4KBnF1b3J1bRgDIAEoBRIRCglhcHByb3ZhbHMYBCABKAUSEgoKcmVqZWN0aW9ucxgFIAEoBRIsCghkZWFkbGluZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOZXNjYWxhdGVkX2Zyb20YByABKAkiiwQKBUV2ZW50EhMKC2luc3RhbmNlX2lkGAEgASgJEhAKCHJldmlzaW9uGAIgASgDEiMKBHR5cGUYAyABKA4yFS5zaWdub2ZmLnYxLkV2ZW50VHlwZRIoCgR0aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIxCg5pbnN0YW5jZV9zdGF0ZRgFIAEoDjIZLnNpZ25vZmYudjEuSW5zdGFuY2VTdGF0ZRIRCglhY3Rpb25faWQYBiABKAkSLQoMYWN0aW9uX3N0YXRlGAcgASgOMhcuc2lnbm9mZi52MS5BY3Rpb25TdGF0ZRIkCgdvdXRjb21lGAggASgOMhMuc2lnbm9mZi52MS5PdXRjb21lEg0KBWFjdG9yGAkgASgJEg4KBnJlYXNvbhgKIAEoCRIRCglyZWNvcmRfaWQYCyABKAkSDAoEdG9vbBgMIAEoCRIPCgdnYXRlX2lkGA0gASgJEiwKCGNvbnRyb2xzGA4gASgLMhouc2lnbm9mZi52MS5Db250cm9sc0FjdGl2ZRIVCg1yZWNvcmRfc2hhMjU2GA8gASgJEhEKCXByZXZfaGFzaBgQIAEoCRIMCgRoYXNoGBEgASgJEhAKCHRyYWNlX2lkGBIgASgJEigKBmJ1ZGdldBgTIAEoCzIYLnNpZ25vZmYudjEuQnVkZ2V0UmVwb3J0IvwBCghBcHByb3ZhbBIPCgdnYXRlX2lkGAEgASgJEhAKCGFwcHJvdmVyGAIgASgJEh8KF2FwcHJvdmFsX21vZGVfZWZmZWN0aXZlGAMgASgJEh4KFmV2aWRlbmNlX3NuYXBzaG90X2hhc2gYBCABKAkSJAoHdmVyZGljdBgFIAEoDjITLnNpZ25vZmYudjEuVmVyZGljdBIOCgZyZWFzb24YBiABKAkSKAoEdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoLcGFyYW1zX2RpZmYYCCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0IqIBCg5Db250cm9sc0FjdGl2ZRIdChVhcHByb3ZhbF9nYXRlc19hY3RpdmUYASADKAkSEwoLbXVzdF9yZWZ1c2UYAiADKAkSFQoNbXVzdF9lc2NhbGF0ZRgDIAMoCRIeChZyZWRhY3Rpb25fcnVsZXNfYWN0aXZlGAQgAygJEiUKBnBvbGljeRgFIAEoCzIVLnNpZ25vZmYudjEuUG9saWN5UmVmIlEKCVBvbGljeVJlZhIRCglidW5kbGVfaWQYASABKAkSDwoHdmVyc2lvbhgCIAEoCRIOCgZzaGEyNTYYAyABKAkSEAoIcnVsZV9pZHMYBCADKAkijwUKDkRlY2lzaW9uUmVjb3JkEhEKCXJlY29yZF9pZBgBIAEoCRIUCgxkZWNpc2lvbl9rZXkYAiABKAkSKgoGc3RhdHVzGAMgASgOMhouc2lnbm9mZi52MS5EZWNpc2lvblN0YXR1cxIkCgdvdXRjb21lGAQgASgOMhMuc2lnbm9mZi52MS5PdXRjb21lEigKB291dHB1dHMYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhUKDWV2aWRlbmNlX3JlZnMYBiADKAkSJwoJYXBwcm92YWxzGAcgAygLMhQuc2lnbm9mZi52MS5BcHByb3ZhbBIzCg9jb250cm9sc19hY3RpdmUYCCABKAsyGi5zaWdub2ZmLnYxLkNvbnRyb2xzQWN0aXZlEhAKCHRyYWNlX2lkGAogASgJEhEKCXRlbmFudF9pZBgLIAEoCRITCgtpbnN0YW5jZV9pZBgMIAEoCRIRCglhY3Rpb25faWQYDSABKAkSDAoEdG9vbBgOIAEoCRIVCg1hY3Rpb25fc2hhMjU2GA8gASgJEhAKCHJldmlzaW9uGBAgASgDEi8KC2NyZWF0ZV90aW1lGBEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCg9leGVjdXRpb25fc3RhdGUYEiABKA4yFy5zaWdub2ZmLnYxLkFjdGlvblN0YXRlEhwKFGVzdGltYXRlZF9jb3N0X2NlbnRzGBMgASgBEhcKCmNvc3RfY2VudHMYFCABKAFIAIgBARIoCgZidWRnZXQYFSABKAsyGC5zaWdub2ZmLnYxLkJ1ZGdldFJlcG9ydEINCgtfY29zdF9jZW50c0oECAkQClIGcG9saWN5Kq4BCg1JbnN0YW5jZVN0YXRlEh4KGklOU1RBTkNFX1NUQVRFX1VOU1BFQ0lGSUVEEAASGgoWSU5TVEFOQ0VfU1RBVEVfUlVOTklORxABEiQKIElOU1RBTkNFX1NUQVRFX1dBSVRJTkdfRk9SX0hVTUFOEAISHAoYSU5TVEFOQ0VfU1RBVEVfQ09NUExFVEVEEAMSHQoZSU5TVEFOQ0VfU1RBVEVfVEVSTUlOQVRFRBAEKosCCgtBY3Rpb25TdGF0ZRIcChhBQ1RJT05fU1RBVEVfVU5TUEVDSUZJRUQQABIiCh5BQ1RJT05fU1RBVEVfV0FJVElOR19GT1JfSFVNQU4QARIZChVBQ1RJT05fU1RBVEVfQVBQUk9WRUQQAhIZChVBQ1RJT05fU1RBVEVfUkVKRUNURUQQAxIYChRBQ1RJT05fU1RBVEVfRVhQSVJFRBAEEhoKFkFDVElPTl9TVEFURV9DQU5DRUxMRUQQBRIaChZBQ1RJT05fU1RBVEVfRVhFQ1VUSU5HEAYSGQoVQUNUSU9OX1NUQVRFX0VYRUNVVEVEEAcSFwoTQUNUSU9OX1NUQVRFX0ZBSUxFRBAIKoUBCgdPdXRjb21lEhcKE09VVENPTUVfVU5TUEVDSUZJRUQQABIUChBPVVRDT01FX0FQUFJPVkVEEAESHQoZT1VUQ09NRV9XQUlUSU5HX0ZPUl9IVU1BThACEhQKEE9VVENPTUVfUkVKRUNURUQQAxIWChJPVVRDT01FX1RFUk1JTkFURUQQBCqrAQoJUmlza0NsYXNzEhoKFlJJU0tfQ0xBU1NfVU5TUEVDSUZJRUQQABIYChRSSVNLX0NMQVNTX1JFQURfT05MWRABEhoKFlJJU0tfQ0xBU1NfTE9DQUxfV1JJVEUQAhIWChJSSVNLX0NMQVNTX05FVFdPUksQAxIYChRSSVNLX0NMQVNTX0RFTEVHQVRFRBAEEhoKFlJJU0tfQ0xBU1NfREVTVFJVQ1RJVkUQBSo9CgRNb2RlEhQKEE1PREVfVU5TUEVDSUZJRUQQABIPCgtNT0RFX1NUUkVBTRABEg4KCk1PREVfQkFUQ0gQAipLCgdWZXJkaWN0EhcKE1ZFUkRJQ1RfVU5TUEVDSUZJRUQQABITCg9WRVJESUNUX0FQUFJPVkUQARISCg5WRVJESUNUX1JFSkVDVBACKrsBCglHYXRlU3RhdGUSGgoWR0FURV9TVEFURV9VTlNQRUNJRklFRBAAEhYKEkdBVEVfU1RBVEVfV0FJVElORxABEhgKFEdBVEVfU1RBVEVfU0FUSVNGSUVEEAISFwoTR0FURV9TVEFURV9SRUpFQ1RFRBADEhYKEkdBVEVfU1RBVEVfRVhQSVJFRBAEEhgKFEdBVEVfU1RBVEVfRVNDQUxBVEVEEAUSFQoRR0FURV9TVEFURV9DTE9TRUQQBiq4AwoJRXZlbnRUeXBlEhoKFkVWRU5UX1RZUEVfVU5TUEVDSUZJRUQQABIfChtFVkVOVF9UWVBFX0lOU1RBTkNFX0NSRUFURUQQARIfChtFVkVOVF9UWVBFX0FDVElPTl9SRVFVRVNURUQQAhIdChlFVkVOVF9UWVBFX0FDVElPTl9ERUNJREVEEAMSHwobRVZFTlRfVFlQRV9BQ1RJT05fQ0FOQ0VMTEVEEAQSKAokRVZFTlRfVFlQRV9BQ1RJT05fRVhFQ1VUSU9OX1JFUE9SVEVEEAUSIQodRVZFTlRfVFlQRV9JTlNUQU5DRV9DT01QTEVURUQQBhIiCh5FVkVOVF9UWVBFX0lOU1RBTkNFX1RFUk1JTkFURUQQBxIbChdFVkVOVF9UWVBFX0FDVElPTl9WT1RFRBAIEh8KG0VWRU5UX1RZUEVfQUNUSU9OX0VTQ0FMQVRFRBAJEh0KGUVWRU5UX1RZUEVfQUNUSU9OX0VYUElSRUQQChIeChpFVkVOVF9UWVBFX0FDVElPTl9SRU1JTkRFUhALEh8KG0VWRU5UX1RZUEVfQUNUSU9OX0VYRUNVVElORxAMKqkBCg5EZWNpc2lvblN0YXR1cxIfChtERUNJU0lPTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIbChdERUNJU0lPTl9TVEFUVVNfREVDSURFRBABEh0KGURFQ0lTSU9OX1NUQVRVU19FU0NBTEFURUQQAhIbChdERUNJU0lPTl9TVEFUVVNfRVhQSVJFRBADEh0KGURFQ0lTSU9OX1NUQVRVU19DQU5DRUxMRUQQBEIpWidzaWdub2ZmL2NsaWVudHMvZ28vc2lnbm9mZi92MTtzaWdub2ZmdjFiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * How the user delegated authority to the agent.
@@ -142,11 +142,17 @@ export const InputSchema: GenMessage<Input> = /*@__PURE__*/
  */
 export type Runtime = Message<"signoff.v1.Runtime"> & {
   /**
+   * Actions the instance may request, whatever policy answers.
+   *
    * @generated from field: int32 max_tool_calls = 1;
    */
   maxToolCalls: number;
 
   /**
+   * What the instance's actions may cost together, in cents (finite, >= 0). An
+   * action whose estimated_cost_cents would take the instance past it is
+   * REJECTED with rule BUDGET_EXHAUSTED. See BudgetReport for what counts.
+   *
    * @generated from field: double max_cost_cents = 2;
    */
   maxCostCents: number;
@@ -158,6 +164,64 @@ export type Runtime = Message<"signoff.v1.Runtime"> & {
  */
 export const RuntimeSchema: GenMessage<Runtime> = /*@__PURE__*/
   messageDesc(file_signoff_v1_types, 4);
+
+/**
+ * Where an instance stands against its runtime budget, at one point in time.
+ *
+ * @generated from message signoff.v1.BudgetReport
+ */
+export type BudgetReport = Message<"signoff.v1.BudgetReport"> & {
+  /**
+   * Actions requested so far, and the limit (0: unlimited).
+   *
+   * @generated from field: int32 tool_calls_used = 1;
+   */
+  toolCallsUsed: number;
+
+  /**
+   * @generated from field: int32 max_tool_calls = 2;
+   */
+  maxToolCalls: number;
+
+  /**
+   * What the instance's actions cost: the reported cost_cents of those that
+   * reported one, and the estimated_cost_cents of approved actions that did not
+   * (executing, executed or failed without a cost included).
+   *
+   * @generated from field: double cost_spent_cents = 3;
+   */
+  costSpentCents: number;
+
+  /**
+   * The estimated_cost_cents of actions waiting for a human: held against the
+   * budget until they are decided, so approvals cannot overspend it together.
+   *
+   * @generated from field: double cost_reserved_cents = 4;
+   */
+  costReservedCents: number;
+
+  /**
+   * The limit (0: unlimited).
+   *
+   * @generated from field: double max_cost_cents = 5;
+   */
+  maxCostCents: number;
+
+  /**
+   * max_cost_cents - cost_spent_cents - cost_reserved_cents, never below 0;
+   * 0 when the cost is unlimited.
+   *
+   * @generated from field: double cost_remaining_cents = 6;
+   */
+  costRemainingCents: number;
+};
+
+/**
+ * Describes the message signoff.v1.BudgetReport.
+ * Use `create(BudgetReportSchema)` to create a new message.
+ */
+export const BudgetReportSchema: GenMessage<BudgetReport> = /*@__PURE__*/
+  messageDesc(file_signoff_v1_types, 5);
 
 /**
  * One execution attempt of an agent or workflow, created by InvokeAgent.
@@ -266,6 +330,13 @@ export type Instance = Message<"signoff.v1.Instance"> & {
    * @generated from field: string trace_id = 18;
    */
   traceId: string;
+
+  /**
+   * Where the instance stands against runtime: tool calls and cost.
+   *
+   * @generated from field: signoff.v1.BudgetReport budget = 19;
+   */
+  budget?: BudgetReport | undefined;
 };
 
 /**
@@ -273,7 +344,7 @@ export type Instance = Message<"signoff.v1.Instance"> & {
  * Use `create(InstanceSchema)` to create a new message.
  */
 export const InstanceSchema: GenMessage<Instance> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_types, 5);
+  messageDesc(file_signoff_v1_types, 6);
 
 /**
  * The action an agent proposes before it executes a tool.
@@ -313,6 +384,15 @@ export type ProposedAction = Message<"signoff.v1.ProposedAction"> & {
    * @generated from field: repeated string evidence_refs = 5;
    */
   evidenceRefs: string[];
+
+  /**
+   * What the agent expects the action to cost, in cents (finite, 0 to 1e12).
+   * Checked against runtime.max_cost_cents before the action may wait or run,
+   * and part of action_sha256 when not 0.
+   *
+   * @generated from field: double estimated_cost_cents = 6;
+   */
+  estimatedCostCents: number;
 };
 
 /**
@@ -320,7 +400,7 @@ export type ProposedAction = Message<"signoff.v1.ProposedAction"> & {
  * Use `create(ProposedActionSchema)` to create a new message.
  */
 export const ProposedActionSchema: GenMessage<ProposedAction> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_types, 6);
+  messageDesc(file_signoff_v1_types, 7);
 
 /**
  * An action as signoff holds it.
@@ -435,6 +515,21 @@ export type Action = Message<"signoff.v1.Action"> & {
    * @generated from field: string proposed_sha256 = 18;
    */
   proposedSha256: string;
+
+  /**
+   * The agent's estimate when it proposed the action, in cents.
+   *
+   * @generated from field: double estimated_cost_cents = 19;
+   */
+  estimatedCostCents: number;
+
+  /**
+   * What the execution cost, as ReportExecution reported it; unset until then
+   * (the estimate counts against the budget meanwhile).
+   *
+   * @generated from field: optional double cost_cents = 20;
+   */
+  costCents?: number | undefined;
 };
 
 /**
@@ -442,7 +537,7 @@ export type Action = Message<"signoff.v1.Action"> & {
  * Use `create(ActionSchema)` to create a new message.
  */
 export const ActionSchema: GenMessage<Action> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_types, 7);
+  messageDesc(file_signoff_v1_types, 8);
 
 /**
  * @generated from message signoff.v1.GateStatus
@@ -495,7 +590,7 @@ export type GateStatus = Message<"signoff.v1.GateStatus"> & {
  * Use `create(GateStatusSchema)` to create a new message.
  */
 export const GateStatusSchema: GenMessage<GateStatus> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_types, 8);
+  messageDesc(file_signoff_v1_types, 9);
 
 /**
  * One appended fact about an instance. Events are the audit log and what
@@ -623,6 +718,14 @@ export type Event = Message<"signoff.v1.Event"> & {
    * @generated from field: string trace_id = 18;
    */
   traceId: string;
+
+  /**
+   * The instance's budget after this event. Covered by `hash` (events written
+   * before budgets were reported have none, and their hashes do not cover it).
+   *
+   * @generated from field: signoff.v1.BudgetReport budget = 19;
+   */
+  budget?: BudgetReport | undefined;
 };
 
 /**
@@ -630,7 +733,7 @@ export type Event = Message<"signoff.v1.Event"> & {
  * Use `create(EventSchema)` to create a new message.
  */
 export const EventSchema: GenMessage<Event> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_types, 9);
+  messageDesc(file_signoff_v1_types, 10);
 
 /**
  * One approver's part in a decision.
@@ -690,7 +793,7 @@ export type Approval = Message<"signoff.v1.Approval"> & {
  * Use `create(ApprovalSchema)` to create a new message.
  */
 export const ApprovalSchema: GenMessage<Approval> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_types, 10);
+  messageDesc(file_signoff_v1_types, 11);
 
 /**
  * The controls in force when a decision was taken.
@@ -737,7 +840,7 @@ export type ControlsActive = Message<"signoff.v1.ControlsActive"> & {
  * Use `create(ControlsActiveSchema)` to create a new message.
  */
 export const ControlsActiveSchema: GenMessage<ControlsActive> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_types, 11);
+  messageDesc(file_signoff_v1_types, 12);
 
 /**
  * The policy that decided.
@@ -771,7 +874,7 @@ export type PolicyRef = Message<"signoff.v1.PolicyRef"> & {
  * Use `create(PolicyRefSchema)` to create a new message.
  */
 export const PolicyRefSchema: GenMessage<PolicyRef> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_types, 12);
+  messageDesc(file_signoff_v1_types, 13);
 
 /**
  * The final account of one decision on one action, written in the same
@@ -888,6 +991,26 @@ export type DecisionRecord = Message<"signoff.v1.DecisionRecord"> & {
    * @generated from field: signoff.v1.ActionState execution_state = 18;
    */
   executionState: ActionState;
+
+  /**
+   * The action's estimated cost, and what its execution cost once reported
+   * (attached with execution_state; unset when the agent reported none).
+   *
+   * @generated from field: double estimated_cost_cents = 19;
+   */
+  estimatedCostCents: number;
+
+  /**
+   * @generated from field: optional double cost_cents = 20;
+   */
+  costCents?: number | undefined;
+
+  /**
+   * The instance's budget once this decision took effect.
+   *
+   * @generated from field: signoff.v1.BudgetReport budget = 21;
+   */
+  budget?: BudgetReport | undefined;
 };
 
 /**
@@ -895,7 +1018,7 @@ export type DecisionRecord = Message<"signoff.v1.DecisionRecord"> & {
  * Use `create(DecisionRecordSchema)` to create a new message.
  */
 export const DecisionRecordSchema: GenMessage<DecisionRecord> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_types, 13);
+  messageDesc(file_signoff_v1_types, 14);
 
 /**
  * The lifecycle of an instance. COMPLETED and TERMINATED are terminal.
