@@ -100,17 +100,11 @@ def action_fields(action: Action) -> dict[str, Any]:
     """What the service acts on in an action row, as its events seal it: everything but the
     current grant's token hash (a repeat of RequestDecision replaces it without an event),
     the timer's index (`next_due`, derived from the gates) and the traceparent."""
-    proposal = action.proposal
     return {
         "action_id": action.action_id,
         "instance_id": action.instance_id,
         "tenant_id": action.tenant_id,
-        "tool_call_id": proposal.tool_call_id,
-        "tool": proposal.tool,
-        "params": proposal.params,
-        "risk_class": proposal.risk_class.value,
-        "evidence_refs": list(proposal.evidence_refs),
-        "estimated_cost_cents": proposal.estimated_cost_cents,
+        **action.proposal.as_json(),
         "cost_cents": action.cost_cents,
         "action_sha256": action.action_sha256,
         "proposed_sha256": action.proposed_sha256,

@@ -101,6 +101,17 @@ class ProposedAction:
     def sha256(self) -> str:
         return sha256_of(self.canonical())
 
+    def as_json(self) -> Json:
+        """Every field: as policy sees the action, and as its state is sealed."""
+        return {
+            "tool_call_id": self.tool_call_id,
+            "tool": self.tool,
+            "params": self.params,
+            "risk_class": self.risk_class.value,
+            "evidence_refs": list(self.evidence_refs),
+            "estimated_cost_cents": self.estimated_cost_cents,
+        }
+
 
 @dataclass
 class GateStatus:
