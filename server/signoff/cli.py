@@ -13,6 +13,7 @@ import sys
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
 from google.protobuf import json_format
@@ -88,17 +89,63 @@ def _audit_export(args: argparse.Namespace) -> int:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
-    from signoff.services.chain import verify_export
+    from signoff.services.chain import export_lines, verify_export
+    from signoff.store.database import Database
 
-    with open(args.file) as lines:
-        parsed = [json.loads(line) for line in lines if line.strip()]
-    instances, events, broken = verify_export(parsed)
-    if broken is not None:
-        print(
-            f"BROKEN: instance {broken.instance_id} at revision {broken.revision}: {broken.problem}"
-        )
+    async def exported() -> list[dict[str, Any]]:
+        database = Database(args.database_url)
+        try:
+            return [line async for line in export_lines(database, args.tenant)]
+        finally:
+            await database.close()
+
+    if bool(args.file) == bool(args.database_url):
+        print("signoff audit verify: give an export FILE or --database-url", file=sys.stderr)
+        return 2
+    if args.file:
+        with open(args.file) as lines:
+            parsed = [json.loads(line) for line in lines if line.strip()]
+    else:
+        parsed = asyncio.run(exported())
+    against = None
+    if args.against:
+        with open(args.against) as saved:
+            against = json.load(saved)
+    instances, events, broken = verify_export(parsed, against)
+    for each in broken:
+        where = f"instance {each.instance_id}" if each.instance_id else "export"
+        print(f"BROKEN: {where} at revision {each.revision}: {each.problem}")
+    if broken:
         return 1
     print(f"intact: {instances} instances, {events} events")
+    return 0
+
+
+def _audit_anchor(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from signoff.services.chain import anchor_heads
+    from signoff.store.database import Database
+
+    async def run() -> dict[str, Any]:
+        database = Database(args.database_url)
+        try:
+            return await anchor_heads(database, args.tenant, datetime.now(UTC))
+        finally:
+            await database.close()
+
+    saved = asyncio.run(run())
+    text = json.dumps(saved, sort_keys=True) + "\n"
+    if args.output:
+        with open(args.output, "w") as output:
+            output.write(text)
+    else:
+        sys.stdout.write(text)
+    print(
+        f"anchor of tenant {saved['tenant']} at {saved['time']}: {saved['instances']} instances, "
+        f"{saved['events']} events, digest {saved['digest']}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -284,9 +331,25 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--until", default="", help="instances created before (ISO 8601)")
     export.add_argument("--output", default="", help="file (default: standard output)")
     export.set_defaults(run=_audit_export)
-    verify = audit_commands.add_parser("verify", help="check an export offline, with no server")
-    verify.add_argument("file")
+    verify = audit_commands.add_parser(
+        "verify",
+        help="check an export offline, with no server, or the database directly",
+        description="Names every break: events, records, instance and action rows, the "
+        "manifest, and with --against, chains that no longer extend an anchor.",
+    )
+    verify.add_argument("file", nargs="?", default="", help="an export of `audit export`")
+    verify.add_argument("--database-url", default="", help="verify the database instead")
+    verify.add_argument("--tenant", default="", help="with --database-url: one tenant")
+    verify.add_argument("--against", default="", help="an anchor of `audit anchor`")
     verify.set_defaults(run=_audit_verify)
+    anchor = audit_commands.add_parser(
+        "anchor",
+        help="print the chain heads (reads the database) to keep where its owners cannot write",
+    )
+    anchor.add_argument("--database-url", default=database)
+    anchor.add_argument("--tenant", default="", help="one tenant (default: all)")
+    anchor.add_argument("--output", default="", help="file (default: standard output)")
+    anchor.set_defaults(run=_audit_anchor)
 
     policy = commands.add_parser("policy", help="work with policy bundles")
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)

@@ -322,14 +322,18 @@ class AuditService(audit_grpc.AuditServiceServicer):
         _require_id("instance_id", request.instance_id)
         report = await chain.verify_chain(self.ctx, caller(), request.instance_id)
         response = audit_pb.VerifyChainResponse(
-            intact=report.broken is None,
+            intact=not report.broken,
             events_checked=report.events_checked,
             records_checked=report.records_checked,
             head_hash=report.head_hash,
         )
-        if report.broken is not None:
-            response.broken_revision = report.broken.revision
-            response.problem = report.broken.problem
+        if report.broken:
+            first, *more = report.broken
+            response.broken_revision = first.revision
+            # Every break, the first one first, one a line.
+            response.problem = "\n".join(
+                [first.problem, *(f"revision {b.revision}: {b.problem}" for b in more)]
+            )
         return response
 
 

@@ -86,6 +86,22 @@ class IllegalTransition(FailedPrecondition):
         )
 
 
+class StateTampered(FailedPrecondition):
+    """A row the service would act on no longer matches what its hash chain sealed: it was
+    changed behind signoff's back. Nothing is decided on it (fail closed)."""
+
+    def __init__(self, what: str, ident: str, instance_id: str, problem: str) -> None:
+        metadata = {"instance_id": instance_id}
+        if what != "instance":
+            metadata[f"{what}_id"] = ident
+        super().__init__(
+            "STATE_TAMPERED",
+            f"{what} {ident} does not match its audit chain: {problem}; nothing was done, "
+            "run VerifyChain and restore the database",
+            metadata=metadata,
+        )
+
+
 class AlreadyDecided(SignoffError):
     kind = ErrorKind.ABORTED
 

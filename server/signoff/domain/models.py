@@ -101,6 +101,17 @@ class ProposedAction:
     def sha256(self) -> str:
         return sha256_of(self.canonical())
 
+    def as_json(self) -> Json:
+        """Every field: as policy sees the action, and as its state is sealed."""
+        return {
+            "tool_call_id": self.tool_call_id,
+            "tool": self.tool,
+            "params": self.params,
+            "risk_class": self.risk_class.value,
+            "evidence_refs": list(self.evidence_refs),
+            "estimated_cost_cents": self.estimated_cost_cents,
+        }
+
 
 @dataclass
 class GateStatus:
@@ -117,6 +128,22 @@ class GateStatus:
     next_reminder: datetime | None = None
     reminders_sent: int = 0
     escalated_from: str = ""
+
+    def as_json(self) -> Json:
+        """As stored with its action, and as its state is sealed in the chain."""
+        return {  # field by field: dataclasses.asdict deep-copies, at ten times the cost
+            "gate_id": self.gate_id,
+            "state": self.state.value,
+            "quorum": self.quorum,
+            "rejections_to_settle": self.rejections_to_settle,
+            "opened": self.opened.isoformat(),
+            "deadline": self.deadline.isoformat(),
+            "approvals": self.approvals,
+            "rejections": self.rejections,
+            "next_reminder": self.next_reminder.isoformat() if self.next_reminder else None,
+            "reminders_sent": self.reminders_sent,
+            "escalated_from": self.escalated_from,
+        }
 
 
 @dataclass
@@ -144,6 +171,9 @@ class Action:
     grant_expires: datetime | None = None
     # The W3C traceparent of the RequestDecision call: the human wait joins this trace.
     traceparent: str = ""
+    # The revision of the event that last changed the action: the event seals its state
+    # (domain/chain.py). 0 until the action is first stored.
+    event_revision: int = 0
     # What the execution cost, once reported (None until then).
     cost_cents: float | None = None
 
@@ -190,6 +220,10 @@ class Event:
     hash: str = ""
     # The trace this event belongs to: the action's, else the instance's ("" when none).
     trace_id: str = ""
+    # The sha256 of the instance's and of the action's current state after this event
+    # (domain/chain.py: instance_fields, action_fields); "" on events written before.
+    instance_seal: str = ""
+    action_seal: str = ""
     # The instance's budget after the event (BudgetReport.as_json); None on events
     # written before budgets were reported.
     budget: Json | None = None

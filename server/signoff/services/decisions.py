@@ -83,14 +83,7 @@ def evaluation_input(
     """What a bundle's rules see: the envelope, the action, and the authenticated caller."""
     return {
         "envelope": instance.envelope,
-        "action": {
-            "tool_call_id": proposal.tool_call_id,
-            "tool": proposal.tool,
-            "params": proposal.params,
-            "risk_class": proposal.risk_class.value,
-            "evidence_refs": list(proposal.evidence_refs),
-            "estimated_cost_cents": proposal.estimated_cost_cents,
-        },
+        "action": proposal.as_json(),
         "principal": {
             "id": who.id,
             "kind": who.kind.value,
@@ -155,7 +148,7 @@ async def request_decision(
                 existing, ctx.clock(), existing.decide_time or ctx.clock(), ctx.grant_ttl
             )
             if token:
-                await tx.save_action(existing, expected_state=existing.state)
+                await tx.save_grant(existing)
             return DecisionAnswer(
                 outcome,
                 existing.decision_reason,

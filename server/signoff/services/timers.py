@@ -7,7 +7,7 @@ import logging
 from datetime import datetime
 from functools import partial
 
-from signoff.domain.errors import Unavailable
+from signoff.domain.errors import StateTampered, Unavailable
 from signoff.domain.models import Action, Instance
 from signoff.domain.states import (
     ActionState,
@@ -46,6 +46,8 @@ async def fire_due(ctx: Context, now: datetime | None = None, limit: int = 200) 
                     fired += 1
         except Unavailable:
             raise  # the database is down: so it is for every other timer
+        except StateTampered as tampered:  # fails closed, in one line per tick
+            log.error("timer for action %s not fired: %s", action_id, tampered.message)
         except Exception:  # one bad action must not stop every other timer
             log.exception("timer for action %s failed; it is retried next tick", action_id)
     return fired

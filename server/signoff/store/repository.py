@@ -6,11 +6,20 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Row, bindparam, insert, select, text, update
+from sqlalchemy import Row, and_, bindparam, exists, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from signoff.domain.chain import event_body, event_hash, record_hash
-from signoff.domain.errors import ConcurrentChange
+from signoff.domain.chain import (
+    action_fields,
+    action_problem,
+    event_body,
+    event_hash,
+    instance_fields,
+    instance_problem,
+    record_hash,
+    seal,
+)
+from signoff.domain.errors import ConcurrentChange, StateTampered
 from signoff.domain.models import (
     Action,
     Approval,
@@ -67,18 +76,70 @@ _WAITING_BY_GATE = {
 # finds their compiled form by a cache key it has already computed; building a statement per
 # call (select(…).where(…), insert(…).values(…)) costs more CPU than the database work.
 _INSTANCE = select(instances).where(instances.c.instance_id == bindparam("instance_id"))
+# An instance with what its newest event sealed, read in the same statement: a write checks
+# the row against it before acting (see _checked_instance).
+_head = events.alias("head")
+_sealer = events.alias("sealer")
+_later = events.alias("later")
+
+
+def _event_at(table: Any, event: Any, revision: Any) -> Any:
+    """`table` outer-joined with its instance's event at `revision`."""
+    return table.outerjoin(
+        event, and_(event.c.instance_id == table.c.instance_id, event.c.revision == revision)
+    )
+
+
+def _later_event(table: Any, revision: Any, *more: Any) -> Any:
+    """Whether an event of the instance of `table`'s row comes after `revision`."""
+    return exists().where(
+        _later.c.instance_id == table.c.instance_id, _later.c.revision > revision, *more
+    )
+
+
+_INSTANCE_SEALED = (
+    select(
+        instances,
+        _head.c.hash.label("head_hash"),
+        _head.c.instance_state.label("head_state"),
+        _head.c.instance_seal.label("head_seal"),
+        _later_event(instances, instances.c.revision).label("beyond"),
+    )
+    .select_from(_event_at(instances, _head, instances.c.revision))
+    .where(instances.c.instance_id == bindparam("instance_id"))
+)
 # Serializes every change to one instance, so revisions follow commit order (PostgreSQL;
 # SQLite serializes all writers with BEGIN IMMEDIATE).
-_INSTANCE_LOCKED = _INSTANCE.with_for_update()
+_INSTANCE_LOCKED = _INSTANCE_SEALED.with_for_update(of=instances)
+_INSTANCE_TRY_LOCK = _INSTANCE_SEALED.with_for_update(of=instances, skip_locked=True)
 _SAVE_INSTANCE = update(instances).where(instances.c.instance_id == bindparam("match_instance"))
-_ACTION = select(actions).where(actions.c.action_id == bindparam("action_id"))
-_ACTION_BY_CALL = select(actions).where(
+# Actions with the event that last changed them (and whether a later one names them), read
+# in the same statement: see _checked_action.
+_ACTIONS_SEALED = select(
+    actions,
+    _sealer.c.action_id.label("sealer_action_id"),
+    _sealer.c.action_state.label("sealer_state"),
+    _sealer.c.action_seal.label("sealer_seal"),
+    _later_event(
+        actions, actions.c.event_revision, _later.c.action_id == actions.c.action_id
+    ).label("superseded"),
+).select_from(_event_at(actions, _sealer, actions.c.event_revision))
+_ACTION = _ACTIONS_SEALED.where(actions.c.action_id == bindparam("action_id"))
+_ACTION_BY_CALL = _ACTIONS_SEALED.where(
     actions.c.instance_id == bindparam("instance_id"),
     actions.c.tool_call_id == bindparam("tool_call_id"),
 )
 _SAVE_ACTION = update(actions).where(
     actions.c.action_id == bindparam("match_action"),
     actions.c.state == bindparam("match_state"),
+)
+_SAVE_GRANT = (
+    update(actions)
+    .where(
+        actions.c.action_id == bindparam("match_action"),
+        actions.c.state == bindparam("match_state"),
+    )
+    .values(grant_sha256=bindparam("grant_sha256"), grant_expires=bindparam("grant_expires"))
 )
 _EVENTS_AFTER = (
     select(events)
@@ -96,9 +157,23 @@ _VOTE_BY_REQUEST = select(votes).where(
 _RECORD = select(decision_records.c.body).where(
     decision_records.c.record_id == bindparam("record_id")
 )
-_RECORD_FOR_ACTION = select(decision_records.c.body).where(
-    decision_records.c.action_id == bindparam("action_id")
-)
+# A record with the hash the newest event naming it carries: a record that is about to
+# change (its execution attached) is checked first, so that its new hash cannot bless an
+# edit made behind signoff's back.
+_RECORD_FOR_ACTION = select(
+    decision_records.c.record_id,
+    decision_records.c.instance_id,
+    decision_records.c.body,
+    select(_later.c.record_sha256)
+    .where(
+        _later.c.instance_id == decision_records.c.instance_id,
+        _later.c.record_id == decision_records.c.record_id,
+    )
+    .order_by(_later.c.revision.desc())
+    .limit(1)
+    .scalar_subquery()
+    .label("sealed"),
+).where(decision_records.c.action_id == bindparam("action_id"))
 _INSERT = {
     table.name: insert(table)
     for table in (instances, actions, events, votes, decision_records, approval_changes)
@@ -122,13 +197,40 @@ class Tx:
         # The hash of each DecisionRecord body this transaction stored, by record id: the
         # event that writes or changes the record carries it (the body is hashed once).
         self._stored_records: dict[str, str] = {}
+        # The instances this transaction locked or created (their next event's revision),
+        # the seal of each one's newest event, and the actions written but whose event is
+        # not appended yet: action id -> (that event's revision, the seal of what was written).
+        self._instances: dict[str, Instance] = {}
+        self._instance_seals: dict[str, str] = {}
+        self._unsealed: dict[str, tuple[int, str]] = {}
 
     # -- instances ---------------------------------------------------------------------
 
     async def get_instance(self, instance_id: str, *, lock: bool = False) -> Instance | None:
-        query = _INSTANCE_LOCKED if lock and self.dialect == "postgresql" else _INSTANCE
-        row = (await self.connection.execute(query, {"instance_id": instance_id})).first()
-        return _instance(row) if row else None
+        """With `lock` (to change it), the instance is checked against its newest event
+        first: StateTampered if it no longer matches."""
+        if not lock:
+            row = (await self.connection.execute(_INSTANCE, {"instance_id": instance_id})).first()
+            return _instance(row) if row else None
+        query = _INSTANCE_LOCKED if self.dialect == "postgresql" else _INSTANCE_SEALED
+        return await self._checked_instance(query, instance_id)
+
+    async def _checked_instance(self, query: Any, instance_id: str) -> Instance | None:
+        values = {"instance_id": instance_id}
+        row = (await self.connection.execute(query, values)).first()
+        if row is None:
+            return None
+        instance, problem = _sealed_instance(row)
+        if problem and query is not _INSTANCE_SEALED:
+            # PostgreSQL: when a write commits while this statement waits for the lock, the
+            # statement sees that write's instance row but not its event. Read both again,
+            # now that the lock is held.
+            row = (await self.connection.execute(_INSTANCE_SEALED, values)).one()
+            instance, problem = _sealed_instance(row)
+        if problem:
+            raise StateTampered("instance", instance_id, instance_id, problem)
+        self._instances[instance.instance_id] = instance
+        return instance
 
     async def find_instance_by_request(self, tenant_id: str, request_id: str) -> Instance | None:
         query = select(instances).where(
@@ -158,8 +260,13 @@ class Tx:
                 cost_reserved_cents=instance.cost_reserved_cents,
             ),
         )
+        self._instances[instance.instance_id] = instance
 
     async def save_instance(self, instance: Instance) -> None:
+        """Writes what the instance's newest event (appended in this transaction) sealed."""
+        assert self._instance_seals.get(instance.instance_id) == seal(instance_fields(instance)), (
+            "an instance changes only with an event, appended after the change"
+        )
         await self.connection.execute(
             _SAVE_INSTANCE,
             dict(
@@ -229,10 +336,13 @@ class Tx:
             trace_id=tracing.trace_id_of(
                 action.traceparent if action else "", instance.traceparent
             ),
+            instance_seal=seal(instance_fields(instance)),
+            action_seal=self._action_seal(instance, action),
             budget=instance.budget().as_json(),
         )
         event = replace(unhashed, hash=event_hash(event_body(unhashed)))
         instance.chain_head = event.hash
+        self._instance_seals[instance.instance_id] = event.instance_seal
         await self.connection.execute(
             _INSERT["events"],
             dict(
@@ -255,6 +365,8 @@ class Tx:
                 prev_hash=event.prev_hash,
                 hash=event.hash,
                 trace_id=event.trace_id,
+                instance_seal=event.instance_seal,
+                action_seal=event.action_seal,
                 budget=event.budget,
             ),
         )
@@ -267,6 +379,45 @@ class Tx:
                 wait = _human_wait(instance, action, event)
                 self.after_commit.append(partial(tracing.end_human_wait, wait))
         return event
+
+    def _action_seal(self, instance: Instance, action: Action | None) -> str:
+        """The seal of what insert_action or save_action wrote for `action`, which named the
+        event being appended (revision already advanced) as the one that changed it."""
+        if action is None:
+            return ""
+        written = self._unsealed.pop(action.action_id, None)
+        assert written is not None and written[0] == instance.revision, (
+            "an event about an action follows the write of that action"
+        )
+        return written[1]
+
+    def _seal_action(self, action: Action) -> tuple[int, str]:
+        """The revision of the event that will follow this write of the action (its
+        instance is locked in this transaction), and the seal of what is written."""
+        instance = self._instances.get(action.instance_id)
+        assert instance is not None, "an action is written under its instance's lock"
+        action.event_revision = instance.revision + 1
+        sealed = (action.event_revision, seal(action_fields(action)))
+        self._unsealed[action.action_id] = sealed
+        return sealed
+
+    def _checked_action(self, row: Row[Any]) -> Action:
+        """The action, if it matches the event that last changed it (StateTampered if not).
+        An action this transaction wrote, whose event is not appended yet, was checked when
+        it was read."""
+        action = _action(row)
+        if action.action_id in self._unsealed:
+            return action
+        link = _joined(
+            row,
+            action_id="sealer_action_id",
+            action_state="sealer_state",
+            action_seal="sealer_seal",
+        )
+        problem = action_problem(action_fields(action), link, bool(row.superseded))
+        if problem:
+            raise StateTampered("action", action.action_id, action.instance_id, problem)
+        return action
 
     async def _append_approval_change(
         self, event: Event, action: Action, kind: ApprovalChangeKind
@@ -341,28 +492,33 @@ class Tx:
 
     # -- actions ---------------------------------------------------------------------------
 
+    # Every read of actions checks them against their chain (StateTampered), but actions_of.
+
     async def get_action(self, action_id: str) -> Action | None:
         row = (await self.connection.execute(_ACTION, {"action_id": action_id})).first()
-        return _action(row) if row else None
+        return self._checked_action(row) if row else None
 
     async def find_action(self, instance_id: str, tool_call_id: str) -> Action | None:
         values = {"instance_id": instance_id, "tool_call_id": tool_call_id}
         row = (await self.connection.execute(_ACTION_BY_CALL, values)).first()
-        return _action(row) if row else None
+        return self._checked_action(row) if row else None
 
-    async def actions_in_states(self, instance_id: str, states: set[ActionState]) -> list[Action]:
-        query = (
-            select(actions)
-            .where(
-                actions.c.instance_id == instance_id,
-                actions.c.state.in_([s.value for s in states]),
-            )
-            .order_by(actions.c.seq)
-        )
+    async def actions_of(self, instance_id: str) -> list[Action]:
+        """Every action of an instance as stored, unchecked: for verifying the chain."""
+        query = select(actions).where(actions.c.instance_id == instance_id).order_by(actions.c.seq)
         return [_action(row) for row in (await self.connection.execute(query)).all()]
 
+    async def actions_in_states(self, instance_id: str, states: set[ActionState]) -> list[Action]:
+        query = _ACTIONS_SEALED.where(
+            actions.c.instance_id == instance_id,
+            actions.c.state.in_([s.value for s in states]),
+        ).order_by(actions.c.seq)
+        return [self._checked_action(row) for row in (await self.connection.execute(query)).all()]
+
     async def insert_action(self, action: Action) -> None:
+        """Stores a new action; the next event appended (ACTION_REQUESTED) seals it."""
         proposal = action.proposal
+        self._seal_action(action)
         await self.connection.execute(
             _INSERT["actions"],
             dict(
@@ -383,12 +539,13 @@ class Tx:
                 decide_time=action.decide_time,
                 policy=action.policy,
                 execution_evidence_ref=action.execution_evidence_ref,
-                gates=[_gate_json(g) for g in action.gates],
+                gates=[g.as_json() for g in action.gates],
                 proposed_sha256=action.proposed_sha256,
                 next_due=_next_due(action),
                 grant_sha256=action.grant_sha256,
                 grant_expires=action.grant_expires,
                 traceparent=action.traceparent,
+                event_revision=action.event_revision,
                 estimated_cost_cents=proposal.estimated_cost_cents,
                 cost_cents=action.cost_cents,
             ),
@@ -396,7 +553,9 @@ class Tx:
 
     async def save_action(self, action: Action, *, expected_state: ActionState) -> None:
         """Writes the action's mutable fields if it is still in expected_state; otherwise
-        another transaction changed it first and ConcurrentChange is raised."""
+        another transaction changed it first and ConcurrentChange is raised. The next event
+        appended must be about this action: it seals what was written."""
+        self._seal_action(action)
         result = await self.connection.execute(
             _SAVE_ACTION,
             dict(
@@ -411,13 +570,27 @@ class Tx:
                 params=action.proposal.params,
                 action_sha256=action.action_sha256,
                 policy=action.policy,
-                gates=[_gate_json(g) for g in action.gates],
+                gates=[g.as_json() for g in action.gates],
                 next_due=_next_due(action),
                 grant_sha256=action.grant_sha256,
                 grant_expires=action.grant_expires,
+                event_revision=action.event_revision,
                 cost_cents=action.cost_cents,
             ),
         )
+        if result.rowcount != 1:
+            raise ConcurrentChange(action.action_id)
+
+    async def save_grant(self, action: Action) -> None:
+        """Writes a fresh grant of an approved action, with no event: the grant's token
+        hash is not sealed, and its expiry was set (and sealed) when it was approved."""
+        values = dict(
+            match_action=action.action_id,
+            match_state=action.state.value,
+            grant_sha256=action.grant_sha256,
+            grant_expires=action.grant_expires,
+        )
+        result = await self.connection.execute(_SAVE_GRANT, values)
         if result.rowcount != 1:
             raise ConcurrentChange(action.action_id)
 
@@ -426,8 +599,7 @@ class Tx:
     ) -> list[tuple[int, tuple[Action, frozenset[str]]]]:
         """(seq, (action, its instance's parties)) of waiting actions, oldest first."""
         query = (
-            select(
-                actions,
+            _ACTIONS_SEALED.add_columns(
                 instances.c.created_by,
                 instances.c.envelope[("user", "user_id")].as_string().label("user_id"),
                 instances.c.envelope[("agent", "agent_id")].as_string().label("agent_id"),
@@ -443,7 +615,10 @@ class Tx:
             query = query.where(actions.c.seq > after_seq)
         rows = (await self.connection.execute(query)).all()
         return [
-            (row.seq, (_action(row), parties(row.created_by, row.user_id, row.agent_id)))
+            (
+                row.seq,
+                (self._checked_action(row), parties(row.created_by, row.user_id, row.agent_id)),
+            )
             for row in rows
         ]
 
@@ -469,11 +644,8 @@ class Tx:
     async def try_lock_instance(self, instance_id: str) -> Instance | None:
         """The instance, locked; None if another server holds it now (PostgreSQL skips it:
         that server is firing its timers). SQLite has one writer, so it never skips."""
-        query = select(instances).where(instances.c.instance_id == instance_id)
-        if self.dialect == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        row = (await self.connection.execute(query)).first()
-        return _instance(row) if row else None
+        query = _INSTANCE_TRY_LOCK if self.dialect == "postgresql" else _INSTANCE_SEALED
+        return await self._checked_instance(query, instance_id)
 
     # -- votes -------------------------------------------------------------------------------
 
@@ -537,10 +709,17 @@ class Tx:
         return _record(body) if body is not None else None
 
     async def get_record_for_action(self, action_id: str) -> DecisionRecord | None:
-        body = (
-            await self.connection.execute(_RECORD_FOR_ACTION, {"action_id": action_id})
-        ).scalar()
-        return _record(body) if body is not None else None
+        """The action's record; StateTampered if it is not what its chain says (a record
+        this transaction stored is not in the chain yet, and is taken as stored)."""
+        values = {"action_id": action_id}
+        row = (await self.connection.execute(_RECORD_FOR_ACTION, values)).first()
+        if row is None:
+            return None
+        stored = self._stored_records.get(row.record_id)
+        if (stored or row.sealed) != record_hash(row.body):
+            problem = f"record {row.record_id} does not match the hash its chain carries"
+            raise StateTampered("record", row.record_id, row.instance_id, problem)
+        return _record(row.body)
 
     async def record_bodies(self, instance_id: str) -> dict[str, Json]:
         """Every record of an instance as stored, for verifying the chain."""
@@ -617,6 +796,27 @@ def _instance(row: Row[Any]) -> Instance:
     )
 
 
+def _joined(row: Row[Any], **labels: str) -> Json | None:
+    """The joined event's columns of `row` (labelled as given) under their names in an event
+    body; None when there was no such event (the first column is never NULL in an event)."""
+    found = {key: getattr(row, label) for key, label in labels.items()}
+    return found if next(iter(found.values())) is not None else None
+
+
+def _sealed_instance(row: Row[Any]) -> tuple[Instance, str]:
+    """The instance of a row of _INSTANCE_SEALED, and why it disagrees with its chain."""
+    instance = _instance(row)
+    head = _joined(row, hash="head_hash", instance_state="head_state", instance_seal="head_seal")
+    problem = instance_problem(
+        instance_fields(instance),
+        instance.revision,
+        instance.chain_head,
+        head,
+        bool(row.beyond),
+    )
+    return instance, problem
+
+
 def _action(row: Row[Any]) -> Action:
     return Action(
         action_id=row.action_id,
@@ -644,6 +844,7 @@ def _action(row: Row[Any]) -> Action:
         grant_sha256=row.grant_sha256,
         grant_expires=row.grant_expires,
         traceparent=row.traceparent,
+        event_revision=row.event_revision,
         cost_cents=row.cost_cents,
     )
 
@@ -669,6 +870,8 @@ def _event(row: Row[Any]) -> Event:
         prev_hash=row.prev_hash,
         hash=row.hash,
         trace_id=row.trace_id,
+        instance_seal=row.instance_seal,
+        action_seal=row.action_seal,
         budget=row.budget,
     )
 
@@ -729,16 +932,6 @@ def _approval_kind(event: Event, action: Action | None) -> ApprovalChangeKind | 
     if event.type is EventType.ACTION_CANCELLED and action.decide_time is None:
         return ApprovalChangeKind.CANCELLED  # cancelled while it waited
     return _APPROVAL_KINDS.get(event.type)
-
-
-def _gate_json(gate: GateStatus) -> Json:
-    return {
-        **asdict(gate),
-        "state": gate.state.value,
-        "opened": gate.opened.isoformat(),
-        "deadline": gate.deadline.isoformat(),
-        "next_reminder": gate.next_reminder.isoformat() if gate.next_reminder else None,
-    }
 
 
 def _gate(body: Json) -> GateStatus:

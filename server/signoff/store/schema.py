@@ -112,6 +112,9 @@ actions = Table(
     Column("grant_expires", UTCDateTime, nullable=True),
     # The W3C traceparent of the RequestDecision call: the human wait joins this trace.
     Column("traceparent", String(64), nullable=False, server_default=""),
+    # The revision of the event that last changed the action: that event seals the row's
+    # state (domain/chain.py), and reads that lead to a decision check the row against it.
+    Column("event_revision", BigInteger, nullable=False, server_default="0"),
     Column("estimated_cost_cents", Double, nullable=False, server_default="0"),
     Column("cost_cents", Double, nullable=True),
     UniqueConstraint("instance_id", "tool_call_id"),
@@ -159,6 +162,9 @@ events = Table(
     Column("prev_hash", String(71), nullable=False, server_default=""),
     Column("hash", String(71), nullable=False, server_default=""),
     Column("trace_id", String(32), nullable=False, server_default=""),
+    # The sha256 of the instance's and the action's state after this event ("" before 0010).
+    Column("instance_seal", String(71), nullable=False, server_default=""),
+    Column("action_seal", String(71), nullable=False, server_default=""),
     Column("budget", Document, nullable=True),
     PrimaryKeyConstraint("instance_id", "revision"),
 )

@@ -417,15 +417,19 @@ type VerifyChainResponse struct {
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
-	// True when every event and record matches the chain.
+	// True when every event, record, the instance row and every action row match the chain.
 	Intact         bool  `protobuf:"varint,1,opt,name=intact,proto3" json:"intact,omitempty"`
 	EventsChecked  int64 `protobuf:"varint,2,opt,name=events_checked,json=eventsChecked,proto3" json:"events_checked,omitempty"`
 	RecordsChecked int64 `protobuf:"varint,3,opt,name=records_checked,json=recordsChecked,proto3" json:"records_checked,omitempty"`
-	// The hash of the newest event: keep it elsewhere to detect truncation later.
+	// The hash of the newest event: keep it elsewhere to detect truncation later
+	// (`signoff audit anchor` keeps every instance's).
 	HeadHash string `protobuf:"bytes,4,opt,name=head_hash,json=headHash,proto3" json:"head_hash,omitempty"`
-	// When not intact: the first revision that does not hold, and why.
-	BrokenRevision int64  `protobuf:"varint,5,opt,name=broken_revision,json=brokenRevision,proto3" json:"broken_revision,omitempty"`
-	Problem        string `protobuf:"bytes,6,opt,name=problem,proto3" json:"problem,omitempty"`
+	// When not intact: the first break's revision (0 when it is not tied to one event, say a
+	// record no event names).
+	BrokenRevision int64 `protobuf:"varint,5,opt,name=broken_revision,json=brokenRevision,proto3" json:"broken_revision,omitempty"`
+	// When not intact: the first break's account, then one line per further break,
+	// "revision R: …". Records and actions are named by id.
+	Problem string `protobuf:"bytes,6,opt,name=problem,proto3" json:"problem,omitempty"`
 }
 
 func (x *VerifyChainResponse) Reset() {

@@ -2121,7 +2121,7 @@ default_message_pool.register_message("signoff.v1", "VerifyChainRequest", Verify
 class VerifyChainResponse(betterproto2.Message):
     intact: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
     """
-    True when every event and record matches the chain.
+    True when every event, record, the instance row and every action row match the chain.
     """
 
     events_checked: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
@@ -2130,15 +2130,21 @@ class VerifyChainResponse(betterproto2.Message):
 
     head_hash: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
     """
-    The hash of the newest event: keep it elsewhere to detect truncation later.
+    The hash of the newest event: keep it elsewhere to detect truncation later
+    (`signoff audit anchor` keeps every instance's).
     """
 
     broken_revision: "int" = betterproto2.field(5, betterproto2.TYPE_INT64)
     """
-    When not intact: the first revision that does not hold, and why.
+    When not intact: the first break's revision (0 when it is not tied to one event, say a
+    record no event names).
     """
 
     problem: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    """
+    When not intact: the first break's account, then one line per further break,
+    "revision R: …". Records and actions are named by id.
+    """
 
 
 default_message_pool.register_message("signoff.v1", "VerifyChainResponse", VerifyChainResponse)

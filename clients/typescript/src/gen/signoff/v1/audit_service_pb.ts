@@ -187,7 +187,7 @@ export const VerifyChainRequestSchema: GenMessage<VerifyChainRequest> = /*@__PUR
  */
 export type VerifyChainResponse = Message<"signoff.v1.VerifyChainResponse"> & {
   /**
-   * True when every event and record matches the chain.
+   * True when every event, record, the instance row and every action row match the chain.
    *
    * @generated from field: bool intact = 1;
    */
@@ -204,20 +204,25 @@ export type VerifyChainResponse = Message<"signoff.v1.VerifyChainResponse"> & {
   recordsChecked: bigint;
 
   /**
-   * The hash of the newest event: keep it elsewhere to detect truncation later.
+   * The hash of the newest event: keep it elsewhere to detect truncation later
+   * (`signoff audit anchor` keeps every instance's).
    *
    * @generated from field: string head_hash = 4;
    */
   headHash: string;
 
   /**
-   * When not intact: the first revision that does not hold, and why.
+   * When not intact: the first break's revision (0 when it is not tied to one event, say a
+   * record no event names).
    *
    * @generated from field: int64 broken_revision = 5;
    */
   brokenRevision: bigint;
 
   /**
+   * When not intact: the first break's account, then one line per further break,
+   * "revision R: …". Records and actions are named by id.
+   *
    * @generated from field: string problem = 6;
    */
   problem: string;
