@@ -1,7 +1,7 @@
 """events seal the instance's and the action's state; actions name their last event
 
 Revision ID: 0010
-Revises: 0012
+Revises: 0009
 Create Date: 2026-12-02
 
 Existing actions are pointed at the newest event that names them. Their events carry no
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision = "0012"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
