@@ -1332,7 +1332,8 @@ type Action struct {
 	RiskClass    RiskClass        `protobuf:"varint,7,opt,name=risk_class,json=riskClass,proto3,enum=signoff.v1.RiskClass" json:"risk_class,omitempty"`
 	EvidenceRefs []string         `protobuf:"bytes,8,rep,name=evidence_refs,json=evidenceRefs,proto3" json:"evidence_refs,omitempty"`
 	// "sha256:<hex>" over the RFC 8785 canonical JSON of
-	// {tool, params, risk_class, evidence_refs}.
+	// {tool, params, risk_class, evidence_refs}, and estimated_cost_cents when
+	// it is not 0.
 	ActionSha256 string      `protobuf:"bytes,9,opt,name=action_sha256,json=actionSha256,proto3" json:"action_sha256,omitempty"`
 	State        ActionState `protobuf:"varint,10,opt,name=state,proto3,enum=signoff.v1.ActionState" json:"state,omitempty"`
 	// The gates the action waits on (or waited on).

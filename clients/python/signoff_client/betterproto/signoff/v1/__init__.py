@@ -747,7 +747,8 @@ class Action(betterproto2.Message):
     action_sha256: "str" = betterproto2.field(9, betterproto2.TYPE_STRING)
     """
     "sha256:<hex>" over the RFC 8785 canonical JSON of
-    {tool, params, risk_class, evidence_refs}.
+    {tool, params, risk_class, evidence_refs}, and estimated_cost_cents when
+    it is not 0.
     """
 
     state: "ActionState" = betterproto2.field(

@@ -454,7 +454,8 @@ export type Action = Message<"signoff.v1.Action"> & {
 
   /**
    * "sha256:<hex>" over the RFC 8785 canonical JSON of
-   * {tool, params, risk_class, evidence_refs}.
+   * {tool, params, risk_class, evidence_refs}, and estimated_cost_cents when
+   * it is not 0.
    *
    * @generated from field: string action_sha256 = 9;
    */
