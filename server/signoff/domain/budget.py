@@ -37,11 +37,13 @@ def charge(state: ActionState, estimated: float, reported: float | None) -> tupl
 
 @dataclass(frozen=True)
 class BudgetReport:
-    tool_calls_used: int
-    max_tool_calls: int
-    cost_spent_cents: float
-    cost_reserved_cents: float
-    max_cost_cents: float
+    """Where an instance stands: what it used and may use (a limit of 0 is unlimited)."""
+
+    tool_calls_used: int = 0
+    max_tool_calls: int = 0
+    cost_spent_cents: float = 0.0
+    cost_reserved_cents: float = 0.0
+    max_cost_cents: float = 0.0
 
     @property
     def cost_remaining_cents(self) -> float:

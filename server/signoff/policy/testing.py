@@ -18,15 +18,6 @@ from signoff.policy import PolicyDecision
 from signoff.policy.bundle import BundleError
 from signoff.policy.engine import RegoPolicy
 
-# A case's `budget` (BudgetReport fields) is where its instance stands; by default nothing
-# is used and nothing is limited.
-_NO_BUDGET = dict(
-    tool_calls_used=0,
-    max_tool_calls=0,
-    cost_spent_cents=0.0,
-    cost_reserved_cents=0.0,
-    max_cost_cents=0.0,
-)
 _EXACT = ("gates", "must_refuse", "must_escalate", "redaction_rules_active", "decision_key")
 
 
@@ -37,7 +28,8 @@ def case_input(case: dict[str, Any]) -> dict[str, Any]:
         "envelope": envelope,
         "action": action,
         "principal": {"id": envelope.get("agent", {}).get("agent_id", "agt_test"), "kind": "agent"},
-        "instance": BudgetReport(**{**_NO_BUDGET, **case.get("budget", {})}).policy_input(),
+        # Where the instance stands (BudgetReport fields); by default nothing used or limited.
+        "instance": BudgetReport(**case.get("budget", {})).policy_input(),
     }
 
 

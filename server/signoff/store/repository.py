@@ -198,10 +198,11 @@ class Tx:
         # event that writes or changes the record carries it (the body is hashed once).
         self._stored_records: dict[str, str] = {}
         # The instances this transaction locked or created (their next event's revision),
-        # the seal of each one's newest event, and the actions written but whose event is
-        # not appended yet: action id -> (that event's revision, the seal of what was written).
+        # the fields each one's newest event sealed, and the actions written but whose event
+        # is not appended yet: action id -> (that event's revision, the seal of what was
+        # written).
         self._instances: dict[str, Instance] = {}
-        self._instance_seals: dict[str, str] = {}
+        self._sealed_instances: dict[str, Json] = {}
         self._unsealed: dict[str, tuple[int, str]] = {}
 
     # -- instances ---------------------------------------------------------------------
@@ -264,7 +265,8 @@ class Tx:
 
     async def save_instance(self, instance: Instance) -> None:
         """Writes what the instance's newest event (appended in this transaction) sealed."""
-        assert self._instance_seals.get(instance.instance_id) == seal(instance_fields(instance)), (
+        # The fields, not their seal: equal dicts compare cheaply, hashing them again does not.
+        assert self._sealed_instances.get(instance.instance_id) == instance_fields(instance), (
             "an instance changes only with an event, appended after the change"
         )
         await self.connection.execute(
@@ -315,6 +317,7 @@ class Tx:
         changes, stored earlier in this transaction: the event carries its hash."""
         instance.revision += 1
         instance.update_time = now
+        sealed = self._sealed_instances[instance.instance_id] = instance_fields(instance)
         unhashed = Event(
             instance_id=instance.instance_id,
             tenant_id=instance.tenant_id,
@@ -336,13 +339,12 @@ class Tx:
             trace_id=tracing.trace_id_of(
                 action.traceparent if action else "", instance.traceparent
             ),
-            instance_seal=seal(instance_fields(instance)),
+            instance_seal=seal(sealed),
             action_seal=self._action_seal(instance, action),
             budget=instance.budget().as_json(),
         )
         event = replace(unhashed, hash=event_hash(event_body(unhashed)))
         instance.chain_head = event.hash
-        self._instance_seals[instance.instance_id] = event.instance_seal
         await self.connection.execute(
             _INSERT["events"],
             dict(
