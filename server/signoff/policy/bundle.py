@@ -19,6 +19,7 @@ import yaml
 
 from signoff.policy import BundleRef, Effect
 from signoff.policy.gates import Gate, gate_from_yaml
+from signoff.policy.manifest import Manifest, ManifestError, load_manifest
 from signoff.policy.rego import Interpreter, RegoError
 
 ENTRYPOINT = "signoff/result"
@@ -62,6 +63,8 @@ class LoadedBundle:
     roles: dict[str, frozenset[str]]
     redactions: dict[str, Redaction]
     on_error: OnError
+    # Tools and intents: what InvokeAgent compiles into an instance's context.
+    manifest: Manifest
 
 
 def _read_yaml(path: Path) -> Any:
@@ -143,6 +146,11 @@ def load_bundle(directory: Path) -> LoadedBundle:
     except (KeyError, TypeError, re.error) as error:
         raise BundleError(f"{directory}: redactions: {error}") from None
 
+    try:
+        intents = load_manifest(data, set(gates), set(redactions))
+    except ManifestError as error:
+        raise BundleError(f"{directory}: {error}") from None
+
     modules = sorted(directory.glob("*.rego"))
     if not modules:
         raise BundleError(f"{directory}: no .rego modules")
@@ -164,4 +172,5 @@ def load_bundle(directory: Path) -> LoadedBundle:
         roles=roles,
         redactions=redactions,
         on_error=on_error,
+        manifest=intents,
     )
