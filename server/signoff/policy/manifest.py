@@ -4,8 +4,8 @@ A bundle declares it in its data (examples/policies/intents.yaml):
 
     tools:      per tool, its risk binding (approval_mode) and a JSON Schema for its params
     intents:    per intent, the tools it may use, the rules and gates in force, the evidence it
-                needs (templates over the envelope), redactions, a budget cap, and optionally
-                per context pack a narrower tool list
+                needs (templates over the envelope), redactions, and optionally per context
+                pack a narrower tool list
 
 InvokeAgent compiles it once per instance; what was compiled is stored with the instance and
 is what RequestDecision and CheckPlan check against, even if the bundle changes later. An
@@ -157,10 +157,6 @@ class Manifest:
             }
         )
 
-    def runtime_cap(self, intent: str) -> Json:
-        """The budget the intent allows at most ({} when it sets none)."""
-        return dict(self.intents.get(intent, {}).get("budget", {}))
-
 
 def _render(template: str, envelope: Json) -> str | None:
     """`template` with each {dotted.path} replaced from the envelope; None if one is missing."""
@@ -218,7 +214,6 @@ def load_manifest(data: Json, gates: set[str], redactions: set[str]) -> Manifest
             "redactions",
             "must_refuse",
             "must_escalate",
-            "budget",
             "packs",
         }
         if unknown:
@@ -236,8 +231,5 @@ def load_manifest(data: Json, gates: set[str], redactions: set[str]) -> Manifest
             for tool in (narrowing or {}).get("tools", []):
                 if tool not in spec.get("tools", []):
                     raise ManifestError(f"{where}.packs.{pack}: {tool} is not among its tools")
-        budget = spec.get("budget", {})
-        if set(budget) - {"max_tool_calls", "max_cost_cents"}:
-            raise ManifestError(f"{where}.budget: only max_tool_calls and max_cost_cents")
         intents[intent] = spec
     return Manifest(tools, intents)

@@ -39,6 +39,7 @@ from signoff.domain.states import (
     transition_instance,
 )
 from signoff.policy import Effect, PolicyDecision
+from signoff.policy.manifest import CompiledContext
 from signoff.services import grants, pagination
 from signoff.services.context import Context, once_more_on_key_conflict
 from signoff.services.gating import (
@@ -128,6 +129,27 @@ def _budget_exhausted(
     )
 
 
+def _outside_context(
+    ctx: Context, instance: Instance, proposal: ProposedAction
+) -> PolicyDecision | None:
+    """A denial when the action is outside the instance's compiled context (a tool not in its
+    manifest, a risk class below the tool's binding); INVALID_ARGUMENT for params that fail
+    the tool's schema. Checked before policy: such an action never reaches the rules."""
+    refusal = CompiledContext(instance.compiled_context).refusal(
+        proposal.tool, proposal.params, proposal.risk_class
+    )
+    if refusal is None:
+        return None
+    if refusal.reason == "PARAMS_INVALID":
+        raise InvalidArgument([FieldViolation(refusal.field, refusal.message)])
+    return PolicyDecision(
+        effect=Effect.DENY,
+        reasons=[refusal.message],
+        rule_ids=[refusal.reason],
+        bundle=ctx.policy.bundle,
+    )
+
+
 async def request_decision(
     ctx: Context, who: Principal, instance_id: str, proposal: ProposedAction, traceparent: str = ""
 ) -> DecisionAnswer:
@@ -166,7 +188,9 @@ async def request_decision(
                 f"instance {instance_id} is completed; start a new instance for new work",
             )
 
-        decision = evaluate_policy(ctx, instance, proposal, who)
+        decision = _outside_context(ctx, instance, proposal) or evaluate_policy(
+            ctx, instance, proposal, who
+        )
         if not decision.must_refuse:  # a refusal ends the instance, budget or not
             decision = _budget_exhausted(ctx, instance, proposal) or decision
         now = ctx.clock()

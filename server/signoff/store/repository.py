@@ -259,6 +259,7 @@ class Tx:
                 traceparent=instance.traceparent,
                 cost_spent_cents=instance.cost_spent_cents,
                 cost_reserved_cents=instance.cost_reserved_cents,
+                compiled_context=instance.compiled_context,
             ),
         )
         self._instances[instance.instance_id] = instance
@@ -310,6 +311,7 @@ class Tx:
         record: DecisionRecord | None = None,
         gate_id: str = "",
         controls: Json | None = None,
+        plan_sha256: str = "",
     ) -> Event:
         """Appends the next revision, chained to the previous one. The caller holds the
         instance lock and saves the instance (whose revision and chain head this advances)
@@ -342,6 +344,7 @@ class Tx:
             instance_seal=seal(sealed),
             action_seal=self._action_seal(instance, action),
             budget=instance.budget().as_json(),
+            plan_sha256=plan_sha256,
         )
         event = replace(unhashed, hash=event_hash(event_body(unhashed)))
         instance.chain_head = event.hash
@@ -370,6 +373,7 @@ class Tx:
                 instance_seal=event.instance_seal,
                 action_seal=event.action_seal,
                 budget=event.budget,
+                plan_sha256=event.plan_sha256,
             ),
         )
         self.events.append(event)
@@ -795,6 +799,7 @@ def _instance(row: Row[Any]) -> Instance:
         traceparent=row.traceparent,
         cost_spent_cents=row.cost_spent_cents,
         cost_reserved_cents=row.cost_reserved_cents,
+        compiled_context=row.compiled_context,
     )
 
 
@@ -875,6 +880,7 @@ def _event(row: Row[Any]) -> Event:
         instance_seal=row.instance_seal,
         action_seal=row.action_seal,
         budget=row.budget,
+        plan_sha256=row.plan_sha256,
     )
 
 
