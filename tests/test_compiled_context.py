@@ -110,7 +110,7 @@ def test_request_decision_refuses_what_is_outside_the_context(stubs: Stubs) -> N
     assert list(answer.controls.policy.rule_ids) == ["RISK_CLASS_BELOW_BINDING"]
 
     bad = refund_action("tc_bad")
-    bad.params.update({"currency": "rupees"})
+    bad.params.update({"currency": "rupees"})  # not an ISO 4217 code
     with pytest.raises(grpc.RpcError) as caught:
         stubs.execution.RequestDecision(
             execution_pb.RequestDecisionRequest(instance_id=instance_id, action=bad)

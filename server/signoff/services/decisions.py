@@ -133,8 +133,9 @@ def _outside_context(
     ctx: Context, instance: Instance, proposal: ProposedAction
 ) -> PolicyDecision | None:
     """A denial when the action is outside the instance's compiled context (a tool not in its
-    manifest, a risk class below the tool's binding); INVALID_ARGUMENT for params that fail
-    the tool's schema. Checked before policy: such an action never reaches the rules."""
+    manifest, a risk class below the tool's binding): it overrides whatever policy answers
+    but a refusal that ends the instance. INVALID_ARGUMENT for params that fail the tool's
+    schema, before policy runs."""
     refusal = CompiledContext(instance.compiled_context).refusal(
         proposal.tool, proposal.params, proposal.risk_class
     )
@@ -188,11 +189,10 @@ async def request_decision(
                 f"instance {instance_id} is completed; start a new instance for new work",
             )
 
-        decision = _outside_context(ctx, instance, proposal) or evaluate_policy(
-            ctx, instance, proposal, who
-        )
-        if not decision.must_refuse:  # a refusal ends the instance, budget or not
-            decision = _budget_exhausted(ctx, instance, proposal) or decision
+        outside = _outside_context(ctx, instance, proposal)
+        decision = evaluate_policy(ctx, instance, proposal, who)
+        if not decision.must_refuse:  # a refusal ends the instance, context or budget or not
+            decision = outside or _budget_exhausted(ctx, instance, proposal) or decision
         now = ctx.clock()
         state = transition_action(ActionState.NEW, _STATE_FOR_EFFECT[decision.effect])
         waits = state is ActionState.WAITING_FOR_HUMAN
