@@ -573,11 +573,16 @@ async function actionPage(main) {
         ? { state: mine.state, by: mine.decidedBy, reason: mine.decisionReason }
         : null;
     if (settled) {
+      decide.dataset.key = "settled";
       decide.replaceChildren(el("p", { id: "decided", class: "settled" },
         `Decided: ${stateName(settled.state)}${settled.by ? ` by ${settled.by}` : ""}`,
         settled.reason ? ` — “${settled.reason}”` : ""));
       return;
     }
+    // Keep the form (and what the person typed) while the same action waits.
+    const key = action ? action.actionSha256 : "not-in-inbox";
+    if (decide.dataset.key === key) return;
+    decide.dataset.key = key;
     decide.replaceChildren(decisionForm(action, instanceId, actionId, async (answer) => {
       lastVote = answer;
       lastRecord = answer.record ?? null;
@@ -614,13 +619,15 @@ async function actionPage(main) {
   // The instance's events: the timeline, then live votes and decisions.
   const settledTypes = new Set(["EVENT_TYPE_ACTION_DECIDED", "EVENT_TYPE_ACTION_EXPIRED", "EVENT_TYPE_ACTION_CANCELLED"]);
   let replayed = false;
-  const onEvent = debounce(async () => {
-    if (!replayed) {
-      replayed = true;
-      await renderWhy();
-    }
-    await refresh();
-  }, 100);
+  const onEvent = debounce(refresh, 100);
+  // The replay is over at the first bookmark, or once events stop arriving for a moment.
+  const caughtUp = () => {
+    if (replayed) return;
+    replayed = true;
+    renderWhy();
+    onEvent();
+  };
+  const quiet = debounce(caughtUp, 300);
   follow(
     "ExecutionService/WatchInstance",
     { instanceId, afterRevision: "0" },
@@ -628,14 +635,15 @@ async function actionPage(main) {
     (message) => {
       if (message.bookmark) {
         setStatus(live, "live", "ok");
-        onEvent();
+        caughtUp();
         return;
       }
       const e = message.event;
       events.push(e);
       if (e.actionId === actionId && settledTypes.has(e.type)) decided = e;
       renderTimeline();
-      onEvent();
+      if (!replayed) quiet();
+      else if (e.actionId === actionId) onEvent();
     },
     (state) => setStatus(live, state, state === "live" ? "ok" : "warn"),
   );
