@@ -3,6 +3,7 @@ endpoint with a sign-in form (any user the test registered), a token endpoint th
 the client, the redirect URI and the PKCE verifier (authlib's S256), and the JWKS its ID
 tokens (joserfc, RS256) are signed with."""
 
+import base64
 import secrets
 import socket
 import threading
@@ -37,7 +38,9 @@ class _Grant:
 class OpenIdProvider:
     # user -> extra claims of their ID token (tenant, roles, kind)
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
-    key: RSAKey = field(default_factory=lambda: RSAKey.generate_key(2048, parameters={"kid": "op-1"}))
+    key: RSAKey = field(
+        default_factory=lambda: RSAKey.generate_key(2048, parameters={"kid": "op-1"})
+    )
     issuer: str = ""
     # Every token request, as the test may want to see what the console sent.
     token_requests: list[dict[str, str]] = field(default_factory=list)
@@ -84,10 +87,13 @@ class OpenIdProvider:
             "openid" not in q.get("scope", "").split() and "scope must include openid",
         ]
         if any(problems):
-            return JSONResponse({"error": "invalid_request", "problems": [p for p in problems if p]}, 400)
+            return JSONResponse(
+                {"error": "invalid_request", "problems": [p for p in problems if p]}, 400
+            )
         if request.method == "GET":
             hidden = "".join(
-                f'<input type="hidden" name="{escape(k)}" value="{escape(v)}">' for k, v in q.items()
+                f'<input type="hidden" name="{escape(k)}" value="{escape(v)}">'
+                for k, v in q.items()
             )
             return HTMLResponse(
                 "<!doctype html><title>Test identity provider</title>"
@@ -109,7 +115,6 @@ class OpenIdProvider:
         form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
         self.token_requests.append(form)
         auth = request.headers.get("authorization", "")
-        import base64
 
         basic = f"{CLIENT_ID}:{CLIENT_SECRET}".encode()
         if auth != "Basic " + base64.b64encode(basic).decode():
@@ -118,7 +123,9 @@ class OpenIdProvider:
         if grant is None or time.time() > grant.until:
             return JSONResponse({"error": "invalid_grant"}, 400)
         if form.get("redirect_uri") != grant.redirect_uri:
-            return JSONResponse({"error": "invalid_grant", "error_description": "redirect_uri"}, 400)
+            return JSONResponse(
+                {"error": "invalid_grant", "error_description": "redirect_uri"}, 400
+            )
         if create_s256_code_challenge(form.get("code_verifier", "")) != grant.challenge:
             return JSONResponse({"error": "invalid_grant", "error_description": "PKCE"}, 400)
         now = int(time.time())

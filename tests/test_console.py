@@ -251,7 +251,9 @@ def test_csrf_less_posts_are_refused(dev: tuple[ServerProcess, dict[str, str]]) 
         wrong = client.post(url, json={"tenant_id": TENANT}, headers={"x-signoff-csrf": "nope"})
         assert wrong.status_code == 401
         # ... with it, the call runs as the signed-in principal, by the API's own rules.
-        ok = client.post(url, json={"tenant_id": TENANT}, headers={"x-signoff-csrf": session_csrf[1]})
+        ok = client.post(
+            url, json={"tenant_id": TENANT}, headers={"x-signoff-csrf": session_csrf[1]}
+        )
         assert ok.status_code == 200, ok.text
         audit = client.post(
             "/signoff.v1.AuditService/VerifyChain",
@@ -389,21 +391,24 @@ def test_separation_of_duties_is_explained(console: ServerProcess, context: Any)
 def test_a_lost_race_shows_who_won(console: ServerProcess, context: Any) -> None:
     stubs = console.stubs()
     page = oidc_sign_in(context, console, "fin_lead_1")
-    instance_id, asked = waiting_refund(stubs, request_id=f"req_{uuid.uuid4().hex[:12]}")
+    _, asked = waiting_refund(stubs)
+    # This page does not hear the instance live, so it still offers the vote when another
+    # approver's decision has already settled the action.
+    page.route("**/signoff.v1.ExecutionService/WatchInstance", lambda route: route.abort())
     page.goto(f"{console.http_url}/actions/{asked.action_id}?tenant={TENANT}")
-    page.wait_for_selector("#approve")
-    # Someone decides through the API while the page is open, before this vote.
+    page.wait_for_selector("#action-sha256")
     stubs.as_("fin_lead_2", "approver", tenant=TENANT).approval.SubmitDecision(
         approval_pb.SubmitDecisionRequest(
             action_id=asked.action_id,
             verdict=pb.VERDICT_REJECT,
-            reason="too late",
+            reason="duplicate request",
             request_id=f"dec_{uuid.uuid4().hex}",
         )
     )
-    # The page learns it live and shows the settled state, or the vote answers who won.
-    page.wait_for_selector("#decided")
-    assert "fin_lead_2" in page.inner_text("#decided")
+    page.click("#approve")
+    page.wait_for_selector("#decision-result.error")
+    assert page.get_attribute("#decision-result", "data-reason") == "ALREADY_DECIDED"
+    assert "reject by fin_lead_2" in page.inner_text("#decision-result")
 
 
 def test_development_sign_in_and_records_for_admins(
