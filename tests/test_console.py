@@ -27,6 +27,7 @@ from signoff.v1 import types_pb2 as pb
 from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, OpenIdProvider, RunningProvider
 from tests.support import (
     AUTH_CONFIG,
+    EXAMPLE_POLICY,
     ServerProcess,
     Stubs,
     envelope,
@@ -50,10 +51,10 @@ CHROMIUM_ARGS = [
 TENANT = "tenant_acme_prod"
 WAIT_MS = 30_000
 USERS = {
-    "fin_lead_1": {"tenant": TENANT, "roles": ["approver"], "kind": "human"},
-    "fin_lead_2": {"tenant": TENANT, "roles": ["approver"], "kind": "human"},
+    "fin_lead_1": {"tenant": TENANT, "roles": ["finance_lead", "approver"], "kind": "human"},
+    "fin_lead_2": {"tenant": TENANT, "roles": ["finance_lead", "approver"], "kind": "human"},
     # The user of the tests' instances (envelope()): separation of duties bars them.
-    "usr_771": {"tenant": TENANT, "roles": ["approver"], "kind": "human"},
+    "usr_771": {"tenant": TENANT, "roles": ["finance_lead", "approver"], "kind": "human"},
     "ops_admin": {"tenant": TENANT, "roles": ["admin"], "kind": "human"},
     "robot": {"tenant": TENANT, "roles": [], "kind": "agent"},
 }
@@ -92,7 +93,7 @@ def console(
     # The last --http-port given wins over ServerProcess's own "0".
     process = ServerProcess(
         f"sqlite:///{directory / 'signoff.db'}", directory, "--http-port", str(port),
-        auth_config=config,
+        auth_config=config, policy=EXAMPLE_POLICY,
     )  # fmt: skip
     with process:
         yield process
@@ -187,6 +188,14 @@ class AgentWatch:
         found = [e for e in self.events if e.type == pb.EVENT_TYPE_ACTION_DECIDED]
         assert found, [pb.EventType.Name(e.type) for e in self.events]
         return found[-1]
+
+
+def email() -> pb.ProposedAction:
+    action = pb.ProposedAction(
+        tool_call_id="tc_mail", tool="crm.send_email", risk_class=pb.RISK_CLASS_NETWORK
+    )
+    action.params.update({"to": "customer@example.com", "template": "refund_issued"})
+    return action
 
 
 def record_of(stubs: Stubs, event: pb.Event) -> pb.DecisionRecord:
@@ -300,6 +309,18 @@ def test_sign_in_see_it_live_approve_and_the_agent_hears(
     # It appears in both inboxes without a reload.
     for page in (first, second):
         page.wait_for_selector(row(action_id))
+    # Others wait beside it: a refund large enough for the directors too, and an email.
+    others = []
+    for proposed in (refund_action("tc_big", amount=64000), email()):
+        other = stubs.execution.InvokeAgent(envelope()).instance
+        others.append(
+            stubs.execution.RequestDecision(
+                execution_pb.RequestDecisionRequest(instance_id=other.instance_id, action=proposed)
+            )
+        )
+    for other in others:
+        if other.outcome == pb.OUTCOME_WAITING_FOR_HUMAN:
+            first.wait_for_selector(row(other.action_id))
     assert "adp_payments.issue_refund" in first.inner_text(row(action_id))
     screenshot(first, "console-inbox.png", tmp_path)
 
@@ -327,7 +348,9 @@ def test_sign_in_see_it_live_approve_and_the_agent_hears(
     assert record_of(stubs, decided).approvals[0].reason == "order verified"
 
 
-def test_edit_params_dry_run_and_approve(console: ServerProcess, context: Any) -> None:
+def test_edit_params_dry_run_and_approve(
+    console: ServerProcess, context: Any, tmp_path: Path
+) -> None:
     stubs = console.stubs()
     page = oidc_sign_in(context, console, "fin_lead_1")
     instance_id, asked = waiting_refund(stubs)
@@ -344,6 +367,7 @@ def test_edit_params_dry_run_and_approve(console: ServerProcess, context: Any) -
     page.click("#dry-run")
     page.wait_for_selector("#dry-run-result .findings")
     page.wait_for_selector("#approve-edited:enabled")
+    screenshot(page, "console-edit.png", tmp_path)
     page.fill("#reason", "partial refund")
     page.click("#approve-edited")
     page.wait_for_selector("#decided")
@@ -397,7 +421,7 @@ def test_a_lost_race_shows_who_won(console: ServerProcess, context: Any) -> None
     page.route("**/signoff.v1.ExecutionService/WatchInstance", lambda route: route.abort())
     page.goto(f"{console.http_url}/actions/{asked.action_id}?tenant={TENANT}")
     page.wait_for_selector("#action-sha256")
-    stubs.as_("fin_lead_2", "approver", tenant=TENANT).approval.SubmitDecision(
+    stubs.as_("fin_lead_2", "finance_lead", tenant=TENANT).approval.SubmitDecision(
         approval_pb.SubmitDecisionRequest(
             action_id=asked.action_id,
             verdict=pb.VERDICT_REJECT,

@@ -241,6 +241,11 @@ async function pending(tenant) {
 
 // -- the inbox -------------------------------------------------------------------------
 
+function oneLine(params) {
+  const text = Object.entries(params ?? {}).map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join(", ");
+  return text.length > 80 ? `${text.slice(0, 79)}…` : text;
+}
+
 function quorum(gate) {
   return `${gate.approvals ?? 0}/${gate.quorum ?? 1}${gate.rejections ? `, ${gate.rejections} against` : ""}`;
 }
@@ -277,7 +282,7 @@ async function inbox(main) {
     counts,
     el("table", { class: "inbox" },
       el("thead", {}, el("tr", {},
-        ["Waiting", "Tool", "Risk", "Gates", "Tenant", "Instance"].map((h) => el("th", {}, h)))),
+        ["Waiting", "Tool", "Params", "Risk", "Gates", "Tenant"].map((h) => el("th", {}, h)))),
       body),
     empty,
   );
@@ -289,7 +294,7 @@ async function inbox(main) {
       const chosen = filters[key];
       select.replaceChildren(
         el("option", { value: "" }, "all"),
-        [...new Set([...values, chosen].filter(Boolean))].sort().map((v) =>
+        ...[...new Set([...values, chosen].filter(Boolean))].sort().map((v) =>
           el("option", { value: v, selected: v === chosen }, key === "risk" ? riskName(v) : v)),
       );
     };
@@ -305,7 +310,7 @@ async function inbox(main) {
     for (const a of shown) for (const g of a.gateIds ?? []) perGate.set(g, (perGate.get(g) ?? 0) + 1);
     counts.replaceChildren(
       el("span", { class: "count total" }, `${shown.length} waiting`),
-      [...perGate].sort().map(([g, n]) => el("span", { class: "count", "data-gate": g }, `${g} · ${n}`)),
+      ...[...perGate].sort().map(([g, n]) => el("span", { class: "count", "data-gate": g }, `${g} · ${n}`)),
     );
     const now = Date.now();
     body.replaceChildren(...shown.map((a) => {
@@ -314,11 +319,11 @@ async function inbox(main) {
       return el("tr", { "data-action-id": a.actionId },
         el("td", { class: "age" }, duration(now - Date.parse(a.createTime))),
         el("td", {}, el("a", { href, class: "tool" }, a.tool)),
+        el("td", { class: "params mono" }, oneLine(a.params)),
         el("td", {}, el("span", { class: `risk ${short(a.riskClass, "RISK_CLASS_").replace(" ", "-")}` }, riskName(a.riskClass))),
         el("td", {}, (a.gates ?? []).filter((g) => g.state === "GATE_STATE_WAITING").map((g) =>
           el("span", { class: "gate" }, `${g.gateId} ${quorum(g)}`))),
         el("td", {}, a.tenantId),
-        el("td", { class: "mono" }, a.instanceId),
       );
     }));
     empty.hidden = shown.length > 0;
@@ -347,6 +352,7 @@ async function inbox(main) {
   });
 
   await load();
+  setInterval(render, 15_000); // the ages
   const reload = debounce(load, 100);
   // Live: one WatchApprovals per tenant in view; every change reloads the list, so what
   // is shown always follows ListPendingApprovals' rules (eligibility, separation of duties).
@@ -447,8 +453,11 @@ async function actionPage(main) {
   const renderSummary = (instance) => {
     const input = instance?.input ?? {};
     const requested = events.find((e) => e.actionId === actionId && e.type === "EVENT_TYPE_ACTION_REQUESTED");
+    const tool = action?.tool ?? requested?.tool;
+    if (tool) document.getElementById("action-title").textContent = tool;
     summary.replaceChildren(
       dl([
+        ["Action", el("span", { class: "mono" }, actionId)],
         ["Tool", el("span", { class: "mono", id: "action-tool" }, action?.tool ?? requested?.tool ?? "")],
         ["Risk", action ? el("span", { class: `risk ${short(action.riskClass, "RISK_CLASS_").replace(" ", "-")}` }, riskName(action.riskClass)) : ""],
         ["State", el("span", { id: "action-state" }, decided ? stateName(decided.actionState) : action ? stateName(action.state) : "not waiting for you")],
