@@ -20,6 +20,7 @@ import grpc
 import httpx
 import pytest
 
+from signoff.auth.authenticators import ClaimNames, load_auth_config
 from signoff.v1 import approval_service_pb2 as approval_pb
 from signoff.v1 import audit_service_pb2 as audit_pb
 from signoff.v1 import execution_service_pb2 as execution_pb
@@ -463,3 +464,56 @@ def test_development_sign_in_and_records_for_admins(
     page.wait_for_selector("#record-id")
     page.wait_for_selector("#chain.ok")
     assert "approved" in page.inner_text("#record-outcome")
+
+
+# -- the auth config's console section --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("section", "problem"),
+    [
+        ("console: {}\n", "console.oidc is required"),
+        ("console: {oidc: {issuer: https://i.example, client_id: c}}\n", "redirect_uri"),
+        (
+            "console: {oidc: {issuer: 'http://login.example.com', client_id: c,"
+            " redirect_uri: 'https://s.example/cb'}}\n",
+            "must be an https URL",
+        ),
+        (
+            "console: {oidc: {issuer: 'https://i.example', client_id: c,"
+            " redirect_uri: 'https://s.example/cb', claims: {team: t}}}\n",
+            "claims may name",
+        ),
+        ("console: {oidc: {}, colour: blue}\n", "unknown keys ['colour']"),
+        ("console: {session_seconds: 5, oidc: {}}\n", "session_seconds"),
+    ],
+)
+def test_the_console_section_is_checked_at_start(
+    tmp_path: Path, section: str, problem: str
+) -> None:
+    config = tmp_path / "auth.yaml"
+    config.write_text(
+        AUTH_CONFIG.read_text().replace("jwks.json", str(AUTH_CONFIG.parent / "jwks.json"))
+        + section
+    )
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        load_auth_config(config)
+
+
+def test_the_console_section_maps_claims_like_jwt(tmp_path: Path) -> None:
+    config = tmp_path / "auth.yaml"
+    (tmp_path / "secret.txt").write_text("s3cret\n")
+    config.write_text(
+        "tokens: []\njwt: {issuer: https://i.example, audience: a, jwks_file: "
+        f"{AUTH_CONFIG.parent / 'jwks.json'}}}\n"
+        "console:\n  oidc:\n    issuer: https://login.example.com/\n    client_id: c\n"
+        "    client_secret_file: secret.txt\n    redirect_uri: https://s.example/cb\n"
+        "    scopes: [profile]\n    claims: {tenant: org}\n"
+    )
+    console = load_auth_config(config).console
+    assert console is not None and console.oidc is not None
+    assert console.oidc.issuer == "https://login.example.com"
+    assert console.oidc.client_secret == "s3cret"
+    assert console.oidc.scopes == ("openid", "profile")
+    assert console.oidc.claims == ClaimNames(tenant="org")
+    assert not console.token_sign_in
