@@ -226,6 +226,13 @@ def test_pages_without_a_session_redirect_to_sign_in_and_show_nothing(
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert "<script>" not in page.text and 'id="signin-oidc"' in page.text
     assert 'id="token"' not in page.text  # no token sign-in outside development mode
+    # Bad input gets a precise answer, never a server error.
+    callback = httpx.get(console.http_url + "/signin/callback?state=forged&code=x")
+    assert callback.status_code == 303 and "error=" in callback.headers["location"]
+    assert "another%20browser" in callback.headers["location"]
+    assert httpx.post(console.http_url + "/signin/token", data={"token": "t"}).status_code == 404
+    signout = httpx.post(console.http_url + "/signout", content=b"{}")
+    assert signout.status_code == 303  # no session: nothing to end
     # A session cookie that is not a session is no credential.
     answer = httpx.post(
         console.http_url + "/signoff.v1.ApprovalService/ListPendingApprovals",
@@ -239,6 +246,11 @@ def test_csrf_less_posts_are_refused(dev: tuple[ServerProcess, dict[str, str]]) 
     server, tokens = dev
     with httpx.Client(base_url=server.http_url) as client:
         client.get("/signin")
+        # Only a urlencoded form of bounded size is read.
+        as_json = client.post("/signin/token", json={"token": tokens["APPROVER"]})
+        assert as_json.status_code == 415
+        huge = client.post("/signin/token", data={"token": "x" * 20_000, "csrf": "x"})
+        assert huge.status_code == 413
         # The sign-in form itself needs its CSRF value.
         refused = client.post("/signin/token", data={"token": tokens["APPROVER"], "csrf": "x"})
         assert refused.status_code == 403

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -248,22 +248,31 @@ class Console:
 
     # -- development tokens, sign-out ---------------------------------------------------
 
-    async def _form(self, request: Request) -> dict[str, str] | None:
+    async def _form(self, request: Request) -> dict[str, str] | Response:
+        """The fields of an HTML form post, or the answer to a request that is not one."""
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind not in ("", "application/x-www-form-urlencoded"):
+            return self._refuse(415, "invalid_argument", "send an HTML form (urlencoded)")
         body = await request.body()
         if len(body) > MAX_FORM_BYTES:
-            return None
-        form = await request.form()
-        return {k: v for k, v in form.items() if isinstance(v, str)}
+            return self._refuse(
+                413, "resource_exhausted", f"a form is at most {MAX_FORM_BYTES} bytes"
+            )
+        try:
+            fields = parse_qsl(body.decode("utf-8"), max_num_fields=20, strict_parsing=False)
+        except (UnicodeDecodeError, ValueError):
+            return self._refuse(400, "invalid_argument", "the form is not valid UTF-8 urlencoded")
+        return dict(fields)
 
     async def signin_token(self, request: Request) -> Response:
         if not self.settings.token_sign_in:
             return self._page("sign-in with a token is for development mode", 404)
         form = await self._form(request)
+        if isinstance(form, Response):
+            return form
         browser = request.cookies.get(SIGNIN_COOKIE, "")
-        if (
-            form is None
-            or len(browser) < 32
-            or not hmac.compare_digest(form.get("csrf", "").encode(), browser.encode())
+        if len(browser) < 32 or not hmac.compare_digest(
+            form.get("csrf", "").encode(), browser.encode()
         ):
             return self._refuse_csrf()
         token = form.get("token", "").strip()
@@ -282,7 +291,9 @@ class Console:
             return self._redirect("/signin")
         session_id, session = found
         form = await self._form(request)
-        sent = request.headers.get(CSRF_HEADER) or (form or {}).get("csrf", "")
+        if isinstance(form, Response):
+            return form
+        sent = request.headers.get(CSRF_HEADER) or form.get("csrf", "")
         if not sent or not hmac.compare_digest(sent.encode(), session.csrf.encode()):
             return self._refuse_csrf()
         self.sessions.end(session_id)
@@ -308,10 +319,11 @@ class Console:
         )
 
     def _refuse_csrf(self) -> Response:
-        body = json.dumps(
-            {"code": "permission_denied", "message": "missing or wrong CSRF token"}
-        ).encode()
-        return Response(body, 403, media_type="application/json", headers=_HEADERS)
+        return self._refuse(403, "permission_denied", "missing or wrong CSRF token")
+
+    def _refuse(self, status: int, code: str, message: str) -> Response:
+        body = json.dumps({"code": code, "message": message}).encode()
+        return Response(body, status, media_type="application/json", headers=_HEADERS)
 
     def _sweep(self) -> None:
         now = time.monotonic()

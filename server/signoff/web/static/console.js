@@ -369,6 +369,11 @@ async function inbox(main) {
       { tenantId: tenant, afterCursor: String(start) },
       (request, message) => {
         const cursor = message.change?.cursor ?? message.bookmarkCursor;
+        if (message.bookmarkCursor !== undefined && Number(message.bookmarkCursor) < start) {
+          // The server is behind the cursor this tab kept (a new database): start over.
+          sessionStorage.removeItem(key);
+          location.reload();
+        }
         if (cursor) sessionStorage.setItem(key, String(cursor));
         return { ...request, afterCursor: String(cursor ?? request.afterCursor) };
       },
