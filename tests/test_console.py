@@ -12,7 +12,7 @@ import shutil
 import socket
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,10 +76,14 @@ def provider() -> Iterator[OpenIdProvider]:
 
 @pytest.fixture(scope="module")
 def console(
-    provider: OpenIdProvider, tmp_path_factory: pytest.TempPathFactory
+    provider: OpenIdProvider,
+    database_kind: str,
+    make_database: Callable[[str], str],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ServerProcess]:
-    """A server whose auth config has the tests' JWTs and a console signing in at the
-    loopback provider (the redirect URI names the HTTP port, so it is chosen first)."""
+    """A server (on each kind of database) whose auth config has the tests' JWTs and a
+    console signing in at the loopback provider (the redirect URI names the HTTP port, so
+    it is chosen first)."""
     directory = tmp_path_factory.mktemp("console")
     shutil.copy(AUTH_CONFIG.parent / "jwks.json", directory / "jwks.json")
     port = _free_port()
@@ -93,7 +97,7 @@ def console(
     )
     # The last --http-port given wins over ServerProcess's own "0".
     process = ServerProcess(
-        f"sqlite:///{directory / 'signoff.db'}", directory, "--http-port", str(port),
+        make_database(database_kind), directory, "--http-port", str(port),
         auth_config=config, policy=EXAMPLE_POLICY,
     )  # fmt: skip
     with process:
