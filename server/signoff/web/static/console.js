@@ -356,12 +356,10 @@ async function inbox(main) {
   const reload = debounce(load, 100);
   // Live: one WatchApprovals per tenant in view; every change reloads the list, so what
   // is shown always follows ListPendingApprovals' rules (eligibility, separation of duties).
-  const tenants = filters.tenant ? [filters.tenant] : [...new Set(actions.map((a) => a.tenantId))];
-  if (tenants.length === 0) {
-    setStatus(live, ME.tenant === "*" ? "choose a tenant to follow it live" : "live", "");
-    if (ME.tenant === "*") return;
-  }
-  for (const tenant of tenants) {
+  const watched = new Set();
+  const watch = (tenant) => {
+    if (watched.has(tenant)) return;
+    watched.add(tenant);
     const key = `signoff.cursor.${tenant}`;
     const start = Number(sessionStorage.getItem(key) ?? 0);
     follow(
@@ -383,7 +381,20 @@ async function inbox(main) {
       },
       (state) => setStatus(live, state, state === "live" ? "ok" : "warn"),
     );
+  };
+  if (filters.tenant) {
+    watch(filters.tenant);
+    return;
   }
+  // A platform principal without a tenant filter follows the tenants it has seen, and
+  // looks for new ones every half minute (their changes are live from then on).
+  const tenantsInView = () => actions.forEach((a) => watch(a.tenantId));
+  tenantsInView();
+  if (watched.size === 0) setStatus(live, "live for tenants with waiting actions", "ok");
+  setInterval(async () => {
+    await load();
+    tenantsInView();
+  }, 30_000);
 }
 
 // -- the action page -------------------------------------------------------------------
