@@ -19,12 +19,22 @@ from typing import Any
 import grpc
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
 
-from signoff.auth.authenticators import ClaimNames, load_auth_config
+from signoff.auth.authenticators import (
+    Authenticator,
+    ClaimNames,
+    ConsoleSettings,
+    load_auth_config,
+    token_sha256,
+)
+from signoff.domain.models import Principal, PrincipalKind
 from signoff.v1 import approval_service_pb2 as approval_pb
 from signoff.v1 import audit_service_pb2 as audit_pb
 from signoff.v1 import execution_service_pb2 as execution_pb
 from signoff.v1 import types_pb2 as pb
+from signoff.web.console import console_routes
 from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, OpenIdProvider, RunningProvider
 from tests.support import (
     AUTH_CONFIG,
@@ -533,3 +543,21 @@ def test_the_console_section_maps_claims_like_jwt(tmp_path: Path) -> None:
     assert console.oidc.scopes == ("openid", "profile")
     assert console.oidc.claims == ClaimNames(tenant="org")
     assert not console.token_sign_in
+
+
+def test_cookies_are_secure_off_loopback() -> None:
+    """A listener off loopback (behind a TLS proxy) sets Secure cookies; the rest is alike."""
+    approver = Principal("ops_1", PrincipalKind.HUMAN, TENANT, frozenset({"approver"}))
+    authenticator = Authenticator(tokens={token_sha256("t0ken"): approver})
+    routes = console_routes(ConsoleSettings(token_sign_in=True), authenticator, True)
+    with TestClient(Starlette(routes=routes), base_url="https://signoff.example") as client:
+        page = client.get("/signin")
+        assert "secure" in page.headers["set-cookie"].lower()
+        csrf = client.cookies["signoff_signin"]
+        signed = client.post(
+            "/signin/token", data={"token": "t0ken", "csrf": csrf}, follow_redirects=False
+        )
+        assert signed.status_code == 303
+        cookie = signed.headers["set-cookie"].lower()
+        assert "signoff_session=" in cookie
+        assert all(flag in cookie for flag in ("secure", "httponly", "samesite=lax"))
