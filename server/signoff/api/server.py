@@ -17,7 +17,12 @@ from signoff.api import http
 from signoff.api.auth import AuthInterceptor
 from signoff.api.observe import ObserveInterceptor
 from signoff.api.servicers import ApprovalService, AuditService, ExecutionService, PolicyService
-from signoff.auth.authenticators import AuthConfig, development_tokens, load_auth_config
+from signoff.auth.authenticators import (
+    AuthConfig,
+    ConsoleSettings,
+    development_tokens,
+    load_auth_config,
+)
 from signoff.config import ServeOptions
 from signoff.policy.engine import RegoPolicy
 from signoff.services import gauges, timers
@@ -38,6 +43,7 @@ from signoff.v1 import approval_service_pb2_grpc as approval_grpc
 from signoff.v1 import audit_service_pb2_grpc as audit_grpc
 from signoff.v1 import execution_service_pb2_grpc as execution_grpc
 from signoff.v1 import policy_service_pb2_grpc as policy_grpc
+from signoff.web.console import console_routes
 
 log = logging.getLogger("signoff.server")
 
@@ -94,7 +100,8 @@ def _authentication(options: ServeOptions) -> AuthConfig:
     print("signoff development mode: tokens for this run (shown once, only hashes kept):")
     for name, token in shown.items():
         print(f"  export SIGNOFF_{name.upper()}_TOKEN={token}")
-    return AuthConfig(authenticator)
+    # The console signs people in with those tokens too (a human's: admin or approver).
+    return AuthConfig(authenticator, console=ConsoleSettings(token_sign_in=True))
 
 
 def _serve_metrics(host: str, port: int) -> WSGIServer:
@@ -146,8 +153,13 @@ def _http_listener(
         port = DEVELOPMENT_HTTP_PORT if options.auth_config is None else "off"
     if port == "off":
         return None
-    app = http.application(servicers, auth.authenticator, readiness, options.http_max_request_bytes)
     host = options.http_host or options.host
+    console = []
+    if auth.console is not None:  # the approvers' console at / (signoff.web)
+        console = console_routes(auth.console, auth.authenticator, not _is_loopback(host))
+    app = http.application(
+        servicers, auth.authenticator, readiness, options.http_max_request_bytes, more=console
+    )
     if options.auth_config is None and not _is_loopback(host):
         raise StartupError(
             f"refusing to serve HTTP on {host} without --auth-config: development mode "
@@ -229,6 +241,8 @@ async def serve(options: ServeOptions) -> None:
         await http_listener.start()
         # Printed before the listening line, so scripts (and tests) find it with port 0.
         print(f"signoff HTTP (Connect, /healthz, /readyz) on {http_listener.url}", flush=True)
+        if auth.console is not None:
+            print(f"signoff console on {http_listener.url}/", flush=True)
     # The one line scripts and tests read to find the port (useful with --port 0).
     print(f"signoff listening on {options.host}:{port}", flush=True)
     log.info("database %s", database.url.render_as_string(hide_password=True))
