@@ -51,7 +51,7 @@ log = logging.getLogger("signoff.slack")
 PATH = "/slack/actions"
 SUBMIT_DECISION = "/signoff.v1.ApprovalService/SubmitDecision"
 _ACTION_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SHA256 = re.compile(r"^sha256:[0-9a-f]{64}$")
 _CHANNEL = re.compile(r"^[CGD][A-Z0-9]{2,31}$")
 _TS = re.compile(r"^[0-9]{1,12}\.[0-9]{1,9}$")
 
@@ -199,6 +199,12 @@ class SlackActions:
 
     async def handle(self, request: Request) -> Response:
         body = await request.body()
+        try:
+            body.decode("utf-8")  # Slack's are; the signature is checked over the text
+        except UnicodeDecodeError:
+            return JSONResponse(
+                {"error": "bad_request", "message": "the body is not UTF-8"}, status_code=400
+            )
         if not self._verified(body, request):
             log.warning("slack: refused a callback whose signature does not verify")
             return JSONResponse(
