@@ -220,6 +220,12 @@ class SlackActions:
         except BadCallback as error:
             log.warning("slack: refused a callback: %s", error)
             return JSONResponse({"error": "bad_request", "message": str(error)}, status_code=400)
+        except Exception:  # parsing reads nothing but the body: whatever broke, the body did
+            log.exception("slack: refused a callback that could not be read")
+            return JSONResponse(
+                {"error": "bad_request", "message": "the payload could not be read"},
+                status_code=400,
+            )
         if click is not None:
             task = asyncio.create_task(self._decide(click))
             self._running.add(task)
