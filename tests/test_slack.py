@@ -10,6 +10,8 @@ import hashlib
 import hmac
 import json
 import shutil
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -695,6 +697,16 @@ def test_an_expired_action_updates_the_message(slack: Slack) -> None:
     assert "signoff_approve" not in shown
 
 
+def test_a_cancelled_instance_updates_the_message(slack: Slack) -> None:
+    instance_id, answer = request(slack.stubs)
+    message = posted(slack, answer.action_id)
+    slack.stubs.execution.CancelInstance(
+        execution_pb.CancelInstanceRequest(instance_id=instance_id, reason="customer withdrew")
+    )
+    shown = updated_with(slack, message.args["ts"], "Cancelled", "no longer waits")
+    assert "signoff_approve" not in shown
+
+
 def test_a_quorum_of_two_shows_its_progress(slack: Slack) -> None:
     instance_id, answer = request(slack.stubs, tool="pair.approve")
     message = posted(slack, answer.action_id)
@@ -747,6 +759,31 @@ def test_slack_configuration_is_checked(tmp_path: Path) -> None:
     options = load_options(path, {}, environ={})
     assert options.slack is not None and options.slack.token() == BOT_TOKEN
     assert BOT_TOKEN not in repr(options) and SIGNING_SECRET not in repr(options)
+
+
+def test_serve_refuses_slack_without_the_http_listener(tmp_path: Path) -> None:
+    config = tmp_path / "signoff.yaml"
+    config.write_text(
+        yaml.safe_dump({"slack": {"bot_token": BOT_TOKEN, "signing_secret": SIGNING_SECRET}})
+    )
+    options = {
+        "--port": "0",
+        "--config": str(config),
+        "--database-url": f"sqlite:///{tmp_path}/x.db",
+        "--policy": str(OPEN_POLICY),
+        "--auth-config": str(auth_config(tmp_path)),
+        "--http-port": "off",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "signoff.cli", "serve", *(p for o in options.items() for p in o)],
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "slack needs the HTTP listener" in result.stderr
+    assert "listening" not in result.stdout
+    assert BOT_TOKEN not in result.stderr and SIGNING_SECRET not in result.stderr
 
 
 def test_the_auth_config_maps_slack_users_of_one_team(tmp_path: Path) -> None:
