@@ -20,7 +20,8 @@ REJECT = "signoff_reject"
 OPEN = "signoff_open"  # the link to the console; Slack reports its clicks too
 VERDICTS = {APPROVE: Verdict.APPROVE, REJECT: Verdict.REJECT}
 
-# Block Kit limits: a section's text holds 3000 characters, a field 2000.
+# Block Kit limits: a text holds 3000 characters, a section's field 2000.
+_TEXT_LIMIT = 2900
 _PARAMS_LIMIT = 2500
 _FIELD_LIMIT = 1900
 
@@ -149,7 +150,7 @@ def render(
             "type": "section",
             "text": {
                 "type": "mrkdwn",
-                "text": "*Params*\n```" + escape(_clip(params, _PARAMS_LIMIT)) + "```",
+                "text": "*Params*\n```" + _clip(escape(params), _PARAMS_LIMIT) + "```",
             },
         },
     ]
@@ -167,9 +168,8 @@ def render(
             + (f": {escape(_clip(v.reason, 200))}" if v.reason else "")
             for v in votes[-10:]
         ]
-        blocks.append(
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": "\n".join(lines)}]}
-        )
+        shown = _clip("\n".join(lines), _TEXT_LIMIT)
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": shown}]})
     outcome = _outcome(action, mention)
     if outcome:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": outcome}})
