@@ -15,7 +15,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 import yaml
@@ -318,8 +318,13 @@ class ServeOptions(BaseModel):
 def _scalar(name: str) -> bool:
     """Options a flag or a plain environment variable can carry (not lists or mappings)."""
     annotation = ServeOptions.model_fields[name].annotation
+    if any(
+        isinstance(kind, type) and issubclass(kind, BaseModel)
+        for kind in (annotation, *get_args(annotation))
+    ):
+        return False  # a section of options (slack)
     return not any(
-        origin in str(annotation) for origin in ("list[", "tuple[", "dict[", "Sequence[", "Options")
+        origin in str(annotation) for origin in ("list[", "tuple[", "dict[", "Sequence[")
     )
 
 
