@@ -117,6 +117,8 @@ class SlackWebApi:
                 return 200, {"ok": True, "channel": args["channel"], "ts": ts, "message": args}
             if method == "chat.update":
                 return 200, {"ok": True, "channel": args["channel"], "ts": args["ts"]}
+            if method == "chat.delete":
+                return 200, {"ok": True, "channel": args["channel"], "ts": args["ts"]}
             if method == "chat.postEphemeral":
                 return 200, {"ok": True, "message_ts": ts}
             return 200, {"ok": False, "error": "unknown_method"}

@@ -4,8 +4,12 @@ is now, read from the database. So deliveries can come in any order, be retried,
 retried after a later one, and the message still ends on the last state.
 
 Deliveries of one action are sent one at a time in this process (a lock per action), so
-two of them never race between reading the action and writing to Slack. The message's
-channel and ts are recorded when it is posted; an update needs them.
+two of them never race between reading the action and writing to Slack. Replicas do not
+share that lock, so after each write the action is read again, and shown again if it
+changed meanwhile: whichever write lands last, a later one shows the last state. The
+message's channel and ts are recorded when it is posted; an update needs them. Two
+replicas that post the same action's message at once keep the first recorded, and the
+other deletes its copy.
 """
 
 import asyncio
@@ -14,10 +18,12 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from signoff.domain.models import Action, Vote
 from signoff.services.webhooks import Webhook
 from signoff.slack import messages, store
 from signoff.store.database import Database
@@ -65,34 +71,41 @@ class SlackSender:
                 del self._users[action_id], self._locks[action_id]
 
     async def _show(self, hook: Webhook, action_id: str) -> str:
-        async with self.db.read() as tx:
-            action = await tx.get_action(action_id)
-            if action is None:
-                return f"no action {action_id}"
-            votes = await tx.votes_for(action_id)
-            posted = await store.find(tx, hook.name, action_id)
+        """Shows the action as it is; and again if it changed meanwhile, so that a delivery
+        of another replica that read an older state and wrote last is corrected."""
+        for _ in range(3):
+            async with self.db.read() as tx:
+                action = await tx.get_action(action_id)
+                if action is None:
+                    return f"no action {action_id}"
+                votes = await tx.votes_for(action_id)
+                posted = await store.find(tx, hook.name, action_id)
+            error = await self._write(hook, action, votes, posted)
+            if error:
+                return error
+            async with self.db.read() as tx:
+                now = await tx.get_action(action_id)
+            if now is None or now.event_revision == action.event_revision:
+                break
+        return ""
+
+    async def _write(
+        self, hook: Webhook, action: Action, votes: list[Vote], posted: store.Posted | None
+    ) -> str:
         text, blocks = messages.render(
             action, votes, mention=self.mention, console_url=self.console_url
         )
         method = "chat.postMessage" if posted is None else "chat.update"
         try:
             if posted is None:
-                answer = await self.client.chat_postMessage(
-                    channel=self.channels[hook.name],
-                    text=text,
-                    blocks=blocks,
-                    unfurl_links=False,
-                    unfurl_media=False,
-                )
-                where = store.Posted(str(answer["channel"]), str(answer["ts"]))
-                async with self.db.write() as tx:
-                    await store.record(tx, hook.name, action_id, where, self.clock())
-                log.info("slack %s: posted %s (ts %s)", hook.name, action_id, where.ts)
+                await self._post(hook, action, text, blocks)
             else:
                 await self.client.chat_update(
                     channel=posted.channel, ts=posted.ts, text=text, blocks=blocks
                 )
-                log.info("slack %s: updated %s (%s)", hook.name, action_id, action.state.value)
+                log.info(
+                    "slack %s: updated %s (%s)", hook.name, action.action_id, action.state.value
+                )
         except SlackApiError as error:
             code = _error_code(error)
             if code in _FINAL_ERRORS:
@@ -100,12 +113,34 @@ class SlackSender:
                     "slack %s: %s of %s refused (%s); not retried",
                     hook.name,
                     method,
-                    action_id,
+                    action.action_id,
                     code,
                 )
                 return ""
             return f"Slack {method}: {code}"
         return ""
+
+    async def _post(self, hook: Webhook, action: Action, text: str, blocks: list[Any]) -> None:
+        answer = await self.client.chat_postMessage(
+            channel=self.channels[hook.name],
+            text=text,
+            blocks=blocks,
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+        ours = store.Posted(str(answer["channel"]), str(answer["ts"]))
+        async with self.db.write() as tx:
+            await store.record(tx, hook.name, action.action_id, ours, self.clock())
+            kept = await store.find(tx, hook.name, action.action_id)
+        if kept == ours:
+            log.info("slack %s: posted %s (ts %s)", hook.name, action.action_id, ours.ts)
+            return
+        # Another replica posted the action's message at the same moment, and its record
+        # came first: that one is updated from now on, so this copy goes.
+        log.info(
+            "slack %s: %s was posted twice; deleting ts %s", hook.name, action.action_id, ours.ts
+        )
+        await self.client.chat_delete(channel=ours.channel, ts=ours.ts)
 
 
 def _error_code(error: SlackApiError) -> str:
