@@ -184,7 +184,7 @@ def _http_listener(
             raise StartupError("slack needs the HTTP listener (--http-port) for its button clicks")
         return None
     app = http.application(
-        servicers, auth.authenticator, readiness, options.http_max_request_bytes, more
+        servicers, auth.authenticator, readiness, options.http_max_request_bytes, more=more
     )
     host = options.http_host or options.host
     if options.auth_config is None and not _is_loopback(host):
