@@ -234,7 +234,7 @@ class Notifier:
             return f"no answer within {self.retry.timeout:g}s"
         except Exception as error:  # whatever went wrong, the answer is: retry
             log.exception("webhook %s: delivery %s failed", hook.name, delivery.delivery_id)
-            return f"{type(error).__name__}: {error}" or "no detail"
+            return f"{type(error).__name__}: {str(error) or 'no detail'}"
 
     async def _post(
         self, client: httpx.AsyncClient, hook: Webhook, body: bytes, headers: dict[str, str]
