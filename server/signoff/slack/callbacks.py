@@ -165,7 +165,7 @@ def refusal(error: SignoffError) -> str:
             "This action changed since the message you clicked was shown; review it again. "
             "Your vote was not counted."
         )
-    return f"Your vote was not counted: {error.message} ({reason})."
+    return f"Your vote was not counted: {messages.escape(error.message)} ({reason})."
 
 
 class SlackActions:
@@ -270,6 +270,14 @@ class SlackActions:
                 "Try again, or decide in the console.",
             )
             return
+        log.info(
+            "slack: %s (%s) voted %s on %s; it is now %s",
+            who.id,
+            click.user_id,
+            click.verdict.value,
+            click.action_id,
+            action.state.value,
+        )
         verb = "approval" if click.verdict is Verdict.APPROVE else "rejection"
         await self._tell(
             click,
