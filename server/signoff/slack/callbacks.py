@@ -151,7 +151,7 @@ def refusal(error: SignoffError) -> str:
     reason = error.reason
     if reason == "ALREADY_DECIDED":
         verdict = error.metadata.get("winning_verdict", "").lower()
-        winner = error.metadata.get("winning_approver", "someone")
+        winner = messages.escape(error.metadata.get("winning_approver", "someone"))
         return (
             f"This action was already decided ({verdict}d by {winner}). Your vote was not counted."
         )
