@@ -152,7 +152,8 @@ def text_of(blocks: list[dict[str, Any]]) -> str:
 
 def policy_bundle(directory: Path) -> Path:
     """The open bundle, routing by tool: refunds to GATE_DEFAULT, `pair.approve` to a gate
-    of two approvers, `short.lived` to a gate that expires after a second."""
+    of two approvers, `short.lived` to a gate that expires after a second, `alice.only` to
+    a gate only alice may approve."""
     bundle = directory / "slack-policy"
     shutil.copytree(OPEN_POLICY, bundle)
     (bundle / "open.rego").write_text(
@@ -160,7 +161,7 @@ def policy_bundle(directory: Path) -> Path:
 
 import rego.v1
 
-gate_of := {"pair.approve": "GATE_PAIR", "short.lived": "GATE_SHORT"}
+gate_of := {"pair.approve": "GATE_PAIR", "short.lived": "GATE_SHORT", "alice.only": "GATE_ALICE"}
 
 findings contains {"rule": "ALLOW_LOCAL_ACTIONS", "effect": "allow"} if {
 \tinput.action.risk_class in {"READ_ONLY", "LOCAL_WRITE"}
@@ -185,6 +186,7 @@ decision_key := sprintf("%v.%v", [input.envelope.input.intent, input.action.tool
                     "GATE_DEFAULT": {"approvers": {"principals": ["*"]}, "ttl": "24h"},
                     "GATE_PAIR": {"approvers": {"principals": ["*"]}, "quorum": 2, "ttl": "24h"},
                     "GATE_SHORT": {"approvers": {"principals": ["*"]}, "ttl": "1s"},
+                    "GATE_ALICE": {"approvers": {"principals": ["alice"]}, "ttl": "24h"},
                 }
             }
         )
@@ -604,6 +606,17 @@ def test_separation_of_duties_bars_the_instances_own_user(slack: Slack) -> None:
     assert slack.callback(click_body(message, USER_OF_INSTANCE)).status_code == 200
     ephemeral_to(slack, USER_OF_INSTANCE, before, "separation of duties", "not counted")
     assert votes(slack.stubs, instance_id) == []
+
+
+def test_an_approver_the_gate_does_not_admit_is_refused(slack: Slack) -> None:
+    instance_id, answer = request(slack.stubs, tool="alice.only")
+    message = posted(slack, answer.action_id)
+    before = ephemerals(slack)
+    assert slack.callback(click_body(message, CAROL)).status_code == 200
+    ephemeral_to(slack, CAROL, before, "not an approver of GATE_ALICE", "NOT_ELIGIBLE")
+    assert votes(slack.stubs, instance_id) == []
+    assert slack.callback(click_body(message, ALICE)).status_code == 200
+    updated_with(slack, message.args["ts"], "Approved by", f"<@{ALICE}>")
 
 
 def test_a_click_on_another_version_of_the_action_is_refused(slack: Slack) -> None:
