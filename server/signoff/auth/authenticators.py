@@ -4,6 +4,7 @@ OIDC issuer verified against its JWKS, and mTLS client certificates by SPIFFE ID
 import hashlib
 import ipaddress
 import json
+import re
 import secrets
 import time
 from collections.abc import Mapping
@@ -234,11 +235,57 @@ class ConsoleSettings:
 
 
 @dataclass(frozen=True)
+class SlackDirectory:
+    """The auth config's `slack` section: which Slack users of one workspace (team) are
+    which signoff principals. Slack vouches for the user id of a signed button click; this
+    table is the only thing that turns it into an approver."""
+
+    team_id: str
+    users: Mapping[str, Principal]  # Slack user id -> principal
+
+    def principal(self, team_id: str, user_id: str) -> Principal | None:
+        if team_id != self.team_id:
+            return None
+        return self.users.get(user_id)
+
+    def slack_user(self, principal_id: str) -> str:
+        """The Slack user id of a principal ("" if none is mapped to it)."""
+        for user_id, principal in self.users.items():
+            if principal.id == principal_id:
+                return user_id
+        return ""
+
+
+SLACK_TEAM = re.compile(r"^T[A-Z0-9]{2,31}$")
+SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,31}$")
+
+
+def slack_directory(spec: Any, where: str) -> SlackDirectory:
+    if not isinstance(spec, dict) or set(spec) - {"team_id", "users"}:
+        raise ValueError(f"{where}: slack takes team_id and users")
+    team_id = str(spec.get("team_id", ""))
+    if not SLACK_TEAM.match(team_id):
+        raise ValueError(f"{where}: slack.team_id must be a Slack team id (T…)")
+    users = {}
+    for user_id, principal in (spec.get("users") or {}).items():
+        if not SLACK_USER.match(str(user_id)):
+            raise ValueError(f"{where}: slack.users: {user_id!r} is not a Slack user id (U…)")
+        mapped = principal_from(principal or {}, f"{where}: slack.users[{user_id}]")
+        if mapped.kind is not PrincipalKind.HUMAN:
+            raise ValueError(f"{where}: slack.users[{user_id}]: Slack users are humans")
+        users[str(user_id)] = mapped
+    return SlackDirectory(team_id, users)
+
+
+@dataclass(frozen=True)
 class AuthConfig:
     authenticator: Authenticator
     tls: TlsFiles | None = None
     # The console's sign-in; None: no console.
     console: ConsoleSettings | None = None
+
+    # Slack users who may decide from Slack messages (docs/slack.md); None: nobody.
+    slack: SlackDirectory | None = None
 
 
 def is_loopback_url(url: str) -> bool:
@@ -306,7 +353,7 @@ def load_auth_config(path: Path) -> AuthConfig:
     """The --auth-config file; every mistake is a clear error at start."""
     base = path.parent
     spec = yaml.safe_load(path.read_text()) or {}
-    unknown = set(spec) - {"tokens", "jwt", "mtls", "console"}
+    unknown = set(spec) - {"tokens", "jwt", "mtls", "console", "slack"}
     if unknown:
         raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
     tokens = {}
@@ -340,7 +387,8 @@ def load_auth_config(path: Path) -> AuthConfig:
     if not tokens and verifier is None and not workloads:
         raise ValueError(f"{path}: configure at least one of tokens, jwt, mtls")
     console = _console_settings(spec["console"], path) if "console" in spec else None
-    return AuthConfig(Authenticator(tokens, verifier, workloads), tls, console)
+    slack = slack_directory(spec["slack"], str(path)) if "slack" in spec else None
+    return AuthConfig(Authenticator(tokens, verifier, workloads), tls, console, slack)
 
 
 DEV_PRINCIPALS = {
