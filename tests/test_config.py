@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from signoff.config import ConfigError, ServeOptions, load_options
-from tests.support import OPEN_POLICY
+from tests.support import AUTH_CONFIG, OPEN_POLICY, ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,6 +91,45 @@ def test_a_port_in_use_stops_the_start_with_one_json_line(tmp_path: Path) -> Non
     last = json.loads(result.stderr.splitlines()[-1])
     assert last["level"] == "CRITICAL"
     assert last["message"].startswith(f"cannot listen on 127.0.0.1:{port}: in use")
+
+
+def _last_line(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
+    last: dict[str, str] = json.loads(result.stderr.splitlines()[-1])
+    assert last["level"] == "CRITICAL"
+    return last
+
+
+def test_a_second_server_on_a_signoff_port_refuses_to_start(tmp_path: Path) -> None:
+    """grpcio would share the port (SO_REUSEPORT) and split the calls between the two."""
+    with ServerProcess(f"sqlite:///{tmp_path}/first.db", tmp_path) as first:
+        result = _serve(
+            *("--port", str(first.port), "--http-port", "off", "--policy", str(OPEN_POLICY)),
+            *("--auth-config", str(AUTH_CONFIG), "--database-url", f"sqlite:///{tmp_path}/b.db"),
+        )
+        assert result.returncode == 2, result.stderr
+        message = _last_line(result)["message"]
+        assert message.startswith(f"cannot listen on 127.0.0.1:{first.port}: in use")
+        assert first.process is not None and first.process.poll() is None
+
+
+def test_a_second_server_on_the_same_sqlite_file_refuses_to_start(tmp_path: Path) -> None:
+    database = tmp_path / "signoff.db"
+    with ServerProcess(f"sqlite:///{database}", tmp_path) as first:
+        assert first.process is not None
+        result = _serve(
+            *("--port", "0", "--http-port", "off", "--policy", str(OPEN_POLICY)),
+            *("--auth-config", str(AUTH_CONFIG), "--database-url", f"sqlite:///{database}"),
+        )
+        assert result.returncode == 2, result.stderr
+        assert _last_line(result)["message"] == (
+            f"the SQLite database {database} is in use by another signoff server "
+            f"(pid {first.process.pid}): one server per SQLite file (stop the other one, or "
+            "give this one another --database-url; several servers share a PostgreSQL database)"
+        )
+        assert "listening" not in result.stdout
+    # Once the first one has stopped, the file is free again.
+    with ServerProcess(f"sqlite:///{database}", tmp_path) as second:
+        assert second.port
 
 
 def test_every_option_is_a_flag_and_documented() -> None:

@@ -1,5 +1,6 @@
 """The workspace (the root pyproject.toml), its members' metadata and the `signoff` command."""
 
+import itertools
 import re
 import subprocess
 import sys
@@ -33,7 +34,7 @@ def test_the_workspace_lists_each_member_by_its_own_name() -> None:
         assert member["name"] == name
         assert member["requires-python"] == project["requires-python"]
         # Each member's extras named by the workspace exist.
-        for requirement in sum(project["optional-dependencies"].values(), []):
+        for requirement in itertools.chain(*project["optional-dependencies"].values()):
             extras = re.match(rf"{re.escape(name)}\[([\w,.-]+)\] @", requirement)
             for extra in extras[1].split(",") if extras else []:
                 assert extra in member["optional-dependencies"], (name, extra)

@@ -13,6 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
+from signoff import database_files
 from signoff.api import http
 from signoff.api.auth import AuthInterceptor
 from signoff.api.observe import ObserveInterceptor
@@ -49,6 +50,9 @@ SIGNOFF_SERVICES = [
 ]
 
 SERVER_OPTIONS = [
+    # grpcio sets SO_REUSEPORT by default: a second server on a busy port would start and
+    # take half the calls. Off, the port in use stops the start (StartupError).
+    ("grpc.so_reuseport", 0),
     # A reconnect storm of thousands of watchers must queue, not fail with CANCELLED.
     ("grpc.server.max_pending_requests", 20_000),
     ("grpc.server.max_pending_requests_hard_limit", 40_000),
@@ -160,7 +164,18 @@ def _http_listener(
 
 
 async def serve(options: ServeOptions) -> None:
-    """Runs until SIGINT or SIGTERM, then drains and stops."""
+    """Runs until SIGINT or SIGTERM, then drains and stops. One server per SQLite file."""
+    try:
+        release = database_files.hold(options.database_url)
+    except database_files.DatabaseFileError as error:
+        raise StartupError(str(error)) from None
+    try:
+        await _serve(options)
+    finally:
+        release()
+
+
+async def _serve(options: ServeOptions) -> None:
     policy = RegoPolicy.load(options.policy)  # fails before anything listens
     try:
         tracing.setup()  # only when the OTEL_* variables ask for it
