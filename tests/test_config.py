@@ -141,3 +141,83 @@ def test_every_option_is_a_flag_and_documented() -> None:
         annotation = str(ServeOptions.model_fields[name].annotation)
         if "list[" not in annotation and "tuple[" not in annotation:
             assert "--" + name.replace("_", "-") in help_text
+
+
+def test_an_empty_variable_is_not_set_and_other_signoff_variables_are_not_options() -> None:
+    options = load_options(
+        None,
+        {},
+        {
+            "SIGNOFF_AUTH_CONFIG": "",
+            "SIGNOFF_TOKEN": "x",
+            "SIGNOFF_TARGET": "h:1",
+            "SIGNOFF_PORT": "",
+        },
+    )
+    assert options.auth_config is None
+    assert options.port == 50051
+
+
+def test_lists_come_from_the_environment_as_json(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^\$SIGNOFF_WEBHOOKS: not JSON: Expecting value"):
+        load_options(None, {}, {"SIGNOFF_WEBHOOKS": "[nope"})
+    hooks = '[{"name": "ops", "url": "ftp://x", "secret": "0123456789abcdef"}]'
+    with pytest.raises(ConfigError) as raised:
+        load_options(None, {}, {"SIGNOFF_WEBHOOKS": hooks})
+    assert "webhooks.0.url: must be an http:// or https:// URL with a host" in str(raised.value)
+    assert "(from $SIGNOFF_WEBHOOKS)" in str(raised.value)
+    # The file's list is replaced, not merged, by the variable's.
+    config = tmp_path / "signoff.yaml"
+    config.write_text(
+        "webhooks:\n  - {name: a, url: 'http://127.0.0.1:9/a', secret: 0123456789abcdef}\n"
+    )
+    hooks = '[{"name": "b", "url": "http://127.0.0.1:9/b", "secret": "0123456789abcdef"}]'
+    options = load_options(config, {}, {"SIGNOFF_WEBHOOKS": hooks})
+    assert [hook.name for hook in options.webhooks] == ["b"]
+
+
+def test_each_source_is_named_in_one_message(tmp_path: Path) -> None:
+    config = tmp_path / "signoff.yaml"
+    config.write_text("http_port: maybe\n")
+    with pytest.raises(ConfigError) as raised:
+        load_options(
+            config, {"grant_ttl": "-1"}, {"SIGNOFF_LOG_FORMAT": "xml", "SIGNOFF_HTTP_PORT": "70000"}
+        )
+    lines = str(raised.value).splitlines()
+    assert lines[0] == "invalid configuration:"
+    assert "  grant_ttl: Input should be greater than 0 (from command line)" in lines
+    assert "  log_format: Input should be 'json' or 'text' (from $SIGNOFF_LOG_FORMAT)" in lines
+    # The environment wins over the file: its value is the one checked and named.
+    assert (
+        "  http_port: must be a port (0 to 65535, 0 picks one) or off (from $SIGNOFF_HTTP_PORT)"
+        in lines
+    )
+
+
+def test_the_settings_class_reads_the_process_environment_and_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "signoff.yaml"
+    config.write_text("port: 6000\nhost: 127.0.0.2\n")
+    monkeypatch.setenv("SIGNOFF_CONFIG", str(config))
+    monkeypatch.setenv("SIGNOFF_PORT", "7000")
+    options = ServeOptions()
+    assert (options.host, options.port) == ("127.0.0.2", 7000)
+    assert ServeOptions(port=8000).port == 8000  # arguments are the flags
+
+
+def test_serve_names_a_bad_flag_in_one_line_per_problem(tmp_path: Path) -> None:
+    result = _serve(
+        "--grant-ttl",
+        "soon",
+        "--policy",
+        str(OPEN_POLICY),
+        "--database-url",
+        f"sqlite:///{tmp_path}/x.db",
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "signoff: invalid configuration:",
+        "  grant_ttl: Input should be a valid number, unable to parse string as a number "
+        "(from command line)",
+    ]

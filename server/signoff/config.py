@@ -8,11 +8,13 @@ Each option is a field of ServeOptions and can be given three ways; the later wi
 
 Options that are lists (webhooks) are given in the file, or as JSON in the environment.
 Everything is checked before the server starts; a mistake names the option and its source.
+ServeOptions is a pydantic-settings model: its sources read the file and the environment,
+argparse the flags (add_flags), and load_options validates them together.
 """
 
 import argparse
-import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +31,16 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    YamlConfigSettingsSource,
+)
+from pydantic_settings.sources.utils import parse_env_vars
 
 
 def _example_policy() -> Path:
@@ -103,8 +115,18 @@ class WebhookOptions(BaseModel):
         return environ[self.secret_env or ""].encode()
 
 
-class ServeOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+class ServeOptions(BaseSettings):
+    """Every option of `signoff serve`. ServeOptions() reads the process's SIGNOFF_* variables
+    and $SIGNOFF_CONFIG; `signoff serve` calls load_options, which also takes the flags and
+    names the source of each mistake."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_ignore_empty=True,
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+    )
 
     host: str = Field("127.0.0.1", description="address to listen on (non-loopback needs auth)")
     port: int = Field(50051, ge=0, le=65535, description="gRPC port; 0 picks a free one")
@@ -209,6 +231,20 @@ class ServeOptions(BaseModel):
             raise ValueError(f"webhook names must be unique; given more than once: {twice}")
         return value
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments (the flags) over SIGNOFF_* variables over the $SIGNOFF_CONFIG file."""
+        config = os.environ.get(CONFIG_ENV)
+        file = (ConfigFile(settings_cls, Path(config)),) if config else ()
+        return (init_settings, Environment(settings_cls, os.environ), *file)
+
 
 def _scalar(name: str) -> bool:
     """Options a flag or a plain environment variable can carry (not lists or mappings)."""
@@ -236,7 +272,21 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         )
 
 
+class ConfigFile(YamlConfigSettingsSource):
+    """The YAML file of --config (or $SIGNOFF_CONFIG): a mapping of option names to values.
+    Unlike pydantic-settings' own YAML source, a file that is missing or unreadable is an
+    error, not an empty file."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        self.path = path
+        super().__init__(settings_cls, yaml_file=path)
+
+    def _read_files(self, files: Any, deep_merge: bool = False) -> dict[str, Any]:
+        return _from_file(self.path)
+
+
 def _from_file(path: Path) -> dict[str, Any]:
+    """A YAML file of option names and values (`signoff mcp-proxy --config` reads one too)."""
     try:
         values = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as error:
@@ -246,20 +296,22 @@ def _from_file(path: Path) -> dict[str, Any]:
     return values
 
 
-def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for name in ServeOptions.model_fields:
-        text = environ.get(ENV_PREFIX + name.upper())
-        if text is None or text == "":
-            continue
-        if _scalar(name):
-            values[name] = text
-            continue
-        try:
-            values[name] = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ConfigError(f"{ENV_PREFIX}{name.upper()}: not JSON: {error}") from None
-    return values
+class Environment(EnvSettingsSource):
+    """SIGNOFF_* variables of `environ` (the process environment unless a test gives one).
+    Lists (webhooks) are JSON; an empty variable counts as not set."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(
+            self.environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
+        )
+
+
+def _environment_name(name: str) -> str:
+    return f"${ENV_PREFIX}{name.upper()}"
 
 
 def load_options(
@@ -267,17 +319,27 @@ def load_options(
     flags: Mapping[str, Any],
     environ: Mapping[str, str] = os.environ,
 ) -> ServeOptions:
-    """File, then environment, then flags; checked as a whole. Raises ConfigError."""
-    layers = [
-        (f"config file {config_file}", _from_file(config_file) if config_file else {}),
-        ("environment", _from_environment(environ)),
-        ("command line", dict(flags)),
+    """Flags over environment over file over defaults, checked as a whole. Raises ConfigError
+    naming each wrong option and where its value came from."""
+    # Highest priority first, as in ServeOptions.settings_customise_sources.
+    sources: list[tuple[str, PydanticBaseSettingsSource]] = [
+        ("command line", InitSettingsSource(ServeOptions, dict(flags))),
+        ("environment", Environment(ServeOptions, environ)),
     ]
+    if config_file is not None:
+        sources.append((f"config file {config_file}", ConfigFile(ServeOptions, config_file)))
     merged: dict[str, Any] = {}
     source: dict[str, str] = {}
-    for where, values in layers:
+    for where, settings_source in reversed(sources):
+        try:
+            values = settings_source()
+        except SettingsError as error:
+            # Only a variable holding a list can fail here: its JSON does not parse.
+            field = re.search(r'field "(\w+)"', str(error))
+            variable = _environment_name(field[1]) if field else where
+            raise ConfigError(f"{variable}: not JSON: {error.__cause__}") from None
         merged.update(values)
-        source.update({name: where for name in values})
+        source.update(dict.fromkeys(values, where))
     try:
         return ServeOptions.model_validate(merged, context={"environ": environ})
     except ValidationError as error:
@@ -287,7 +349,7 @@ def load_options(
             path = ".".join(str(part) for part in problem["loc"])
             where = source.get(name, "default")
             if where == "environment":
-                where = f"${ENV_PREFIX}{name.upper()}"
+                where = _environment_name(name)
             message = problem["msg"].removeprefix("Value error, ")
             problems.append(f"{path or 'options'}: {message} (from {where})")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None

@@ -19,6 +19,7 @@ from signoff.api.auth import AuthInterceptor
 from signoff.api.observe import ObserveInterceptor
 from signoff.api.servicers import ApprovalService, AuditService, ExecutionService, PolicyService
 from signoff.auth.authenticators import AuthConfig, development_tokens, load_auth_config
+from signoff.auth.config import AuthConfigError
 from signoff.config import ServeOptions
 from signoff.policy.engine import RegoPolicy
 from signoff.services import gauges, timers
@@ -87,6 +88,8 @@ def _authentication(options: ServeOptions) -> AuthConfig:
     if options.auth_config is not None:
         try:
             return load_auth_config(options.auth_config)
+        except AuthConfigError as error:  # names the file and the key
+            raise StartupError(str(error)) from None
         except (OSError, ValueError, KeyError) as error:
             raise StartupError(f"auth config {options.auth_config}: {error}") from None
     if not _is_loopback(options.host):

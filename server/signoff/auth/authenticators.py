@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import jwt
-import yaml
 
+from signoff.auth.config import AuthConfigError, read_auth_file
 from signoff.domain.errors import Unauthenticated
 from signoff.domain.models import ALL_TENANTS, Principal, PrincipalKind
 
@@ -194,42 +194,31 @@ class AuthConfig:
 
 
 def load_auth_config(path: Path) -> AuthConfig:
-    """The --auth-config file; every mistake is a clear error at start."""
-    base = path.parent
-    spec = yaml.safe_load(path.read_text()) or {}
-    unknown = set(spec) - {"tokens", "jwt", "mtls"}
-    if unknown:
-        raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
-    tokens = {}
-    for i, entry in enumerate(spec.get("tokens", [])):
-        digest = str(entry.get("sha256", "")).lower()
-        if len(digest) != 64:
-            raise ValueError(f"{path}: tokens[{i}].sha256 must be the hex sha256 of the token")
-        tokens[digest] = principal_from(entry.get("principal", {}), f"{path}: tokens[{i}]")
+    """The --auth-config file (signoff.auth.config); every mistake is a clear error at start
+    (AuthConfigError, naming the file and the key)."""
+    spec = read_auth_file(path)
+    tokens = {entry.sha256: entry.principal.principal() for entry in spec.tokens}
     verifier = None
-    if "jwt" in spec:
-        j = spec["jwt"]
-        claims = j.get("claims", {})
-        verifier = JwtVerifier(
-            issuer=j["issuer"],
-            audience=j["audience"],
-            leeway=float(j.get("leeway_seconds", 30)),
-            jwks_file=str(base / j["jwks_file"]) if j.get("jwks_file") else "",
-            jwks_url=j.get("jwks_url", ""),
-            tenant_claim=claims.get("tenant", "tenant"),
-            roles_claim=claims.get("roles", "roles"),
-            kind_claim=claims.get("kind", "kind"),
-        )
+    if spec.jwt is not None:
+        j = spec.jwt
+        try:
+            verifier = JwtVerifier(
+                issuer=j.issuer,
+                audience=j.audience,
+                leeway=j.leeway_seconds,
+                jwks_file=str(j.jwks_file or ""),
+                jwks_url=j.jwks_url,
+                tenant_claim=j.claims.tenant,
+                roles_claim=j.claims.roles,
+                kind_claim=j.claims.kind,
+            )
+        except (OSError, ValueError, jwt.PyJWTError) as error:
+            raise AuthConfigError(f"auth config {path}: jwt.jwks_file: {error}") from None
     tls, workloads = None, {}
-    if "mtls" in spec:
-        m = spec["mtls"]
-        tls = TlsFiles(base / m["server_cert"], base / m["server_key"], base / m["client_ca"])
-        workloads = {
-            spiffe: principal_from(p, f"{path}: mtls.principals[{spiffe}]")
-            for spiffe, p in (m.get("principals") or {}).items()
-        }
-    if not tokens and verifier is None and not workloads:
-        raise ValueError(f"{path}: configure at least one of tokens, jwt, mtls")
+    if spec.mtls is not None:
+        m = spec.mtls
+        tls = TlsFiles(m.server_cert, m.server_key, m.client_ca)
+        workloads = {spiffe: p.principal() for spiffe, p in m.principals.items()}
     return AuthConfig(Authenticator(tokens, verifier, workloads), tls)
 
 
