@@ -221,3 +221,24 @@ def test_serve_names_a_bad_flag_in_one_line_per_problem(tmp_path: Path) -> None:
         "  grant_ttl: Input should be a valid number, unable to parse string as a number "
         "(from command line)",
     ]
+
+
+def test_only_the_given_environment_and_file_are_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = tmp_path / "other.yaml"
+    other.write_text("grant_ttl: 5\n")
+    monkeypatch.setenv("SIGNOFF_PORT", "1")
+    monkeypatch.setenv("SIGNOFF_CONFIG", str(other))
+    options = load_options(None, {}, {})
+    assert options.port == 50051 and options.grant_ttl == 900.0
+    # A webhook's secret_env is looked up in that environment too.
+    config = tmp_path / "signoff.yaml"
+    config.write_text(
+        "webhooks:\n  - {name: a, url: 'http://127.0.0.1:9/a', secret_env: HOOK_KEY}\n"
+    )
+    hooked = load_options(config, {}, {"HOOK_KEY": "k" * 16})
+    assert hooked.webhooks[0].key({"HOOK_KEY": "k" * 16}) == b"k" * 16
+    monkeypatch.setenv("HOOK_KEY", "k" * 16)
+    with pytest.raises(ConfigError, match="environment variable HOOK_KEY must hold the key"):
+        load_options(config, {}, {})

@@ -16,6 +16,8 @@ import argparse
 import os
 import re
 from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -27,14 +29,12 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
-    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
@@ -59,6 +59,27 @@ CONFIG_ENV = "SIGNOFF_CONFIG"
 
 class ConfigError(Exception):
     """The configuration is unusable; the message names each wrong option and its source."""
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Where ServeOptions' sources read: the config file and the environment."""
+
+    config_file: Path | None
+    environ: Mapping[str, str]
+
+
+# Set by load_options; otherwise ServeOptions() reads the process's $SIGNOFF_CONFIG and
+# environment.
+_INPUTS: ContextVar[Inputs | None] = ContextVar("signoff_serve_inputs", default=None)
+
+
+def _inputs() -> Inputs:
+    given = _INPUTS.get()
+    if given is not None:
+        return given
+    config = os.environ.get(CONFIG_ENV)
+    return Inputs(Path(config) if config else None, os.environ)
 
 
 WebhookEvent = Literal["requested", "decided", "expired", "escalated", "voted", "cancelled"]
@@ -97,8 +118,8 @@ class WebhookOptions(BaseModel):
 
     @field_validator("secret_env")
     @classmethod
-    def _variable_holds_key(cls, value: str | None, info: ValidationInfo) -> str | None:
-        environ = (info.context or {}).get("environ", os.environ)
+    def _variable_holds_key(cls, value: str | None) -> str | None:
+        environ = _inputs().environ
         if value is not None and len(environ.get(value, "")) < 16:
             raise ValueError(f"environment variable {value} must hold the key (16+ characters)")
         return value
@@ -240,10 +261,10 @@ class ServeOptions(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Arguments (the flags) over SIGNOFF_* variables over the $SIGNOFF_CONFIG file."""
-        config = os.environ.get(CONFIG_ENV)
-        file = (ConfigFile(settings_cls, Path(config)),) if config else ()
-        return (init_settings, Environment(settings_cls, os.environ), *file)
+        """Arguments (the flags) over SIGNOFF_* variables over the config file."""
+        inputs = _inputs()
+        file = () if inputs.config_file is None else (ConfigFile(settings_cls, inputs.config_file),)
+        return (init_settings, Environment(settings_cls, inputs.environ), *file)
 
 
 def _scalar(name: str) -> bool:
@@ -321,35 +342,32 @@ def load_options(
 ) -> ServeOptions:
     """Flags over environment over file over defaults, checked as a whole. Raises ConfigError
     naming each wrong option and where its value came from."""
-    # Highest priority first, as in ServeOptions.settings_customise_sources.
-    sources: list[tuple[str, PydanticBaseSettingsSource]] = [
-        ("command line", InitSettingsSource(ServeOptions, dict(flags))),
-        ("environment", Environment(ServeOptions, environ)),
-    ]
-    if config_file is not None:
-        sources.append((f"config file {config_file}", ConfigFile(ServeOptions, config_file)))
-    merged: dict[str, Any] = {}
-    source: dict[str, str] = {}
-    for where, settings_source in reversed(sources):
+    inputs = _INPUTS.set(Inputs(config_file, environ))
+    try:
+        # What each source gives, for the messages (highest priority last, so it wins).
+        source: dict[str, str] = {}
+        if config_file is not None:
+            given = ConfigFile(ServeOptions, config_file)()
+            source.update(dict.fromkeys(given, f"config file {config_file}"))
         try:
-            values = settings_source()
+            given = Environment(ServeOptions, environ)()
         except SettingsError as error:
             # Only a variable holding a list can fail here: its JSON does not parse.
             field = re.search(r'field "(\w+)"', str(error))
-            variable = _environment_name(field[1]) if field else where
+            variable = _environment_name(field[1]) if field else "environment"
             raise ConfigError(f"{variable}: not JSON: {error.__cause__}") from None
-        merged.update(values)
-        source.update(dict.fromkeys(values, where))
-    try:
-        return ServeOptions.model_validate(merged, context={"environ": environ})
-    except ValidationError as error:
-        problems = []
-        for problem in error.errors():
-            name = str(problem["loc"][0]) if problem["loc"] else ""
-            path = ".".join(str(part) for part in problem["loc"])
-            where = source.get(name, "default")
-            if where == "environment":
-                where = _environment_name(name)
-            message = problem["msg"].removeprefix("Value error, ")
-            problems.append(f"{path or 'options'}: {message} (from {where})")
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None
+        source.update({name: _environment_name(name) for name in given})
+        source.update(dict.fromkeys(flags, "command line"))
+        try:
+            return ServeOptions(**flags)
+        except ValidationError as error:
+            problems = []
+            for problem in error.errors():
+                name = str(problem["loc"][0]) if problem["loc"] else ""
+                path = ".".join(str(part) for part in problem["loc"])
+                message = problem["msg"].removeprefix("Value error, ")
+                where = source.get(name, "default")
+                problems.append(f"{path or 'options'}: {message} (from {where})")
+            raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None
+    finally:
+        _INPUTS.reset(inputs)
