@@ -7,8 +7,11 @@ error, not ignored); a file path in it is a ConfigFilePath, resolved against the
 directory and checked to exist.
 """
 
+import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -16,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StringConstraints,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -106,12 +110,71 @@ class MtlsSection(Section):
     principals: dict[str, PrincipalSpec] = Field(default_factory=dict)
 
 
+def is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _https(value: str) -> str:
+    scheme = urlsplit(value).scheme
+    if scheme != "https" and not (scheme == "http" and is_loopback_url(value)):
+        raise ValueError("must be an https URL (http: loopback only)")
+    return value
+
+
+class OidcSection(Section):
+    """The console's OpenID provider: sign-in by the authorization code flow with PKCE."""
+
+    issuer: Annotated[str, AfterValidator(_https)]
+    client_id: str = Field(min_length=1)
+    redirect_uri: Annotated[str, AfterValidator(_https)]
+    client_secret: str = Field(default="", description="none: a public client (PKCE alone)")
+    client_secret_file: ConfigFilePath | None = None
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "profile", "email"])
+    claims: JwtClaims = JwtClaims()
+
+
+class ConsoleSection(Section):
+    """The approvers' console on the HTTP listener: how people sign in, for how long."""
+
+    oidc: OidcSection
+    session_seconds: float = Field(default=8 * 3600.0, ge=60, le=7 * 86400)
+
+
+SLACK_TEAM = re.compile(r"^T[A-Z0-9]{2,31}$")
+SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,31}$")
+
+
+class SlackSection(Section):
+    """Which Slack users of one workspace (team) are which signoff principals."""
+
+    team_id: str = Field(pattern=SLACK_TEAM.pattern, description="the Slack team id (T…)")
+    users: dict[Annotated[str, StringConstraints(pattern=SLACK_USER.pattern)], PrincipalSpec] = (
+        Field(default_factory=dict, description="Slack user id (U…) -> principal")
+    )
+
+    @field_validator("users")
+    @classmethod
+    def _humans(cls, users: dict[str, PrincipalSpec]) -> dict[str, PrincipalSpec]:
+        for user_id, spec in users.items():
+            if spec.kind is not PrincipalKind.HUMAN:
+                raise ValueError(f"{user_id}: Slack users are humans")
+        return users
+
+
 class AuthFile(Section):
     """The whole file. Each section is optional; at least one way to authenticate is not."""
 
     tokens: list[TokenEntry] = Field(default_factory=list)
     jwt: JwtSection | None = None
     mtls: MtlsSection | None = None
+    console: ConsoleSection | None = None
+    slack: SlackSection | None = None
 
     @model_validator(mode="after")
     def _some_credentials(self) -> "AuthFile":
@@ -131,7 +194,9 @@ def read_auth_file(path: Path) -> AuthFile:
     except yaml.YAMLError as error:
         raise AuthConfigError(f"{where}: not YAML: {' '.join(str(error).split())}") from None
     if not isinstance(spec, dict):
-        raise AuthConfigError(f"{where}: expected a mapping of sections (tokens, jwt, mtls)")
+        raise AuthConfigError(
+            f"{where}: expected a mapping of sections ({', '.join(AuthFile.model_fields)})"
+        )
     try:
         return AuthFile.model_validate(spec, context={"base": path.parent})
     except ValidationError as error:
