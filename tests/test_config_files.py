@@ -86,6 +86,22 @@ def test_every_section_loads(tmp_path: Path) -> None:
             "mtls.server_cert: no file at {dir}/a.pem; mtls.server_key: no file at",
         ),
         ("token: []\n", "token: Extra inputs are not permitted"),
+        (
+            "jwt: {issuer: https://i, audience: a, jwks_file: jwks.json}\n"
+            "slack: {team_id: T0TEAM, users: {bob: {id: b, tenant: t}}}\n",
+            "slack.users.bob.[key]: String should match pattern",
+        ),
+        (
+            "jwt: {issuer: https://i, audience: a, jwks_file: jwks.json}\n"
+            "slack: {team_id: T0TEAM, users: {U0BOT: {id: b, tenant: t, kind: agent}}}\n",
+            "slack.users: U0BOT: Slack users are humans",
+        ),
+        (
+            "jwt: {issuer: https://i, audience: a, jwks_file: jwks.json}\n"
+            "console: {oidc: {issuer: https://i, client_id: c, redirect_uri: https://s/cb,"
+            " client_secret_file: none.txt}}\n",
+            "console.oidc.client_secret_file: no file at {dir}/none.txt",
+        ),
         ("tokens: []\n", "configure at least one of tokens, jwt, mtls"),
         ("", "expected a mapping of sections"),
         ("jwt: [\n", "not YAML"),
@@ -115,8 +131,9 @@ def test_a_missing_auth_config_file(tmp_path: Path) -> None:
 
 def test_a_section_is_an_optional_field() -> None:
     """What another section (a console, a chat tool) adds: one optional field."""
-    for name in ("tokens", "jwt", "mtls"):
-        assert not AuthFile.model_fields[name].is_required()
+    assert {"tokens", "jwt", "mtls", "console", "slack"} <= set(AuthFile.model_fields)
+    for field in AuthFile.model_fields.values():
+        assert not field.is_required()
     assert AuthFile.model_config.get("extra") == "forbid"
 
 
