@@ -74,6 +74,7 @@ __all__ = [
     "Decision",
     "Signoff",
     "WireMessage",
+    "json_numbers",
     "proposed_action",
 ]
 
@@ -178,17 +179,24 @@ def _enum(wrapper: Any, prefix: str, value: str | int) -> int:
     try:
         return int(wrapper.Value(name if name.startswith(prefix) else prefix + name))
     except ValueError:
-        raise ValueError(f"unknown {prefix.rstrip('_')} {value!r}") from None
+        valid = [
+            known.removeprefix(prefix)
+            for known in wrapper.keys()
+            if not known.endswith("_UNSPECIFIED")
+        ]
+        raise ValueError(
+            f"unknown {prefix.rstrip('_')} {value!r}; valid: {', '.join(valid)}"
+        ) from None
 
 
-def _json_numbers(value: Any) -> Any:
+def json_numbers(value: Any) -> Any:
     """Struct numbers are doubles; whole ones become ints (the same RFC 8785 value)."""
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
         return int(value)
     if isinstance(value, dict):
-        return {key: _json_numbers(item) for key, item in value.items()}
+        return {key: json_numbers(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [_json_numbers(item) for item in value]
+        return [json_numbers(item) for item in value]
     return value
 
 
@@ -234,13 +242,34 @@ def _submit_request(
     reason: str,
     request_id: str | None,
     evidence_snapshot_hash: str,
+    edited_params: Mapping[str, Any] | None = None,
 ) -> approval_pb.SubmitDecisionRequest:
-    return approval_pb.SubmitDecisionRequest(
+    request = approval_pb.SubmitDecisionRequest(
         action_id=action_id,
         verdict=_enum(pb.Verdict, "VERDICT_", verdict),  # type: ignore[arg-type]
         reason=reason,
         request_id=request_id or f"sdk_{uuid.uuid4().hex}",
         evidence_snapshot_hash=evidence_snapshot_hash,
+    )
+    if edited_params is not None:
+        request.edited_params.update(dict(edited_params))
+    return request
+
+
+def _pending_page(tenant_id: str, token: str, limit: int | None, seen: int) -> Any:
+    size = 1000 if limit is None else max(1, min(1000, limit - seen))
+    return approval_pb.ListPendingApprovalsRequest(
+        tenant_id=tenant_id, page_size=size, page_token=token
+    )
+
+
+def _instances_request(
+    tenant_id: str, state: str | int | None, page_size: int
+) -> execution_pb.ListInstancesRequest:
+    return execution_pb.ListInstancesRequest(
+        tenant_id=tenant_id,
+        state=None if state is None else _enum(pb.InstanceState, "INSTANCE_STATE_", state),  # type: ignore[arg-type]
+        page_size=page_size,
     )
 
 
@@ -307,7 +336,7 @@ def _decision(instance_id: str, response: execution_pb.RequestDecisionResponse) 
         outcome=_outcome_name(response.outcome),
         action_id=response.action_id,
         action_sha256=response.action_sha256,
-        params=_json_numbers(json_format.MessageToDict(action.params)) if action else {},
+        params=json_numbers(json_format.MessageToDict(action.params)) if action else {},
         approver=action.decided_by if action else "",
         reason=response.reason,
         revision=response.revision,
@@ -600,6 +629,14 @@ class AsyncSignoff:
                 call.cancel()
             attempt += 1
 
+    async def watch_responses(
+        self, instance_id: str, after_revision: int = 0
+    ) -> AsyncIterator[execution_pb.WatchInstanceResponse]:
+        """Like `watch`, with the stream's bookmarks (the current revision while idle)."""
+        async with contextlib.aclosing(self._responses(instance_id, after_revision, None)) as items:
+            async for item in items:
+                yield item
+
     async def watch(self, instance_id: str, after_revision: int = 0) -> AsyncIterator[pb.Event]:
         """The instance's events after `after_revision`, resumed across disconnects;
         ends after the terminal event."""
@@ -615,13 +652,16 @@ class AsyncSignoff:
         reason: str,
         request_id: str | None = None,
         evidence_snapshot_hash: str = "",
+        edited_params: Mapping[str, Any] | None = None,
     ) -> approval_pb.SubmitDecisionResponse:
         """Votes as the authenticated caller: approves ("APPROVE") or rejects ("REJECT").
 
         Pass the action_sha256 you reviewed as evidence_snapshot_hash: the vote is refused
         (EVIDENCE_CHANGED) if the action changed since. Raises AlreadyDecided when another
         decision won. Pass a stable request_id to make retries safe."""
-        request = _submit_request(action_id, verdict, reason, request_id, evidence_snapshot_hash)
+        request = _submit_request(
+            action_id, verdict, reason, request_id, evidence_snapshot_hash, edited_params
+        )
         response: approval_pb.SubmitDecisionResponse = await self._call(
             self._approval.SubmitDecision, request
         )
@@ -702,19 +742,30 @@ class AsyncSignoff:
         )
         return response
 
-    async def list_pending(self, tenant_id: str = "") -> list[pb.Action]:
-        """Every action waiting for a human (all pages), oldest first."""
+    async def list_pending(
+        self, tenant_id: str = "", *, limit: int | None = None
+    ) -> list[pb.Action]:
+        """The actions waiting for a human, oldest first: all pages, or the first `limit`."""
         actions: list[pb.Action] = []
         token = ""
-        while True:
-            request = approval_pb.ListPendingApprovalsRequest(
-                tenant_id=tenant_id, page_size=1000, page_token=token
-            )
+        while limit is None or len(actions) < limit:
+            request = _pending_page(tenant_id, token, limit, len(actions))
             page = await self._call(self._approval.ListPendingApprovals, request)
             actions.extend(page.actions)
             token = page.next_page_token
             if not token:
-                return actions
+                break
+        return actions if limit is None else actions[:limit]
+
+    async def list_instances(
+        self, tenant_id: str = "", state: str | int | None = None, page_size: int = 50
+    ) -> list[pb.Instance]:
+        """The newest instances (one page of `page_size`), of a tenant and a state
+        ("WAITING_FOR_HUMAN", ...) when given."""
+        response: execution_pb.ListInstancesResponse = await self._call(
+            self._execution.ListInstances, _instances_request(tenant_id, state, page_size)
+        )
+        return list(response.instances)
 
 
 # ---- blocking grpc -----------------------------------------------------------------------
@@ -876,6 +927,13 @@ class Signoff:
                 call.cancel()
             attempt += 1
 
+    def watch_responses(
+        self, instance_id: str, after_revision: int = 0
+    ) -> Iterator[execution_pb.WatchInstanceResponse]:
+        """Like `watch`, with the stream's bookmarks (the current revision while idle)."""
+        with contextlib.closing(self._responses(instance_id, after_revision, None)) as items:
+            yield from items
+
     def watch(self, instance_id: str, after_revision: int = 0) -> Iterator[pb.Event]:
         """The instance's events after `after_revision`, resumed across disconnects;
         ends after the terminal event."""
@@ -891,9 +949,12 @@ class Signoff:
         reason: str,
         request_id: str | None = None,
         evidence_snapshot_hash: str = "",
+        edited_params: Mapping[str, Any] | None = None,
     ) -> approval_pb.SubmitDecisionResponse:
         """Approves or rejects a waiting action; see `AsyncSignoff.submit_decision`."""
-        request = _submit_request(action_id, verdict, reason, request_id, evidence_snapshot_hash)
+        request = _submit_request(
+            action_id, verdict, reason, request_id, evidence_snapshot_hash, edited_params
+        )
         response: approval_pb.SubmitDecisionResponse = self._call(
             self._approval.SubmitDecision, request
         )
@@ -962,16 +1023,25 @@ class Signoff:
         )
         return response
 
-    def list_pending(self, tenant_id: str = "") -> list[pb.Action]:
-        """Every action waiting for a human (all pages), oldest first."""
+    def list_pending(self, tenant_id: str = "", *, limit: int | None = None) -> list[pb.Action]:
+        """The actions waiting for a human, oldest first: all pages, or the first `limit`."""
         actions: list[pb.Action] = []
         token = ""
-        while True:
-            request = approval_pb.ListPendingApprovalsRequest(
-                tenant_id=tenant_id, page_size=1000, page_token=token
-            )
+        while limit is None or len(actions) < limit:
+            request = _pending_page(tenant_id, token, limit, len(actions))
             page = self._call(self._approval.ListPendingApprovals, request)
             actions.extend(page.actions)
             token = page.next_page_token
             if not token:
-                return actions
+                break
+        return actions if limit is None else actions[:limit]
+
+    def list_instances(
+        self, tenant_id: str = "", state: str | int | None = None, page_size: int = 50
+    ) -> list[pb.Instance]:
+        """The newest instances (one page of `page_size`), of a tenant and a state
+        ("WAITING_FOR_HUMAN", ...) when given."""
+        response: execution_pb.ListInstancesResponse = self._call(
+            self._execution.ListInstances, _instances_request(tenant_id, state, page_size)
+        )
+        return list(response.instances)
