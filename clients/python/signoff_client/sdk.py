@@ -53,8 +53,10 @@ from signoff.v1 import policy_service_pb2_grpc as policy_grpc
 from signoff.v1 import types_pb2 as pb
 from signoff_client.auth import aio_bearer_channel, bearer_channel
 from signoff_client.errors import (
+    UNEXPECTED_OUTCOME,
     ActionRejected,
     DecisionTimeout,
+    ErrorReason,
     InstanceTerminated,
     SignoffError,
     error_info,
@@ -351,13 +353,13 @@ def _decision(instance_id: str, response: execution_pb.RequestDecisionResponse) 
     if decision.outcome == TERMINATED:
         raise InstanceTerminated(instance_id, decision.reason, decision)
     if decision.outcome not in (APPROVED, WAITING_FOR_HUMAN):
-        raise SignoffError(f"unexpected outcome {decision.outcome}", reason="UNEXPECTED_OUTCOME")
+        raise SignoffError(f"unexpected outcome {decision.outcome}", reason=UNEXPECTED_OUTCOME)
     if decision.outcome == APPROVED and not decision.consumed and not decision.grant_token:
         # Approved, not run, and no grant: the approval expired. It may not run any more.
         raise SignoffError(
             f"the approval of action {decision.action_id} expired; it may no longer run "
             "(propose the action again under a new tool_call_id)",
-            reason="GRANT_EXPIRED",
+            reason=ErrorReason.GRANT_EXPIRED,
             metadata={"action_id": decision.action_id},
         )
     return decision
@@ -405,7 +407,7 @@ def _approved_again(decision: Decision, action_id: str) -> Decision:
         raise SignoffError(
             f"signoff announced the approval of {action_id} but now answers "
             f"{decision.outcome} for {decision.action_id}; not executing",
-            reason="UNEXPECTED_OUTCOME",
+            reason=UNEXPECTED_OUTCOME,
         )
     return decision
 

@@ -13,7 +13,7 @@ from typing import Any
 import jwt
 import yaml
 
-from signoff.domain.errors import Unauthenticated
+from signoff.domain.errors import ErrorReason, Unauthenticated
 from signoff.domain.models import ALL_TENANTS, Principal, PrincipalKind
 
 # Asymmetric only: a JWKS publishes public keys, so HS* (shared secrets) never apply.
@@ -82,7 +82,9 @@ class JwtVerifier:
             return self._client.get_signing_key_from_jwt(token).key
         kid = jwt.get_unverified_header(token).get("kid", "")
         if kid not in self._keys:
-            raise Unauthenticated("INVALID_TOKEN", f"no key {kid!r} in the configured JWKS")
+            raise Unauthenticated(
+                ErrorReason.INVALID_TOKEN, f"no key {kid!r} in the configured JWKS"
+            )
         return self._keys[kid].key
 
     def verify(self, token: str) -> Principal:
@@ -109,23 +111,29 @@ class JwtVerifier:
                 options={"require": ["exp", "iss", "aud", "sub"]},
             )
         except jwt.ExpiredSignatureError:
-            raise Unauthenticated("TOKEN_EXPIRED", "the token has expired") from None
+            raise Unauthenticated(ErrorReason.TOKEN_EXPIRED, "the token has expired") from None
         except jwt.InvalidIssuerError:
             raise Unauthenticated(
-                "WRONG_ISSUER", f"the token's issuer is not {self.issuer}"
+                ErrorReason.WRONG_ISSUER, f"the token's issuer is not {self.issuer}"
             ) from None
         except jwt.InvalidAudienceError:
             raise Unauthenticated(
-                "WRONG_AUDIENCE", f"the token is not for {self.audience}"
+                ErrorReason.WRONG_AUDIENCE, f"the token is not for {self.audience}"
             ) from None
         except jwt.PyJWTError as error:
-            raise Unauthenticated("INVALID_TOKEN", f"the token is not valid: {error}") from None
+            raise Unauthenticated(
+                ErrorReason.INVALID_TOKEN, f"the token is not valid: {error}"
+            ) from None
         if self.tenant_claim not in claims:
-            raise Unauthenticated("INVALID_TOKEN", f"the token has no {self.tenant_claim} claim")
+            raise Unauthenticated(
+                ErrorReason.INVALID_TOKEN, f"the token has no {self.tenant_claim} claim"
+            )
         try:
             kind = PrincipalKind(claims.get(self.kind_claim, "human"))
         except ValueError:
-            raise Unauthenticated("INVALID_TOKEN", "the token's kind is unknown") from None
+            raise Unauthenticated(
+                ErrorReason.INVALID_TOKEN, "the token's kind is unknown"
+            ) from None
         roles = claims.get(self.roles_claim, [])
         if isinstance(roles, str):  # a space-separated string, as OAuth scopes are written
             roles = roles.split()
@@ -162,21 +170,24 @@ class Authenticator:
         if header:
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
-                raise Unauthenticated("INVALID_TOKEN", "authorization must be 'Bearer <token>'")
+                raise Unauthenticated(
+                    ErrorReason.INVALID_TOKEN, "authorization must be 'Bearer <token>'"
+                )
             token = token.strip()
             known = self.tokens.get(token_sha256(token))
             if known is not None:
                 return known
             if self.jwt is not None and token.count(".") == 2:
                 return self.jwt.verify(token)
-            raise Unauthenticated("INVALID_TOKEN", "the bearer token is not known")
+            raise Unauthenticated(ErrorReason.INVALID_TOKEN, "the bearer token is not known")
         if spiffe_id:
             workload = self.workloads.get(spiffe_id)
             if workload is None:
-                raise Unauthenticated("UNKNOWN_WORKLOAD", f"no principal for {spiffe_id}")
+                raise Unauthenticated(ErrorReason.UNKNOWN_WORKLOAD, f"no principal for {spiffe_id}")
             return workload
         raise Unauthenticated(
-            "MISSING_CREDENTIALS", "send 'authorization: Bearer <token>' or a client certificate"
+            ErrorReason.MISSING_CREDENTIALS,
+            "send 'authorization: Bearer <token>' or a client certificate",
         )
 
 
