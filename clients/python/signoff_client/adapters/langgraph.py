@@ -25,6 +25,17 @@ resumes the graph by interrupt id::
     if command is not None:                     # None: nothing of signoff's is paused
         graph.invoke(command, config)
 
+Resumers may race (a retried job, two workers): `claim_tool_call` spends the grant before
+the tool runs and returns None to every resumer but one ("already executed"), and a
+ToolNode needs no node code at all::
+
+    tools = ToolNode([issue_refund], wrap_tool_call=tool_call_wrapper(
+        signoff, {"issue_refund": "DESTRUCTIVE"}))   # instance id from state["instance_id"]
+
+The wrapper asks, pauses, runs the tool with the params signoff approved (an approver's
+edit included), reports, and answers the model with an error ToolMessage when signoff
+rejected the call or it already ran.
+
 The resume value only wakes the node: the node asks signoff again, and signoff's answer,
 never the resume value, decides whether the tool runs.
 """

@@ -15,6 +15,12 @@ fail closed:
   what may not run any more (the model sees why). On a timeout or another error it raises
   and leaves the call pending. Never call ``state.approve()`` yourself for these.
 
+An approver may approve with edited params (a lower amount, say). A tool wrapped with
+`SignoffApprovals.gate_tool` then runs with the edited params, not the model's; a tool
+gated by `needs_approval` alone cannot, so `settle` rejects the call, telling the model why,
+and settles the approval as not executed (consumed and reported FAILED), so it never stays
+APPROVED and usable. Prefer `gate_tool`.
+
 Consuming the grant when the SDK is told to run the call makes every call run at most
 once: a second process settling the same saved state, or a re-run after a crash, finds the
 action consumed and rejects the call. So run the settled state right away, and report from
@@ -23,8 +29,8 @@ the tool, failures too.
 ::
 
     approvals = SignoffApprovals(signoff, instance.instance_id)
-    refund = function_tool(issue_refund, needs_approval=approvals.needs_approval(
-        "issue_refund", tool="adp_payments.issue_refund", risk_class="DESTRUCTIVE"))
+    refund = approvals.gate_tool(function_tool(issue_refund),
+                                 tool="adp_payments.issue_refund", risk_class="DESTRUCTIVE")
     result = await Runner.run(agent, "Refund order ord_881")
     if result.interruptions:                    # a human decides: persist and exit
         save(result.to_state().to_string())
