@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from grpc_status import rpc_status
 
 from signoff import client_cli
 from signoff.config import add_flags
-from signoff_client.errors import error_info
+from signoff_client.errors import SignoffError, from_rpc_error
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -262,9 +261,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except grpc.RpcError as error:
-        info = error_info(rpc_status.from_call(error))  # type: ignore[arg-type]
-        reason = f" [{info.reason}]" if info is not None else ""
-        print(f"signoff: {error.code().name}{reason}: {error.details()}", file=sys.stderr)
+        print(f"signoff: {from_rpc_error(error)}", file=sys.stderr)
+        return 1
+    except SignoffError as error:
+        print(f"signoff: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
