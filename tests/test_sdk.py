@@ -31,6 +31,7 @@ from signoff_client import (
     AsyncSignoff,
     Backoff,
     DecisionTimeout,
+    ErrorReason,
     InstanceTerminated,
     Signoff,
     SignoffError,
@@ -400,8 +401,13 @@ async def test_errors_are_typed(server: ServerProcess) -> None:
             await signoff.wait_for_decision("ins_does_not_exist", "act_x", 0, timeout=PATIENCE)
         assert unknown.value.code == grpc.StatusCode.NOT_FOUND
 
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError) as bad:
         proposed_action("tc_1", "a.b", {}, "HARMLESS")
+    assert str(bad.value) == (
+        "unknown RISK_CLASS 'HARMLESS'; valid: READ_ONLY, LOCAL_WRITE, NETWORK, DELEGATED, "
+        "DESTRUCTIVE"
+    )
+    assert unknown.value.reason == ErrorReason.INSTANCE_NOT_FOUND == "INSTANCE_NOT_FOUND"
 
 
 async def test_survives_a_server_restart_while_waiting(
