@@ -33,7 +33,8 @@ def proto_comments() -> dict[str, str]:
 def documented() -> dict[str, str]:
     """docs/errors.md's reasons table: reason -> gRPC code."""
     text = (ROOT / "docs" / "errors.md").read_text()
-    table = text.split("## Reasons", 1)[1].split("\n\n", 2)[1]
+    section = text.split("## Reasons", 1)[1]
+    table = section.split("| Reason |", 1)[1].split("\n\n", 1)[0]
     codes = {}
     for row in table.splitlines()[2:]:
         cells = [cell.strip() for cell in row.strip("|").split("|")]
