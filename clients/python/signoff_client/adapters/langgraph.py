@@ -55,6 +55,7 @@ try:
     from langchain_core.messages import ToolMessage
     from langchain_core.runnables import RunnableConfig
     from langgraph.config import get_config
+    from langgraph.errors import GraphBubbleUp
     from langgraph.prebuilt.tool_node import ToolCallRequest
     from langgraph.types import Command, Interrupt, interrupt
 except ImportError as missing:  # pragma: no cover - depends on the installed extras
@@ -373,6 +374,8 @@ def tool_call_wrapper(
         evidence = f"tool:{request.tool_call['name']}:{request.tool_call['id']}"
         try:
             result = execute(_approved(request, decision))
+        except GraphBubbleUp:
+            raise  # the tool paused the graph itself: it did not fail
         except Exception as error:
             client.report_execution(decision.action_id, False, evidence, error_message=str(error))
             raise
@@ -411,6 +414,8 @@ def atool_call_wrapper(
         evidence = f"tool:{request.tool_call['name']}:{request.tool_call['id']}"
         try:
             result = await execute(_approved(request, decision))
+        except GraphBubbleUp:
+            raise  # the tool paused the graph itself: it did not fail
         except Exception as error:
             await client.report_execution(
                 decision.action_id, False, evidence, error_message=str(error)
