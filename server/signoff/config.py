@@ -15,7 +15,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 import yaml
@@ -50,6 +50,10 @@ class ConfigError(Exception):
 
 
 WebhookEvent = Literal["requested", "decided", "expired", "escalated", "voted", "cancelled"]
+# json: a signed JSON POST; slack: a notice to a Slack incoming webhook; slack_interactive: a
+# message posted with the Slack Web API (the `slack` options) that approvers decide from.
+WebhookFormat = Literal["json", "slack", "slack_interactive"]
+SLACK_CHANNEL = r"^[CGD][A-Z0-9]{2,31}$"
 
 
 class WebhookOptions(BaseModel):
@@ -58,10 +62,17 @@ class WebhookOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="unique name")
-    url: str = Field(description="http:// or https:// address (redirects are not followed)")
+    url: str = Field(
+        "",
+        description="http:// or https:// address (redirects are not followed); not for "
+        "slack_interactive",
+    )
     secret: SecretStr | None = Field(None, description="HMAC-SHA256 key, 16+ characters")
     secret_env: str | None = Field(None, description="environment variable holding the key")
-    format: Literal["json", "slack"] = "json"
+    format: WebhookFormat = "json"
+    channel: str | None = Field(
+        None, pattern=SLACK_CHANNEL, description="slack_interactive: the Slack channel id (C…)"
+    )
     tenants: tuple[str, ...] = Field((), description="only these tenants (empty: all)")
     gates: tuple[str, ...] = Field((), description="only these gates (empty: all)")
     events: tuple[WebhookEvent, ...] = Field(
@@ -72,7 +83,7 @@ class WebhookOptions(BaseModel):
     @classmethod
     def _http_url(cls, value: str) -> str:
         parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        if value and (parts.scheme not in ("http", "https") or not parts.hostname):
             raise ValueError("must be an http:// or https:// URL with a host")
         return value
 
@@ -93,6 +104,20 @@ class WebhookOptions(BaseModel):
 
     @model_validator(mode="after")
     def _one_key(self) -> "WebhookOptions":
+        if self.format == "slack_interactive":
+            # Posted with the bot token of the `slack` options: no URL, no signing key.
+            if self.url or self.secret is not None or self.secret_env is not None:
+                raise ValueError(
+                    "a slack_interactive webhook posts with the slack options' bot token: "
+                    "give it a channel, not a url, secret or secret_env"
+                )
+            if self.channel is None:
+                raise ValueError("a slack_interactive webhook needs a channel (its id, C…)")
+            return self
+        if self.channel is not None:
+            raise ValueError("channel is for slack_interactive webhooks only")
+        if not self.url:
+            raise ValueError("url is required (an http:// or https:// URL)")
         if (self.secret is None) == (self.secret_env is None):
             raise ValueError("give the signing key as secret or as secret_env (one of them)")
         return self
@@ -100,7 +125,74 @@ class WebhookOptions(BaseModel):
     def key(self, environ: Mapping[str, str] = os.environ) -> bytes:
         if self.secret is not None:
             return self.secret.get_secret_value().encode()
-        return environ[self.secret_env or ""].encode()
+        if self.secret_env is None:
+            return b""  # slack_interactive: nothing to sign with
+        return environ[self.secret_env].encode()
+
+
+def _secret_of(value: SecretStr | None, variable: str | None, environ: Mapping[str, str]) -> str:
+    if value is not None:
+        return value.get_secret_value()
+    return environ.get(variable or "", "")
+
+
+class SlackOptions(BaseModel):
+    """`slack`: the Slack app that posts interactive approval messages and receives their
+    button clicks (docs/slack.md). Its two secrets come from the file or, better, from
+    environment variables named here; they are never logged."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bot_token: SecretStr | None = Field(None, description="the bot token (xoxb-…)")
+    bot_token_env: str | None = Field(None, description="environment variable holding it")
+    signing_secret: SecretStr | None = Field(None, description="the app's signing secret")
+    signing_secret_env: str | None = Field(None, description="environment variable holding it")
+    api_url: str = Field(
+        "https://slack.com/api/", description="base URL of the Slack Web API (ends with /)"
+    )
+    console_url: str | None = Field(
+        None,
+        description="public base URL of signoff's console; messages link to "
+        "{console_url}/actions/{action_id}",
+    )
+    timeout: float = Field(10.0, gt=0, le=60, description="seconds one Web API call may take")
+
+    @field_validator("api_url", "console_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return value
+
+    @field_validator("api_url")
+    @classmethod
+    def _ends_with_slash(cls, value: str) -> str:
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("bot_token_env", "signing_secret_env")
+    @classmethod
+    def _variable_is_set(cls, value: str | None, info: ValidationInfo) -> str | None:
+        environ = (info.context or {}).get("environ", os.environ)
+        if value is not None and not environ.get(value, ""):
+            raise ValueError(f"environment variable {value} is not set")
+        return value
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> "SlackOptions":
+        for name in ("bot_token", "signing_secret"):
+            given = getattr(self, name) is not None, getattr(self, f"{name}_env") is not None
+            if given[0] == given[1]:
+                raise ValueError(f"give {name} or {name}_env (one of them)")
+        return self
+
+    def token(self, environ: Mapping[str, str] = os.environ) -> str:
+        return _secret_of(self.bot_token, self.bot_token_env, environ)
+
+    def secret(self, environ: Mapping[str, str] = os.environ) -> str:
+        return _secret_of(self.signing_secret, self.signing_secret_env, environ)
 
 
 class ServeOptions(BaseModel):
@@ -131,6 +223,9 @@ class ServeOptions(BaseModel):
     )
     webhooks: list[WebhookOptions] = Field(
         default_factory=list, description="webhook notifications of approval changes"
+    )
+    slack: SlackOptions | None = Field(
+        None, description="the Slack app of slack_interactive webhooks (docs/slack.md)"
     )
     webhook_retry_initial: float = Field(
         1.0, gt=0, description="seconds before a failed webhook delivery is retried; doubles"
@@ -209,10 +304,25 @@ class ServeOptions(BaseModel):
             raise ValueError(f"webhook names must be unique; given more than once: {twice}")
         return value
 
+    @model_validator(mode="after")
+    def _slack_for_interactive(self) -> "ServeOptions":
+        interactive = [hook.name for hook in self.webhooks if hook.format == "slack_interactive"]
+        if interactive and self.slack is None:
+            raise ValueError(
+                f"webhooks {interactive} are slack_interactive: configure `slack` "
+                "(bot token, signing secret)"
+            )
+        return self
+
 
 def _scalar(name: str) -> bool:
     """Options a flag or a plain environment variable can carry (not lists or mappings)."""
     annotation = ServeOptions.model_fields[name].annotation
+    if any(
+        isinstance(kind, type) and issubclass(kind, BaseModel)
+        for kind in (annotation, *get_args(annotation))
+    ):
+        return False  # a section of options (slack)
     return not any(
         origin in str(annotation) for origin in ("list[", "tuple[", "dict[", "Sequence[")
     )

@@ -2,17 +2,21 @@
 OIDC issuer verified against its JWKS, and mTLS client certificates by SPIFFE ID."""
 
 import hashlib
+import ipaddress
 import json
+import re
 import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jwt
 import yaml
 
+from signoff.auth.sessions import CSRF_HEADER, SESSION_COOKIE, SessionStore, cookie_value
 from signoff.domain.errors import ErrorReason, Unauthenticated
 from signoff.domain.models import ALL_TENANTS, Principal, PrincipalKind
 
@@ -41,6 +45,35 @@ def principal_from(spec: Mapping[str, Any], where: str) -> Principal:
         raise ValueError(
             f"{where}: a principal needs id, tenant and a known kind ({error})"
         ) from None
+
+
+@dataclass(frozen=True)
+class ClaimNames:
+    """Which claims of a verified token name the principal's tenant, roles and kind."""
+
+    tenant: str = "tenant"
+    roles: str = "roles"
+    kind: str = "kind"
+
+
+def principal_from_claims(claims: Mapping[str, Any], names: ClaimNames) -> Principal:
+    """The principal of a verified token's claims (an API JWT, or the console's ID token):
+    the subject, and the tenant, roles and kind claims named by `names`."""
+    if names.tenant not in claims:
+        raise Unauthenticated(ErrorReason.INVALID_TOKEN, f"the token has no {names.tenant} claim")
+    try:
+        kind = PrincipalKind(claims.get(names.kind, "human"))
+    except ValueError:
+        raise Unauthenticated(ErrorReason.INVALID_TOKEN, "the token's kind is unknown") from None
+    roles = claims.get(names.roles, [])
+    if isinstance(roles, str):  # a space-separated string, as OAuth scopes are written
+        roles = roles.split()
+    return Principal(
+        id=str(claims["sub"]),
+        kind=kind,
+        tenant=str(claims[names.tenant]),
+        roles=frozenset(str(role) for role in roles),
+    )
 
 
 @dataclass
@@ -124,26 +157,8 @@ class JwtVerifier:
             raise Unauthenticated(
                 ErrorReason.INVALID_TOKEN, f"the token is not valid: {error}"
             ) from None
-        if self.tenant_claim not in claims:
-            raise Unauthenticated(
-                ErrorReason.INVALID_TOKEN, f"the token has no {self.tenant_claim} claim"
-            )
-        try:
-            kind = PrincipalKind(claims.get(self.kind_claim, "human"))
-        except ValueError:
-            raise Unauthenticated(
-                ErrorReason.INVALID_TOKEN, "the token's kind is unknown"
-            ) from None
-        roles = claims.get(self.roles_claim, [])
-        if isinstance(roles, str):  # a space-separated string, as OAuth scopes are written
-            roles = roles.split()
-        principal = Principal(
-            id=str(claims["sub"]),
-            kind=kind,
-            tenant=str(claims[self.tenant_claim]),
-            roles=frozenset(str(role) for role in roles),
-        )
-        return principal, float(claims["exp"])
+        claimed = ClaimNames(self.tenant_claim, self.roles_claim, self.kind_claim)
+        return principal_from_claims(claims, claimed), float(claims["exp"])
 
 
 @dataclass
@@ -153,6 +168,8 @@ class Authenticator:
     tokens: dict[str, Principal] = field(default_factory=dict)  # sha256(token) -> principal
     jwt: JwtVerifier | None = None
     workloads: dict[str, Principal] = field(default_factory=dict)  # SPIFFE ID -> principal
+    # The console's sessions (a cookie, with its CSRF header), when the console is served.
+    sessions: SessionStore | None = None
 
     def may_block(self, metadata: Mapping[str, str]) -> bool:
         """Whether authenticate() may wait on the network (a JWKS fetch): run it off the
@@ -185,6 +202,10 @@ class Authenticator:
             if workload is None:
                 raise Unauthenticated(ErrorReason.UNKNOWN_WORKLOAD, f"no principal for {spiffe_id}")
             return workload
+        if self.sessions is not None:
+            session_id = cookie_value(metadata.get("cookie", ""), SESSION_COOKIE)
+            if session_id:
+                return self.sessions.authenticate(session_id, metadata.get(CSRF_HEADER, ""))
         raise Unauthenticated(
             ErrorReason.MISSING_CREDENTIALS,
             "send 'authorization: Bearer <token>' or a client certificate",
@@ -199,16 +220,147 @@ class TlsFiles:
 
 
 @dataclass(frozen=True)
+class OidcSettings:
+    """The console's OpenID provider: sign-in by the authorization code flow with PKCE."""
+
+    issuer: str
+    client_id: str
+    redirect_uri: str
+    client_secret: str = ""  # none: a public client (PKCE alone)
+    scopes: tuple[str, ...] = ("openid", "profile", "email")
+    claims: ClaimNames = ClaimNames()
+
+
+@dataclass(frozen=True)
+class ConsoleSettings:
+    """The approvers' console on the HTTP listener, and how people sign in to it."""
+
+    oidc: OidcSettings | None = None
+    # Development mode: sign in by pasting a development token of a human principal.
+    token_sign_in: bool = False
+    session_seconds: float = 8 * 3600.0
+
+
+@dataclass(frozen=True)
+class SlackDirectory:
+    """The auth config's `slack` section: which Slack users of one workspace (team) are
+    which signoff principals. Slack vouches for the user id of a signed button click; this
+    table is the only thing that turns it into an approver."""
+
+    team_id: str
+    users: Mapping[str, Principal]  # Slack user id -> principal
+
+    def principal(self, team_id: str, user_id: str) -> Principal | None:
+        if team_id != self.team_id:
+            return None
+        return self.users.get(user_id)
+
+    def slack_user(self, principal_id: str) -> str:
+        """The Slack user id of a principal ("" if none is mapped to it)."""
+        for user_id, principal in self.users.items():
+            if principal.id == principal_id:
+                return user_id
+        return ""
+
+
+SLACK_TEAM = re.compile(r"^T[A-Z0-9]{2,31}$")
+SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,31}$")
+
+
+def slack_directory(spec: Any, where: str) -> SlackDirectory:
+    if not isinstance(spec, dict) or set(spec) - {"team_id", "users"}:
+        raise ValueError(f"{where}: slack takes team_id and users")
+    team_id = str(spec.get("team_id", ""))
+    if not SLACK_TEAM.match(team_id):
+        raise ValueError(f"{where}: slack.team_id must be a Slack team id (T…)")
+    users = {}
+    for user_id, principal in (spec.get("users") or {}).items():
+        if not SLACK_USER.match(str(user_id)):
+            raise ValueError(f"{where}: slack.users: {user_id!r} is not a Slack user id (U…)")
+        mapped = principal_from(principal or {}, f"{where}: slack.users[{user_id}]")
+        if mapped.kind is not PrincipalKind.HUMAN:
+            raise ValueError(f"{where}: slack.users[{user_id}]: Slack users are humans")
+        users[str(user_id)] = mapped
+    return SlackDirectory(team_id, users)
+
+
+@dataclass(frozen=True)
 class AuthConfig:
     authenticator: Authenticator
     tls: TlsFiles | None = None
+    # The console's sign-in; None: no console.
+    console: ConsoleSettings | None = None
+
+    # Slack users who may decide from Slack messages (docs/slack.md); None: nobody.
+    slack: SlackDirectory | None = None
+
+
+def is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _console_settings(spec: Any, path: Path) -> ConsoleSettings:
+    """The auth config's `console` section (an `oidc` provider, a session lifetime)."""
+    where = f"{path}: console"
+    if not isinstance(spec, dict):
+        raise ValueError(f"{where} must be a mapping")
+    unknown = set(spec) - {"oidc", "session_seconds"}
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
+    seconds = float(spec.get("session_seconds", 8 * 3600))
+    if not 60 <= seconds <= 7 * 86400:
+        raise ValueError(f"{where}.session_seconds must be between 60 and 604800")
+    o = spec.get("oidc")
+    if not isinstance(o, dict):
+        raise ValueError(f"{where}.oidc is required: issuer, client_id, redirect_uri")
+    unknown = set(o) - {
+        "issuer", "client_id", "client_secret", "client_secret_file", "redirect_uri",
+        "scopes", "claims",
+    }  # fmt: skip
+    if unknown:
+        raise ValueError(f"{where}.oidc: unknown keys {sorted(unknown)}")
+    for key in ("issuer", "client_id", "redirect_uri"):
+        if not isinstance(o.get(key), str) or not o[key]:
+            raise ValueError(f"{where}.oidc.{key} is required")
+    for key in ("issuer", "redirect_uri"):
+        scheme = urlsplit(o[key]).scheme
+        if scheme != "https" and not (scheme == "http" and is_loopback_url(o[key])):
+            raise ValueError(f"{where}.oidc.{key} must be an https URL (http: loopback only)")
+    secret = str(o.get("client_secret", ""))
+    if o.get("client_secret_file"):
+        secret = (path.parent / str(o["client_secret_file"])).read_text().strip()
+    scopes = o.get("scopes", ["openid", "profile", "email"])
+    if not isinstance(scopes, list) or not all(isinstance(x, str) for x in scopes):
+        raise ValueError(f"{where}.oidc.scopes must be a list of strings")
+    if "openid" not in scopes:
+        scopes = ["openid", *scopes]
+    claims = o.get("claims") or {}
+    if not isinstance(claims, dict) or set(claims) - {"tenant", "roles", "kind"}:
+        raise ValueError(f"{where}.oidc.claims may name tenant, roles and kind")
+    oidc = OidcSettings(
+        issuer=o["issuer"].rstrip("/"),
+        client_id=o["client_id"],
+        redirect_uri=o["redirect_uri"],
+        client_secret=secret,
+        scopes=tuple(scopes),
+        claims=ClaimNames(
+            claims.get("tenant", "tenant"), claims.get("roles", "roles"), claims.get("kind", "kind")
+        ),
+    )
+    return ConsoleSettings(oidc=oidc, session_seconds=seconds)
 
 
 def load_auth_config(path: Path) -> AuthConfig:
     """The --auth-config file; every mistake is a clear error at start."""
     base = path.parent
     spec = yaml.safe_load(path.read_text()) or {}
-    unknown = set(spec) - {"tokens", "jwt", "mtls"}
+    unknown = set(spec) - {"tokens", "jwt", "mtls", "console", "slack"}
     if unknown:
         raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
     tokens = {}
@@ -241,7 +393,9 @@ def load_auth_config(path: Path) -> AuthConfig:
         }
     if not tokens and verifier is None and not workloads:
         raise ValueError(f"{path}: configure at least one of tokens, jwt, mtls")
-    return AuthConfig(Authenticator(tokens, verifier, workloads), tls)
+    console = _console_settings(spec["console"], path) if "console" in spec else None
+    slack = slack_directory(spec["slack"], str(path)) if "slack" in spec else None
+    return AuthConfig(Authenticator(tokens, verifier, workloads), tls, console, slack)
 
 
 DEV_PRINCIPALS = {

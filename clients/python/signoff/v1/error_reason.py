@@ -144,3 +144,11 @@ class ErrorReason(StrEnum):
 
     # INTERNAL: anything unexpected; nothing was approved.
     INTERNAL = "INTERNAL"  # = 38
+
+    # UNAUTHENTICATED: a call with the console's session cookie whose session has ended or is
+    # unknown (signed out, expired, or another server's).
+    SESSION_EXPIRED = "SESSION_EXPIRED"  # = 39
+
+    # UNAUTHENTICATED: a call with the console's session cookie without the session's CSRF
+    # header.
+    CSRF_TOKEN_MISSING = "CSRF_TOKEN_MISSING"  # = 40

@@ -523,6 +523,18 @@ class ErrorReason(betterproto2.Enum):
     INTERNAL: anything unexpected; nothing was approved.
     """
 
+    SESSION_EXPIRED = 39
+    """
+    UNAUTHENTICATED: a call with the console's session cookie whose session has ended or is
+    unknown (signed out, expired, or another server's).
+    """
+
+    CSRF_TOKEN_MISSING = 40
+    """
+    UNAUTHENTICATED: a call with the console's session cookie without the session's CSRF
+    header.
+    """
+
     @classmethod
     def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
         return {
@@ -565,6 +577,8 @@ class ErrorReason(betterproto2.Enum):
             36: "ERROR_REASON_STATE_TAMPERED",
             37: "ERROR_REASON_CONCURRENT_CHANGE",
             38: "ERROR_REASON_INTERNAL",
+            39: "ERROR_REASON_SESSION_EXPIRED",
+            40: "ERROR_REASON_CSRF_TOKEN_MISSING",
         }
 
     @classmethod
@@ -609,6 +623,8 @@ class ErrorReason(betterproto2.Enum):
             "ERROR_REASON_STATE_TAMPERED": 36,
             "ERROR_REASON_CONCURRENT_CHANGE": 37,
             "ERROR_REASON_INTERNAL": 38,
+            "ERROR_REASON_SESSION_EXPIRED": 39,
+            "ERROR_REASON_CSRF_TOKEN_MISSING": 40,
         }
 
 
