@@ -2,8 +2,8 @@
 mcp-proxy`.
 
 serve, migrate and audit work on the database, and policy test on a bundle directory; the
-rest are operator commands that talk to a running server over its gRPC API, so they work
-against any server.
+client commands (pending, approve, reject, watch, instances: client_cli.py) talk to a
+running server through the SDK, so they work against any server.
 """
 
 import argparse
@@ -12,25 +12,15 @@ import json
 import logging
 import os
 import sys
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 import grpc
-from google.protobuf import json_format
-from grpc_status import rpc_status
 
+from signoff import client_cli
 from signoff.config import add_flags
-from signoff.v1 import approval_service_pb2 as approval_pb
-from signoff.v1 import approval_service_pb2_grpc as approval_grpc
-from signoff.v1 import execution_service_pb2 as execution_pb
-from signoff.v1 import execution_service_pb2_grpc as execution_grpc
-from signoff.v1 import types_pb2 as pb
-from signoff_client.auth import bearer_channel
-from signoff_client.errors import error_info
-
-DEFAULT_TARGET = "127.0.0.1:50051"
+from signoff_client.errors import SignoffError, from_rpc_error
 
 T = TypeVar("T")
 
@@ -271,140 +261,6 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
-    if not args.tls_ca:
-        return None
-    # TLS, and mTLS when a client certificate is given (a server with `mtls` needs one).
-    return grpc.ssl_channel_credentials(
-        root_certificates=Path(args.tls_ca).read_bytes(),
-        private_key=Path(args.tls_key).read_bytes() if args.tls_key else None,
-        certificate_chain=Path(args.tls_cert).read_bytes() if args.tls_cert else None,
-    )
-
-
-def _channel(args: argparse.Namespace) -> grpc.Channel:
-    return bearer_channel(args.target, args.token or None, _credentials(args))
-
-
-def _short(enum_type: type, prefix: str, number: int) -> str:
-    return enum_type.Name(number).removeprefix(prefix)  # type: ignore[attr-defined, no-any-return]
-
-
-def _pending(args: argparse.Namespace) -> int:
-    stub = approval_grpc.ApprovalServiceStub(_channel(args))
-    token, shown = "", 0
-    while True:
-        page = stub.ListPendingApprovals(
-            approval_pb.ListPendingApprovalsRequest(
-                tenant_id=args.tenant, page_size=min(100, args.limit - shown), page_token=token
-            )
-        )
-        for action in page.actions:
-            params = json_format.MessageToJson(action.params, indent=None)
-            print(
-                f"{action.action_id}  {action.tool}  "
-                f"{_short(pb.RiskClass, 'RISK_CLASS_', action.risk_class)}  "
-                f"gates={','.join(action.gate_ids)}  instance={action.instance_id}  {params}"
-            )
-            shown += 1
-        token = page.next_page_token
-        if not token or shown >= args.limit:
-            break
-    if not shown:
-        print("no actions wait for a decision")
-    return 0
-
-
-def _evidence_hash(value: str) -> str:
-    """--evidence-hash is checked here too, so a typo never reaches the server."""
-    from signoff.api.validation import SHA256
-
-    if value and not SHA256.match(value):
-        raise argparse.ArgumentTypeError(
-            f"{value!r} is not an action_sha256 (sha256: and 64 lowercase hex digits)"
-        )
-    return value
-
-
-def _decide(args: argparse.Namespace, verdict: pb.Verdict) -> int:
-    stub = approval_grpc.ApprovalServiceStub(_channel(args))
-    response = stub.SubmitDecision(
-        approval_pb.SubmitDecisionRequest(
-            action_id=args.action_id,
-            verdict=verdict,
-            reason=args.reason,
-            request_id=args.request_id or f"cli-{uuid.uuid4()}",
-            evidence_snapshot_hash=args.evidence_hash,
-        )
-    )
-    action, record_id = response.action, response.record.record_id
-    state = _short(pb.ActionState, "ACTION_STATE_", action.state)
-    if record_id:
-        print(f"{action.action_id} {state} by {action.decided_by} (record {record_id})")
-    else:
-        tally = ", ".join(f"{g.gate_id} {g.approvals}/{g.quorum}" for g in action.gates)
-        print(f"{action.action_id} {state}: vote counted ({tally})")
-    return 0
-
-
-def _watch(args: argparse.Namespace) -> int:
-    stub = execution_grpc.ExecutionServiceStub(_channel(args))
-    stream = stub.WatchInstance(
-        execution_pb.WatchInstanceRequest(instance_id=args.instance_id, after_revision=args.after)
-    )
-    for message in stream:
-        if message.HasField("bookmark"):
-            print(f"-- current at revision {message.bookmark.revision}", flush=True)
-            continue
-        event = message.event
-        parts = [f"#{event.revision}", _short(pb.EventType, "EVENT_TYPE_", event.type)]
-        parts.append(
-            "instance=" + _short(pb.InstanceState, "INSTANCE_STATE_", event.instance_state)
-        )
-        if event.action_id:
-            parts.append(f"action={event.action_id}")
-            parts.append(_short(pb.ActionState, "ACTION_STATE_", event.action_state))
-        if event.actor:
-            parts.append(f"by {event.actor}")
-        if event.reason:
-            parts.append(f"({event.reason})")
-        print("  ".join(parts), flush=True)
-    return 0
-
-
-def _instances(args: argparse.Namespace) -> int:
-    stub = execution_grpc.ExecutionServiceStub(_channel(args))
-    state = f"INSTANCE_STATE_{args.state}" if args.state else None
-    page = stub.ListInstances(
-        execution_pb.ListInstancesRequest(tenant_id=args.tenant, state=state, page_size=args.limit)
-    )
-    for instance in page.instances:
-        print(
-            f"{instance.instance_id}  "
-            f"{_short(pb.InstanceState, 'INSTANCE_STATE_', instance.state)}  "
-            f"tenant={instance.tenant_id}  intent={instance.input.intent}  "
-            f"revision={instance.revision}  {_spend(instance.budget)}"
-        )
-    if not page.instances:
-        print("no instances")
-    return 0
-
-
-def _spend(budget: pb.BudgetReport) -> str:
-    """Tool calls and cost against their limits: "calls=3/8  cost_cents=12.5/25 (5 waiting)"."""
-    calls, cost = (
-        str(budget.tool_calls_used),
-        f"{budget.cost_spent_cents + budget.cost_reserved_cents:g}",
-    )
-    if budget.max_tool_calls:
-        calls += f"/{budget.max_tool_calls}"
-    if budget.max_cost_cents:
-        cost += f"/{budget.max_cost_cents:g}"
-    if budget.cost_reserved_cents:
-        cost += f" ({budget.cost_reserved_cents:g} waiting)"
-    return f"calls={calls}  cost_cents={cost}"
-
-
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -485,54 +341,8 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--database-url", default=database)
     migrate.set_defaults(run=_migrate)
 
-    target = argparse.ArgumentParser(add_help=False)
-    target.add_argument(
-        "--target",
-        default=os.environ.get("SIGNOFF_TARGET", DEFAULT_TARGET),
-        help=f"server address (default {DEFAULT_TARGET})",
-    )
-    for flag, env, what in (
-        ("--tls-ca", "SIGNOFF_TLS_CA", "CA certificate (PEM) to trust: connect with TLS"),
-        ("--tls-cert", "SIGNOFF_TLS_CERT", "client certificate (PEM), for mTLS"),
-        ("--tls-key", "SIGNOFF_TLS_KEY", "client private key (PEM), for mTLS"),
-    ):
-        target.add_argument(flag, default=os.environ.get(env, ""), help=what)
-    target.add_argument(
-        "--token",
-        default="",
-        help="bearer token (default $SIGNOFF_TOKEN): you act as its principal",
-    )
-
-    pending = commands.add_parser("pending", parents=[target], help="list actions that wait")
-    pending.add_argument("--tenant", default="")
-    pending.add_argument("--limit", type=int, default=100)
-    pending.set_defaults(run=_pending)
-
-    for name, verdict in (("approve", pb.VERDICT_APPROVE), ("reject", pb.VERDICT_REJECT)):
-        decide = commands.add_parser(name, parents=[target], help=f"{name} a waiting action")
-        decide.add_argument("action_id")
-        decide.add_argument("--reason", required=True)
-        decide.add_argument(
-            "--evidence-hash",
-            default="",
-            type=_evidence_hash,
-            help="the action_sha256 you reviewed (sha256:<64 hex digits>)",
-        )
-        decide.add_argument("--request-id", default="", help="idempotency key (default: new)")
-        decide.set_defaults(run=lambda args, verdict=verdict: _decide(args, verdict))
-
-    watch = commands.add_parser("watch", parents=[target], help="follow an instance's events")
-    watch.add_argument("instance_id")
-    watch.add_argument("--after", type=int, default=0, help="start after this revision")
-    watch.set_defaults(run=_watch)
-
-    listing = commands.add_parser("instances", parents=[target], help="list instances")
-    listing.add_argument("--tenant", default="")
-    listing.add_argument(
-        "--state", choices=["RUNNING", "WAITING_FOR_HUMAN", "COMPLETED", "TERMINATED"]
-    )
-    listing.add_argument("--limit", type=int, default=50)
-    listing.set_defaults(run=_instances)
+    target = client_cli.target_flags()
+    client_cli.add_commands(commands, target)
 
     from signoff.mcp import command as mcp_command
 
@@ -543,7 +353,7 @@ def _parser() -> argparse.ArgumentParser:
         description="signoff mcp-proxy [flags] -- UPSTREAM COMMAND...",
     )
     mcp_command.add_arguments(mcp_proxy)
-    mcp_proxy.set_defaults(run=lambda args: mcp_command.main(args, _credentials(args)))
+    mcp_proxy.set_defaults(run=lambda args: mcp_command.main(args, client_cli.credentials(args)))
     return parser
 
 
@@ -574,9 +384,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except grpc.RpcError as error:
-        info = error_info(rpc_status.from_call(error))  # type: ignore[arg-type]
-        reason = f" [{info.reason}]" if info is not None else ""
-        print(f"signoff: {error.code().name}{reason}: {error.details()}", file=sys.stderr)
+        print(f"signoff: {from_rpc_error(error)}", file=sys.stderr)
+        return 1
+    except SignoffError as error:
+        print(f"signoff: {error}", file=sys.stderr)
         return 1
     except CommandError as error:
         words = ["signoff", args.command, getattr(args, f"{args.command}_command", "")]

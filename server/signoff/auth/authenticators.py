@@ -17,7 +17,7 @@ from signoff.auth.config import SLACK_USER as SLACK_USER
 from signoff.auth.config import AuthConfigError, read_auth_file
 from signoff.auth.config import is_loopback_url as is_loopback_url
 from signoff.auth.sessions import CSRF_HEADER, SESSION_COOKIE, SessionStore, cookie_value
-from signoff.domain.errors import Unauthenticated
+from signoff.domain.errors import ErrorReason, Unauthenticated
 from signoff.domain.models import ALL_TENANTS, Principal, PrincipalKind
 
 # Asymmetric only: a JWKS publishes public keys, so HS* (shared secrets) never apply.
@@ -46,11 +46,11 @@ def principal_from_claims(claims: Mapping[str, Any], names: ClaimNames) -> Princ
     """The principal of a verified token's claims (an API JWT, or the console's ID token):
     the subject, and the tenant, roles and kind claims named by `names`."""
     if names.tenant not in claims:
-        raise Unauthenticated("INVALID_TOKEN", f"the token has no {names.tenant} claim")
+        raise Unauthenticated(ErrorReason.INVALID_TOKEN, f"the token has no {names.tenant} claim")
     try:
         kind = PrincipalKind(claims.get(names.kind, "human"))
     except ValueError:
-        raise Unauthenticated("INVALID_TOKEN", "the token's kind is unknown") from None
+        raise Unauthenticated(ErrorReason.INVALID_TOKEN, "the token's kind is unknown") from None
     roles = claims.get(names.roles, [])
     if isinstance(roles, str):  # a space-separated string, as OAuth scopes are written
         roles = roles.split()
@@ -101,7 +101,9 @@ class JwtVerifier:
             return self._client.get_signing_key_from_jwt(token).key
         kid = jwt.get_unverified_header(token).get("kid", "")
         if kid not in self._keys:
-            raise Unauthenticated("INVALID_TOKEN", f"no key {kid!r} in the configured JWKS")
+            raise Unauthenticated(
+                ErrorReason.INVALID_TOKEN, f"no key {kid!r} in the configured JWKS"
+            )
         return self._keys[kid].key
 
     def verify(self, token: str) -> Principal:
@@ -128,17 +130,19 @@ class JwtVerifier:
                 options={"require": ["exp", "iss", "aud", "sub"]},
             )
         except jwt.ExpiredSignatureError:
-            raise Unauthenticated("TOKEN_EXPIRED", "the token has expired") from None
+            raise Unauthenticated(ErrorReason.TOKEN_EXPIRED, "the token has expired") from None
         except jwt.InvalidIssuerError:
             raise Unauthenticated(
-                "WRONG_ISSUER", f"the token's issuer is not {self.issuer}"
+                ErrorReason.WRONG_ISSUER, f"the token's issuer is not {self.issuer}"
             ) from None
         except jwt.InvalidAudienceError:
             raise Unauthenticated(
-                "WRONG_AUDIENCE", f"the token is not for {self.audience}"
+                ErrorReason.WRONG_AUDIENCE, f"the token is not for {self.audience}"
             ) from None
         except jwt.PyJWTError as error:
-            raise Unauthenticated("INVALID_TOKEN", f"the token is not valid: {error}") from None
+            raise Unauthenticated(
+                ErrorReason.INVALID_TOKEN, f"the token is not valid: {error}"
+            ) from None
         claimed = ClaimNames(self.tenant_claim, self.roles_claim, self.kind_claim)
         return principal_from_claims(claims, claimed), float(claims["exp"])
 
@@ -169,25 +173,28 @@ class Authenticator:
         if header:
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
-                raise Unauthenticated("INVALID_TOKEN", "authorization must be 'Bearer <token>'")
+                raise Unauthenticated(
+                    ErrorReason.INVALID_TOKEN, "authorization must be 'Bearer <token>'"
+                )
             token = token.strip()
             known = self.tokens.get(token_sha256(token))
             if known is not None:
                 return known
             if self.jwt is not None and token.count(".") == 2:
                 return self.jwt.verify(token)
-            raise Unauthenticated("INVALID_TOKEN", "the bearer token is not known")
+            raise Unauthenticated(ErrorReason.INVALID_TOKEN, "the bearer token is not known")
         if spiffe_id:
             workload = self.workloads.get(spiffe_id)
             if workload is None:
-                raise Unauthenticated("UNKNOWN_WORKLOAD", f"no principal for {spiffe_id}")
+                raise Unauthenticated(ErrorReason.UNKNOWN_WORKLOAD, f"no principal for {spiffe_id}")
             return workload
         if self.sessions is not None:
             session_id = cookie_value(metadata.get("cookie", ""), SESSION_COOKIE)
             if session_id:
                 return self.sessions.authenticate(session_id, metadata.get(CSRF_HEADER, ""))
         raise Unauthenticated(
-            "MISSING_CREDENTIALS", "send 'authorization: Bearer <token>' or a client certificate"
+            ErrorReason.MISSING_CREDENTIALS,
+            "send 'authorization: Bearer <token>' or a client certificate",
         )
 
 
