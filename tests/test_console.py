@@ -498,7 +498,7 @@ def test_development_sign_in_and_records_for_admins(
 @pytest.mark.parametrize(
     ("section", "problem"),
     [
-        ("console: {}\n", "console.oidc is required"),
+        ("console: {}\n", "console.oidc: Field required"),
         ("console: {oidc: {issuer: https://i.example, client_id: c}}\n", "redirect_uri"),
         (
             "console: {oidc: {issuer: 'http://login.example.com', client_id: c,"
@@ -508,9 +508,9 @@ def test_development_sign_in_and_records_for_admins(
         (
             "console: {oidc: {issuer: 'https://i.example', client_id: c,"
             " redirect_uri: 'https://s.example/cb', claims: {team: t}}}\n",
-            "claims may name",
+            "console.oidc.claims.team: Extra inputs are not permitted",
         ),
-        ("console: {oidc: {}, colour: blue}\n", "unknown keys ['colour']"),
+        ("console: {oidc: {}, colour: blue}\n", "console.colour: Extra inputs are not permitted"),
         ("console: {session_seconds: 5, oidc: {}}\n", "session_seconds"),
     ],
 )

@@ -8,12 +8,16 @@ Each option is a field of ServeOptions and can be given three ways; the later wi
 
 Options that are lists (webhooks) are given in the file, or as JSON in the environment.
 Everything is checked before the server starts; a mistake names the option and its source.
+ServeOptions is a pydantic-settings model: its sources read the file and the environment,
+argparse the flags (add_flags), and load_options validates them together.
 """
 
 import argparse
-import json
 import os
+import re
 from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
@@ -25,10 +29,18 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    YamlConfigSettingsSource,
+)
+from pydantic_settings.sources.utils import parse_env_vars
 
 
 def _example_policy() -> Path:
@@ -47,6 +59,27 @@ CONFIG_ENV = "SIGNOFF_CONFIG"
 
 class ConfigError(Exception):
     """The configuration is unusable; the message names each wrong option and its source."""
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Where ServeOptions' sources read: the config file and the environment."""
+
+    config_file: Path | None
+    environ: Mapping[str, str]
+
+
+# Set by load_options; otherwise ServeOptions() reads the process's $SIGNOFF_CONFIG and
+# environment.
+_INPUTS: ContextVar[Inputs | None] = ContextVar("signoff_serve_inputs", default=None)
+
+
+def _inputs() -> Inputs:
+    given = _INPUTS.get()
+    if given is not None:
+        return given
+    config = os.environ.get(CONFIG_ENV)
+    return Inputs(Path(config) if config else None, os.environ)
 
 
 WebhookEvent = Literal["requested", "decided", "expired", "escalated", "voted", "cancelled"]
@@ -96,8 +129,8 @@ class WebhookOptions(BaseModel):
 
     @field_validator("secret_env")
     @classmethod
-    def _variable_holds_key(cls, value: str | None, info: ValidationInfo) -> str | None:
-        environ = (info.context or {}).get("environ", os.environ)
+    def _variable_holds_key(cls, value: str | None) -> str | None:
+        environ = _inputs().environ
         if value is not None and len(environ.get(value, "")) < 16:
             raise ValueError(f"environment variable {value} must hold the key (16+ characters)")
         return value
@@ -174,8 +207,8 @@ class SlackOptions(BaseModel):
 
     @field_validator("bot_token_env", "signing_secret_env")
     @classmethod
-    def _variable_is_set(cls, value: str | None, info: ValidationInfo) -> str | None:
-        environ = (info.context or {}).get("environ", os.environ)
+    def _variable_is_set(cls, value: str | None) -> str | None:
+        environ = _inputs().environ
         if value is not None and not environ.get(value, ""):
             raise ValueError(f"environment variable {value} is not set")
         return value
@@ -195,8 +228,18 @@ class SlackOptions(BaseModel):
         return _secret_of(self.signing_secret, self.signing_secret_env, environ)
 
 
-class ServeOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+class ServeOptions(BaseSettings):
+    """Every option of `signoff serve`. ServeOptions() reads the process's SIGNOFF_* variables
+    and $SIGNOFF_CONFIG; `signoff serve` calls load_options, which also takes the flags and
+    names the source of each mistake."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_ignore_empty=True,
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+    )
 
     host: str = Field("127.0.0.1", description="address to listen on (non-loopback needs auth)")
     port: int = Field(50051, ge=0, le=65535, description="gRPC port; 0 picks a free one")
@@ -314,6 +357,20 @@ class ServeOptions(BaseModel):
             )
         return self
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments (the flags) over SIGNOFF_* variables over the config file."""
+        inputs = _inputs()
+        file = () if inputs.config_file is None else (ConfigFile(settings_cls, inputs.config_file),)
+        return (init_settings, Environment(settings_cls, inputs.environ), *file)
+
 
 def _scalar(name: str) -> bool:
     """Options a flag or a plain environment variable can carry (not lists or mappings)."""
@@ -346,7 +403,21 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         )
 
 
+class ConfigFile(YamlConfigSettingsSource):
+    """The YAML file of --config (or $SIGNOFF_CONFIG): a mapping of option names to values.
+    Unlike pydantic-settings' own YAML source, a file that is missing or unreadable is an
+    error, not an empty file."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        self.path = path
+        super().__init__(settings_cls, yaml_file=path)
+
+    def _read_files(self, files: Any, deep_merge: bool = False) -> dict[str, Any]:
+        return _from_file(self.path)
+
+
 def _from_file(path: Path) -> dict[str, Any]:
+    """A YAML file of option names and values (`signoff mcp-proxy --config` reads one too)."""
     try:
         values = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as error:
@@ -356,20 +427,22 @@ def _from_file(path: Path) -> dict[str, Any]:
     return values
 
 
-def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for name in ServeOptions.model_fields:
-        text = environ.get(ENV_PREFIX + name.upper())
-        if text is None or text == "":
-            continue
-        if _scalar(name):
-            values[name] = text
-            continue
-        try:
-            values[name] = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ConfigError(f"{ENV_PREFIX}{name.upper()}: not JSON: {error}") from None
-    return values
+class Environment(EnvSettingsSource):
+    """SIGNOFF_* variables of `environ` (the process environment unless a test gives one).
+    Lists (webhooks) are JSON; an empty variable counts as not set."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(
+            self.environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
+        )
+
+
+def _environment_name(name: str) -> str:
+    return f"${ENV_PREFIX}{name.upper()}"
 
 
 def load_options(
@@ -377,27 +450,34 @@ def load_options(
     flags: Mapping[str, Any],
     environ: Mapping[str, str] = os.environ,
 ) -> ServeOptions:
-    """File, then environment, then flags; checked as a whole. Raises ConfigError."""
-    layers = [
-        (f"config file {config_file}", _from_file(config_file) if config_file else {}),
-        ("environment", _from_environment(environ)),
-        ("command line", dict(flags)),
-    ]
-    merged: dict[str, Any] = {}
-    source: dict[str, str] = {}
-    for where, values in layers:
-        merged.update(values)
-        source.update({name: where for name in values})
+    """Flags over environment over file over defaults, checked as a whole. Raises ConfigError
+    naming each wrong option and where its value came from."""
+    inputs = _INPUTS.set(Inputs(config_file, environ))
     try:
-        return ServeOptions.model_validate(merged, context={"environ": environ})
-    except ValidationError as error:
-        problems = []
-        for problem in error.errors():
-            name = str(problem["loc"][0]) if problem["loc"] else ""
-            path = ".".join(str(part) for part in problem["loc"])
-            where = source.get(name, "default")
-            if where == "environment":
-                where = f"${ENV_PREFIX}{name.upper()}"
-            message = problem["msg"].removeprefix("Value error, ")
-            problems.append(f"{path or 'options'}: {message} (from {where})")
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None
+        # What each source gives, for the messages (highest priority last, so it wins).
+        source: dict[str, str] = {}
+        if config_file is not None:
+            given = ConfigFile(ServeOptions, config_file)()
+            source.update(dict.fromkeys(given, f"config file {config_file}"))
+        try:
+            given = Environment(ServeOptions, environ)()
+        except SettingsError as error:
+            # Only a variable holding a list can fail here: its JSON does not parse.
+            field = re.search(r'field "(\w+)"', str(error))
+            variable = _environment_name(field[1]) if field else "environment"
+            raise ConfigError(f"{variable}: not JSON: {error.__cause__}") from None
+        source.update({name: _environment_name(name) for name in given})
+        source.update(dict.fromkeys(flags, "command line"))
+        try:
+            return ServeOptions(**flags)
+        except ValidationError as error:
+            problems = []
+            for problem in error.errors():
+                name = str(problem["loc"][0]) if problem["loc"] else ""
+                path = ".".join(str(part) for part in problem["loc"])
+                message = problem["msg"].removeprefix("Value error, ")
+                where = source.get(name, "default")
+                problems.append(f"{path or 'options'}: {message} (from {where})")
+            raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None
+    finally:
+        _INPUTS.reset(inputs)

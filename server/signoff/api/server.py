@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 from starlette.routing import BaseRoute
 
+from signoff import database_files
 from signoff.api import http
 from signoff.api.auth import AuthInterceptor
 from signoff.api.observe import ObserveInterceptor
@@ -25,6 +26,7 @@ from signoff.auth.authenticators import (
     development_tokens,
     load_auth_config,
 )
+from signoff.auth.config import AuthConfigError
 from signoff.config import ServeOptions
 from signoff.policy.engine import RegoPolicy
 from signoff.services import gauges, timers
@@ -60,6 +62,9 @@ SIGNOFF_SERVICES = [
 ]
 
 SERVER_OPTIONS = [
+    # grpcio sets SO_REUSEPORT by default: a second server on a busy port would start and
+    # take half the calls. Off, the port in use stops the start (StartupError).
+    ("grpc.so_reuseport", 0),
     # A reconnect storm of thousands of watchers must queue, not fail with CANCELLED.
     ("grpc.server.max_pending_requests", 20_000),
     ("grpc.server.max_pending_requests_hard_limit", 40_000),
@@ -94,6 +99,8 @@ def _authentication(options: ServeOptions) -> AuthConfig:
     if options.auth_config is not None:
         try:
             return load_auth_config(options.auth_config)
+        except AuthConfigError as error:  # names the file and the key
+            raise StartupError(str(error)) from None
         except (OSError, ValueError, KeyError) as error:
             raise StartupError(f"auth config {options.auth_config}: {error}") from None
     if not _is_loopback(options.host):
@@ -209,7 +216,18 @@ def _http_listener(
 
 
 async def serve(options: ServeOptions) -> None:
-    """Runs until SIGINT or SIGTERM, then drains and stops."""
+    """Runs until SIGINT or SIGTERM, then drains and stops. One server per SQLite file."""
+    try:
+        release = database_files.hold(options.database_url)
+    except database_files.DatabaseFileError as error:
+        raise StartupError(str(error)) from None
+    try:
+        await _serve(options)
+    finally:
+        release()
+
+
+async def _serve(options: ServeOptions) -> None:
     policy = RegoPolicy.load(options.policy)  # fails before anything listens
     try:
         tracing.setup()  # only when the OTEL_* variables ask for it

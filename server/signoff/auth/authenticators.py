@@ -2,22 +2,22 @@
 OIDC issuer verified against its JWKS, and mTLS client certificates by SPIFFE ID."""
 
 import hashlib
-import ipaddress
 import json
-import re
 import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import jwt
-import yaml
 
+from signoff.auth.config import SLACK_TEAM as SLACK_TEAM
+from signoff.auth.config import SLACK_USER as SLACK_USER
+from signoff.auth.config import AuthConfigError, read_auth_file
+from signoff.auth.config import is_loopback_url as is_loopback_url
 from signoff.auth.sessions import CSRF_HEADER, SESSION_COOKIE, SessionStore, cookie_value
-from signoff.domain.errors import Unauthenticated
+from signoff.domain.errors import ErrorReason, Unauthenticated
 from signoff.domain.models import ALL_TENANTS, Principal, PrincipalKind
 
 # Asymmetric only: a JWKS publishes public keys, so HS* (shared secrets) never apply.
@@ -33,20 +33,6 @@ def token_sha256(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def principal_from(spec: Mapping[str, Any], where: str) -> Principal:
-    try:
-        return Principal(
-            id=str(spec["id"]),
-            kind=PrincipalKind(spec.get("kind", "human")),
-            tenant=str(spec["tenant"]),
-            roles=frozenset(spec.get("roles", [])),
-        )
-    except (KeyError, ValueError) as error:
-        raise ValueError(
-            f"{where}: a principal needs id, tenant and a known kind ({error})"
-        ) from None
-
-
 @dataclass(frozen=True)
 class ClaimNames:
     """Which claims of a verified token name the principal's tenant, roles and kind."""
@@ -60,11 +46,11 @@ def principal_from_claims(claims: Mapping[str, Any], names: ClaimNames) -> Princ
     """The principal of a verified token's claims (an API JWT, or the console's ID token):
     the subject, and the tenant, roles and kind claims named by `names`."""
     if names.tenant not in claims:
-        raise Unauthenticated("INVALID_TOKEN", f"the token has no {names.tenant} claim")
+        raise Unauthenticated(ErrorReason.INVALID_TOKEN, f"the token has no {names.tenant} claim")
     try:
         kind = PrincipalKind(claims.get(names.kind, "human"))
     except ValueError:
-        raise Unauthenticated("INVALID_TOKEN", "the token's kind is unknown") from None
+        raise Unauthenticated(ErrorReason.INVALID_TOKEN, "the token's kind is unknown") from None
     roles = claims.get(names.roles, [])
     if isinstance(roles, str):  # a space-separated string, as OAuth scopes are written
         roles = roles.split()
@@ -115,7 +101,9 @@ class JwtVerifier:
             return self._client.get_signing_key_from_jwt(token).key
         kid = jwt.get_unverified_header(token).get("kid", "")
         if kid not in self._keys:
-            raise Unauthenticated("INVALID_TOKEN", f"no key {kid!r} in the configured JWKS")
+            raise Unauthenticated(
+                ErrorReason.INVALID_TOKEN, f"no key {kid!r} in the configured JWKS"
+            )
         return self._keys[kid].key
 
     def verify(self, token: str) -> Principal:
@@ -142,17 +130,19 @@ class JwtVerifier:
                 options={"require": ["exp", "iss", "aud", "sub"]},
             )
         except jwt.ExpiredSignatureError:
-            raise Unauthenticated("TOKEN_EXPIRED", "the token has expired") from None
+            raise Unauthenticated(ErrorReason.TOKEN_EXPIRED, "the token has expired") from None
         except jwt.InvalidIssuerError:
             raise Unauthenticated(
-                "WRONG_ISSUER", f"the token's issuer is not {self.issuer}"
+                ErrorReason.WRONG_ISSUER, f"the token's issuer is not {self.issuer}"
             ) from None
         except jwt.InvalidAudienceError:
             raise Unauthenticated(
-                "WRONG_AUDIENCE", f"the token is not for {self.audience}"
+                ErrorReason.WRONG_AUDIENCE, f"the token is not for {self.audience}"
             ) from None
         except jwt.PyJWTError as error:
-            raise Unauthenticated("INVALID_TOKEN", f"the token is not valid: {error}") from None
+            raise Unauthenticated(
+                ErrorReason.INVALID_TOKEN, f"the token is not valid: {error}"
+            ) from None
         claimed = ClaimNames(self.tenant_claim, self.roles_claim, self.kind_claim)
         return principal_from_claims(claims, claimed), float(claims["exp"])
 
@@ -183,25 +173,28 @@ class Authenticator:
         if header:
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
-                raise Unauthenticated("INVALID_TOKEN", "authorization must be 'Bearer <token>'")
+                raise Unauthenticated(
+                    ErrorReason.INVALID_TOKEN, "authorization must be 'Bearer <token>'"
+                )
             token = token.strip()
             known = self.tokens.get(token_sha256(token))
             if known is not None:
                 return known
             if self.jwt is not None and token.count(".") == 2:
                 return self.jwt.verify(token)
-            raise Unauthenticated("INVALID_TOKEN", "the bearer token is not known")
+            raise Unauthenticated(ErrorReason.INVALID_TOKEN, "the bearer token is not known")
         if spiffe_id:
             workload = self.workloads.get(spiffe_id)
             if workload is None:
-                raise Unauthenticated("UNKNOWN_WORKLOAD", f"no principal for {spiffe_id}")
+                raise Unauthenticated(ErrorReason.UNKNOWN_WORKLOAD, f"no principal for {spiffe_id}")
             return workload
         if self.sessions is not None:
             session_id = cookie_value(metadata.get("cookie", ""), SESSION_COOKIE)
             if session_id:
                 return self.sessions.authenticate(session_id, metadata.get(CSRF_HEADER, ""))
         raise Unauthenticated(
-            "MISSING_CREDENTIALS", "send 'authorization: Bearer <token>' or a client certificate"
+            ErrorReason.MISSING_CREDENTIALS,
+            "send 'authorization: Bearer <token>' or a client certificate",
         )
 
 
@@ -256,27 +249,6 @@ class SlackDirectory:
         return ""
 
 
-SLACK_TEAM = re.compile(r"^T[A-Z0-9]{2,31}$")
-SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,31}$")
-
-
-def slack_directory(spec: Any, where: str) -> SlackDirectory:
-    if not isinstance(spec, dict) or set(spec) - {"team_id", "users"}:
-        raise ValueError(f"{where}: slack takes team_id and users")
-    team_id = str(spec.get("team_id", ""))
-    if not SLACK_TEAM.match(team_id):
-        raise ValueError(f"{where}: slack.team_id must be a Slack team id (T…)")
-    users = {}
-    for user_id, principal in (spec.get("users") or {}).items():
-        if not SLACK_USER.match(str(user_id)):
-            raise ValueError(f"{where}: slack.users: {user_id!r} is not a Slack user id (U…)")
-        mapped = principal_from(principal or {}, f"{where}: slack.users[{user_id}]")
-        if mapped.kind is not PrincipalKind.HUMAN:
-            raise ValueError(f"{where}: slack.users[{user_id}]: Slack users are humans")
-        users[str(user_id)] = mapped
-    return SlackDirectory(team_id, users)
-
-
 @dataclass(frozen=True)
 class AuthConfig:
     authenticator: Authenticator
@@ -288,106 +260,51 @@ class AuthConfig:
     slack: SlackDirectory | None = None
 
 
-def is_loopback_url(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _console_settings(spec: Any, path: Path) -> ConsoleSettings:
-    """The auth config's `console` section (an `oidc` provider, a session lifetime)."""
-    where = f"{path}: console"
-    if not isinstance(spec, dict):
-        raise ValueError(f"{where} must be a mapping")
-    unknown = set(spec) - {"oidc", "session_seconds"}
-    if unknown:
-        raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
-    seconds = float(spec.get("session_seconds", 8 * 3600))
-    if not 60 <= seconds <= 7 * 86400:
-        raise ValueError(f"{where}.session_seconds must be between 60 and 604800")
-    o = spec.get("oidc")
-    if not isinstance(o, dict):
-        raise ValueError(f"{where}.oidc is required: issuer, client_id, redirect_uri")
-    unknown = set(o) - {
-        "issuer", "client_id", "client_secret", "client_secret_file", "redirect_uri",
-        "scopes", "claims",
-    }  # fmt: skip
-    if unknown:
-        raise ValueError(f"{where}.oidc: unknown keys {sorted(unknown)}")
-    for key in ("issuer", "client_id", "redirect_uri"):
-        if not isinstance(o.get(key), str) or not o[key]:
-            raise ValueError(f"{where}.oidc.{key} is required")
-    for key in ("issuer", "redirect_uri"):
-        scheme = urlsplit(o[key]).scheme
-        if scheme != "https" and not (scheme == "http" and is_loopback_url(o[key])):
-            raise ValueError(f"{where}.oidc.{key} must be an https URL (http: loopback only)")
-    secret = str(o.get("client_secret", ""))
-    if o.get("client_secret_file"):
-        secret = (path.parent / str(o["client_secret_file"])).read_text().strip()
-    scopes = o.get("scopes", ["openid", "profile", "email"])
-    if not isinstance(scopes, list) or not all(isinstance(x, str) for x in scopes):
-        raise ValueError(f"{where}.oidc.scopes must be a list of strings")
-    if "openid" not in scopes:
-        scopes = ["openid", *scopes]
-    claims = o.get("claims") or {}
-    if not isinstance(claims, dict) or set(claims) - {"tenant", "roles", "kind"}:
-        raise ValueError(f"{where}.oidc.claims may name tenant, roles and kind")
-    oidc = OidcSettings(
-        issuer=o["issuer"].rstrip("/"),
-        client_id=o["client_id"],
-        redirect_uri=o["redirect_uri"],
-        client_secret=secret,
-        scopes=tuple(scopes),
-        claims=ClaimNames(
-            claims.get("tenant", "tenant"), claims.get("roles", "roles"), claims.get("kind", "kind")
-        ),
-    )
-    return ConsoleSettings(oidc=oidc, session_seconds=seconds)
-
-
 def load_auth_config(path: Path) -> AuthConfig:
-    """The --auth-config file; every mistake is a clear error at start."""
-    base = path.parent
-    spec = yaml.safe_load(path.read_text()) or {}
-    unknown = set(spec) - {"tokens", "jwt", "mtls", "console", "slack"}
-    if unknown:
-        raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
-    tokens = {}
-    for i, entry in enumerate(spec.get("tokens", [])):
-        digest = str(entry.get("sha256", "")).lower()
-        if len(digest) != 64:
-            raise ValueError(f"{path}: tokens[{i}].sha256 must be the hex sha256 of the token")
-        tokens[digest] = principal_from(entry.get("principal", {}), f"{path}: tokens[{i}]")
+    """The --auth-config file (its models are in signoff.auth.config): every mistake is a
+    clear error at start (AuthConfigError, naming the file and the key)."""
+    spec = read_auth_file(path)
+    tokens = {entry.sha256: entry.principal.principal() for entry in spec.tokens}
     verifier = None
-    if "jwt" in spec:
-        j = spec["jwt"]
-        claims = j.get("claims", {})
-        verifier = JwtVerifier(
-            issuer=j["issuer"],
-            audience=j["audience"],
-            leeway=float(j.get("leeway_seconds", 30)),
-            jwks_file=str(base / j["jwks_file"]) if j.get("jwks_file") else "",
-            jwks_url=j.get("jwks_url", ""),
-            tenant_claim=claims.get("tenant", "tenant"),
-            roles_claim=claims.get("roles", "roles"),
-            kind_claim=claims.get("kind", "kind"),
-        )
+    if spec.jwt is not None:
+        j = spec.jwt
+        try:
+            verifier = JwtVerifier(
+                issuer=j.issuer,
+                audience=j.audience,
+                leeway=j.leeway_seconds,
+                jwks_file=str(j.jwks_file or ""),
+                jwks_url=j.jwks_url,
+                tenant_claim=j.claims.tenant,
+                roles_claim=j.claims.roles,
+                kind_claim=j.claims.kind,
+            )
+        except (OSError, ValueError, jwt.PyJWTError) as error:
+            raise AuthConfigError(f"auth config {path}: jwt.jwks_file: {error}") from None
     tls, workloads = None, {}
-    if "mtls" in spec:
-        m = spec["mtls"]
-        tls = TlsFiles(base / m["server_cert"], base / m["server_key"], base / m["client_ca"])
-        workloads = {
-            spiffe: principal_from(p, f"{path}: mtls.principals[{spiffe}]")
-            for spiffe, p in (m.get("principals") or {}).items()
-        }
-    if not tokens and verifier is None and not workloads:
-        raise ValueError(f"{path}: configure at least one of tokens, jwt, mtls")
-    console = _console_settings(spec["console"], path) if "console" in spec else None
-    slack = slack_directory(spec["slack"], str(path)) if "slack" in spec else None
+    if spec.mtls is not None:
+        m = spec.mtls
+        tls = TlsFiles(m.server_cert, m.server_key, m.client_ca)
+        workloads = {spiffe: p.principal() for spiffe, p in m.principals.items()}
+    console = None
+    if spec.console is not None:
+        o = spec.console.oidc
+        secret = o.client_secret
+        if o.client_secret_file is not None:
+            secret = o.client_secret_file.read_text().strip()
+        oidc = OidcSettings(
+            issuer=o.issuer.rstrip("/"),
+            client_id=o.client_id,
+            redirect_uri=o.redirect_uri,
+            client_secret=secret,
+            scopes=tuple(o.scopes if "openid" in o.scopes else ["openid", *o.scopes]),
+            claims=ClaimNames(o.claims.tenant, o.claims.roles, o.claims.kind),
+        )
+        console = ConsoleSettings(oidc=oidc, session_seconds=spec.console.session_seconds)
+    slack = None
+    if spec.slack is not None:
+        users = {user: p.principal() for user, p in spec.slack.users.items()}
+        slack = SlackDirectory(spec.slack.team_id, users)
     return AuthConfig(Authenticator(tokens, verifier, workloads), tls, console, slack)
 
 

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
 
-from signoff.domain.errors import Unauthenticated
+from signoff.domain.errors import ErrorReason, Unauthenticated
 from signoff.domain.models import Principal
 
 SESSION_COOKIE = "signoff_session"
@@ -95,11 +95,12 @@ class SessionStore:
         session = self.get(session_id)
         if session is None:
             raise Unauthenticated(
-                "SESSION_EXPIRED", "the console session has ended or is unknown: sign in again"
+                ErrorReason.SESSION_EXPIRED,
+                "the console session has ended or is unknown: sign in again",
             )
         if not csrf or not hmac.compare_digest(csrf.encode(), session.csrf.encode()):
             raise Unauthenticated(
-                "CSRF_TOKEN_MISSING",
+                ErrorReason.CSRF_TOKEN_MISSING,
                 f"a call with the session cookie must send the session's {CSRF_HEADER} header",
             )
         return session.principal

@@ -40,7 +40,7 @@ from starlette.routing import Route
 
 from signoff.auth import rules
 from signoff.auth.authenticators import SLACK_TEAM, SLACK_USER, SlackDirectory
-from signoff.domain.errors import SignoffError
+from signoff.domain.errors import ErrorReason, SignoffError
 from signoff.domain.states import Verdict
 from signoff.services import decisions
 from signoff.services.context import Context
@@ -149,18 +149,18 @@ def parse_click(body: bytes, content_type: str) -> Click | None:
 def refusal(error: SignoffError) -> str:
     """What the clicker reads when signoff refuses their vote."""
     reason = error.reason
-    if reason == "ALREADY_DECIDED":
+    if reason == ErrorReason.ALREADY_DECIDED:
         verdict = error.metadata.get("winning_verdict", "").lower()
         winner = messages.escape(error.metadata.get("winning_approver", "someone"))
         return (
             f"This action was already decided ({verdict}d by {winner}). Your vote was not counted."
         )
-    if reason == "SEPARATION_OF_DUTIES":
+    if reason == ErrorReason.SEPARATION_OF_DUTIES:
         return (
             "You cannot decide this action: you are its instance's user or agent "
             "(separation of duties). Your vote was not counted."
         )
-    if reason == "EVIDENCE_CHANGED":
+    if reason == ErrorReason.EVIDENCE_CHANGED:
         return (
             "This action changed since the message you clicked was shown; review it again. "
             "Your vote was not counted."
