@@ -12,6 +12,7 @@ from google.protobuf import json_format
 from signoff.v1 import audit_service_pb2 as audit_pb
 from signoff.v1 import execution_service_pb2 as execution_pb
 from signoff.v1 import types_pb2 as pb
+from signoff_client import Signoff
 from tests.support import (
     ServerProcess,
     Stubs,
@@ -202,3 +203,18 @@ def test_check_plan_on_an_ended_instance(stubs: Stubs) -> None:
         check(stubs, instance_id, REFUND_PLAN)
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert error_info(caught.value).reason == "INSTANCE_NOT_ACTIVE"
+
+
+def test_the_sdk_checks_a_plan_written_as_the_reference_writes_it(
+    example_server: ServerProcess,
+) -> None:
+    with Signoff.connect(example_server.target) as client:
+        instance = client.invoke_agent(
+            json_format.MessageToDict(envelope(), preserving_proto_field_name=True)
+        )
+        verdict = client.check_plan(instance.instance_id, REFUND_PLAN)  # "destructive"
+        assert verdict.accepted, verdict.findings
+        wrong = copy.deepcopy(REFUND_PLAN)
+        wrong["steps"][2]["approval_mode"] = "network"
+        found = client.check_plan(instance.instance_id, wrong).findings
+        assert [(f.reason, f.step_id) for f in found] == [("APPROVAL_MODE_MISMATCH", "s3")]

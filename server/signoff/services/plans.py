@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from signoff.domain.errors import FailedPrecondition
+from signoff.domain.errors import ErrorReason, FailedPrecondition
 from signoff.domain.models import Json, Principal
 from signoff.domain.plans import Finding, parse_plan
 from signoff.domain.states import EventType, InstanceState
@@ -32,7 +32,7 @@ async def check_plan(ctx: Context, who: Principal, instance_id: str, raw_plan: J
         instance = await locked_instance(tx, instance_id, who)
         if instance.state in (InstanceState.COMPLETED, InstanceState.TERMINATED):
             raise FailedPrecondition(
-                "INSTANCE_NOT_ACTIVE",
+                ErrorReason.INSTANCE_NOT_ACTIVE,
                 f"instance {instance_id} is {instance.state.value.lower()}; "
                 "a plan is checked for an instance that can still run it",
             )
