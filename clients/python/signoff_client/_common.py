@@ -133,7 +133,7 @@ class WireMessage(Protocol):
 AsyncChannel: TypeAlias = grpc.aio.Channel
 SyncChannel: TypeAlias = grpc.Channel
 
-_Pb = TypeVar("_Pb", execution_pb.InvokeAgentRequest, pb.ProposedAction)
+_Pb = TypeVar("_Pb", execution_pb.InvokeAgentRequest, pb.ProposedAction, execution_pb.Plan)
 
 
 def _as_pb(message: WireMessage, kind: type[_Pb]) -> _Pb:

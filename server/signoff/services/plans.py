@@ -42,8 +42,10 @@ async def check_plan(ctx: Context, who: Principal, instance_id: str, raw_plan: J
             CompiledContext(instance.compiled_context),
             instance.budget(),
         )
-        verdict = "ACCEPTED" if not findings else "REJECTED: " + ", ".join(
-            sorted({f.reason.value for f in findings})
+        verdict = (
+            "ACCEPTED"
+            if not findings
+            else "REJECTED: " + ", ".join(sorted({f.reason.value for f in findings}))
         )
         await tx.append_event(
             instance,
