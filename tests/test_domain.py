@@ -11,13 +11,17 @@ from signoff.domain.ids import new_id
 from signoff.domain.models import ProposedAction
 from signoff.domain.states import (
     ACTION_TRANSITIONS,
+    GATE_TRANSITIONS,
     INSTANCE_TRANSITIONS,
+    SETTLEMENTS,
     ActionState,
+    GateState,
     InstanceState,
     Outcome,
     RiskClass,
     outcome_of,
     transition_action,
+    transition_gate,
     transition_instance,
 )
 
@@ -46,6 +50,14 @@ ALLOWED_ACTION = {
     ("EXECUTING", "FAILED"),
 }
 
+ALLOWED_GATE = {
+    ("WAITING", "SATISFIED"),
+    ("WAITING", "REJECTED"),
+    ("WAITING", "EXPIRED"),
+    ("WAITING", "ESCALATED"),
+    ("WAITING", "CLOSED"),
+}
+
 
 @pytest.mark.parametrize("current,target", list(itertools.product(InstanceState, InstanceState)))
 def test_every_instance_transition(current: InstanceState, target: InstanceState) -> None:
@@ -67,9 +79,27 @@ def test_every_action_transition(current: ActionState, target: ActionState) -> N
             transition_action(current, target)
 
 
+@pytest.mark.parametrize("current,target", list(itertools.product(GateState, GateState)))
+def test_every_gate_transition(current: GateState, target: GateState) -> None:
+    if (current.value, target.value) in ALLOWED_GATE:
+        assert transition_gate(current, target) is target
+    else:
+        with pytest.raises(IllegalTransition) as raised:
+            transition_gate(current, target)
+        assert raised.value.metadata == {"entity": "gate", "from": current, "to": target}
+
+
 def test_tables_cover_every_state() -> None:
     assert set(INSTANCE_TRANSITIONS) == set(InstanceState)
     assert set(ACTION_TRANSITIONS) == set(ActionState)
+    assert set(GATE_TRANSITIONS) == set(GateState)
+
+
+def test_every_settlement_leaves_waiting_by_the_action_table() -> None:
+    for target in SETTLEMENTS:
+        assert target in ACTION_TRANSITIONS[ActionState.WAITING_FOR_HUMAN]
+    # Only a cancel decides nothing (it revokes; the decider stays what it was).
+    assert [t for t, how in SETTLEMENTS.items() if not how.decides] == [ActionState.CANCELLED]
 
 
 def test_terminal_states_have_no_way_out() -> None:

@@ -1,7 +1,7 @@
 """What signoff stores and reasons about. Plain data: no I/O, no protobuf."""
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -18,6 +18,7 @@ from signoff.domain.states import (
     RiskClass,
     Verdict,
     transition_action,
+    transition_gate,
 )
 
 # JSON-shaped data, as exchanged with clients (protobuf JSON names).
@@ -61,19 +62,6 @@ class Instance:
         """Moves the cost totals by what one action holds before and after a change."""
         self.cost_spent_cents = cents(self.cost_spent_cents - before[0] + after[0])
         self.cost_reserved_cents = cents(self.cost_reserved_cents - before[1] + after[1])
-
-    def parties(self) -> frozenset[str]:
-        return parties(
-            self.created_by,
-            self.envelope.get("user", {}).get("user_id"),
-            self.envelope.get("agent", {}).get("agent_id"),
-        )
-
-
-def parties(created_by: str, user_id: str | None, agent_id: str | None) -> frozenset[str]:
-    """Who asked for an instance's work: the principal that created it, and the envelope's
-    user and agent. Separation of duties bars each of them from deciding its actions."""
-    return frozenset(who for who in (created_by, user_id, agent_id) if who)
 
 
 @dataclass(frozen=True)
@@ -128,6 +116,10 @@ class GateStatus:
     next_reminder: datetime | None = None
     reminders_sent: int = 0
     escalated_from: str = ""
+
+    def move(self, target: GateState) -> None:
+        """Moves the gate to target by the gate transition table."""
+        self.state = transition_gate(self.state, target)
 
     def as_json(self) -> Json:
         """As stored with its action, and as its state is sealed in the chain."""
@@ -193,6 +185,36 @@ class Action:
         if cost_cents is not None:
             self.cost_cents = cost_cents
         instance.move_charge(before, self.charge())
+        return previous
+
+    def close_gates(self, timed_out: str = "") -> None:
+        """Closes every gate still waiting; the gate that timed out, if one did, EXPIRED."""
+        for status in self.waiting_gates():
+            status.move(GateState.EXPIRED if status.gate_id == timed_out else GateState.CLOSED)
+
+    def settle(
+        self,
+        instance: Instance,
+        target: ActionState,
+        now: datetime,
+        *,
+        decided_by: str | None,
+        reason: str,
+        timed_out: str = "",
+        grant_ttl: timedelta | None = None,
+    ) -> ActionState:
+        """Ends the action's wait at target (or revokes its approval): the decider (None
+        keeps what the action has), why and when, the waiting gates closed, and an approval's
+        grant clock started (it runs from the decision). Returns the previous state."""
+        previous = self.move(instance, target)
+        if decided_by is not None:
+            self.decided_by = decided_by
+            self.decision_reason = reason
+            self.decide_time = now
+        if target is ActionState.APPROVED:
+            assert grant_ttl is not None, "an approval carries a grant"
+            self.grant_expires = now + grant_ttl
+        self.close_gates(timed_out)
         return previous
 
 

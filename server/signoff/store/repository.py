@@ -6,7 +6,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, exists, insert, select, text, update
+from sqlalchemy import Row, and_, bindparam, exists, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from signoff.domain.chain import (
@@ -20,6 +20,7 @@ from signoff.domain.chain import (
     seal,
 )
 from signoff.domain.errors import ConcurrentChange, StateTampered
+from signoff.domain.gates import PARTY_PATHS
 from signoff.domain.models import (
     Action,
     Approval,
@@ -31,7 +32,6 @@ from signoff.domain.models import (
     Json,
     ProposedAction,
     Vote,
-    parties,
 )
 from signoff.domain.states import (
     ActionState,
@@ -597,14 +597,14 @@ class Tx:
             raise ConcurrentChange(action.action_id)
 
     async def list_waiting_actions(
-        self, tenant_id: str, after_seq: int | None, limit: int
+        self, tenant_id: str, after_seq: int | None, limit: int, not_party: str = ""
     ) -> list[tuple[int, tuple[Action, frozenset[str]]]]:
-        """(seq, (action, its instance's parties)) of waiting actions, oldest first."""
+        """(seq, (action, its instance's parties)) of waiting actions, oldest first; with
+        `not_party`, only those of instances it is not a party of (domain.gates.PARTY_PATHS)."""
+        party_columns = [_party_column(path) for path in PARTY_PATHS]
         query = (
             _ACTIONS_SEALED.add_columns(
-                instances.c.created_by,
-                instances.c.envelope[("user", "user_id")].as_string().label("user_id"),
-                instances.c.envelope[("agent", "agent_id")].as_string().label("agent_id"),
+                *(column.label(f"party_{i}") for i, column in enumerate(party_columns))
             )
             .join(instances, instances.c.instance_id == actions.c.instance_id)
             .where(actions.c.state == ActionState.WAITING_FOR_HUMAN.value)
@@ -615,11 +615,23 @@ class Tx:
             query = query.where(actions.c.tenant_id == tenant_id)
         if after_seq is not None:
             query = query.where(actions.c.seq > after_seq)
+        if not_party:
+            # A party that is absent (NULL) or empty is nobody, as in parties_of.
+            query = query.where(
+                *(func.coalesce(column, "") != not_party for column in party_columns)
+            )
         rows = (await self.connection.execute(query)).all()
         return [
             (
                 row.seq,
-                (self._checked_action(row), parties(row.created_by, row.user_id, row.agent_id)),
+                (
+                    self._checked_action(row),
+                    frozenset(
+                        who
+                        for i in range(len(party_columns))
+                        if (who := getattr(row, f"party_{i}"))
+                    ),
+                ),
             )
             for row in rows
         ]
@@ -776,6 +788,12 @@ class Tx:
 
 
 # -- rows to models ------------------------------------------------------------------------
+
+
+def _party_column(path: tuple[str, ...]) -> Any:
+    """The column (or the value inside a JSON column) of `instances` at a PARTY_PATHS path."""
+    column = instances.c[path[0]]
+    return column[path[1:]].as_string() if len(path) > 1 else column
 
 
 def _instance(row: Row[Any]) -> Instance:
