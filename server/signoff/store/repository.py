@@ -1,7 +1,7 @@
 """Queries, one method each, on one open transaction (SQLAlchemy Core: no ORM on hot paths)."""
 
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -9,11 +9,10 @@ from typing import Any
 from sqlalchemy import Row, and_, bindparam, exists, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from signoff.domain import trail
 from signoff.domain.chain import (
     action_fields,
     action_problem,
-    event_body,
-    event_hash,
     instance_fields,
     instance_problem,
     record_hash,
@@ -43,7 +42,6 @@ from signoff.domain.states import (
     Outcome,
     RiskClass,
     Verdict,
-    outcome_of,
 )
 from signoff.store.schema import (
     actions,
@@ -311,40 +309,40 @@ class Tx:
         gate_id: str = "",
         controls: Json | None = None,
     ) -> Event:
-        """Appends the next revision, chained to the previous one. The caller holds the
-        instance lock and saves the instance (whose revision and chain head this advances)
-        before the transaction commits. `record` is the DecisionRecord this event writes or
-        changes, stored earlier in this transaction: the event carries its hash."""
-        instance.revision += 1
-        instance.update_time = now
-        sealed = self._sealed_instances[instance.instance_id] = instance_fields(instance)
-        unhashed = Event(
-            instance_id=instance.instance_id,
-            tenant_id=instance.tenant_id,
-            revision=instance.revision,
-            type=type,
-            time=now,
-            instance_state=instance.state,
-            action_id=action.action_id if action else "",
-            action_state=action.state if action else None,
-            outcome=outcome_of(action.state) if action else None,
+        """Appends the next revision, chained to the previous one (composed by
+        domain.trail.next_event). The caller holds the instance lock and saves the instance
+        (whose revision and chain head this advances) before the transaction commits.
+        `record` is the DecisionRecord this event writes or changes, stored earlier in this
+        transaction: the event carries its hash."""
+        event, sealed = trail.next_event(
+            instance,
+            type,
+            now,
+            action=action,
             actor=actor,
             reason=reason,
             record_id=record.record_id if record else "",
             record_sha256=self._stored_records[record.record_id] if record else "",
-            tool=action.proposal.tool if action else "",
             gate_id=gate_id,
-            controls=controls or {},
-            prev_hash=instance.chain_head,
+            controls=controls,
+            action_seal=self._action_seal(instance.revision + 1, action),
             trace_id=tracing.trace_id_of(
                 action.traceparent if action else "", instance.traceparent
             ),
-            instance_seal=seal(sealed),
-            action_seal=self._action_seal(instance, action),
-            budget=instance.budget().as_json(),
         )
-        event = replace(unhashed, hash=event_hash(event_body(unhashed)))
-        instance.chain_head = event.hash
+        self._sealed_instances[instance.instance_id] = sealed
+        await self.insert_event(event)
+        kind = trail.approval_kind(event, action)
+        if kind is not None and action is not None:
+            cursor = await self._next_feed_cursor(event.tenant_id)
+            await self.insert_approval_change(trail.approval_change(event, action, kind, cursor))
+            if kind in trail.WAIT_ENDS and tracing.enabled():
+                # Traced once committed: the span says the wait is over.
+                wait = _human_wait(instance, action, event)
+                self.after_commit.append(partial(tracing.end_human_wait, wait))
+        return event
+
+    async def insert_event(self, event: Event) -> None:
         await self.connection.execute(
             _INSERT["events"],
             dict(
@@ -373,22 +371,14 @@ class Tx:
             ),
         )
         self.events.append(event)
-        kind = _approval_kind(event, action)
-        if kind is not None and action is not None:
-            await self._append_approval_change(event, action, kind)
-            if kind in _WAIT_ENDS and tracing.enabled():
-                # Traced once committed: the span says the wait is over.
-                wait = _human_wait(instance, action, event)
-                self.after_commit.append(partial(tracing.end_human_wait, wait))
-        return event
 
-    def _action_seal(self, instance: Instance, action: Action | None) -> str:
+    def _action_seal(self, revision: int, action: Action | None) -> str:
         """The seal of what insert_action or save_action wrote for `action`, which named the
-        event being appended (revision already advanced) as the one that changed it."""
+        event about to be appended (at `revision`) as the one that changed it."""
         if action is None:
             return ""
         written = self._unsealed.pop(action.action_id, None)
-        assert written is not None and written[0] == instance.revision, (
+        assert written is not None and written[0] == revision, (
             "an event about an action follows the write of that action"
         )
         return written[1]
@@ -421,26 +411,14 @@ class Tx:
             raise StateTampered("action", action.action_id, action.instance_id, problem)
         return action
 
-    async def _append_approval_change(
-        self, event: Event, action: Action, kind: ApprovalChangeKind
-    ) -> None:
+    async def _next_feed_cursor(self, tenant_id: str) -> int:
         # The upsert locks the tenant's feed row until commit (see schema.approval_feeds).
-        cursor = (
-            await self.connection.execute(_NEXT_FEED_CURSOR, {"t": event.tenant_id})
+        cursor: int = (
+            await self.connection.execute(_NEXT_FEED_CURSOR, {"t": tenant_id})
         ).scalar_one()
-        change = ApprovalChange(
-            tenant_id=event.tenant_id,
-            cursor=cursor,
-            kind=kind,
-            action_id=action.action_id,
-            instance_id=event.instance_id,
-            revision=event.revision,
-            action_state=action.state,
-            tool=action.proposal.tool,
-            gate_id=event.gate_id,
-            actor=event.actor,
-            time=event.time,
-        )
+        return cursor
+
+    async def insert_approval_change(self, change: ApprovalChange) -> None:
         await self.connection.execute(
             _INSERT["approval_changes"],
             dict(
@@ -912,20 +890,6 @@ def _vote(row: Row[Any]) -> Vote:
     )
 
 
-_APPROVAL_KINDS = {
-    EventType.ACTION_VOTED: ApprovalChangeKind.VOTED,
-    EventType.ACTION_DECIDED: ApprovalChangeKind.DECIDED,
-    EventType.ACTION_EXPIRED: ApprovalChangeKind.EXPIRED,
-    EventType.ACTION_ESCALATED: ApprovalChangeKind.ESCALATED,
-}
-
-
-# The changes that end a wait for humans.
-_WAIT_ENDS = frozenset(
-    {ApprovalChangeKind.DECIDED, ApprovalChangeKind.EXPIRED, ApprovalChangeKind.CANCELLED}
-)
-
-
 def _human_wait(instance: Instance, action: Action, event: Event) -> tracing.HumanWait:
     return tracing.HumanWait(
         traceparent=action.traceparent or instance.traceparent,
@@ -941,17 +905,6 @@ def _human_wait(instance: Instance, action: Action, event: Event) -> tracing.Hum
             "signoff.decision.decided_by": action.decided_by or event.actor,
         },
     )
-
-
-def _approval_kind(event: Event, action: Action | None) -> ApprovalChangeKind | None:
-    """Which events are changes to a waiting approval (for the tenant's feed)."""
-    if action is None or not action.gates:
-        return None  # never waited for a human
-    if event.type is EventType.ACTION_REQUESTED:
-        return ApprovalChangeKind.REQUESTED
-    if event.type is EventType.ACTION_CANCELLED and action.decide_time is None:
-        return ApprovalChangeKind.CANCELLED  # cancelled while it waited
-    return _APPROVAL_KINDS.get(event.type)
 
 
 def _gate(body: Json) -> GateStatus:
