@@ -29,20 +29,18 @@ from signoff.domain.models import (
     GateStatus,
     Instance,
     Json,
-    ProposedAction,
     Vote,
 )
 from signoff.domain.states import (
     ActionState,
-    ApprovalChangeKind,
     DecisionStatus,
     EventType,
     GateState,
     InstanceState,
     Outcome,
-    RiskClass,
     Verdict,
 )
+from signoff.store.mapping import Mapper
 from signoff.store.schema import (
     actions,
     approval_changes,
@@ -210,7 +208,7 @@ class Tx:
         first: StateTampered if it no longer matches."""
         if not lock:
             row = (await self.connection.execute(_INSTANCE, {"instance_id": instance_id})).first()
-            return _instance(row) if row else None
+            return INSTANCES.of(row) if row else None
         query = _INSTANCE_LOCKED if self.dialect == "postgresql" else _INSTANCE_SEALED
         return await self._checked_instance(query, instance_id)
 
@@ -236,29 +234,10 @@ class Tx:
             instances.c.tenant_id == tenant_id, instances.c.request_id == request_id
         )
         row = (await self.connection.execute(query)).first()
-        return _instance(row) if row else None
+        return INSTANCES.of(row) if row else None
 
     async def insert_instance(self, instance: Instance) -> None:
-        await self.connection.execute(
-            _INSERT["instances"],
-            dict(
-                instance_id=instance.instance_id,
-                tenant_id=instance.tenant_id,
-                request_id=instance.request_id,
-                envelope=instance.envelope,
-                envelope_sha256=instance.envelope_sha256,
-                state=instance.state.value,
-                revision=instance.revision,
-                tool_calls_used=instance.tool_calls_used,
-                create_time=instance.create_time,
-                update_time=instance.update_time,
-                created_by=instance.created_by,
-                chain_head=instance.chain_head,
-                traceparent=instance.traceparent,
-                cost_spent_cents=instance.cost_spent_cents,
-                cost_reserved_cents=instance.cost_reserved_cents,
-            ),
-        )
+        await self.connection.execute(_INSERT["instances"], INSTANCES.values(instance))
         self._instances[instance.instance_id] = instance
 
     async def save_instance(self, instance: Instance) -> None:
@@ -267,18 +246,9 @@ class Tx:
         assert self._sealed_instances.get(instance.instance_id) == instance_fields(instance), (
             "an instance changes only with an event, appended after the change"
         )
+        values = INSTANCES.values(instance, without=_INSTANCE_FIXED)
         await self.connection.execute(
-            _SAVE_INSTANCE,
-            dict(
-                match_instance=instance.instance_id,
-                state=instance.state.value,
-                revision=instance.revision,
-                tool_calls_used=instance.tool_calls_used,
-                update_time=instance.update_time,
-                chain_head=instance.chain_head,
-                cost_spent_cents=instance.cost_spent_cents,
-                cost_reserved_cents=instance.cost_reserved_cents,
-            ),
+            _SAVE_INSTANCE, {"match_instance": instance.instance_id, **values}
         )
 
     async def list_instances(
@@ -292,7 +262,7 @@ class Tx:
         if before_seq is not None:
             query = query.where(instances.c.seq < before_seq)
         rows = (await self.connection.execute(query)).all()
-        return [(row.seq, _instance(row)) for row in rows]
+        return [(row.seq, INSTANCES.of(row)) for row in rows]
 
     # -- events --------------------------------------------------------------------------
 
@@ -343,33 +313,7 @@ class Tx:
         return event
 
     async def insert_event(self, event: Event) -> None:
-        await self.connection.execute(
-            _INSERT["events"],
-            dict(
-                instance_id=event.instance_id,
-                revision=event.revision,
-                tenant_id=event.tenant_id,
-                type=event.type.value,
-                time=event.time,
-                instance_state=event.instance_state.value,
-                action_id=event.action_id,
-                action_state=event.action_state.value if event.action_state else None,
-                outcome=event.outcome.value if event.outcome else None,
-                actor=event.actor,
-                reason=event.reason,
-                record_id=event.record_id,
-                tool=event.tool,
-                gate_id=event.gate_id,
-                controls=event.controls,
-                record_sha256=event.record_sha256,
-                prev_hash=event.prev_hash,
-                hash=event.hash,
-                trace_id=event.trace_id,
-                instance_seal=event.instance_seal,
-                action_seal=event.action_seal,
-                budget=event.budget,
-            ),
-        )
+        await self.connection.execute(_INSERT["events"], EVENTS.values(event))
         self.events.append(event)
 
     def _action_seal(self, revision: int, action: Action | None) -> str:
@@ -397,7 +341,7 @@ class Tx:
         """The action, if it matches the event that last changed it (StateTampered if not).
         An action this transaction wrote, whose event is not appended yet, was checked when
         it was read."""
-        action = _action(row)
+        action = ACTIONS.of(row)
         if action.action_id in self._unsealed:
             return action
         link = _joined(
@@ -419,22 +363,7 @@ class Tx:
         return cursor
 
     async def insert_approval_change(self, change: ApprovalChange) -> None:
-        await self.connection.execute(
-            _INSERT["approval_changes"],
-            dict(
-                tenant_id=change.tenant_id,
-                cursor=change.cursor,
-                kind=change.kind.value,
-                action_id=change.action_id,
-                instance_id=change.instance_id,
-                revision=change.revision,
-                action_state=change.action_state.value,
-                tool=change.tool,
-                gate_id=change.gate_id,
-                actor=change.actor,
-                time=change.time,
-            ),
-        )
+        await self.connection.execute(_INSERT["approval_changes"], APPROVAL_CHANGES.values(change))
         self.approval_changes.append(change)
 
     async def list_approval_changes(
@@ -449,26 +378,11 @@ class Tx:
             .order_by(approval_changes.c.cursor)
             .limit(limit)
         )
-        return [
-            ApprovalChange(
-                tenant_id=row.tenant_id,
-                cursor=row.cursor,
-                kind=ApprovalChangeKind(row.kind),
-                action_id=row.action_id,
-                instance_id=row.instance_id,
-                revision=row.revision,
-                action_state=ActionState(row.action_state),
-                tool=row.tool,
-                gate_id=row.gate_id,
-                actor=row.actor,
-                time=row.time,
-            )
-            for row in (await self.connection.execute(query)).all()
-        ]
+        return [APPROVAL_CHANGES.of(row) for row in (await self.connection.execute(query)).all()]
 
     async def list_events(self, instance_id: str, after_revision: int, limit: int) -> list[Event]:
         values = {"instance_id": instance_id, "after_revision": after_revision, "limit": limit}
-        return [_event(row) for row in (await self.connection.execute(_EVENTS_AFTER, values))]
+        return [EVENTS.of(row) for row in (await self.connection.execute(_EVENTS_AFTER, values))]
 
     # -- actions ---------------------------------------------------------------------------
 
@@ -486,7 +400,7 @@ class Tx:
     async def actions_of(self, instance_id: str) -> list[Action]:
         """Every action of an instance as stored, unchecked: for verifying the chain."""
         query = select(actions).where(actions.c.instance_id == instance_id).order_by(actions.c.seq)
-        return [_action(row) for row in (await self.connection.execute(query)).all()]
+        return [ACTIONS.of(row) for row in (await self.connection.execute(query)).all()]
 
     async def actions_in_states(self, instance_id: str, states: set[ActionState]) -> list[Action]:
         query = _ACTIONS_SEALED.where(
@@ -497,66 +411,18 @@ class Tx:
 
     async def insert_action(self, action: Action) -> None:
         """Stores a new action; the next event appended (ACTION_REQUESTED) seals it."""
-        proposal = action.proposal
         self._seal_action(action)
-        await self.connection.execute(
-            _INSERT["actions"],
-            dict(
-                action_id=action.action_id,
-                instance_id=action.instance_id,
-                tenant_id=action.tenant_id,
-                tool_call_id=proposal.tool_call_id,
-                tool=proposal.tool,
-                params=proposal.params,
-                risk_class=proposal.risk_class.value,
-                evidence_refs=list(proposal.evidence_refs),
-                action_sha256=action.action_sha256,
-                state=action.state.value,
-                gate_ids=action.gate_ids,
-                decided_by=action.decided_by,
-                decision_reason=action.decision_reason,
-                create_time=action.create_time,
-                decide_time=action.decide_time,
-                policy=action.policy,
-                execution_evidence_ref=action.execution_evidence_ref,
-                gates=[g.as_json() for g in action.gates],
-                proposed_sha256=action.proposed_sha256,
-                next_due=_next_due(action),
-                grant_sha256=action.grant_sha256,
-                grant_expires=action.grant_expires,
-                traceparent=action.traceparent,
-                event_revision=action.event_revision,
-                estimated_cost_cents=proposal.estimated_cost_cents,
-                cost_cents=action.cost_cents,
-            ),
-        )
+        await self.connection.execute(_INSERT["actions"], ACTIONS.values(action))
 
     async def save_action(self, action: Action, *, expected_state: ActionState) -> None:
         """Writes the action's mutable fields if it is still in expected_state; otherwise
         another transaction changed it first and ConcurrentChange is raised. The next event
         appended must be about this action: it seals what was written."""
         self._seal_action(action)
+        values = ACTIONS.values(action, without=_ACTION_FIXED)
         result = await self.connection.execute(
             _SAVE_ACTION,
-            dict(
-                match_action=action.action_id,
-                match_state=expected_state.value,
-                state=action.state.value,
-                gate_ids=action.gate_ids,
-                decided_by=action.decided_by,
-                decision_reason=action.decision_reason,
-                decide_time=action.decide_time,
-                execution_evidence_ref=action.execution_evidence_ref,
-                params=action.proposal.params,
-                action_sha256=action.action_sha256,
-                policy=action.policy,
-                gates=[g.as_json() for g in action.gates],
-                next_due=_next_due(action),
-                grant_sha256=action.grant_sha256,
-                grant_expires=action.grant_expires,
-                event_revision=action.event_revision,
-                cost_cents=action.cost_cents,
-            ),
+            {"match_action": action.action_id, "match_state": expected_state.value, **values},
         )
         if result.rowcount != 1:
             raise ConcurrentChange(action.action_id)
@@ -642,32 +508,17 @@ class Tx:
     # -- votes -------------------------------------------------------------------------------
 
     async def insert_vote(self, vote: Vote) -> None:
-        await self.connection.execute(
-            _INSERT["votes"],
-            dict(
-                action_id=vote.action_id,
-                tenant_id=vote.tenant_id,
-                approver=vote.approver,
-                verdict=vote.verdict.value,
-                reason=vote.reason,
-                request_id=vote.request_id,
-                request_sha256=vote.request_sha256,
-                time=vote.time,
-                gate_ids=list(vote.gate_ids),
-                evidence_snapshot_hash=vote.evidence_snapshot_hash,
-                params_diff=vote.params_diff,
-            ),
-        )
+        await self.connection.execute(_INSERT["votes"], VOTES.values(vote))
 
     async def votes_for(self, action_id: str) -> list[Vote]:
         return [
-            _vote(row) for row in await self.connection.execute(_VOTES, {"action_id": action_id})
+            VOTES.of(row) for row in await self.connection.execute(_VOTES, {"action_id": action_id})
         ]
 
     async def find_vote_by_request(self, tenant_id: str, request_id: str) -> Vote | None:
         values = {"tenant_id": tenant_id, "request_id": request_id}
         row = (await self.connection.execute(_VOTE_BY_REQUEST, values)).first()
-        return _vote(row) if row else None
+        return VOTES.of(row) if row else None
 
     # -- decision records -------------------------------------------------------------------
 
@@ -745,7 +596,7 @@ class Tx:
         if until is not None:
             query = query.where(instances.c.create_time < until)
         rows = (await self.connection.execute(query)).all()
-        return [(row.seq, _instance(row)) for row in rows]
+        return [(row.seq, INSTANCES.of(row)) for row in rows]
 
     async def list_records(
         self, tenant_id: str, instance_id: str, before_seq: int | None, limit: int
@@ -774,26 +625,6 @@ def _party_column(path: tuple[str, ...]) -> Any:
     return column[path[1:]].as_string() if len(path) > 1 else column
 
 
-def _instance(row: Row[Any]) -> Instance:
-    return Instance(
-        instance_id=row.instance_id,
-        tenant_id=row.tenant_id,
-        request_id=row.request_id,
-        envelope=row.envelope,
-        envelope_sha256=row.envelope_sha256,
-        state=InstanceState(row.state),
-        revision=row.revision,
-        tool_calls_used=row.tool_calls_used,
-        create_time=row.create_time,
-        update_time=row.update_time,
-        created_by=row.created_by,
-        chain_head=row.chain_head,
-        traceparent=row.traceparent,
-        cost_spent_cents=row.cost_spent_cents,
-        cost_reserved_cents=row.cost_reserved_cents,
-    )
-
-
 def _joined(row: Row[Any], **labels: str) -> Json | None:
     """The joined event's columns of `row` (labelled as given) under their names in an event
     body; None when there was no such event (the first column is never NULL in an event)."""
@@ -803,7 +634,7 @@ def _joined(row: Row[Any], **labels: str) -> Json | None:
 
 def _sealed_instance(row: Row[Any]) -> tuple[Instance, str]:
     """The instance of a row of _INSTANCE_SEALED, and why it disagrees with its chain."""
-    instance = _instance(row)
+    instance = INSTANCES.of(row)
     head = _joined(row, hash="head_hash", instance_state="head_state", instance_seal="head_seal")
     problem = instance_problem(
         instance_fields(instance),
@@ -813,81 +644,6 @@ def _sealed_instance(row: Row[Any]) -> tuple[Instance, str]:
         bool(row.beyond),
     )
     return instance, problem
-
-
-def _action(row: Row[Any]) -> Action:
-    return Action(
-        action_id=row.action_id,
-        instance_id=row.instance_id,
-        tenant_id=row.tenant_id,
-        proposal=ProposedAction(
-            tool_call_id=row.tool_call_id,
-            tool=row.tool,
-            params=row.params,
-            risk_class=RiskClass(row.risk_class),
-            evidence_refs=tuple(row.evidence_refs),
-            estimated_cost_cents=row.estimated_cost_cents,
-        ),
-        action_sha256=row.action_sha256,
-        state=ActionState(row.state),
-        gate_ids=list(row.gate_ids),
-        decided_by=row.decided_by,
-        decision_reason=row.decision_reason,
-        create_time=row.create_time,
-        decide_time=row.decide_time,
-        policy=row.policy,
-        execution_evidence_ref=row.execution_evidence_ref,
-        gates=[_gate(g) for g in row.gates],
-        proposed_sha256=row.proposed_sha256,
-        grant_sha256=row.grant_sha256,
-        grant_expires=row.grant_expires,
-        traceparent=row.traceparent,
-        event_revision=row.event_revision,
-        cost_cents=row.cost_cents,
-    )
-
-
-def _event(row: Row[Any]) -> Event:
-    return Event(
-        instance_id=row.instance_id,
-        tenant_id=row.tenant_id,
-        revision=row.revision,
-        type=EventType(row.type),
-        time=row.time,
-        instance_state=InstanceState(row.instance_state),
-        action_id=row.action_id,
-        action_state=ActionState(row.action_state) if row.action_state else None,
-        outcome=Outcome(row.outcome) if row.outcome else None,
-        actor=row.actor,
-        reason=row.reason,
-        record_id=row.record_id,
-        tool=row.tool,
-        gate_id=row.gate_id,
-        controls=row.controls,
-        record_sha256=row.record_sha256,
-        prev_hash=row.prev_hash,
-        hash=row.hash,
-        trace_id=row.trace_id,
-        instance_seal=row.instance_seal,
-        action_seal=row.action_seal,
-        budget=row.budget,
-    )
-
-
-def _vote(row: Row[Any]) -> Vote:
-    return Vote(
-        action_id=row.action_id,
-        tenant_id=row.tenant_id,
-        approver=row.approver,
-        verdict=Verdict(row.verdict),
-        reason=row.reason,
-        request_id=row.request_id,
-        request_sha256=row.request_sha256,
-        time=row.time,
-        gate_ids=tuple(row.gate_ids),
-        evidence_snapshot_hash=row.evidence_snapshot_hash,
-        params_diff=row.params_diff,
-    )
 
 
 def _human_wait(instance: Instance, action: Action, event: Event) -> tracing.HumanWait:
@@ -925,6 +681,50 @@ def _next_due(action: Action) -> datetime | None:
     times = [g.deadline for g in action.waiting_gates()]
     times += [g.next_reminder for g in action.waiting_gates() if g.next_reminder]
     return min(times) if times else None
+
+
+# Rows to models and back (store/mapping.py). What no write after the insert changes is
+# left out of the saves; any other column, a new one included, is written with its model.
+INSTANCES = Mapper(Instance, instances)
+ACTIONS = Mapper(
+    Action,
+    actions,
+    convert={
+        "gates": (lambda gates: [g.as_json() for g in gates], lambda body: [_gate(g) for g in body])
+    },
+    derived={"next_due": _next_due},
+)
+EVENTS = Mapper(Event, events)
+VOTES = Mapper(Vote, votes)
+APPROVAL_CHANGES = Mapper(ApprovalChange, approval_changes)
+
+_INSTANCE_FIXED = frozenset(
+    {
+        "instance_id",
+        "tenant_id",
+        "request_id",
+        "envelope",
+        "envelope_sha256",
+        "create_time",
+        "created_by",
+        "traceparent",
+    }
+)
+_ACTION_FIXED = frozenset(
+    {
+        "action_id",
+        "instance_id",
+        "tenant_id",
+        "tool_call_id",
+        "tool",
+        "risk_class",
+        "evidence_refs",
+        "create_time",
+        "proposed_sha256",
+        "traceparent",
+        "estimated_cost_cents",
+    }
+)
 
 
 def _record_body(record: DecisionRecord) -> Json:
