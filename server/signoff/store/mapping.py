@@ -5,7 +5,8 @@ A field maps to the column of the same name. What is not the same value on both 
 converted by its type: an enum is stored as its value, a tuple as a JSON list. A field whose
 type is a dataclass with columns of its own (Action.proposal) is spread over those columns.
 Anything else is named where the mapper is made (`convert`), as are columns computed from
-the model (`derived`: never read back)."""
+the model (`derived`: never read back) and those only the database fills (`database_only`).
+A field without a column, or a column without a field, fails at import."""
 
 import dataclasses
 import types
@@ -51,6 +52,7 @@ class Mapper(Generic[M]):
         *,
         convert: Mapping[str, Conversion] | None = None,
         derived: Mapping[str, Callable[[M], Any]] | None = None,
+        database_only: Collection[str] = ("seq",),
     ) -> None:
         self.model = model
         self.table = table
@@ -78,6 +80,10 @@ class Mapper(Generic[M]):
                     f"{table.name} has no column for {model.__name__}.{field.name}"
                 )
         assert not named, f"conversions for no field: {sorted(named)}"
+        # A column the model neither holds nor derives would be left to its default unseen.
+        mapped = {column for _, column, _ in self._columns} | set(self._derived)
+        unmapped = set(table.c.keys()) - mapped - set(database_only)
+        assert not unmapped, f"{table.name} columns {sorted(unmapped)} map to no field"
 
     def values(self, model: M, *, without: Collection[str] = ()) -> dict[str, Any]:
         """The columns' values for `model` (all but `without`), derived columns included."""
