@@ -256,11 +256,7 @@ async def _locked_action(tx: Tx, action_id: str, who: Principal) -> tuple[Action
     if found is None or not who.sees(found.tenant_id):
         raise NotFound("action", action_id)
     instance = await locked_instance(tx, found.instance_id, who)
-    if tx.dialect != "postgresql":
-        return found, instance  # SQLite's BEGIN IMMEDIATE held the lock for the first read
-    action = await tx.get_action(action_id)
-    assert action is not None, "actions are never deleted"
-    return action, instance
+    return await tx.reread_under_lock(found), instance
 
 
 def _winning_verdict(action: Action) -> Verdict:

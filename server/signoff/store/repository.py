@@ -397,6 +397,16 @@ class Tx:
         row = (await self.connection.execute(_ACTION_BY_CALL, values)).first()
         return self._checked_action(row) if row else None
 
+    async def reread_under_lock(self, action: Action) -> Action:
+        """The action as it is now that its instance is locked: a decision that committed
+        between the first read and the lock is seen. SQLite's BEGIN IMMEDIATE held the
+        lock for the first read already."""
+        if self.dialect != "postgresql":
+            return action
+        again = await self.get_action(action.action_id)
+        assert again is not None, "actions are never deleted"
+        return again
+
     async def actions_of(self, instance_id: str) -> list[Action]:
         """Every action of an instance as stored, unchecked: for verifying the chain."""
         query = select(actions).where(actions.c.instance_id == instance_id).order_by(actions.c.seq)
