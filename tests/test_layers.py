@@ -41,3 +41,9 @@ def imports(folder: str) -> list[tuple[str, str]]:
 def test_dependencies_point_inward(folder: str, forbidden: tuple[str, ...]) -> None:
     wrong = [(file, name) for file, name in imports(folder) if name.startswith(forbidden)]
     assert wrong == []
+
+
+def test_use_cases_type_their_transaction_as_the_repository_interface() -> None:
+    # The notifier's before-commit hook writes the webhook outbox on the transaction itself.
+    concrete = {file for file, name in imports("services") if name == "signoff.store.repository"}
+    assert concrete <= {"notifier.py"}

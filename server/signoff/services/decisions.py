@@ -50,7 +50,7 @@ from signoff.services.gating import decider, may_decide, open_gate, params_diff,
 from signoff.services.instances import locked_instance, revoke_open_actions, scoped_tenant
 from signoff.services.records import record_for
 from signoff.services.settling import settle
-from signoff.store.repository import Tx
+from signoff.store.unit import Repository
 from signoff.telemetry import tracing
 
 _STATE_FOR_EFFECT = {
@@ -249,7 +249,7 @@ def _as_proposed(action: Action, proposal: ProposedAction, proposal_sha256: str)
     return replace(action, proposal=proposal)
 
 
-async def _locked_action(tx: Tx, action_id: str, who: Principal) -> tuple[Action, Instance]:
+async def _locked_action(tx: Repository, action_id: str, who: Principal) -> tuple[Action, Instance]:
     """The action and its instance, read under the instance lock, so a concurrent
     decision that committed first is seen. Another tenant's action is not found."""
     found = await tx.get_action(action_id)

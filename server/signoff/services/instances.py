@@ -15,7 +15,7 @@ from signoff.domain.states import (
 from signoff.services import pagination
 from signoff.services.context import Context, once_more_on_key_conflict
 from signoff.services.settling import settle
-from signoff.store.repository import Tx
+from signoff.store.unit import Repository
 
 
 def visible(instance: Instance | None, who: Principal, instance_id: str) -> Instance:
@@ -70,7 +70,7 @@ async def invoke_agent(
     return await once_more_on_key_conflict(create)
 
 
-async def locked_instance(tx: Tx, instance_id: str, who: Principal) -> Instance:
+async def locked_instance(tx: Repository, instance_id: str, who: Principal) -> Instance:
     return visible(await tx.get_instance(instance_id, lock=True), who, instance_id)
 
 
@@ -105,7 +105,7 @@ async def cancel_instance(ctx: Context, who: Principal, instance_id: str, reason
 
 
 async def revoke_open_actions(
-    tx: Tx, instance: Instance, now: datetime, reason: str, actor: str = "agent"
+    tx: Repository, instance: Instance, now: datetime, reason: str, actor: str = "agent"
 ) -> None:
     """Cancels what waits and what was approved but not executed: nothing on a cancelled
     instance may run."""

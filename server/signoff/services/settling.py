@@ -12,12 +12,12 @@ from signoff.domain.states import (
     transition_instance,
 )
 from signoff.services.records import approvals_of, record_for
-from signoff.store.repository import Tx
+from signoff.store.unit import Repository
 from signoff.telemetry import metrics
 
 
 async def settle(
-    tx: Tx,
+    tx: Repository,
     instance: Instance,
     action: Action,
     target: ActionState,
@@ -75,7 +75,7 @@ async def settle(
     return record
 
 
-async def leave_waiting_if_idle(tx: Tx, instance: Instance) -> None:
+async def leave_waiting_if_idle(tx: Repository, instance: Instance) -> None:
     """WAITING_FOR_HUMAN → RUNNING once no action of the instance waits any more."""
     waiting = await tx.actions_in_states(instance.instance_id, {ActionState.WAITING_FOR_HUMAN})
     if not waiting and instance.state is InstanceState.WAITING_FOR_HUMAN:

@@ -14,7 +14,7 @@ from signoff.policy.gates import OnTimeout
 from signoff.services.context import Context
 from signoff.services.gating import open_gate
 from signoff.services.settling import settle
-from signoff.store.repository import Tx
+from signoff.store.unit import Repository
 from signoff.telemetry import metrics
 
 log = logging.getLogger("signoff.timers")
@@ -47,7 +47,9 @@ async def fire_due(ctx: Context, now: datetime | None = None, limit: int = 200) 
     return fired
 
 
-async def _fire(ctx: Context, tx: Tx, instance: Instance, action: Action, now: datetime) -> bool:
+async def _fire(
+    ctx: Context, tx: Repository, instance: Instance, action: Action, now: datetime
+) -> bool:
     changed = False
     for status in list(action.waiting_gates()):
         gate = ctx.policy.find_gate(status.gate_id)
@@ -96,7 +98,9 @@ async def _fire(ctx: Context, tx: Tx, instance: Instance, action: Action, now: d
     return changed
 
 
-async def _expire(tx: Tx, instance: Instance, action: Action, gate_id: str, now: datetime) -> None:
+async def _expire(
+    tx: Repository, instance: Instance, action: Action, gate_id: str, now: datetime
+) -> None:
     """No decision in time: EXPIRED, which is never a human rejection."""
     tx.after_commit.append(partial(metrics.record_timeout, gate_id, "expired"))
     reason = f"{gate_id} was not decided in time"
