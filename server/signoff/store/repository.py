@@ -35,7 +35,6 @@ from signoff.domain.states import (
     ActionState,
     DecisionStatus,
     EventType,
-    GateState,
     InstanceState,
     Outcome,
     Verdict,
@@ -673,20 +672,6 @@ def _human_wait(instance: Instance, action: Action, event: Event) -> tracing.Hum
     )
 
 
-def _gate(body: Json) -> GateStatus:
-    return GateStatus(
-        **{
-            **body,
-            "state": GateState(body["state"]),
-            "opened": datetime.fromisoformat(body["opened"]),
-            "deadline": datetime.fromisoformat(body["deadline"]),
-            "next_reminder": (
-                datetime.fromisoformat(body["next_reminder"]) if body["next_reminder"] else None
-            ),
-        }
-    )
-
-
 def _next_due(action: Action) -> datetime | None:
     times = [g.deadline for g in action.waiting_gates()]
     times += [g.next_reminder for g in action.waiting_gates() if g.next_reminder]
@@ -700,7 +685,10 @@ ACTIONS = Mapper(
     Action,
     actions,
     convert={
-        "gates": (lambda gates: [g.as_json() for g in gates], lambda body: [_gate(g) for g in body])
+        "gates": (
+            lambda gates: [g.as_json() for g in gates],
+            lambda body: [GateStatus.from_json(g) for g in body],
+        )
     },
     derived={"next_due": _next_due},
 )
