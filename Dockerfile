@@ -2,7 +2,8 @@
 # signoff server image. Build: docker build -t signoff .   Run and configure: docs/operations.md
 # tests/test_container.py checks this file, and runs its entrypoint and health check in .venv.
 
-# --- builder: wheels of the two local packages, then one virtualenv with them and their
+# --- builder: wheels of the workspace's two members (pyproject.toml: server/ and
+# clients/python/, each with its LICENSE), then one virtualenv with them and their
 # dependencies (binary wheels only: the slim image has no compiler, and none is needed).
 FROM python:3.11-slim-bookworm AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -21,7 +22,8 @@ RUN pip wheel --no-deps --wheel-dir /wheels ./clients/python ./server \
 # --- runtime: the virtualenv, the default policy bundle, a non-root user, nothing else.
 FROM python:3.11-slim-bookworm
 LABEL org.opencontainers.image.title="signoff" \
-      org.opencontainers.image.description="signoff: the execution control plane for AI agents (gRPC server)"
+      org.opencontainers.image.description="signoff: the execution control plane for AI agents (gRPC server)" \
+      org.opencontainers.image.licenses="Apache-2.0"
 RUN groupadd --system --gid 10001 signoff \
  && useradd --system --uid 10001 --gid signoff --home-dir /data --no-create-home \
       --shell /usr/sbin/nologin signoff \

@@ -8,20 +8,26 @@ approval's single-use grant is what makes "once" hold across re-runs and resumer
 
 import json
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypedDict
+from typing import Annotated, Any, TypedDict
 
 import agents
 import pytest
 from agents import Agent, Runner, RunState, function_tool
 from agents.testing import ScriptedModel, assistant_message, function_call
 from agents.tool_context import ToolContext
+from google.protobuf import struct_pb2
+from langchain_core.messages import AIMessage, AnyMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
+from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import add_messages
+from langgraph.prebuilt import ToolNode
 from langgraph.types import Command
 
 from signoff.v1 import approval_service_pb2 as approval_pb
@@ -34,6 +40,7 @@ from signoff_client import (
     AsyncSignoff,
     Backoff,
     DecisionTimeout,
+    ErrorReason,
     InstanceTerminated,
     Signoff,
     SignoffError,
@@ -46,6 +53,7 @@ from signoff_client.adapters.langgraph import (
     gate_tool_call,
     pauses,
     resume_command,
+    tool_call_wrapper,
 )
 from signoff_client.adapters.openai_agents import SignoffApprovals
 from signoff_client.betterproto.google.protobuf import Struct
@@ -264,6 +272,119 @@ async def test_langgraph_async_gate(server: ServerProcess) -> None:
     assert executed == [REFUND]
 
 
+def approve_with_edit(stubs: Stubs, action_id: str, params: dict[str, Any]) -> None:
+    edited = struct_pb2.Struct()
+    edited.update(params)
+    support.decide(
+        stubs,
+        action_id,
+        APPROVER,
+        pb.VERDICT_APPROVE,
+        "net of the voucher",
+        edited_params=edited,
+        timeout=PATIENCE,
+    )
+
+
+def action_events(stubs: Stubs, instance_id: str, action_id: str) -> list[pb.Event]:
+    return [e for e in list_events(stubs, instance_id) if e.action_id == action_id]
+
+
+class ToolState(TypedDict):
+    messages: Annotated[list[AnyMessage], add_messages]
+    instance_id: str
+
+
+def tool_graph(client: Signoff, executed: list[dict[str, Any]], checkpointer: InMemorySaver) -> Any:
+    """START -> ToolNode(wrap_tool_call=tool_call_wrapper(...)) -> END."""
+
+    @tool
+    def issue_refund(order_id: str, amount: int, currency: str) -> str:
+        """Refunds an order."""
+        executed.append({"order_id": order_id, "amount": amount, "currency": currency})
+        return f"refunded {amount}"
+
+    node = ToolNode(
+        [issue_refund],
+        wrap_tool_call=tool_call_wrapper(client, {"issue_refund": "DESTRUCTIVE"}),
+    )
+    graph = StateGraph(ToolState)
+    graph.add_node("tools", node)
+    graph.add_edge(START, "tools")
+    graph.add_edge("tools", END)
+    return graph.compile(checkpointer=checkpointer)
+
+
+def refund_request(instance_id: str, call_id: str = "call_refund_1") -> ToolState:
+    call = {"id": call_id, "name": "issue_refund", "args": REFUND, "type": "tool_call"}
+    return {"messages": [AIMessage(content="", tool_calls=[call])], "instance_id": instance_id}
+
+
+def tool_answer(result: dict[str, Any]) -> ToolMessage:
+    answer = result["messages"][-1]
+    assert isinstance(answer, ToolMessage)
+    return answer
+
+
+def test_langgraph_tool_node_runs_what_signoff_approved(
+    server: ServerProcess, client: Signoff
+) -> None:
+    stubs, executed, saver = server.stubs(), list[dict[str, Any]](), InMemorySaver()
+    graph = tool_graph(client, executed, saver)
+    instance = client.invoke_agent(envelope())
+    config: RunnableConfig = {"configurable": {"thread_id": f"thread_{uuid.uuid4().hex}"}}
+    result = graph.invoke(refund_request(instance.instance_id), config)
+    assert "__interrupt__" in result and not executed
+    action = waiting_action(stubs, instance.instance_id)
+    assert action.tool == "agent.issue_refund"
+    # The approver lowers the amount: the tool runs with the approved params, once.
+    approve_with_edit(stubs, action.action_id, {**REFUND, "amount": 3000})
+    command = resume_command(client, graph.get_state(config).interrupts, timeout=PATIENCE)
+    answer = tool_answer(graph.invoke(command, config))
+    assert answer.content == "refunded 3000" and answer.status == "success"
+    assert executed == [{**REFUND, "amount": 3000}]
+    states = [e.action_state for e in action_events(stubs, instance.instance_id, action.action_id)]
+    assert states[-2:] == [pb.ACTION_STATE_EXECUTING, pb.ACTION_STATE_EXECUTED]
+
+    # Rejected: the model is told, the tool does not run.
+    config = {"configurable": {"thread_id": f"thread_{uuid.uuid4().hex}"}}
+    graph.invoke(refund_request(instance.instance_id, "call_refund_2"), config)
+    decide(stubs, waiting_action(stubs, instance.instance_id).action_id, pb.VERDICT_REJECT, "no")
+    command = resume_command(client, graph.get_state(config).interrupts, timeout=PATIENCE)
+    answer = tool_answer(graph.invoke(command, config))
+    assert answer.status == "error" and "signoff did not allow this call" in str(answer.content)
+    assert len(executed) == 1
+
+
+def test_langgraph_concurrent_resumers_run_the_tool_once(
+    server: ServerProcess, client: Signoff
+) -> None:
+    """Resumers of one interrupt racing (retried jobs, two workers): one runs the tool, the
+    others hear "already executed"; none fails on a grant another resumer replaced."""
+    stubs, executed, saver = server.stubs(), list[dict[str, Any]](), InMemorySaver()
+    instance = client.invoke_agent(envelope())
+    config: RunnableConfig = {"configurable": {"thread_id": f"thread_{uuid.uuid4().hex}"}}
+    tool_graph(client, executed, saver).invoke(refund_request(instance.instance_id), config)
+    decide(stubs, waiting_action(stubs, instance.instance_id).action_id, pb.VERDICT_APPROVE)
+    interrupts = tool_graph(client, executed, saver).get_state(config).interrupts
+    command = resume_command(client, interrupts, timeout=PATIENCE)
+    resumers = 4
+    start = threading.Barrier(resumers)
+
+    def resume() -> ToolMessage:
+        with Signoff.connect(server.target, backoff=FAST) as own:
+            graph = tool_graph(own, executed, saver)  # each resumer: its own client and graph
+            start.wait(PATIENCE)
+            return tool_answer(graph.invoke(command, config))
+
+    with ThreadPoolExecutor(resumers) as pool:
+        answers = [f.result(PATIENCE) for f in [pool.submit(resume) for _ in range(resumers)]]
+    assert executed == [REFUND]
+    contents = [str(a.content) for a in answers]
+    assert contents.count("refunded 4200") == 1, contents
+    assert sum("already executed" in c for c in contents) == resumers - 1, contents
+
+
 # ---- callback ----------------------------------------------------------------------------
 
 
@@ -444,6 +565,69 @@ async def test_openai_agents_rejection_and_errors_never_run_the_tool(
         with pytest.raises(SignoffError):
             await approvals.settle(result.to_state(), timeout=2)
     assert executed == [{"lookup": "ord_881"}]
+
+
+async def test_openai_agents_run_the_params_an_approver_edited(server: ServerProcess) -> None:
+    """gate_tool runs the edited params; a tool gated by needs_approval alone cannot, so the
+    call is rejected and its approval settled as not executed, never left APPROVED."""
+    stubs, executed = server.stubs(), list[dict[str, Any]]()
+    edited = {"order_id": "ord_881", "amount": 3000}
+    async with AsyncSignoff.connect(server.target, backoff=FAST) as signoff:
+        instance = await signoff.invoke_agent(envelope())
+        approvals = SignoffApprovals(signoff, instance.instance_id)
+
+        async def issue_refund(ctx: ToolContext[Any], order_id: str, amount: int) -> str:
+            """Refunds an order."""
+            executed.append({"order_id": order_id, "amount": amount})
+            await approvals.report(ctx.tool_call_id, True, {"txn": "txn_q9"})
+            return f"refunded {amount}"
+
+        refund = approvals.gate_tool(
+            function_tool(issue_refund), tool=REFUND_TOOL, risk_class="DESTRUCTIVE"
+        )
+        model = ScriptedModel([refund_script()[1], [assistant_message("Refunded 3000.")]])
+        agent = Agent(name="support", model=model, tools=[refund])
+        result = await Runner.run(agent, "Refund order ord_881")
+        action = waiting_action(stubs, instance.instance_id)
+        approve_with_edit(stubs, action.action_id, edited)
+        state = result.to_state()
+        await approvals.settle(state, timeout=PATIENCE)
+        result = await Runner.run(agent, state)
+        assert result.final_output == "Refunded 3000."
+        assert executed == [edited]
+        assert "refunded 3000" in json.dumps(model.calls[-1].input)
+        states = [
+            e.action_state for e in action_events(stubs, instance.instance_id, action.action_id)
+        ]
+        assert states[-1] == pb.ACTION_STATE_EXECUTED
+
+        # The same edit on a tool gated by needs_approval alone.
+        approvals = SignoffApprovals(signoff, instance.instance_id)
+        model = ScriptedModel(
+            [
+                [
+                    function_call(
+                        "issue_refund", {"order_id": "ord_881", "amount": 4200}, call_id="c2"
+                    )
+                ],
+                [assistant_message("Not refunded.")],
+            ]
+        )
+        agent = openai_agent(approvals, model, executed)
+        result = await Runner.run(agent, "Refund order ord_881")
+        action = waiting_action(stubs, instance.instance_id)
+        approve_with_edit(stubs, action.action_id, edited)
+        state = result.to_state()
+        await approvals.settle(state, timeout=PATIENCE)
+        result = await Runner.run(agent, state)
+        assert result.final_output == "Not refunded." and executed == [edited]
+        told = json.dumps(model.calls[-1].input)
+        assert "was not executed" in told and "cannot run edited params" in told
+        last = action_events(stubs, instance.instance_id, action.action_id)[-1]
+        assert last.action_state == pb.ACTION_STATE_FAILED  # settled, not left APPROVED
+        with pytest.raises(SignoffError) as spent:
+            await signoff.consume_grant(action.action_id, "grt_any")
+        assert spent.value.reason == ErrorReason.ALREADY_EXECUTED
 
 
 def list_events(stubs: Stubs, instance_id: str) -> list[pb.Event]:

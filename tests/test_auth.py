@@ -170,7 +170,7 @@ MATRIX = {
     "GetDecisionRecord": (ADMIN, APPROVER),
     "ListDecisionRecords": (ADMIN, AGENT),
     "ListEvents": (ADMIN, APPROVER),
-    "EvaluatePolicy": (AGENT, APPROVER),
+    "EvaluatePolicy": (APPROVER, None),
     "GetPolicy": (APPROVER, None),
 }
 EXPECTED_OK = {

@@ -31,6 +31,7 @@ from signoff_client import (
     AsyncSignoff,
     Backoff,
     DecisionTimeout,
+    ErrorReason,
     InstanceTerminated,
     Signoff,
     SignoffError,
@@ -400,8 +401,13 @@ async def test_errors_are_typed(server: ServerProcess) -> None:
             await signoff.wait_for_decision("ins_does_not_exist", "act_x", 0, timeout=PATIENCE)
         assert unknown.value.code == grpc.StatusCode.NOT_FOUND
 
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError) as bad:
         proposed_action("tc_1", "a.b", {}, "HARMLESS")
+    assert str(bad.value) == (
+        "unknown RISK_CLASS 'HARMLESS'; valid: READ_ONLY, LOCAL_WRITE, NETWORK, DELEGATED, "
+        "DESTRUCTIVE"
+    )
+    assert unknown.value.reason == ErrorReason.INSTANCE_NOT_FOUND == "INSTANCE_NOT_FOUND"
 
 
 async def test_survives_a_server_restart_while_waiting(
@@ -560,3 +566,19 @@ def test_sync_wait_for_decision_reports_an_instance_that_ended(
     sync_client.complete_instance(other.instance_id)
     with pytest.raises(InstanceTerminated):
         sync_client.wait_for_decision(other.instance_id, "act_unknown", 0, timeout=PATIENCE)
+
+
+def test_the_blocking_client_is_generated_from_the_asyncio_one() -> None:
+    """One implementation: Signoff is what unasync makes of AsyncSignoff, never edited."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "scripts" / "unasync_sdk.py"
+    spec = importlib.util.spec_from_file_location("unasync_sdk", script)
+    assert spec is not None and spec.loader is not None
+    unasync_sdk = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(unasync_sdk)
+    generated = unasync_sdk.generate(unasync_sdk.SOURCE.read_text())
+    assert unasync_sdk.TARGET.read_text() == generated
+    assert "async def" not in generated and "await self" not in generated
+    assert "class Signoff:" in generated and "time.sleep(" in generated

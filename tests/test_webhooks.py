@@ -489,7 +489,7 @@ def test_replicas_on_one_database_deliver_each_notification_once(
             {"secret": None, "secret_env": "NO_SUCH_VARIABLE_HERE"},
             "webhooks.0.secret_env: environment variable NO_SUCH_VARIABLE_HERE must hold",
         ),
-        ({"format": "xml"}, "webhooks.0.format: Input should be 'json' or 'slack'"),
+        ({"format": "xml"}, "webhooks.0.format: Input should be 'json', 'slack' or 'slack_inter"),
         ({"events": ["approved"]}, "webhooks.0.events.0: Input should be 'requested'"),
         ({"colour": "red"}, "webhooks.0.colour: Extra inputs are not permitted"),
     ],

@@ -1,7 +1,9 @@
-"""`signoff serve | migrate | pending | approve | reject | watch | instances | mcp-proxy`.
+"""`signoff serve | migrate | audit | policy | pending | approve | reject | watch | instances |
+mcp-proxy`.
 
-serve and migrate work on the database; the rest are operator commands that talk to a
-running server over its gRPC API, so they work against any server.
+serve, migrate and audit work on the database, and policy test on a bundle directory; the
+client commands (pending, approve, reject, watch, instances: client_cli.py) talk to a
+running server through the SDK, so they work against any server.
 """
 
 import argparse
@@ -10,25 +12,17 @@ import json
 import logging
 import os
 import sys
-import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO, TypeVar
 
 import grpc
-from google.protobuf import json_format
-from grpc_status import rpc_status
 
+from signoff import client_cli
 from signoff.config import add_flags
-from signoff.v1 import approval_service_pb2 as approval_pb
-from signoff.v1 import approval_service_pb2_grpc as approval_grpc
-from signoff.v1 import execution_service_pb2 as execution_pb
-from signoff.v1 import execution_service_pb2_grpc as execution_grpc
-from signoff.v1 import types_pb2 as pb
-from signoff_client.auth import bearer_channel
-from signoff_client.errors import error_info
+from signoff_client.errors import SignoffError, from_rpc_error
 
-DEFAULT_TARGET = "127.0.0.1:50051"
+T = TypeVar("T")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -59,59 +53,166 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+class CommandError(Exception):
+    """A command cannot do what it was asked; main() prints the message as one line, exit 2."""
+
+
+def _shown(url: str) -> str:
+    """A database URL as it may be printed: without its password."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def _on_database(url: str, work: Callable[[Any], Awaitable[T]], *, reads: bool = True) -> T:
+    """Runs `work(database)` on the database at `url`; a database that is missing (a command
+    that only reads never creates one) or does not answer is a CommandError."""
+    from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+
+    from signoff.database_files import DatabaseFileError, require_existing
+    from signoff.domain.errors import Unavailable
+    from signoff.store.database import Database
+
+    try:
+        if reads:
+            require_existing(url)
+    except DatabaseFileError as error:
+        raise CommandError(str(error)) from None
+
+    async def run() -> T:
+        database = Database(url)
+        try:
+            return await work(database)
+        finally:
+            await database.close()
+
+    def first_line(error: BaseException) -> str:
+        cause = error.orig if isinstance(error, DBAPIError) else error
+        return (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+
+    # The server's outage line would say "calls answer UNAVAILABLE": the error below says it.
+    logging.getLogger("signoff.database").setLevel(logging.ERROR)
+    try:
+        return asyncio.run(run())
+    except ArgumentError as error:
+        raise CommandError(f"--database-url {url}: {error}") from None
+    except SQLAlchemyError as error:
+        raise CommandError(f"database {_shown(url)}: {first_line(error)}") from None
+    except Unavailable as error:
+        # Raised from the driver's error, which says why (connection refused, say).
+        cause = error.__context__
+        why = first_line(cause) if isinstance(cause, SQLAlchemyError) else error.message
+        raise CommandError(f"database {_shown(url)} does not answer: {why}") from None
+    except OSError as error:
+        raise CommandError(f"database {_shown(url)}: {error}") from None
+
+
+def _output(path: str) -> TextIO:
+    """--output FILE, or standard output."""
+    if not path:
+        return sys.stdout
+    try:
+        return open(path, "w")
+    except OSError as error:
+        raise CommandError(f"--output {path}: {error.strerror}") from None
+
+
 def _audit_export(args: argparse.Namespace) -> int:
     from datetime import datetime
 
     from signoff.services.chain import export_lines
-    from signoff.store.database import Database
 
-    def moment(text: str) -> datetime | None:
-        return datetime.fromisoformat(text) if text else None
-
-    async def run() -> int:
-        database = Database(args.database_url)
-        count = 0
-        output = open(args.output, "w") if args.output else sys.stdout
+    def moment(flag: str, text: str) -> datetime | None:
         try:
-            async for line in export_lines(
-                database, args.tenant, args.instance, moment(args.since), moment(args.until)
-            ):
+            return datetime.fromisoformat(text) if text else None
+        except ValueError:
+            raise CommandError(f"{flag} {text!r}: not an ISO 8601 time") from None
+
+    since, until = moment("--since", args.since), moment("--until", args.until)
+
+    async def run(database: Any) -> int:
+        count = 0
+        output = _output(args.output)
+        try:
+            async for line in export_lines(database, args.tenant, args.instance, since, until):
                 output.write(json.dumps(line, sort_keys=True) + "\n")
                 count += line["kind"] == "instance"
         finally:
             if output is not sys.stdout:
                 output.close()
-            await database.close()
-        print(f"exported {count} instances", file=sys.stderr)
-        return 0
+        return count
 
-    return asyncio.run(run())
+    count = _on_database(args.database_url, run)
+    print(f"exported {count} instances", file=sys.stderr)
+    return 0
+
+
+def _read_export(path: str) -> list[dict[str, Any]]:
+    """The lines of an `audit export` file, each a JSON object."""
+    try:
+        with open(path) as lines:
+            text = lines.read()
+    except OSError as error:
+        raise CommandError(f"{path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise CommandError(f"{path}: not an export of `signoff audit export` (not text)") from None
+    parsed = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise CommandError(
+                f"{path} line {number}: not an export of `signoff audit export` "
+                f"(not JSON: {error.msg})"
+            ) from None
+        if not isinstance(value, dict):
+            raise CommandError(
+                f"{path} line {number}: not an export of `signoff audit export` "
+                "(a line is a JSON object)"
+            )
+        parsed.append(value)
+    return parsed
+
+
+def _read_anchor(path: str) -> dict[str, Any]:
+    try:
+        with open(path) as saved:
+            anchor = json.load(saved)
+    except OSError as error:
+        raise CommandError(f"--against {path}: {error.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        anchor = None
+    if not isinstance(anchor, dict):
+        raise CommandError(f"--against {path}: not an anchor of `signoff audit anchor`")
+    return anchor
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
     from signoff.services.chain import export_lines, verify_export
-    from signoff.store.database import Database
 
-    async def exported() -> list[dict[str, Any]]:
-        database = Database(args.database_url)
-        try:
-            return [line async for line in export_lines(database, args.tenant)]
-        finally:
-            await database.close()
+    async def exported(database: Any) -> list[dict[str, Any]]:
+        return [line async for line in export_lines(database, args.tenant)]
 
     if bool(args.file) == bool(args.database_url):
-        print("signoff audit verify: give an export FILE or --database-url", file=sys.stderr)
-        return 2
+        raise CommandError("give an export FILE or --database-url")
+    against = _read_anchor(args.against) if args.against else None
     if args.file:
-        with open(args.file) as lines:
-            parsed = [json.loads(line) for line in lines if line.strip()]
+        parsed = _read_export(args.file)
     else:
-        parsed = asyncio.run(exported())
-    against = None
-    if args.against:
-        with open(args.against) as saved:
-            against = json.load(saved)
-    instances, events, broken = verify_export(parsed, against)
+        parsed = _on_database(args.database_url, exported)
+    try:
+        instances, events, broken = verify_export(parsed, against)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        # Valid JSON lines whose fields are missing or of the wrong type: altered, or never
+        # an export.
+        print(f"BROKEN: export: a line lacks a field or has one of the wrong type ({error!r})")
+        return 1
     for each in broken:
         where = f"instance {each.instance_id}" if each.instance_id else "export"
         print(f"BROKEN: {where} at revision {each.revision}: {each.problem}")
@@ -125,22 +226,18 @@ def _audit_anchor(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from signoff.services.chain import anchor_heads
-    from signoff.store.database import Database
 
-    async def run() -> dict[str, Any]:
-        database = Database(args.database_url)
-        try:
-            return await anchor_heads(database, args.tenant, datetime.now(UTC))
-        finally:
-            await database.close()
+    async def run(database: Any) -> dict[str, Any]:
+        return await anchor_heads(database, args.tenant, datetime.now(UTC))
 
-    saved = asyncio.run(run())
+    saved = _on_database(args.database_url, run)
     text = json.dumps(saved, sort_keys=True) + "\n"
-    if args.output:
-        with open(args.output, "w") as output:
-            output.write(text)
-    else:
-        sys.stdout.write(text)
+    output = _output(args.output)
+    try:
+        output.write(text)
+    finally:
+        if output is not sys.stdout:
+            output.close()
     print(
         f"anchor of tenant {saved['tenant']} at {saved['time']}: {saved['instances']} instances, "
         f"{saved['events']} events, digest {saved['digest']}",
@@ -157,158 +254,39 @@ def _policy_test(args: argparse.Namespace) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from signoff.store.database import Database
     from signoff.store.migrate import migrate
 
-    async def run() -> None:
-        database = Database(args.database_url)
-        try:
-            await migrate(database)
-        finally:
-            await database.close()
-
-    asyncio.run(run())
+    _on_database(args.database_url, migrate, reads=False)
     print("database schema is current")
     return 0
 
 
-def _credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
-    if not args.tls_ca:
-        return None
-    # TLS, and mTLS when a client certificate is given (a server with `mtls` needs one).
-    return grpc.ssl_channel_credentials(
-        root_certificates=Path(args.tls_ca).read_bytes(),
-        private_key=Path(args.tls_key).read_bytes() if args.tls_key else None,
-        certificate_chain=Path(args.tls_cert).read_bytes() if args.tls_cert else None,
-    )
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("signoff")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
 
 
-def _channel(args: argparse.Namespace) -> grpc.Channel:
-    return bearer_channel(args.target, args.token or None, _credentials(args))
-
-
-def _short(enum_type: type, prefix: str, number: int) -> str:
-    return enum_type.Name(number).removeprefix(prefix)  # type: ignore[attr-defined, no-any-return]
-
-
-def _pending(args: argparse.Namespace) -> int:
-    stub = approval_grpc.ApprovalServiceStub(_channel(args))
-    token, shown = "", 0
-    while True:
-        page = stub.ListPendingApprovals(
-            approval_pb.ListPendingApprovalsRequest(
-                tenant_id=args.tenant, page_size=min(100, args.limit - shown), page_token=token
-            )
-        )
-        for action in page.actions:
-            params = json_format.MessageToJson(action.params, indent=None)
-            print(
-                f"{action.action_id}  {action.tool}  "
-                f"{_short(pb.RiskClass, 'RISK_CLASS_', action.risk_class)}  "
-                f"gates={','.join(action.gate_ids)}  instance={action.instance_id}  {params}"
-            )
-            shown += 1
-        token = page.next_page_token
-        if not token or shown >= args.limit:
-            break
-    if not shown:
-        print("no actions wait for a decision")
+def _help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
     return 0
-
-
-def _evidence_hash(value: str) -> str:
-    """--evidence-hash is checked here too, so a typo never reaches the server."""
-    from signoff.api.validation import SHA256
-
-    if value and not SHA256.match(value):
-        raise argparse.ArgumentTypeError(
-            f"{value!r} is not an action_sha256 (sha256: and 64 lowercase hex digits)"
-        )
-    return value
-
-
-def _decide(args: argparse.Namespace, verdict: pb.Verdict) -> int:
-    stub = approval_grpc.ApprovalServiceStub(_channel(args))
-    response = stub.SubmitDecision(
-        approval_pb.SubmitDecisionRequest(
-            action_id=args.action_id,
-            verdict=verdict,
-            reason=args.reason,
-            request_id=args.request_id or f"cli-{uuid.uuid4()}",
-            evidence_snapshot_hash=args.evidence_hash,
-        )
-    )
-    action, record_id = response.action, response.record.record_id
-    state = _short(pb.ActionState, "ACTION_STATE_", action.state)
-    if record_id:
-        print(f"{action.action_id} {state} by {action.decided_by} (record {record_id})")
-    else:
-        tally = ", ".join(f"{g.gate_id} {g.approvals}/{g.quorum}" for g in action.gates)
-        print(f"{action.action_id} {state}: vote counted ({tally})")
-    return 0
-
-
-def _watch(args: argparse.Namespace) -> int:
-    stub = execution_grpc.ExecutionServiceStub(_channel(args))
-    stream = stub.WatchInstance(
-        execution_pb.WatchInstanceRequest(instance_id=args.instance_id, after_revision=args.after)
-    )
-    for message in stream:
-        if message.HasField("bookmark"):
-            print(f"-- current at revision {message.bookmark.revision}", flush=True)
-            continue
-        event = message.event
-        parts = [f"#{event.revision}", _short(pb.EventType, "EVENT_TYPE_", event.type)]
-        parts.append(
-            "instance=" + _short(pb.InstanceState, "INSTANCE_STATE_", event.instance_state)
-        )
-        if event.action_id:
-            parts.append(f"action={event.action_id}")
-            parts.append(_short(pb.ActionState, "ACTION_STATE_", event.action_state))
-        if event.actor:
-            parts.append(f"by {event.actor}")
-        if event.reason:
-            parts.append(f"({event.reason})")
-        print("  ".join(parts), flush=True)
-    return 0
-
-
-def _instances(args: argparse.Namespace) -> int:
-    stub = execution_grpc.ExecutionServiceStub(_channel(args))
-    state = f"INSTANCE_STATE_{args.state}" if args.state else None
-    page = stub.ListInstances(
-        execution_pb.ListInstancesRequest(tenant_id=args.tenant, state=state, page_size=args.limit)
-    )
-    for instance in page.instances:
-        print(
-            f"{instance.instance_id}  "
-            f"{_short(pb.InstanceState, 'INSTANCE_STATE_', instance.state)}  "
-            f"tenant={instance.tenant_id}  intent={instance.input.intent}  "
-            f"revision={instance.revision}  {_spend(instance.budget)}"
-        )
-    if not page.instances:
-        print("no instances")
-    return 0
-
-
-def _spend(budget: pb.BudgetReport) -> str:
-    """Tool calls and cost against their limits: "calls=3/8  cost_cents=12.5/25 (5 waiting)"."""
-    calls, cost = (
-        str(budget.tool_calls_used),
-        f"{budget.cost_spent_cents + budget.cost_reserved_cents:g}",
-    )
-    if budget.max_tool_calls:
-        calls += f"/{budget.max_tool_calls}"
-    if budget.max_cost_cents:
-        cost += f"/{budget.max_cost_cents:g}"
-    if budget.cost_reserved_cents:
-        cost += f" ({budget.cost_reserved_cents:g} waiting)"
-    return f"calls={calls}  cost_cents={cost}"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="signoff", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="signoff",
+        description="signoff, the execution control plane for AI agents.",
+        epilog="serve, migrate and audit work on the database (--database-url); policy test "
+        "reads a bundle directory; the other commands talk to a running server over gRPC "
+        "(--target, --token).",
+    )
+    parser.add_argument("--version", action="version", version=f"signoff {_version()}")
+    # A command without its subcommand (or none at all) prints its help.
+    parser.set_defaults(run=lambda args: _help(parser))
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     database = os.environ.get("SIGNOFF_DATABASE_URL", "sqlite:///signoff.db")
 
     serve = commands.add_parser(
@@ -320,7 +298,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=_serve)
 
     audit = commands.add_parser("audit", help="export the hash-chained trail and verify it")
-    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    audit.set_defaults(run=lambda args: _help(audit))
+    audit_commands = audit.add_subparsers(dest="audit_command", metavar="COMMAND")
     export = audit_commands.add_parser(
         "export", help="write instances with their events and records as JSONL (reads the database)"
     )
@@ -352,7 +331,8 @@ def _parser() -> argparse.ArgumentParser:
     anchor.set_defaults(run=_audit_anchor)
 
     policy = commands.add_parser("policy", help="work with policy bundles")
-    policy_commands = policy.add_subparsers(dest="policy_command", required=True)
+    policy.set_defaults(run=lambda args: _help(policy))
+    policy_commands = policy.add_subparsers(dest="policy_command", metavar="COMMAND")
     policy_test = policy_commands.add_parser("test", help="run a bundle's tests/*.yaml cases")
     policy_test.add_argument("directory")
     policy_test.set_defaults(run=_policy_test)
@@ -361,54 +341,8 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--database-url", default=database)
     migrate.set_defaults(run=_migrate)
 
-    target = argparse.ArgumentParser(add_help=False)
-    target.add_argument(
-        "--target",
-        default=os.environ.get("SIGNOFF_TARGET", DEFAULT_TARGET),
-        help=f"server address (default {DEFAULT_TARGET})",
-    )
-    for flag, env, what in (
-        ("--tls-ca", "SIGNOFF_TLS_CA", "CA certificate (PEM) to trust: connect with TLS"),
-        ("--tls-cert", "SIGNOFF_TLS_CERT", "client certificate (PEM), for mTLS"),
-        ("--tls-key", "SIGNOFF_TLS_KEY", "client private key (PEM), for mTLS"),
-    ):
-        target.add_argument(flag, default=os.environ.get(env, ""), help=what)
-    target.add_argument(
-        "--token",
-        default="",
-        help="bearer token (default $SIGNOFF_TOKEN): you act as its principal",
-    )
-
-    pending = commands.add_parser("pending", parents=[target], help="list actions that wait")
-    pending.add_argument("--tenant", default="")
-    pending.add_argument("--limit", type=int, default=100)
-    pending.set_defaults(run=_pending)
-
-    for name, verdict in (("approve", pb.VERDICT_APPROVE), ("reject", pb.VERDICT_REJECT)):
-        decide = commands.add_parser(name, parents=[target], help=f"{name} a waiting action")
-        decide.add_argument("action_id")
-        decide.add_argument("--reason", required=True)
-        decide.add_argument(
-            "--evidence-hash",
-            default="",
-            type=_evidence_hash,
-            help="the action_sha256 you reviewed (sha256:<64 hex digits>)",
-        )
-        decide.add_argument("--request-id", default="", help="idempotency key (default: new)")
-        decide.set_defaults(run=lambda args, verdict=verdict: _decide(args, verdict))
-
-    watch = commands.add_parser("watch", parents=[target], help="follow an instance's events")
-    watch.add_argument("instance_id")
-    watch.add_argument("--after", type=int, default=0, help="start after this revision")
-    watch.set_defaults(run=_watch)
-
-    listing = commands.add_parser("instances", parents=[target], help="list instances")
-    listing.add_argument("--tenant", default="")
-    listing.add_argument(
-        "--state", choices=["RUNNING", "WAITING_FOR_HUMAN", "COMPLETED", "TERMINATED"]
-    )
-    listing.add_argument("--limit", type=int, default=50)
-    listing.set_defaults(run=_instances)
+    target = client_cli.target_flags()
+    client_cli.add_commands(commands, target)
 
     from signoff.mcp import command as mcp_command
 
@@ -419,7 +353,7 @@ def _parser() -> argparse.ArgumentParser:
         description="signoff mcp-proxy [flags] -- UPSTREAM COMMAND...",
     )
     mcp_command.add_arguments(mcp_proxy)
-    mcp_proxy.set_defaults(run=lambda args: mcp_command.main(args, _credentials(args)))
+    mcp_proxy.set_defaults(run=lambda args: mcp_command.main(args, client_cli.credentials(args)))
     return parser
 
 
@@ -450,10 +384,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except grpc.RpcError as error:
-        info = error_info(rpc_status.from_call(error))  # type: ignore[arg-type]
-        reason = f" [{info.reason}]" if info is not None else ""
-        print(f"signoff: {error.code().name}{reason}: {error.details()}", file=sys.stderr)
+        print(f"signoff: {from_rpc_error(error)}", file=sys.stderr)
         return 1
+    except SignoffError as error:
+        print(f"signoff: {error}", file=sys.stderr)
+        return 1
+    except CommandError as error:
+        words = ["signoff", args.command, getattr(args, f"{args.command}_command", "")]
+        print(f"{' '.join(filter(None, words))}: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

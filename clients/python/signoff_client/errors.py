@@ -9,11 +9,15 @@ Outcomes an agent must obey (rejected, terminated, timed out) are subclasses, so
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
+
+from signoff.v1.error_reason import ErrorReason
 
 if TYPE_CHECKING:
     from signoff_client.sdk import Decision
@@ -22,35 +26,74 @@ __all__ = [
     "ActionRejected",
     "AlreadyDecided",
     "DecisionTimeout",
+    "ErrorReason",
+    "FieldViolation",
     "InstanceTerminated",
     "SignoffError",
+    "error_info",
     "from_rpc_error",
+    "reason_of",
 ]
+
+# SDK-made reasons, for outcomes that are not a server's error (they are not ErrorReasons).
+DECISION_TIMEOUT = "DECISION_TIMEOUT"
+UNEXPECTED_OUTCOME = "UNEXPECTED_OUTCOME"
+
+
+def reason_of(text: str) -> ErrorReason | str:
+    """The ErrorReason for a reason string from the wire; an unknown one stays a string
+    (a newer server may send reasons this client does not know)."""
+    try:
+        return ErrorReason(text)
+    except ValueError:
+        return text
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """One field of a request that breaks its rules (google.rpc.BadRequest)."""
+
+    field: str
+    description: str
 
 
 class SignoffError(Exception):
-    """A signoff call failed.
+    """A signoff call failed: the one error type of the SDK and of the server.
 
     `code` is the gRPC status code (None for outcomes that are not RPC errors),
-    `reason` the ErrorInfo reason (e.g. "ACTION_NOT_FOUND"), `metadata` the ErrorInfo
-    metadata, `field_violations` the BadRequest violations by field.
+    `reason` the ErrorInfo reason, an `ErrorReason` (a str: `error.reason ==
+    ErrorReason.ACTION_NOT_FOUND` and `== "ACTION_NOT_FOUND"` both hold) or, for a reason
+    this client does not know, the string; `metadata` the ErrorInfo metadata,
+    `violations` the BadRequest violations (`field_violations` maps field to description).
+    The server raises its subclasses (signoff.domain.errors), each with its code.
     """
+
+    code: grpc.StatusCode | None = None
 
     def __init__(
         self,
         message: str,
         *,
         code: grpc.StatusCode | None = None,
-        reason: str = "",
-        metadata: dict[str, str] | None = None,
-        field_violations: dict[str, str] | None = None,
+        reason: ErrorReason | str = "",
+        metadata: Mapping[str, str] | None = None,
+        field_violations: Mapping[str, str] | None = None,
+        violations: Iterable[FieldViolation] = (),
     ) -> None:
         super().__init__(message)
         self.message = message
-        self.code = code
-        self.reason = reason
+        if code is not None:
+            self.code = code
+        self.reason: ErrorReason | str = reason_of(reason) if reason else ""
         self.metadata = dict(metadata or {})
-        self.field_violations = dict(field_violations or {})
+        self.violations = [
+            *violations,
+            *(FieldViolation(f, d) for f, d in (field_violations or {}).items()),
+        ]
+
+    @property
+    def field_violations(self) -> dict[str, str]:
+        return {v.field: v.description for v in self.violations}
 
     def __str__(self) -> str:
         code = f"{self.code.name} " if self.code is not None else ""
@@ -60,6 +103,30 @@ class SignoffError(Exception):
 
 class AlreadyDecided(SignoffError):
     """SubmitDecision lost a race (ABORTED, ALREADY_DECIDED): someone else decided first."""
+
+    code = grpc.StatusCode.ABORTED
+
+    def __init__(
+        self,
+        action_id: str,
+        state: str,
+        winning_verdict: str,
+        winning_approver: str,
+        *,
+        message: str = "",
+    ) -> None:
+        super().__init__(
+            message
+            or f"action {action_id} was already decided: {winning_verdict} by "
+            f"{winning_approver} (now {state})",
+            reason=ErrorReason.ALREADY_DECIDED,
+            metadata={
+                "action_id": action_id,
+                "state": state,
+                "winning_verdict": winning_verdict,
+                "winning_approver": winning_approver,
+            },
+        )
 
     @property
     def winning_verdict(self) -> str:
@@ -122,7 +189,7 @@ class DecisionTimeout(SignoffError):
             f"no decision on action {action_id} yet; it still waits (resume after revision "
             f"{revision})",
             code=grpc.StatusCode.DEADLINE_EXCEEDED,
-            reason="DECISION_TIMEOUT",
+            reason=DECISION_TIMEOUT,
             metadata={
                 "instance_id": instance_id,
                 "action_id": action_id,
@@ -156,17 +223,24 @@ def from_rpc_error(error: grpc.RpcError) -> SignoffError:
     message: str = error.details() or code.name
     status = rich_status(error)
     info = error_info(status)
-    violations: dict[str, str] = {}
+    violations: list[FieldViolation] = []
     for detail in status.details if status is not None else ():
         bad = error_details_pb2.BadRequest()
         if detail.Unpack(bad):
-            violations.update({v.field: v.description for v in bad.field_violations})
-    reason = info.reason if info is not None else ""
-    kind = AlreadyDecided if reason == "ALREADY_DECIDED" else SignoffError
-    return kind(
-        message,
-        code=code,
-        reason=reason,
-        metadata=dict(info.metadata) if info is not None else None,
-        field_violations=violations,
-    )
+            violations += [FieldViolation(v.field, v.description) for v in bad.field_violations]
+    reason = reason_of(info.reason) if info is not None else ""
+    metadata = dict(info.metadata) if info is not None else {}
+    converted: SignoffError
+    if reason == ErrorReason.ALREADY_DECIDED:
+        converted = AlreadyDecided(
+            metadata.get("action_id", ""),
+            metadata.get("state", ""),
+            metadata.get("winning_verdict", ""),
+            metadata.get("winning_approver", ""),
+            message=message,
+        )
+        converted.metadata = metadata
+    else:
+        converted = SignoffError(message, reason=reason, metadata=metadata, violations=violations)
+    converted.code = code
+    return converted

@@ -24,6 +24,7 @@ from signoff.api.wrapping import Decoder, MethodWrapper
 from signoff.auth.authenticators import Authenticator
 from signoff.auth.rules import PUBLIC_PREFIXES, allowed
 from signoff.domain.errors import (
+    ErrorReason,
     FieldViolation,
     InvalidArgument,
     PermissionDenied,
@@ -83,7 +84,7 @@ class AuthInterceptor(MethodWrapper):
         headers = sum(1 for key, _ in sent if key == "authorization")
         if headers > 1:  # never "the last one wins": which one a proxy adds is anyone's guess
             raise Unauthenticated(
-                "AMBIGUOUS_CREDENTIALS",
+                ErrorReason.AMBIGUOUS_CREDENTIALS,
                 f"send one authorization header; this call sent {headers}",
             )
         spiffe = (context.auth_context().get("peer_spiffe_id") or [b""])[0].decode()
@@ -97,7 +98,7 @@ class AuthInterceptor(MethodWrapper):
             slot.principal = principal
         if not allowed(method, principal):
             raise PermissionDenied(
-                "NOT_ALLOWED",
+                ErrorReason.NOT_ALLOWED,
                 f"{principal.kind.value} {principal.id} may not call {method.rsplit('/', 1)[-1]}",
                 metadata={"principal": principal.id},
             )

@@ -10,24 +10,11 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from signoff.domain.errors import ErrorKind, SignoffError
+from signoff.domain.errors import ErrorReason, SignoffError
 
 log = logging.getLogger("signoff.api")
 
 DOMAIN = "signoff.dev"
-
-CODES: dict[ErrorKind, int] = {
-    ErrorKind.INVALID_ARGUMENT: code_pb2.INVALID_ARGUMENT,
-    ErrorKind.NOT_FOUND: code_pb2.NOT_FOUND,
-    ErrorKind.ALREADY_EXISTS: code_pb2.ALREADY_EXISTS,
-    ErrorKind.FAILED_PRECONDITION: code_pb2.FAILED_PRECONDITION,
-    ErrorKind.ABORTED: code_pb2.ABORTED,
-    ErrorKind.OUT_OF_RANGE: code_pb2.OUT_OF_RANGE,
-    ErrorKind.RESOURCE_EXHAUSTED: code_pb2.RESOURCE_EXHAUSTED,
-    ErrorKind.UNAVAILABLE: code_pb2.UNAVAILABLE,
-    ErrorKind.UNAUTHENTICATED: code_pb2.UNAUTHENTICATED,
-    ErrorKind.PERMISSION_DENIED: code_pb2.PERMISSION_DENIED,
-}
 
 
 def _pack(message: Any) -> any_pb2.Any:
@@ -37,9 +24,13 @@ def _pack(message: Any) -> any_pb2.Any:
 
 
 def to_status(error: SignoffError) -> grpc.Status:
+    """The status of a domain error: its class's code, its reason, metadata and violations
+    (an SDK error with no code, re-raised here, is INTERNAL: nothing was approved)."""
     details = [
         _pack(
-            error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=error.metadata)
+            error_details_pb2.ErrorInfo(
+                reason=error.reason or ErrorReason.INTERNAL, domain=DOMAIN, metadata=error.metadata
+            )
         )
     ]
     if error.violations:
@@ -55,8 +46,9 @@ def to_status(error: SignoffError) -> grpc.Status:
                 )
             )
         )
+    code = error.code.value[0] if error.code is not None else code_pb2.INTERNAL
     return rpc_status.to_status(
-        status_pb2.Status(code=CODES[error.kind], message=error.message, details=details)
+        status_pb2.Status(code=code, message=error.message, details=details)
     )
 
 
@@ -66,7 +58,9 @@ def internal_status() -> grpc.Status:
         status_pb2.Status(
             code=code_pb2.INTERNAL,
             message="internal error; nothing was approved",
-            details=[_pack(error_details_pb2.ErrorInfo(reason="INTERNAL", domain=DOMAIN))],
+            details=[
+                _pack(error_details_pb2.ErrorInfo(reason=ErrorReason.INTERNAL, domain=DOMAIN))
+            ],
         )
     )
 

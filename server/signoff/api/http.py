@@ -50,9 +50,10 @@ from signoff.api.errors import to_status
 from signoff.api.observe import ObserveInterceptor
 from signoff.auth.authenticators import Authenticator
 from signoff.domain.errors import (
-    ErrorKind,
+    ErrorReason,
     FieldViolation,
     InvalidArgument,
+    ResourceExhausted,
     SignoffError,
 )
 from signoff.store.database import Database
@@ -101,12 +102,10 @@ BODY = "request"
 READY_TIMEOUT = 2.0
 
 
-class RequestTooLarge(SignoffError):
-    kind = ErrorKind.RESOURCE_EXHAUSTED
-
+class RequestTooLarge(ResourceExhausted):
     def __init__(self, limit: int) -> None:
         super().__init__(
-            "REQUEST_TOO_LARGE",
+            ErrorReason.REQUEST_TOO_LARGE,
             f"the request body is larger than {limit} bytes (http_max_request_bytes)",
             metadata={"limit_bytes": str(limit)},
         )

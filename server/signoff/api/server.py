@@ -4,26 +4,35 @@ import asyncio
 import ipaddress
 import logging
 import signal
+from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIServer
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
+from starlette.routing import BaseRoute
 
+from signoff import database_files
 from signoff.api import http
 from signoff.api.auth import AuthInterceptor
 from signoff.api.observe import ObserveInterceptor
 from signoff.api.servicers import ApprovalService, AuditService, ExecutionService, PolicyService
-from signoff.auth.authenticators import AuthConfig, development_tokens, load_auth_config
+from signoff.auth.authenticators import (
+    AuthConfig,
+    ConsoleSettings,
+    development_tokens,
+    load_auth_config,
+)
+from signoff.auth.config import AuthConfigError
 from signoff.config import ServeOptions
 from signoff.policy.engine import RegoPolicy
 from signoff.services import gauges, timers
 from signoff.services.context import Context
 from signoff.services.notifier import Notifier
-from signoff.services.webhooks import RetryPolicy, Webhook
+from signoff.services.webhooks import EVENTS, RetryPolicy, Webhook
 from signoff.store.database import Database
 from signoff.store.migrate import migrate
 from signoff.store.notify import Listener
@@ -38,6 +47,10 @@ from signoff.v1 import approval_service_pb2_grpc as approval_grpc
 from signoff.v1 import audit_service_pb2_grpc as audit_grpc
 from signoff.v1 import execution_service_pb2_grpc as execution_grpc
 from signoff.v1 import policy_service_pb2_grpc as policy_grpc
+from signoff.web.console import console_routes
+
+if TYPE_CHECKING:
+    from signoff.slack.app import Slack
 
 log = logging.getLogger("signoff.server")
 
@@ -49,6 +62,9 @@ SIGNOFF_SERVICES = [
 ]
 
 SERVER_OPTIONS = [
+    # grpcio sets SO_REUSEPORT by default: a second server on a busy port would start and
+    # take half the calls. Off, the port in use stops the start (StartupError).
+    ("grpc.so_reuseport", 0),
     # A reconnect storm of thousands of watchers must queue, not fail with CANCELLED.
     ("grpc.server.max_pending_requests", 20_000),
     ("grpc.server.max_pending_requests_hard_limit", 40_000),
@@ -83,6 +99,8 @@ def _authentication(options: ServeOptions) -> AuthConfig:
     if options.auth_config is not None:
         try:
             return load_auth_config(options.auth_config)
+        except AuthConfigError as error:  # names the file and the key
+            raise StartupError(str(error)) from None
         except (OSError, ValueError, KeyError) as error:
             raise StartupError(f"auth config {options.auth_config}: {error}") from None
     if not _is_loopback(options.host):
@@ -94,7 +112,8 @@ def _authentication(options: ServeOptions) -> AuthConfig:
     print("signoff development mode: tokens for this run (shown once, only hashes kept):")
     for name, token in shown.items():
         print(f"  export SIGNOFF_{name.upper()}_TOKEN={token}")
-    return AuthConfig(authenticator)
+    # The console signs people in with those tokens too (a human's: admin or approver).
+    return AuthConfig(authenticator, console=ConsoleSettings(token_sign_in=True))
 
 
 def _serve_metrics(host: str, port: int) -> WSGIServer:
@@ -109,7 +128,28 @@ def _serve_metrics(host: str, port: int) -> WSGIServer:
     return httpd
 
 
-def _notifier(options: ServeOptions, database: Database) -> Notifier | None:
+def _slack(options: ServeOptions, auth: AuthConfig, ctx: Context) -> "Slack | None":
+    """Interactive approvals in Slack (docs/slack.md), when the `slack` options are given."""
+    if options.slack is None:
+        return None
+    try:
+        from signoff.slack.app import Slack  # slack_sdk (the `slack` extra) only when used
+    except ImportError as error:
+        raise StartupError(
+            f"slack needs the slack extra (pip install 'signoff[slack]'): {error}"
+        ) from None
+
+    channels = {
+        hook.name: hook.channel or ""
+        for hook in options.webhooks
+        if hook.format == "slack_interactive"
+    }
+    return Slack(ctx, options.slack, auth.slack, channels)
+
+
+def _notifier(
+    options: ServeOptions, database: Database, slack: "Slack | None" = None
+) -> Notifier | None:
     """Webhooks: each change's transaction writes its notifications to the outbox."""
     if not options.webhooks:
         return None
@@ -121,7 +161,8 @@ def _notifier(options: ServeOptions, database: Database) -> Notifier | None:
             format=hook.format,
             tenants=frozenset(hook.tenants),
             gates=frozenset(hook.gates),
-            events=frozenset(hook.events),
+            # A Slack message follows its action through every change.
+            events=frozenset(EVENTS if hook.format == "slack_interactive" else hook.events),
         )
         for hook in options.webhooks
     ]
@@ -131,23 +172,38 @@ def _notifier(options: ServeOptions, database: Database) -> Notifier | None:
         max_attempts=options.webhook_max_attempts,
         timeout=options.webhook_timeout,
     )
-    notifier = Notifier(database, hooks, retry, retention=options.webhook_retention)
+    senders = {"slack_interactive": slack.sender.send} if slack is not None else {}
+    notifier = Notifier(
+        database, hooks, retry, retention=options.webhook_retention, senders=senders
+    )
     database.before_commit.append(notifier.before_commit)
     log.info("webhooks: %s", ", ".join(hook.name for hook in hooks))
     return notifier
 
 
 def _http_listener(
-    options: ServeOptions, auth: AuthConfig, servicers: list[Any], readiness: http.Readiness
+    options: ServeOptions,
+    auth: AuthConfig,
+    servicers: list[Any],
+    readiness: http.Readiness,
+    more: Sequence[BaseRoute] = (),
 ) -> http.HttpListener | None:
-    """The HTTP listener (Connect, health) if one is asked for, or development mode's."""
+    """The HTTP listener (Connect, health, and `more` routes) if one is asked for, or
+    development mode's."""
     port = options.http_port
     if port is None:
         port = DEVELOPMENT_HTTP_PORT if options.auth_config is None else "off"
     if port == "off":
+        if more:
+            raise StartupError("slack needs the HTTP listener (--http-port) for its button clicks")
         return None
-    app = http.application(servicers, auth.authenticator, readiness, options.http_max_request_bytes)
     host = options.http_host or options.host
+    routes = list(more)  # Slack's callbacks, when configured
+    if auth.console is not None:  # the approvers' console at / (signoff.web)
+        routes += console_routes(auth.console, auth.authenticator, not _is_loopback(host))
+    app = http.application(
+        servicers, auth.authenticator, readiness, options.http_max_request_bytes, more=routes
+    )
     if options.auth_config is None and not _is_loopback(host):
         raise StartupError(
             f"refusing to serve HTTP on {host} without --auth-config: development mode "
@@ -160,7 +216,18 @@ def _http_listener(
 
 
 async def serve(options: ServeOptions) -> None:
-    """Runs until SIGINT or SIGTERM, then drains and stops."""
+    """Runs until SIGINT or SIGTERM, then drains and stops. One server per SQLite file."""
+    try:
+        release = database_files.hold(options.database_url)
+    except database_files.DatabaseFileError as error:
+        raise StartupError(str(error)) from None
+    try:
+        await _serve(options)
+    finally:
+        release()
+
+
+async def _serve(options: ServeOptions) -> None:
     policy = RegoPolicy.load(options.policy)  # fails before anything listens
     try:
         tracing.setup()  # only when the OTEL_* variables ask for it
@@ -175,7 +242,8 @@ async def serve(options: ServeOptions) -> None:
         bookmark_interval=options.bookmark_interval,
         grant_ttl=timedelta(seconds=options.grant_ttl),
     )
-    notifier = _notifier(options, database)
+    slack = _slack(options, auth, ctx)
+    notifier = _notifier(options, database, slack)
 
     metrics_server = None
     if options.metrics_port is not None:
@@ -221,7 +289,9 @@ async def serve(options: ServeOptions) -> None:
     if port == 0:
         raise StartupError(f"cannot listen on {address}: in use, or not an address of this host")
     readiness = http.Readiness(database)
-    http_listener = _http_listener(options, auth, servicers, readiness)
+    http_listener = _http_listener(
+        options, auth, servicers, readiness, slack.actions.routes() if slack else ()
+    )
     await server.start()
     for name in ["", *SIGNOFF_SERVICES]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -229,6 +299,8 @@ async def serve(options: ServeOptions) -> None:
         await http_listener.start()
         # Printed before the listening line, so scripts (and tests) find it with port 0.
         print(f"signoff HTTP (Connect, /healthz, /readyz) on {http_listener.url}", flush=True)
+        if auth.console is not None:
+            print(f"signoff console on {http_listener.url}/", flush=True)
     # The one line scripts and tests read to find the port (useful with --port 0).
     print(f"signoff listening on {options.host}:{port}", flush=True)
     log.info("database %s", database.url.render_as_string(hide_password=True))
@@ -259,6 +331,8 @@ async def serve(options: ServeOptions) -> None:
     await asyncio.gather(
         server.stop(options.shutdown_grace), *([http_listener.stop()] if http_listener else [])
     )
+    if slack is not None:
+        await slack.close(options.shutdown_grace)  # the votes of clicks already answered
     await asyncio.gather(*background)
     await asyncio.to_thread(tracing.shutdown)  # exports the spans still buffered
     if metrics_server is not None:

@@ -11,9 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import jwt
-import yaml
 
-from signoff.domain.errors import Unauthenticated
+from signoff.auth.config import SLACK_TEAM as SLACK_TEAM
+from signoff.auth.config import SLACK_USER as SLACK_USER
+from signoff.auth.config import AuthConfigError, read_auth_file
+from signoff.auth.config import is_loopback_url as is_loopback_url
+from signoff.auth.sessions import CSRF_HEADER, SESSION_COOKIE, SessionStore, cookie_value
+from signoff.domain.errors import ErrorReason, Unauthenticated
 from signoff.domain.models import ALL_TENANTS, Principal, PrincipalKind
 
 # Asymmetric only: a JWKS publishes public keys, so HS* (shared secrets) never apply.
@@ -29,18 +33,33 @@ def token_sha256(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def principal_from(spec: Mapping[str, Any], where: str) -> Principal:
+@dataclass(frozen=True)
+class ClaimNames:
+    """Which claims of a verified token name the principal's tenant, roles and kind."""
+
+    tenant: str = "tenant"
+    roles: str = "roles"
+    kind: str = "kind"
+
+
+def principal_from_claims(claims: Mapping[str, Any], names: ClaimNames) -> Principal:
+    """The principal of a verified token's claims (an API JWT, or the console's ID token):
+    the subject, and the tenant, roles and kind claims named by `names`."""
+    if names.tenant not in claims:
+        raise Unauthenticated(ErrorReason.INVALID_TOKEN, f"the token has no {names.tenant} claim")
     try:
-        return Principal(
-            id=str(spec["id"]),
-            kind=PrincipalKind(spec.get("kind", "human")),
-            tenant=str(spec["tenant"]),
-            roles=frozenset(spec.get("roles", [])),
-        )
-    except (KeyError, ValueError) as error:
-        raise ValueError(
-            f"{where}: a principal needs id, tenant and a known kind ({error})"
-        ) from None
+        kind = PrincipalKind(claims.get(names.kind, "human"))
+    except ValueError:
+        raise Unauthenticated(ErrorReason.INVALID_TOKEN, "the token's kind is unknown") from None
+    roles = claims.get(names.roles, [])
+    if isinstance(roles, str):  # a space-separated string, as OAuth scopes are written
+        roles = roles.split()
+    return Principal(
+        id=str(claims["sub"]),
+        kind=kind,
+        tenant=str(claims[names.tenant]),
+        roles=frozenset(str(role) for role in roles),
+    )
 
 
 @dataclass
@@ -82,7 +101,9 @@ class JwtVerifier:
             return self._client.get_signing_key_from_jwt(token).key
         kid = jwt.get_unverified_header(token).get("kid", "")
         if kid not in self._keys:
-            raise Unauthenticated("INVALID_TOKEN", f"no key {kid!r} in the configured JWKS")
+            raise Unauthenticated(
+                ErrorReason.INVALID_TOKEN, f"no key {kid!r} in the configured JWKS"
+            )
         return self._keys[kid].key
 
     def verify(self, token: str) -> Principal:
@@ -109,33 +130,21 @@ class JwtVerifier:
                 options={"require": ["exp", "iss", "aud", "sub"]},
             )
         except jwt.ExpiredSignatureError:
-            raise Unauthenticated("TOKEN_EXPIRED", "the token has expired") from None
+            raise Unauthenticated(ErrorReason.TOKEN_EXPIRED, "the token has expired") from None
         except jwt.InvalidIssuerError:
             raise Unauthenticated(
-                "WRONG_ISSUER", f"the token's issuer is not {self.issuer}"
+                ErrorReason.WRONG_ISSUER, f"the token's issuer is not {self.issuer}"
             ) from None
         except jwt.InvalidAudienceError:
             raise Unauthenticated(
-                "WRONG_AUDIENCE", f"the token is not for {self.audience}"
+                ErrorReason.WRONG_AUDIENCE, f"the token is not for {self.audience}"
             ) from None
         except jwt.PyJWTError as error:
-            raise Unauthenticated("INVALID_TOKEN", f"the token is not valid: {error}") from None
-        if self.tenant_claim not in claims:
-            raise Unauthenticated("INVALID_TOKEN", f"the token has no {self.tenant_claim} claim")
-        try:
-            kind = PrincipalKind(claims.get(self.kind_claim, "human"))
-        except ValueError:
-            raise Unauthenticated("INVALID_TOKEN", "the token's kind is unknown") from None
-        roles = claims.get(self.roles_claim, [])
-        if isinstance(roles, str):  # a space-separated string, as OAuth scopes are written
-            roles = roles.split()
-        principal = Principal(
-            id=str(claims["sub"]),
-            kind=kind,
-            tenant=str(claims[self.tenant_claim]),
-            roles=frozenset(str(role) for role in roles),
-        )
-        return principal, float(claims["exp"])
+            raise Unauthenticated(
+                ErrorReason.INVALID_TOKEN, f"the token is not valid: {error}"
+            ) from None
+        claimed = ClaimNames(self.tenant_claim, self.roles_claim, self.kind_claim)
+        return principal_from_claims(claims, claimed), float(claims["exp"])
 
 
 @dataclass
@@ -145,6 +154,8 @@ class Authenticator:
     tokens: dict[str, Principal] = field(default_factory=dict)  # sha256(token) -> principal
     jwt: JwtVerifier | None = None
     workloads: dict[str, Principal] = field(default_factory=dict)  # SPIFFE ID -> principal
+    # The console's sessions (a cookie, with its CSRF header), when the console is served.
+    sessions: SessionStore | None = None
 
     def may_block(self, metadata: Mapping[str, str]) -> bool:
         """Whether authenticate() may wait on the network (a JWKS fetch): run it off the
@@ -162,21 +173,28 @@ class Authenticator:
         if header:
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
-                raise Unauthenticated("INVALID_TOKEN", "authorization must be 'Bearer <token>'")
+                raise Unauthenticated(
+                    ErrorReason.INVALID_TOKEN, "authorization must be 'Bearer <token>'"
+                )
             token = token.strip()
             known = self.tokens.get(token_sha256(token))
             if known is not None:
                 return known
             if self.jwt is not None and token.count(".") == 2:
                 return self.jwt.verify(token)
-            raise Unauthenticated("INVALID_TOKEN", "the bearer token is not known")
+            raise Unauthenticated(ErrorReason.INVALID_TOKEN, "the bearer token is not known")
         if spiffe_id:
             workload = self.workloads.get(spiffe_id)
             if workload is None:
-                raise Unauthenticated("UNKNOWN_WORKLOAD", f"no principal for {spiffe_id}")
+                raise Unauthenticated(ErrorReason.UNKNOWN_WORKLOAD, f"no principal for {spiffe_id}")
             return workload
+        if self.sessions is not None:
+            session_id = cookie_value(metadata.get("cookie", ""), SESSION_COOKIE)
+            if session_id:
+                return self.sessions.authenticate(session_id, metadata.get(CSRF_HEADER, ""))
         raise Unauthenticated(
-            "MISSING_CREDENTIALS", "send 'authorization: Bearer <token>' or a client certificate"
+            ErrorReason.MISSING_CREDENTIALS,
+            "send 'authorization: Bearer <token>' or a client certificate",
         )
 
 
@@ -188,49 +206,106 @@ class TlsFiles:
 
 
 @dataclass(frozen=True)
+class OidcSettings:
+    """The console's OpenID provider: sign-in by the authorization code flow with PKCE."""
+
+    issuer: str
+    client_id: str
+    redirect_uri: str
+    client_secret: str = ""  # none: a public client (PKCE alone)
+    scopes: tuple[str, ...] = ("openid", "profile", "email")
+    claims: ClaimNames = ClaimNames()
+
+
+@dataclass(frozen=True)
+class ConsoleSettings:
+    """The approvers' console on the HTTP listener, and how people sign in to it."""
+
+    oidc: OidcSettings | None = None
+    # Development mode: sign in by pasting a development token of a human principal.
+    token_sign_in: bool = False
+    session_seconds: float = 8 * 3600.0
+
+
+@dataclass(frozen=True)
+class SlackDirectory:
+    """The auth config's `slack` section: which Slack users of one workspace (team) are
+    which signoff principals. Slack vouches for the user id of a signed button click; this
+    table is the only thing that turns it into an approver."""
+
+    team_id: str
+    users: Mapping[str, Principal]  # Slack user id -> principal
+
+    def principal(self, team_id: str, user_id: str) -> Principal | None:
+        if team_id != self.team_id:
+            return None
+        return self.users.get(user_id)
+
+    def slack_user(self, principal_id: str) -> str:
+        """The Slack user id of a principal ("" if none is mapped to it)."""
+        for user_id, principal in self.users.items():
+            if principal.id == principal_id:
+                return user_id
+        return ""
+
+
+@dataclass(frozen=True)
 class AuthConfig:
     authenticator: Authenticator
     tls: TlsFiles | None = None
+    # The console's sign-in; None: no console.
+    console: ConsoleSettings | None = None
+
+    # Slack users who may decide from Slack messages (docs/slack.md); None: nobody.
+    slack: SlackDirectory | None = None
 
 
 def load_auth_config(path: Path) -> AuthConfig:
-    """The --auth-config file; every mistake is a clear error at start."""
-    base = path.parent
-    spec = yaml.safe_load(path.read_text()) or {}
-    unknown = set(spec) - {"tokens", "jwt", "mtls"}
-    if unknown:
-        raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
-    tokens = {}
-    for i, entry in enumerate(spec.get("tokens", [])):
-        digest = str(entry.get("sha256", "")).lower()
-        if len(digest) != 64:
-            raise ValueError(f"{path}: tokens[{i}].sha256 must be the hex sha256 of the token")
-        tokens[digest] = principal_from(entry.get("principal", {}), f"{path}: tokens[{i}]")
+    """The --auth-config file (its models are in signoff.auth.config): every mistake is a
+    clear error at start (AuthConfigError, naming the file and the key)."""
+    spec = read_auth_file(path)
+    tokens = {entry.sha256: entry.principal.principal() for entry in spec.tokens}
     verifier = None
-    if "jwt" in spec:
-        j = spec["jwt"]
-        claims = j.get("claims", {})
-        verifier = JwtVerifier(
-            issuer=j["issuer"],
-            audience=j["audience"],
-            leeway=float(j.get("leeway_seconds", 30)),
-            jwks_file=str(base / j["jwks_file"]) if j.get("jwks_file") else "",
-            jwks_url=j.get("jwks_url", ""),
-            tenant_claim=claims.get("tenant", "tenant"),
-            roles_claim=claims.get("roles", "roles"),
-            kind_claim=claims.get("kind", "kind"),
-        )
+    if spec.jwt is not None:
+        j = spec.jwt
+        try:
+            verifier = JwtVerifier(
+                issuer=j.issuer,
+                audience=j.audience,
+                leeway=j.leeway_seconds,
+                jwks_file=str(j.jwks_file or ""),
+                jwks_url=j.jwks_url,
+                tenant_claim=j.claims.tenant,
+                roles_claim=j.claims.roles,
+                kind_claim=j.claims.kind,
+            )
+        except (OSError, ValueError, jwt.PyJWTError) as error:
+            raise AuthConfigError(f"auth config {path}: jwt.jwks_file: {error}") from None
     tls, workloads = None, {}
-    if "mtls" in spec:
-        m = spec["mtls"]
-        tls = TlsFiles(base / m["server_cert"], base / m["server_key"], base / m["client_ca"])
-        workloads = {
-            spiffe: principal_from(p, f"{path}: mtls.principals[{spiffe}]")
-            for spiffe, p in (m.get("principals") or {}).items()
-        }
-    if not tokens and verifier is None and not workloads:
-        raise ValueError(f"{path}: configure at least one of tokens, jwt, mtls")
-    return AuthConfig(Authenticator(tokens, verifier, workloads), tls)
+    if spec.mtls is not None:
+        m = spec.mtls
+        tls = TlsFiles(m.server_cert, m.server_key, m.client_ca)
+        workloads = {spiffe: p.principal() for spiffe, p in m.principals.items()}
+    console = None
+    if spec.console is not None:
+        o = spec.console.oidc
+        secret = o.client_secret
+        if o.client_secret_file is not None:
+            secret = o.client_secret_file.read_text().strip()
+        oidc = OidcSettings(
+            issuer=o.issuer.rstrip("/"),
+            client_id=o.client_id,
+            redirect_uri=o.redirect_uri,
+            client_secret=secret,
+            scopes=tuple(o.scopes if "openid" in o.scopes else ["openid", *o.scopes]),
+            claims=ClaimNames(o.claims.tenant, o.claims.roles, o.claims.kind),
+        )
+        console = ConsoleSettings(oidc=oidc, session_seconds=spec.console.session_seconds)
+    slack = None
+    if spec.slack is not None:
+        users = {user: p.principal() for user, p in spec.slack.users.items()}
+        slack = SlackDirectory(spec.slack.team_id, users)
+    return AuthConfig(Authenticator(tokens, verifier, workloads), tls, console, slack)
 
 
 DEV_PRINCIPALS = {

@@ -45,7 +45,9 @@ RULES: dict[str, Allowed] = {
     "/signoff.v1.AuditService/ListDecisionRecords": admins,
     "/signoff.v1.AuditService/ListEvents": admins,
     "/signoff.v1.AuditService/VerifyChain": admins,
-    "/signoff.v1.PolicyService/EvaluatePolicy": either(agents, admins),
+    # A dry run changes nothing; approvers ask it before approving edited params (the
+    # console does), which SubmitDecision would evaluate anyway.
+    "/signoff.v1.PolicyService/EvaluatePolicy": either(agents, humans),
     "/signoff.v1.PolicyService/GetPolicy": anyone,
 }
 

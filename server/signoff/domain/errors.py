@@ -1,86 +1,98 @@
-"""Domain errors. Each has a stable UPPER_SNAKE reason; api/errors.py maps kinds to gRPC codes."""
+"""Domain errors: the SDK's SignoffError (one definition, signoff_client.errors), one
+subclass per gRPC code, each raised with an ErrorReason (proto/signoff/v1/errors.proto).
 
-from dataclasses import dataclass
-from enum import Enum
+api/errors.py turns them into a google.rpc.Status with one ErrorInfo; the code is the
+class's, the reason the ErrorReason's string.
+"""
+
+from collections.abc import Iterable
+
+import grpc
+
+from signoff_client.errors import AlreadyDecided, ErrorReason, FieldViolation, SignoffError
+
+__all__ = [
+    "AlreadyDecided",
+    "ConcurrentChange",
+    "ErrorReason",
+    "FailedPrecondition",
+    "FieldViolation",
+    "IdempotencyKeyReused",
+    "IllegalTransition",
+    "InvalidArgument",
+    "NotFound",
+    "OutOfRange",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "SignoffError",
+    "StateTampered",
+    "Unauthenticated",
+    "Unavailable",
+]
 
 
-class ErrorKind(Enum):
-    INVALID_ARGUMENT = "INVALID_ARGUMENT"
-    NOT_FOUND = "NOT_FOUND"
-    ALREADY_EXISTS = "ALREADY_EXISTS"
-    FAILED_PRECONDITION = "FAILED_PRECONDITION"
-    ABORTED = "ABORTED"
-    OUT_OF_RANGE = "OUT_OF_RANGE"
-    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
-    UNAVAILABLE = "UNAVAILABLE"
-    UNAUTHENTICATED = "UNAUTHENTICATED"
-    PERMISSION_DENIED = "PERMISSION_DENIED"
-
-
-@dataclass(frozen=True)
-class FieldViolation:
-    field: str
-    description: str
-
-
-class SignoffError(Exception):
+class _Refusal(SignoffError):
     """An error the caller can act on. Anything else is INTERNAL and fails closed."""
 
-    kind: ErrorKind = ErrorKind.FAILED_PRECONDITION
+    code = grpc.StatusCode.FAILED_PRECONDITION
 
     def __init__(
         self,
-        reason: str,
+        reason: ErrorReason,
         message: str,
         *,
         metadata: dict[str, str] | None = None,
-        violations: list[FieldViolation] | None = None,
+        violations: Iterable[FieldViolation] = (),
     ) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-        self.metadata = metadata or {}
-        self.violations = violations or []
+        super().__init__(message, reason=reason, metadata=metadata, violations=violations)
 
 
-class InvalidArgument(SignoffError):
-    kind = ErrorKind.INVALID_ARGUMENT
+class InvalidArgument(_Refusal):
+    code = grpc.StatusCode.INVALID_ARGUMENT
 
     def __init__(self, violations: list[FieldViolation]) -> None:
         summary = "; ".join(f"{v.field}: {v.description}" for v in violations)
-        super().__init__("INVALID_ARGUMENT", f"invalid request: {summary}", violations=violations)
-
-
-class NotFound(SignoffError):
-    kind = ErrorKind.NOT_FOUND
-
-    def __init__(self, what: str, ident: str) -> None:
         super().__init__(
-            f"{what.upper()}_NOT_FOUND",
-            f"{what} {ident!r} not found",
-            metadata={f"{what}_id": ident},
+            ErrorReason.INVALID_ARGUMENT, f"invalid request: {summary}", violations=violations
         )
 
 
-class IdempotencyKeyReused(SignoffError):
-    kind = ErrorKind.ALREADY_EXISTS
+_NOT_FOUND = {
+    "instance": ErrorReason.INSTANCE_NOT_FOUND,
+    "action": ErrorReason.ACTION_NOT_FOUND,
+    "record": ErrorReason.RECORD_NOT_FOUND,
+    "tenant": ErrorReason.TENANT_NOT_FOUND,
+}
+
+
+class NotFound(_Refusal):
+    code = grpc.StatusCode.NOT_FOUND
+
+    def __init__(self, what: str, ident: str) -> None:
+        super().__init__(
+            _NOT_FOUND[what], f"{what} {ident!r} not found", metadata={f"{what}_id": ident}
+        )
+
+
+class IdempotencyKeyReused(_Refusal):
+    code = grpc.StatusCode.ALREADY_EXISTS
 
     def __init__(self, key: str, what: str) -> None:
         super().__init__(
-            "IDEMPOTENCY_KEY_REUSED",
+            ErrorReason.IDEMPOTENCY_KEY_REUSED,
             f"{key} was already used for a different {what}; use a new key for a new request",
             metadata={"key": key},
         )
 
 
-class FailedPrecondition(SignoffError):
-    kind = ErrorKind.FAILED_PRECONDITION
+class FailedPrecondition(_Refusal):
+    code = grpc.StatusCode.FAILED_PRECONDITION
 
 
 class IllegalTransition(FailedPrecondition):
     def __init__(self, entity: str, current: object, target: object) -> None:
         super().__init__(
-            "ILLEGAL_TRANSITION",
+            ErrorReason.ILLEGAL_TRANSITION,
             f"{entity} cannot go from {current} to {target}",
             metadata={"entity": entity, "from": str(current), "to": str(target)},
         )
@@ -95,57 +107,45 @@ class StateTampered(FailedPrecondition):
         if what != "instance":
             metadata[f"{what}_id"] = ident
         super().__init__(
-            "STATE_TAMPERED",
+            ErrorReason.STATE_TAMPERED,
             f"{what} {ident} does not match its audit chain: {problem}; nothing was done, "
             "run VerifyChain and restore the database",
             metadata=metadata,
         )
 
 
-class AlreadyDecided(SignoffError):
-    kind = ErrorKind.ABORTED
-
-    def __init__(self, action_id: str, state: str, verdict: str, approver: str) -> None:
-        super().__init__(
-            "ALREADY_DECIDED",
-            f"action {action_id} was already decided: {verdict} by {approver} (now {state})",
-            metadata={
-                "action_id": action_id,
-                "state": state,
-                "winning_verdict": verdict,
-                "winning_approver": approver,
-            },
-        )
+class OutOfRange(_Refusal):
+    code = grpc.StatusCode.OUT_OF_RANGE
 
 
-class OutOfRange(SignoffError):
-    kind = ErrorKind.OUT_OF_RANGE
+class ResourceExhausted(_Refusal):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
-class Unavailable(SignoffError):
+class Unavailable(_Refusal):
     """Try again, possibly on another server; nothing was decided."""
 
-    kind = ErrorKind.UNAVAILABLE
+    code = grpc.StatusCode.UNAVAILABLE
 
 
-class ConcurrentChange(SignoffError):
+class ConcurrentChange(_Refusal):
     """Another transaction changed the action first; the caller may retry."""
 
-    kind = ErrorKind.ABORTED
+    code = grpc.StatusCode.ABORTED
 
     def __init__(self, action_id: str) -> None:
         super().__init__(
-            "CONCURRENT_CHANGE",
+            ErrorReason.CONCURRENT_CHANGE,
             f"action {action_id} changed while this call ran; read it again and retry",
             metadata={"action_id": action_id},
         )
 
 
-class PermissionDenied(SignoffError):
-    kind = ErrorKind.PERMISSION_DENIED
+class PermissionDenied(_Refusal):
+    code = grpc.StatusCode.PERMISSION_DENIED
 
 
-class Unauthenticated(SignoffError):
+class Unauthenticated(_Refusal):
     """No credentials, or credentials that do not prove who calls."""
 
-    kind = ErrorKind.UNAUTHENTICATED
+    code = grpc.StatusCode.UNAUTHENTICATED

@@ -35,7 +35,7 @@ from signoff.mcp.settings import Envelope
 from signoff.v1 import policy_service_pb2 as policy_pb
 from signoff.v1 import types_pb2 as pb
 from signoff_client.adapters import stable_key
-from signoff_client.errors import ActionRejected, InstanceTerminated, SignoffError
+from signoff_client.errors import ActionRejected, ErrorReason, InstanceTerminated, SignoffError
 from signoff_client.sdk import WAITING_FOR_HUMAN, AsyncSignoff, Decision, proposed_action
 
 __all__ = ["Gate", "ToolCall", "refusal", "risk_class", "signoff_tool"]
@@ -249,7 +249,7 @@ class Gate:
                     raise
                 continue  # an expired request: asking again is a new request
             except SignoffError as error:
-                if error.reason != "GRANT_EXPIRED":
+                if error.reason != ErrorReason.GRANT_EXPIRED:
                     raise
                 continue  # approved too long ago to act on: ask again
             if not decision.consumed:

@@ -13,9 +13,10 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from signoff.policy import BundleRef, Effect
 from signoff.policy.gates import Gate, gate_from_yaml
@@ -71,6 +72,61 @@ def _read_yaml(path: Path) -> Any:
         raise BundleError(f"{path}: {error}") from None
 
 
+class OnErrorSpec(BaseModel):
+    """bundle.yaml's on_error: what to answer when evaluation fails (never approve)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action: Literal["hold", "reject"] = Field(
+        description="hold: wait for a human on `gate`; reject: refuse the action"
+    )
+    gate: str = Field(
+        default="", description="with hold: the gate that decides (defined in the data)"
+    )
+
+    @model_validator(mode="after")
+    def _hold_names_a_gate(self) -> "OnErrorSpec":
+        if self.action == "hold" and not self.gate:
+            raise ValueError("hold needs the gate that decides (gate: GATE_ID)")
+        return self
+
+
+class BundleManifest(BaseModel):
+    """bundle.yaml: the bundle's name, version and failure answer. Unknown keys are
+    mistakes (a misspelled on_error would silently reject everything)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1)
+    version: str = Field(min_length=1, description='any text; quote it in YAML ("1.10")')
+    description: str = ""
+    on_error: OnErrorSpec = OnErrorSpec(action="reject")
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _number_as_text(cls, value: Any) -> Any:
+        # `version: 2` is an int in YAML: the version "2".
+        return (
+            str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+        )
+
+
+def read_manifest(path: Path) -> BundleManifest:
+    """bundle.yaml, checked; BundleError names the file and every wrong key."""
+    manifest = _read_yaml(path)
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{path}: must be a mapping (id, version, on_error)")
+    try:
+        return BundleManifest.model_validate(manifest)
+    except ValidationError as error:
+        problems = []
+        for problem in error.errors():
+            key = ".".join(str(part) for part in problem["loc"])
+            message = problem["msg"].removeprefix("Value error, ")
+            problems.append(f"{key}: {message}" if key else message)
+        raise BundleError(f"{path}: " + "; ".join(problems)) from None
+
+
 def bundle_sha256(directory: Path) -> str:
     """sha256 over every file's relative path and bytes, in path order."""
     digest = hashlib.sha256()
@@ -85,10 +141,7 @@ def load_bundle(directory: Path) -> LoadedBundle:
     manifest_path = directory / "bundle.yaml"
     if not manifest_path.is_file():
         raise BundleError(f"{directory}: no bundle.yaml (is this a policy bundle directory?)")
-    manifest = _read_yaml(manifest_path)
-    for key in ("id", "version"):
-        if not manifest.get(key):
-            raise BundleError(f"{manifest_path}: '{key}' is required")
+    manifest = read_manifest(manifest_path)
 
     data: dict[str, Any] = {}
     for path in sorted(directory.glob("*.yaml")):
@@ -120,16 +173,13 @@ def load_bundle(directory: Path) -> LoadedBundle:
                 raise BundleError(f"gate {gate.gate_id}: escalation never ends ({loop})")
             chain.append(step)
 
-    on_error_spec = manifest.get("on_error") or {"action": "reject"}
-    if on_error_spec.get("action") == "hold":
-        gate_id = on_error_spec.get("gate", "")
+    if manifest.on_error.action == "hold":
+        gate_id = manifest.on_error.gate
         if gate_id not in gates:
-            raise BundleError(f"{manifest_path}: on_error gate {gate_id!r} is not defined")
+            raise BundleError(f"{manifest_path}: on_error.gate {gate_id!r} is not defined")
         on_error = OnError(Effect.REQUIRE_APPROVAL, gate_id)
-    elif on_error_spec.get("action") == "reject":
-        on_error = OnError(Effect.DENY)
     else:
-        raise BundleError(f"{manifest_path}: on_error.action must be hold or reject")
+        on_error = OnError(Effect.DENY)
 
     roles = {
         principal: frozenset((spec or {}).get("roles", []))
@@ -157,7 +207,7 @@ def load_bundle(directory: Path) -> LoadedBundle:
         raise BundleError(f"{directory}: Rego does not compile: {error}") from None
 
     return LoadedBundle(
-        ref=BundleRef(str(manifest["id"]), str(manifest["version"]), bundle_sha256(directory)),
+        ref=BundleRef(manifest.id, manifest.version, bundle_sha256(directory)),
         directory=directory,
         compiled=compiled,
         gates=gates,

@@ -7,6 +7,7 @@ from typing import Any
 from signoff.domain.canonical import sha256_of
 from signoff.domain.errors import (
     AlreadyDecided,
+    ErrorReason,
     FailedPrecondition,
     FieldViolation,
     IdempotencyKeyReused,
@@ -156,7 +157,7 @@ async def request_decision(
             )
         if instance.state is InstanceState.COMPLETED:
             raise FailedPrecondition(
-                "INSTANCE_COMPLETED",
+                ErrorReason.INSTANCE_COMPLETED,
                 f"instance {instance_id} is completed; start a new instance for new work",
             )
 
@@ -269,7 +270,7 @@ def _check_voter(ctx: Context, instance: Instance, action: Action, who: Principa
     approver = decider(ctx.policy, who)
     if barred_by_duties(approver, parties_of(instance)):
         raise PermissionDenied(
-            "SEPARATION_OF_DUTIES",
+            ErrorReason.SEPARATION_OF_DUTIES,
             f"{approver.id} is this instance's user or agent and cannot approve its actions",
             metadata={"approver": approver.id},
         )
@@ -277,7 +278,7 @@ def _check_voter(ctx: Context, instance: Instance, action: Action, who: Principa
     if not eligible:
         waiting = [g.gate_id for g in action.waiting_gates()]
         raise PermissionDenied(
-            "NOT_ELIGIBLE",
+            ErrorReason.NOT_ELIGIBLE,
             f"{approver.id} is not an approver of {', '.join(waiting)}",
             metadata={"approver": approver.id, "gates": ",".join(waiting)},
         )
@@ -339,14 +340,14 @@ async def submit_decision(
                 )
             if action.state is not ActionState.WAITING_FOR_HUMAN:
                 raise FailedPrecondition(
-                    "ACTION_NOT_WAITING",
+                    ErrorReason.ACTION_NOT_WAITING,
                     f"action {action_id} is {action.state.value}; only a waiting action can be "
                     "decided",
                     metadata={"action_id": action_id, "state": action.state.value},
                 )
             if evidence_snapshot_hash and evidence_snapshot_hash != action.action_sha256:
                 raise FailedPrecondition(
-                    "EVIDENCE_CHANGED",
+                    ErrorReason.EVIDENCE_CHANGED,
                     f"action {action_id} changed since it was reviewed: it is now "
                     f"{action.action_sha256}; review it again",
                     metadata={"action_sha256": action.action_sha256},
@@ -355,7 +356,7 @@ async def submit_decision(
             earlier = await tx.votes_for(action_id)
             if any(v.approver == approver for v in earlier):
                 raise FailedPrecondition(
-                    "ALREADY_VOTED",
+                    ErrorReason.ALREADY_VOTED,
                     f"{approver} already voted on action {action_id}; one approver votes once",
                     metadata={"action_id": action_id, "approver": approver},
                 )
@@ -430,7 +431,7 @@ def _apply_edit(
     decision = evaluate_policy(ctx, instance, proposal, who)
     if decision.effect is Effect.DENY:
         raise FailedPrecondition(
-            "EDIT_DENIED_BY_POLICY",
+            ErrorReason.EDIT_DENIED_BY_POLICY,
             "policy denies the edited action: " + "; ".join(decision.reasons),
             metadata={"rule_ids": ",".join(decision.rule_ids)},
         )
@@ -484,7 +485,7 @@ async def report_execution(
             return action  # a repeated report
         if instance.state not in (InstanceState.RUNNING, InstanceState.WAITING_FOR_HUMAN):
             raise FailedPrecondition(
-                "INSTANCE_NOT_ACTIVE",
+                ErrorReason.INSTANCE_NOT_ACTIVE,
                 f"instance {instance.instance_id} is {instance.state.value}",
             )
         if action.state is not ActionState.EXECUTING:

@@ -3,7 +3,7 @@
 from datetime import datetime
 
 from signoff.domain.canonical import sha256_of
-from signoff.domain.errors import IdempotencyKeyReused, NotFound, PermissionDenied
+from signoff.domain.errors import ErrorReason, IdempotencyKeyReused, NotFound, PermissionDenied
 from signoff.domain.ids import new_id
 from signoff.domain.models import ALL_TENANTS, Instance, Json, Principal
 from signoff.domain.states import (
@@ -33,7 +33,7 @@ async def invoke_agent(
     tenant_id, request_id = envelope["tenant_id"], envelope["request_id"]
     if not who.sees(tenant_id):
         raise PermissionDenied(
-            "TENANT_NOT_ALLOWED",
+            ErrorReason.TENANT_NOT_ALLOWED,
             f"{who.id} acts in tenant {who.tenant}, not {tenant_id}",
             metadata={"tenant_id": tenant_id},
         )

@@ -17,7 +17,7 @@ transaction, so the outbox holds about one retention's worth of notifications.
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 import httpx
@@ -38,6 +38,10 @@ BATCH = 50  # rows claimed (and posted concurrently) at a time
 PRUNE_BATCH = 500  # rows deleted per transaction: short ones, as SQLite has one writer
 PRUNE_INTERVAL = 60.0  # seconds between looks for rows past their retention, at most
 
+# Delivers a claimed row of a webhook whose format is not an HTTP POST (slack_interactive
+# posts through the Slack Web API): '' when delivered, else what went wrong (then retried).
+Sender = Callable[[Webhook, outbox.ClaimedDelivery], Awaitable[str]]
+
 
 class Notifier:
     def __init__(
@@ -49,8 +53,10 @@ class Notifier:
         retention: float = 0.0,
         poll_interval: float = 1.0,
         clock: Callable[[], datetime] = system_clock,
+        senders: Mapping[str, Sender] | None = None,
     ) -> None:
         self.db = db
+        self.senders = dict(senders or {})  # by webhook format
         self.webhooks = {hook.name: hook for hook in hooks}
         self.retry = retry
         self.retention = retention  # seconds; 0 keeps every row
@@ -173,12 +179,16 @@ class Notifier:
 
     async def _deliver(self, client: httpx.AsyncClient, delivery: outbox.ClaimedDelivery) -> None:
         hook = self.webhooks[delivery.webhook]
-        body = delivery.body.encode()
-        timestamp = int(self.clock().timestamp())
-        headers = webhooks.headers(
-            hook.secret, delivery.delivery_id, delivery.event, timestamp, body
-        )
-        error = await self._post(client, hook, body, headers)
+        send = self.senders.get(hook.format)
+        if send is not None:
+            error = await self._send(send, hook, delivery)
+        else:
+            body = delivery.body.encode()
+            timestamp = int(self.clock().timestamp())
+            headers = webhooks.headers(
+                hook.secret, delivery.delivery_id, delivery.event, timestamp, body
+            )
+            error = await self._post(client, hook, body, headers)
         now = self.clock()
         delay = 0.0
         if not error:
@@ -215,6 +225,16 @@ class Notifier:
             )
         if not recorded:
             log.info("webhook %s: %s claimed again by another deliverer", hook.name, what[2])
+
+    async def _send(self, send: Sender, hook: Webhook, delivery: outbox.ClaimedDelivery) -> str:
+        try:
+            async with asyncio.timeout(self.retry.timeout):
+                return await send(hook, delivery)
+        except TimeoutError:
+            return f"no answer within {self.retry.timeout:g}s"
+        except Exception as error:  # whatever went wrong, the answer is: retry
+            log.exception("webhook %s: delivery %s failed", hook.name, delivery.delivery_id)
+            return f"{type(error).__name__}: {str(error) or 'no detail'}"
 
     async def _post(
         self, client: httpx.AsyncClient, hook: Webhook, body: bytes, headers: dict[str, str]

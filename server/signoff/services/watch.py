@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
 from signoff.domain.errors import (
+    ErrorReason,
     FieldViolation,
     InvalidArgument,
     OutOfRange,
@@ -75,7 +76,7 @@ class _InstanceEvents(_Feed[Event]):
             instance = visible(await tx.get_instance(self.key), self.who, self.key)
         if after > instance.revision:
             raise OutOfRange(
-                "REVISION_OUT_OF_RANGE",
+                ErrorReason.REVISION_OUT_OF_RANGE,
                 f"after_revision {after} is beyond the instance's newest revision "
                 f"{instance.revision}",
                 metadata={"revision": str(instance.revision)},
@@ -106,7 +107,7 @@ class _ApprovalChanges(_Feed[ApprovalChange]):
     async def open(self, after: int) -> bool:
         if after > 0 and not await self.fetch(after - 1, 1):
             raise OutOfRange(
-                "CURSOR_OUT_OF_RANGE",
+                ErrorReason.CURSOR_OUT_OF_RANGE,
                 f"after_cursor {after} is beyond the tenant's newest change",
                 metadata={"tenant_id": self.tenant_id},
             )
@@ -134,7 +135,7 @@ def watch_approvals(
         raise InvalidArgument([FieldViolation("tenant_id", "is required for a platform caller")])
     if scope is None:
         raise PermissionDenied(
-            "TENANT_NOT_ALLOWED",
+            ErrorReason.TENANT_NOT_ALLOWED,
             f"{who.id} acts in tenant {who.tenant}, not {tenant_id}",
             metadata={"tenant_id": tenant_id},
         )
@@ -170,7 +171,7 @@ async def _follow(feed: _Feed[Item], start: int) -> AsyncIterator[Item | Bookmar
 
             if subscription.closed:
                 raise Unavailable(
-                    "SERVER_SHUTTING_DOWN",
+                    ErrorReason.SERVER_SHUTTING_DOWN,
                     "the server is shutting down; reconnect and resume from the last position",
                     metadata={feed.position_name: str(last)},
                 )

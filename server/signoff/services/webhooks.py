@@ -29,7 +29,7 @@ USER_AGENT = "signoff-webhooks/1"
 DEFAULT_EVENTS = ("requested", "decided", "expired", "escalated")
 EVENTS = (*DEFAULT_EVENTS, "voted", "cancelled")
 
-Format = Literal["json", "slack"]
+Format = Literal["json", "slack", "slack_interactive"]
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,9 @@ def slack_payload(change: ApprovalChange, gates: list[str]) -> dict[str, Any]:
 
 
 def body(webhook: Webhook, delivery_id: str, change: ApprovalChange, gates: list[str]) -> str:
-    """The request body, built once when the change commits: retries send the same bytes."""
+    """The request body, built once when the change commits: retries send the same bytes.
+    (slack_interactive's is the JSON payload too: its sender renders the message from the
+    action as it is when the message is posted or updated.)"""
     if webhook.format == "slack":
         payload = slack_payload(change, gates)
     else:

@@ -19,7 +19,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from signoff.domain.errors import Unavailable
+from signoff.domain.errors import ErrorReason, Unavailable
 from signoff.store.hub import Hub
 from signoff.store.notify import CHANNEL, payload
 from signoff.store.repository import Tx
@@ -70,7 +70,7 @@ class Outage:
                 first_line,
             )
         return Unavailable(
-            "DATABASE_UNAVAILABLE",
+            ErrorReason.DATABASE_UNAVAILABLE,
             "the database is unavailable; retry (with the same request id) shortly",
         )
 

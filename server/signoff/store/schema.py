@@ -263,3 +263,16 @@ webhook_outbox = Table(
     # What retention removes: the oldest rows, without reading the newer ones.
     Index("ix_webhook_outbox_create_time", "create_time"),
 )
+
+# The Slack message of each action a slack_interactive webhook posted (docs/slack.md), so
+# that later changes update it in place (chat.update needs its channel and ts).
+slack_messages = Table(
+    "slack_messages",
+    metadata,
+    Column("webhook", Key, nullable=False),
+    Column("action_id", Id, nullable=False),
+    Column("channel", Id, nullable=False),
+    Column("ts", Id, nullable=False),
+    Column("create_time", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("webhook", "action_id"),
+)

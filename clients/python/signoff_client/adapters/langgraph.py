@@ -25,6 +25,17 @@ resumes the graph by interrupt id::
     if command is not None:                     # None: nothing of signoff's is paused
         graph.invoke(command, config)
 
+Resumers may race (a retried job, two workers): `claim_tool_call` spends the grant before
+the tool runs and returns None to every resumer but one ("already executed"), and a
+ToolNode needs no node code at all::
+
+    tools = ToolNode([issue_refund], wrap_tool_call=tool_call_wrapper(
+        signoff, {"issue_refund": "DESTRUCTIVE"}))   # instance id from state["instance_id"]
+
+The wrapper asks, pauses, runs the tool with the params signoff approved (an approver's
+edit included), reports, and answers the model with an error ToolMessage when signoff
+rejected the call or it already ran.
+
 The resume value only wakes the node: the node asks signoff again, and signoff's answer,
 never the resume value, decides whether the tool runs.
 """
@@ -32,17 +43,20 @@ never the resume value, decides whether the tool runs.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from signoff_client.adapters import stable_key
-from signoff_client.errors import ActionRejected, InstanceTerminated
+from signoff_client.errors import ActionRejected, ErrorReason, InstanceTerminated, SignoffError
 from signoff_client.sdk import APPROVED, REJECTED, TERMINATED, AsyncSignoff, Decision, Signoff
 
 try:
+    from langchain_core.messages import ToolMessage
     from langchain_core.runnables import RunnableConfig
     from langgraph.config import get_config
+    from langgraph.errors import GraphBubbleUp
+    from langgraph.prebuilt.tool_node import ToolCallRequest
     from langgraph.types import Command, Interrupt, interrupt
 except ImportError as missing:  # pragma: no cover - depends on the installed extras
     raise ImportError(
@@ -52,12 +66,16 @@ except ImportError as missing:  # pragma: no cover - depends on the installed ex
 __all__ = [
     "PAUSE_KEY",
     "Pause",
+    "aclaim_tool_call",
     "agate_tool_call",
     "approval_key",
     "aresume_command",
+    "atool_call_wrapper",
+    "claim_tool_call",
     "gate_tool_call",
     "pauses",
     "resume_command",
+    "tool_call_wrapper",
 ]
 
 PAUSE_KEY = "signoff"  # interrupt values of signoff's pauses are {"signoff": {...}}
@@ -177,6 +195,236 @@ async def agate_tool_call(
         interrupt(_pause_value(decision, ask["tool_call_id"], tool))
         decision = await client.request_decision(instance_id, **ask)
     return decision
+
+
+# Why spending a grant failed when another resumer of the same pause got there first: ask
+# again, and the answer says whether the call ran (another grant voided ours) or not yet.
+_RACED = (ErrorReason.INVALID_GRANT, ErrorReason.ALREADY_EXECUTED)
+_CLAIM_ATTEMPTS = 5
+
+
+def _claim_failed(action_id: str) -> SignoffError:
+    return SignoffError(
+        f"could not spend the grant of action {action_id}: other resumers kept asking for it",
+        reason=ErrorReason.INVALID_GRANT,
+        metadata={"action_id": action_id},
+    )
+
+
+def claim_tool_call(
+    client: Signoff,
+    instance_id: str,
+    tool_call: Mapping[str, Any],
+    *,
+    tool: str,
+    risk_class: str | int,
+    evidence_refs: Sequence[str] = (),
+    config: RunnableConfig | None = None,
+) -> Decision | None:
+    """`gate_tool_call`, then spends the grant (ConsumeGrant) before the tool runs.
+
+    Returns the Decision to execute now, with `decision.params` (report without a token:
+    the grant is spent), or None when the call already ran or another resumer of the same
+    pause is running it. Of concurrent resumers, exactly one gets the Decision; the others
+    get None, never an INVALID_GRANT error. Raises like `gate_tool_call`."""
+    ask = _ask_kwargs(tool_call, tool, risk_class, evidence_refs, config)
+    decision = gate_tool_call(
+        client,
+        instance_id,
+        tool_call,
+        tool=tool,
+        risk_class=risk_class,
+        evidence_refs=evidence_refs,
+        config=config,
+    )
+    for _ in range(_CLAIM_ATTEMPTS):
+        if decision.consumed:
+            return None
+        try:
+            client.consume_grant(decision.action_id, decision.grant_token)
+            return decision
+        except SignoffError as error:
+            if error.reason not in _RACED:
+                raise
+        decision = client.request_decision(instance_id, **ask)  # did the other one run it?
+    raise _claim_failed(decision.action_id)
+
+
+async def aclaim_tool_call(
+    client: AsyncSignoff,
+    instance_id: str,
+    tool_call: Mapping[str, Any],
+    *,
+    tool: str,
+    risk_class: str | int,
+    evidence_refs: Sequence[str] = (),
+    config: RunnableConfig | None = None,
+) -> Decision | None:
+    """`claim_tool_call` for async nodes."""
+    ask = _ask_kwargs(tool_call, tool, risk_class, evidence_refs, config)
+    decision = await agate_tool_call(
+        client,
+        instance_id,
+        tool_call,
+        tool=tool,
+        risk_class=risk_class,
+        evidence_refs=evidence_refs,
+        config=config,
+    )
+    for _ in range(_CLAIM_ATTEMPTS):
+        if decision.consumed:
+            return None
+        try:
+            await client.consume_grant(decision.action_id, decision.grant_token)
+            return decision
+        except SignoffError as error:
+            if error.reason not in _RACED:
+                raise
+        decision = await client.request_decision(instance_id, **ask)
+    raise _claim_failed(decision.action_id)
+
+
+# ---- ToolNode(wrap_tool_call=...) -----------------------------------------------------------
+
+InstanceOf = Callable[[Any], str]
+
+
+@dataclass(frozen=True)
+class _ToolGate:
+    instance_id: str | InstanceOf
+    risk_classes: Mapping[str, str | int]
+    namespace: str
+    default_risk_class: str | int
+
+    def instance(self, state: Any) -> str:
+        if callable(self.instance_id):
+            return self.instance_id(state)
+        return self.instance_id
+
+    def tool(self, name: str) -> str:
+        return name if "." in name else f"{self.namespace}.{name}"
+
+    def kwargs(self, request: ToolCallRequest) -> dict[str, Any]:
+        name = str(request.tool_call["name"])
+        return dict(
+            tool=self.tool(name),
+            risk_class=self.risk_classes.get(name, self.default_risk_class),
+            config=request.runtime.config,
+        )
+
+
+def _state_instance(state: Any) -> str:
+    return str(state["instance_id"])
+
+
+def _message(request: ToolCallRequest, text: str, status: str = "error") -> ToolMessage:
+    call = request.tool_call
+    return ToolMessage(content=text, tool_call_id=str(call["id"]), name=call["name"], status=status)
+
+
+def _approved(request: ToolCallRequest, decision: Decision) -> ToolCallRequest:
+    return request.override(tool_call={**request.tool_call, "args": dict(decision.params or {})})
+
+
+def _failed(result: ToolMessage | Command[Any]) -> bool:
+    return isinstance(result, ToolMessage) and result.status == "error"
+
+
+_ALREADY = "signoff: this call was already executed; it does not run again"
+
+
+def tool_call_wrapper(
+    client: Signoff,
+    risk_classes: Mapping[str, str | int],
+    *,
+    instance_id: str | InstanceOf = _state_instance,
+    namespace: str = "agent",
+    default_risk_class: str | int = "DESTRUCTIVE",
+) -> Callable[
+    [ToolCallRequest, Callable[[ToolCallRequest], ToolMessage | Command[Any]]],
+    ToolMessage | Command[Any],
+]:
+    """The `wrap_tool_call=` of a LangGraph ToolNode that gates every tool call on signoff::
+
+        tools = ToolNode([issue_refund, lookup_order], wrap_tool_call=tool_call_wrapper(
+            signoff, {"issue_refund": "DESTRUCTIVE", "lookup_order": "READ_ONLY"}))
+
+    Each call is asked about (`claim_tool_call`: the graph pauses while a human decides,
+    and `resume_command` resumes it), runs with the params signoff approved (an approver's
+    edit included) after its grant is spent, and is reported, failed too. A rejected or
+    terminated call answers the model with an error ToolMessage, and so does a call that
+    already ran (a concurrent resumer, a re-run). `instance_id` is the signoff instance, or
+    how to read it from the graph state (default: state["instance_id"]). Tool names
+    without a dot become "<namespace>.<name>"; tools missing from `risk_classes` are asked
+    as `default_risk_class`."""
+    gate = _ToolGate(instance_id, risk_classes, namespace, default_risk_class)
+
+    def wrap(
+        request: ToolCallRequest,
+        execute: Callable[[ToolCallRequest], ToolMessage | Command[Any]],
+    ) -> ToolMessage | Command[Any]:
+        try:
+            decision = claim_tool_call(
+                client, gate.instance(request.state), request.tool_call, **gate.kwargs(request)
+            )
+        except (ActionRejected, InstanceTerminated) as no:
+            return _message(request, f"signoff did not allow this call: {no}")
+        if decision is None:
+            return _message(request, _ALREADY)
+        evidence = f"tool:{request.tool_call['name']}:{request.tool_call['id']}"
+        try:
+            result = execute(_approved(request, decision))
+        except GraphBubbleUp:
+            raise  # the tool paused the graph itself: it did not fail
+        except Exception as error:
+            client.report_execution(decision.action_id, False, evidence, error_message=str(error))
+            raise
+        client.report_execution(decision.action_id, not _failed(result), evidence)
+        return result
+
+    return wrap
+
+
+def atool_call_wrapper(
+    client: AsyncSignoff,
+    risk_classes: Mapping[str, str | int],
+    *,
+    instance_id: str | InstanceOf = _state_instance,
+    namespace: str = "agent",
+    default_risk_class: str | int = "DESTRUCTIVE",
+) -> Callable[
+    [ToolCallRequest, Callable[[ToolCallRequest], Awaitable[ToolMessage | Command[Any]]]],
+    Awaitable[ToolMessage | Command[Any]],
+]:
+    """`tool_call_wrapper` for `ToolNode(awrap_tool_call=...)`, with the asyncio client."""
+    gate = _ToolGate(instance_id, risk_classes, namespace, default_risk_class)
+
+    async def wrap(
+        request: ToolCallRequest,
+        execute: Callable[[ToolCallRequest], Awaitable[ToolMessage | Command[Any]]],
+    ) -> ToolMessage | Command[Any]:
+        try:
+            decision = await aclaim_tool_call(
+                client, gate.instance(request.state), request.tool_call, **gate.kwargs(request)
+            )
+        except (ActionRejected, InstanceTerminated) as no:
+            return _message(request, f"signoff did not allow this call: {no}")
+        if decision is None:
+            return _message(request, _ALREADY)
+        evidence = f"tool:{request.tool_call['name']}:{request.tool_call['id']}"
+        try:
+            result = await execute(_approved(request, decision))
+        except GraphBubbleUp:
+            raise  # the tool paused the graph itself: it did not fail
+        except Exception as error:
+            await client.report_execution(
+                decision.action_id, False, evidence, error_message=str(error)
+            )
+            raise
+        await client.report_execution(decision.action_id, not _failed(result), evidence)
+        return result
+
+    return wrap
 
 
 def _outcome(error: Exception) -> str:

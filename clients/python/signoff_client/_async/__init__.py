@@ -1,0 +1,1 @@
+"""The asyncio client, source of the generated blocking one (see client.py)."""

@@ -1,0 +1,1 @@
+"""The approvers' web console, served on the HTTP listener (docs/console.md)."""
