@@ -8,16 +8,20 @@ import pytest
 from signoff.domain.canonical import canonical_json, sha256_of
 from signoff.domain.errors import IllegalTransition
 from signoff.domain.ids import new_id
-from signoff.domain.models import ProposedAction
+from signoff.domain.models import Action, GateStatus, Instance, ProposedAction
 from signoff.domain.states import (
     ACTION_TRANSITIONS,
+    GATE_TRANSITIONS,
     INSTANCE_TRANSITIONS,
+    SETTLEMENTS,
     ActionState,
+    GateState,
     InstanceState,
     Outcome,
     RiskClass,
     outcome_of,
     transition_action,
+    transition_gate,
     transition_instance,
 )
 
@@ -46,6 +50,14 @@ ALLOWED_ACTION = {
     ("EXECUTING", "FAILED"),
 }
 
+ALLOWED_GATE = {
+    ("WAITING", "SATISFIED"),
+    ("WAITING", "REJECTED"),
+    ("WAITING", "EXPIRED"),
+    ("WAITING", "ESCALATED"),
+    ("WAITING", "CLOSED"),
+}
+
 
 @pytest.mark.parametrize("current,target", list(itertools.product(InstanceState, InstanceState)))
 def test_every_instance_transition(current: InstanceState, target: InstanceState) -> None:
@@ -67,9 +79,27 @@ def test_every_action_transition(current: ActionState, target: ActionState) -> N
             transition_action(current, target)
 
 
+@pytest.mark.parametrize("current,target", list(itertools.product(GateState, GateState)))
+def test_every_gate_transition(current: GateState, target: GateState) -> None:
+    if (current.value, target.value) in ALLOWED_GATE:
+        assert transition_gate(current, target) is target
+    else:
+        with pytest.raises(IllegalTransition) as raised:
+            transition_gate(current, target)
+        assert raised.value.metadata == {"entity": "gate", "from": current, "to": target}
+
+
 def test_tables_cover_every_state() -> None:
     assert set(INSTANCE_TRANSITIONS) == set(InstanceState)
     assert set(ACTION_TRANSITIONS) == set(ActionState)
+    assert set(GATE_TRANSITIONS) == set(GateState)
+
+
+def test_every_settlement_leaves_waiting_by_the_action_table() -> None:
+    for target in SETTLEMENTS:
+        assert target in ACTION_TRANSITIONS[ActionState.WAITING_FOR_HUMAN]
+    # Only a cancel decides nothing (it revokes; the decider stays what it was).
+    assert [t for t, how in SETTLEMENTS.items() if not how.decides] == [ActionState.CANCELLED]
 
 
 def test_terminal_states_have_no_way_out() -> None:
@@ -135,3 +165,56 @@ def test_ids_are_prefixed_unique_and_time_ordered() -> None:
     first = new_id("x")
     time.sleep(0.002)
     assert new_id("x")[:12] > first[:12]  # the leading characters are the millisecond clock
+
+
+def _waiting_action(*gates: str) -> tuple[Action, Instance]:
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime(2026, 5, 4, tzinfo=UTC)
+    instance = Instance(
+        "ins", "t", "req", {}, "sha", InstanceState.WAITING_FOR_HUMAN, 1, 1, now, now
+    )
+    deadline = now + timedelta(hours=1)
+    action = Action(
+        "act", "ins", "t", ProposedAction("tc", "tool", {}, RiskClass.NETWORK, (), 5.0), "sha",
+        ActionState.WAITING_FOR_HUMAN, list(gates), "", "", now, None,
+        gates=[GateStatus(g, GateState.WAITING, 2, 1, now, deadline) for g in gates],
+    )  # fmt: skip
+    instance.cost_reserved_cents = 5.0
+    return action, instance
+
+
+def test_settling_expires_the_gate_that_timed_out_and_closes_the_others() -> None:
+    action, instance = _waiting_action("A", "B")
+    now = action.create_time
+    previous = action.settle(
+        instance, ActionState.EXPIRED, now, decided_by="timer", reason="late", timed_out="A"
+    )
+    assert previous is ActionState.WAITING_FOR_HUMAN
+    assert [g.state for g in action.gates] == [GateState.EXPIRED, GateState.CLOSED]
+    assert (action.decided_by, action.decision_reason, action.decide_time) == ("timer", "late", now)
+    assert instance.cost_reserved_cents == 0.0  # the reservation is released with the wait
+    with pytest.raises(IllegalTransition):  # settled once
+        action.settle(instance, ActionState.APPROVED, now, decided_by="x", reason="")
+
+
+def test_a_cancel_keeps_the_decider_and_a_vote_moves_only_waiting_gates() -> None:
+    from datetime import timedelta
+
+    from signoff.domain.gates import count_vote, settled_state
+    from signoff.domain.states import Verdict
+
+    action, instance = _waiting_action("A", "B")
+    count_vote(action.gates, Verdict.APPROVE)
+    count_vote(action.gates, Verdict.APPROVE)  # quorum 2
+    assert settled_state(action) is ActionState.APPROVED
+    now = action.create_time
+    action.settle(
+        instance, ActionState.APPROVED, now, decided_by="lead", reason="ok",
+        grant_ttl=timedelta(minutes=15),
+    )  # fmt: skip
+    assert action.grant_expires == now + timedelta(minutes=15)
+    count_vote(action.gates, Verdict.REJECT)  # satisfied gates are not moved again
+    assert {g.state for g in action.gates} == {GateState.SATISFIED}
+    action.settle(instance, ActionState.CANCELLED, now, decided_by=None, reason="stop")
+    assert action.decided_by == "lead" and action.decision_reason == "ok"

@@ -1,7 +1,11 @@
 """Protobuf messages to and from domain models."""
 
+import dataclasses
+import re
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from functools import cache
+from typing import Any, TypeVar
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
@@ -38,6 +42,54 @@ def struct(value: dict[str, Any]) -> struct_pb2.Struct:
     result = struct_pb2.Struct()
     result.update(value)
     return result
+
+
+P = TypeVar("P")
+
+
+@cache
+def _to_field(field: Any) -> Callable[[Any], Any]:
+    """How a model value becomes the value of a message field, by the field's type."""
+    if field.enum_type is not None:
+        # ActionState → ACTION_STATE_ + the domain value; None → 0 (unset).
+        prefix = re.sub(r"(?<!^)(?=[A-Z])", "_", field.enum_type.name).upper()
+        numbers = {v.name.removeprefix(f"{prefix}_"): v.number for v in field.enum_type.values}
+        return lambda value: 0 if value is None else numbers[value.value]
+    if field.message_type is not None:
+        kind = field.message_type.full_name
+        if kind == "google.protobuf.Timestamp":
+            return timestamp
+        if kind == "google.protobuf.Struct":
+            return struct
+    return lambda value: value
+
+
+def _model_value(model: Any, name: str) -> Any:
+    """The model's field `name`, or that of a dataclass it holds (Action.proposal)."""
+    if hasattr(model, name):
+        return getattr(model, name)
+    for field in dataclasses.fields(model):
+        inner = getattr(model, field.name)
+        if dataclasses.is_dataclass(inner) and hasattr(inner, name):
+            return getattr(inner, name)
+    raise AttributeError(f"{type(model).__name__} has no field {name} for the message")
+
+
+def to_pb(message_type: type[P], model: Any, **named: Any) -> P:
+    """The message whose fields are the model's fields of the same names, converted by the
+    message field's type (enum, Timestamp, Struct); `named` gives the fields that are not a
+    plain copy. Fields left None are unset."""
+    values: dict[str, Any] = {}
+    for field in message_type.DESCRIPTOR.fields:  # type: ignore[attr-defined]
+        if field.name in named:
+            value = named[field.name]
+        else:
+            value = _model_value(model, field.name)
+            if value is not None:
+                value = _to_field(field)(value)
+        if value is not None:
+            values[field.name] = value
+    return message_type(**values)
 
 
 def message_to_json(message: Any) -> dict[str, Any]:
@@ -84,39 +136,11 @@ def budget_to_pb(budget: dict[str, Any] | None) -> pb.BudgetReport | None:
 
 
 def action_to_pb(action: models.Action) -> pb.Action:
-    proposal = action.proposal
-    return pb.Action(
-        action_id=action.action_id,
-        instance_id=action.instance_id,
-        tenant_id=action.tenant_id,
-        tool_call_id=proposal.tool_call_id,
-        tool=proposal.tool,
-        params=struct(proposal.params),
-        risk_class=enum_to_pb(pb.RiskClass, "RISK_CLASS", proposal.risk_class),
-        evidence_refs=proposal.evidence_refs,
-        action_sha256=action.action_sha256,
-        state=enum_to_pb(pb.ActionState, "ACTION_STATE", action.state),
-        gate_ids=action.gate_ids,
-        decided_by=action.decided_by,
-        decision_reason=action.decision_reason,
-        create_time=timestamp(action.create_time),
-        decide_time=timestamp(action.decide_time),
-        execution_evidence_ref=action.execution_evidence_ref,
-        gates=[
-            pb.GateStatus(
-                gate_id=g.gate_id,
-                state=enum_to_pb(pb.GateState, "GATE_STATE", g.state),
-                quorum=g.quorum,
-                approvals=g.approvals,
-                rejections=g.rejections,
-                deadline=timestamp(g.deadline),
-                escalated_from=g.escalated_from,
-            )
-            for g in action.gates
-        ],
+    return to_pb(
+        pb.Action,
+        action,
+        gates=[to_pb(pb.GateStatus, g) for g in action.gates],
         proposed_sha256=action.proposed_sha256 or action.action_sha256,
-        estimated_cost_cents=proposal.estimated_cost_cents,
-        cost_cents=action.cost_cents,
     )
 
 
@@ -132,25 +156,10 @@ def proposal_from_pb(message: pb.ProposedAction) -> models.ProposedAction:
 
 
 def event_to_pb(event: models.Event) -> pb.Event:
-    return pb.Event(
-        instance_id=event.instance_id,
-        revision=event.revision,
-        type=enum_to_pb(pb.EventType, "EVENT_TYPE", event.type),
-        time=timestamp(event.time),
-        instance_state=enum_to_pb(pb.InstanceState, "INSTANCE_STATE", event.instance_state),
-        action_id=event.action_id,
-        action_state=enum_to_pb(pb.ActionState, "ACTION_STATE", event.action_state),
-        outcome=enum_to_pb(pb.Outcome, "OUTCOME", event.outcome),
-        actor=event.actor,
-        reason=event.reason,
-        record_id=event.record_id,
-        tool=event.tool,
-        gate_id=event.gate_id,
+    return to_pb(
+        pb.Event,
+        event,
         controls=controls_to_pb(event.controls) if event.controls else None,
-        record_sha256=event.record_sha256,
-        prev_hash=event.prev_hash,
-        hash=event.hash,
-        trace_id=event.trace_id,
         budget=budget_to_pb(event.budget),
         plan_sha256=event.plan_sha256,
     )
@@ -173,24 +182,11 @@ def controls_to_pb(policy: dict[str, Any], gates: list[str] | None = None) -> pb
 
 
 def record_to_pb(record: models.DecisionRecord) -> pb.DecisionRecord:
-    return pb.DecisionRecord(
-        record_id=record.record_id,
-        decision_key=record.decision_key,
-        status=enum_to_pb(pb.DecisionStatus, "DECISION_STATUS", record.status),
-        outcome=enum_to_pb(pb.Outcome, "OUTCOME", record.outcome),
-        outputs=struct(record.outputs),
-        evidence_refs=record.evidence_refs,
+    return to_pb(
+        pb.DecisionRecord,
+        record,
         approvals=[
-            pb.Approval(
-                gate_id=a.gate_id,
-                approver=a.approver,
-                approval_mode_effective=a.approval_mode_effective,
-                evidence_snapshot_hash=a.evidence_snapshot_hash,
-                verdict=enum_to_pb(pb.Verdict, "VERDICT", a.verdict),
-                reason=a.reason,
-                time=timestamp(a.time),
-                params_diff=struct(a.params_diff) if a.params_diff else None,
-            )
+            to_pb(pb.Approval, a, params_diff=struct(a.params_diff) if a.params_diff else None)
             for a in record.approvals
         ],
         controls_active=pb.ControlsActive(
@@ -205,17 +201,6 @@ def record_to_pb(record: models.DecisionRecord) -> pb.DecisionRecord:
                 rule_ids=record.rule_ids,
             ),
         ),
-        trace_id=record.trace_id,
-        tenant_id=record.tenant_id,
-        instance_id=record.instance_id,
-        action_id=record.action_id,
-        tool=record.tool,
-        action_sha256=record.action_sha256,
-        revision=record.revision,
-        create_time=timestamp(record.create_time),
-        execution_state=enum_to_pb(pb.ActionState, "ACTION_STATE", record.execution_state),
-        estimated_cost_cents=record.estimated_cost_cents,
-        cost_cents=record.cost_cents,
         budget=budget_to_pb(record.budget),
         compiled_context_sha256=record.compiled_context_sha256,
     )
@@ -275,16 +260,4 @@ _EFFECTS = {
 
 
 def approval_change_to_pb(change: models.ApprovalChange) -> approval_pb.ApprovalChange:
-    return approval_pb.ApprovalChange(
-        cursor=change.cursor,
-        tenant_id=change.tenant_id,
-        kind=enum_to_pb(approval_pb.ApprovalChangeKind, "APPROVAL_CHANGE_KIND", change.kind),
-        action_id=change.action_id,
-        instance_id=change.instance_id,
-        revision=change.revision,
-        action_state=enum_to_pb(pb.ActionState, "ACTION_STATE", change.action_state),
-        tool=change.tool,
-        gate_id=change.gate_id,
-        actor=change.actor,
-        time=timestamp(change.time),
-    )
+    return to_pb(approval_pb.ApprovalChange, change)

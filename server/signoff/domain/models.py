@@ -1,9 +1,10 @@
 """What signoff stores and reasons about. Plain data: no I/O, no protobuf."""
 
-from dataclasses import dataclass, field
-from datetime import datetime
-from enum import StrEnum
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta
+from enum import Enum, StrEnum
+from typing import Any, get_type_hints
 
 from signoff.domain.budget import BudgetReport, cents, charge
 from signoff.domain.canonical import sha256_of
@@ -18,6 +19,7 @@ from signoff.domain.states import (
     RiskClass,
     Verdict,
     transition_action,
+    transition_gate,
 )
 
 # JSON-shaped data, as exchanged with clients (protobuf JSON names).
@@ -64,19 +66,6 @@ class Instance:
         """Moves the cost totals by what one action holds before and after a change."""
         self.cost_spent_cents = cents(self.cost_spent_cents - before[0] + after[0])
         self.cost_reserved_cents = cents(self.cost_reserved_cents - before[1] + after[1])
-
-    def parties(self) -> frozenset[str]:
-        return parties(
-            self.created_by,
-            self.envelope.get("user", {}).get("user_id"),
-            self.envelope.get("agent", {}).get("agent_id"),
-        )
-
-
-def parties(created_by: str, user_id: str | None, agent_id: str | None) -> frozenset[str]:
-    """Who asked for an instance's work: the principal that created it, and the envelope's
-    user and agent. Separation of duties bars each of them from deciding its actions."""
-    return frozenset(who for who in (created_by, user_id, agent_id) if who)
 
 
 @dataclass(frozen=True)
@@ -132,21 +121,51 @@ class GateStatus:
     reminders_sent: int = 0
     escalated_from: str = ""
 
+    def move(self, target: GateState) -> None:
+        """Moves the gate to target by the gate transition table."""
+        self.state = transition_gate(self.state, target)
+
     def as_json(self) -> Json:
-        """As stored with its action, and as its state is sealed in the chain."""
-        return {  # field by field: dataclasses.asdict deep-copies, at ten times the cost
-            "gate_id": self.gate_id,
-            "state": self.state.value,
-            "quorum": self.quorum,
-            "rejections_to_settle": self.rejections_to_settle,
-            "opened": self.opened.isoformat(),
-            "deadline": self.deadline.isoformat(),
-            "approvals": self.approvals,
-            "rejections": self.rejections,
-            "next_reminder": self.next_reminder.isoformat() if self.next_reminder else None,
-            "reminders_sent": self.reminders_sent,
-            "escalated_from": self.escalated_from,
-        }
+        """As stored with its action, and as its state is sealed in the chain: every field,
+        an enum as its value, a time in ISO 8601."""
+        # Field by field: dataclasses.asdict deep-copies, at ten times the cost.
+        return {name: _to_json(getattr(self, name)) for name in _GATE_FIELDS}
+
+    @classmethod
+    def from_json(cls, body: Json) -> "GateStatus":
+        """The gate as as_json stored it (a field it did not store yet keeps its default)."""
+        return cls(**{key: _GATE_READERS.get(key, _same)(value) for key, value in body.items()})
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _time_or_none(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+_GATE_FIELDS = tuple(f.name for f in fields(GateStatus))
+# What turns a stored value back into the field's type: by the field's annotation.
+_GATE_READERS: dict[str, Callable[[Any], Any]] = {
+    f.name: (
+        GateState
+        if hint is GateState
+        else _time_or_none
+        if hint in (datetime, datetime | None)
+        else _same
+    )
+    for f in fields(GateStatus)
+    for hint in [get_type_hints(GateStatus)[f.name]]
+}
 
 
 @dataclass
@@ -196,6 +215,36 @@ class Action:
         if cost_cents is not None:
             self.cost_cents = cost_cents
         instance.move_charge(before, self.charge())
+        return previous
+
+    def close_gates(self, timed_out: str = "") -> None:
+        """Closes every gate still waiting; the gate that timed out, if one did, EXPIRED."""
+        for status in self.waiting_gates():
+            status.move(GateState.EXPIRED if status.gate_id == timed_out else GateState.CLOSED)
+
+    def settle(
+        self,
+        instance: Instance,
+        target: ActionState,
+        now: datetime,
+        *,
+        decided_by: str | None,
+        reason: str,
+        timed_out: str = "",
+        grant_ttl: timedelta | None = None,
+    ) -> ActionState:
+        """Ends the action's wait at target (or revokes its approval): the decider (None
+        keeps what the action has), why and when, the waiting gates closed, and an approval's
+        grant clock started (it runs from the decision). Returns the previous state."""
+        previous = self.move(instance, target)
+        if decided_by is not None:
+            self.decided_by = decided_by
+            self.decision_reason = reason
+            self.decide_time = now
+        if target is ActionState.APPROVED:
+            assert grant_ttl is not None, "an approval carries a grant"
+            self.grant_expires = now + grant_ttl
+        self.close_gates(timed_out)
         return previous
 
 

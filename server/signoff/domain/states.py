@@ -1,5 +1,6 @@
-"""States, the one transition table, and what an agent is told about each state."""
+"""States, the transition tables, and what an agent is told about each state."""
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 from signoff.domain.errors import IllegalTransition
@@ -137,6 +138,25 @@ ACTION_TRANSITIONS: dict[ActionState, frozenset[ActionState]] = {
     ActionState.FAILED: frozenset(),
 }
 
+# A gate waits for votes until they settle it (SATISFIED, REJECTED), its deadline passes
+# (EXPIRED, or ESCALATED to the next gate), or its action settles without it (CLOSED).
+GATE_TRANSITIONS: dict[GateState, frozenset[GateState]] = {
+    GateState.WAITING: frozenset(
+        {
+            GateState.SATISFIED,
+            GateState.REJECTED,
+            GateState.EXPIRED,
+            GateState.ESCALATED,
+            GateState.CLOSED,
+        }
+    ),
+    GateState.SATISFIED: frozenset(),
+    GateState.REJECTED: frozenset(),
+    GateState.EXPIRED: frozenset(),
+    GateState.ESCALATED: frozenset(),
+    GateState.CLOSED: frozenset(),
+}
+
 DECIDED_ACTION_STATES = frozenset(
     {
         ActionState.APPROVED,
@@ -158,6 +178,31 @@ def transition_action(current: ActionState, target: ActionState) -> ActionState:
     if target not in ACTION_TRANSITIONS[current]:
         raise IllegalTransition("action", current, target)
     return target
+
+
+def transition_gate(current: GateState, target: GateState) -> GateState:
+    if target not in GATE_TRANSITIONS[current]:
+        raise IllegalTransition("gate", current, target)
+    return target
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """How an action that leaves WAITING_FOR_HUMAN (or loses its approval) is written down."""
+
+    event: EventType
+    status: DecisionStatus
+    # Whether the actor becomes the action's decider, and the instance may stop waiting. A
+    # cancel decides nothing: it revokes, and the instance it belongs to ends.
+    decides: bool
+
+
+SETTLEMENTS: dict[ActionState, Settlement] = {
+    ActionState.APPROVED: Settlement(EventType.ACTION_DECIDED, DecisionStatus.DECIDED, True),
+    ActionState.REJECTED: Settlement(EventType.ACTION_DECIDED, DecisionStatus.DECIDED, True),
+    ActionState.EXPIRED: Settlement(EventType.ACTION_EXPIRED, DecisionStatus.EXPIRED, True),
+    ActionState.CANCELLED: Settlement(EventType.ACTION_CANCELLED, DecisionStatus.CANCELLED, False),
+}
 
 
 def outcome_of(action: ActionState) -> Outcome:

@@ -5,10 +5,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy.exc import IntegrityError
-
 from signoff.policy import Policy
-from signoff.store.database import Database
+from signoff.store.database import Database, KeyConflict
 
 
 def system_clock() -> datetime:
@@ -35,5 +33,5 @@ async def once_more_on_key_conflict(work: Callable[[], Awaitable[T]]) -> T:
     again, and then it finds that key and answers from it (idempotency under races)."""
     try:
         return await work()
-    except IntegrityError:
+    except KeyConflict:
         return await work()

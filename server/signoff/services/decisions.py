@@ -2,7 +2,6 @@
 
 from dataclasses import dataclass, replace
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 from signoff.domain.canonical import sha256_of
@@ -15,6 +14,13 @@ from signoff.domain.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+)
+from signoff.domain.gates import (
+    admitting,
+    barred_by_duties,
+    count_vote,
+    parties_of,
+    settled_state,
 )
 from signoff.domain.ids import new_id
 from signoff.domain.models import (
@@ -36,30 +42,18 @@ from signoff.domain.states import (
     Outcome,
     Verdict,
     outcome_of,
-    transition_action,
     transition_instance,
 )
 from signoff.policy import Effect, PolicyDecision
 from signoff.policy.manifest import CompiledContext
 from signoff.services import grants, pagination
 from signoff.services.context import Context, once_more_on_key_conflict
-from signoff.services.gating import (
-    admits,
-    close_waiting,
-    count_vote,
-    open_gate,
-    params_diff,
-    settled_state,
-)
-from signoff.services.instances import (
-    leave_waiting_if_idle,
-    locked_instance,
-    revoke_open_actions,
-    scoped_tenant,
-)
-from signoff.services.records import approvals_of, record_for
-from signoff.store.repository import Tx
-from signoff.telemetry import metrics, tracing
+from signoff.services.gating import decider, may_decide, open_gate, params_diff, waiting_rules
+from signoff.services.instances import locked_instance, revoke_open_actions, scoped_tenant
+from signoff.services.records import record_for
+from signoff.services.settling import settle
+from signoff.store.unit import Repository
+from signoff.telemetry import tracing
 
 _STATE_FOR_EFFECT = {
     Effect.ALLOW: ActionState.APPROVED,
@@ -195,7 +189,7 @@ async def request_decision(
         if not decision.must_refuse:  # a refusal ends the instance, context or budget or not
             decision = outside or _budget_exhausted(ctx, instance, proposal) or decision
         now = ctx.clock()
-        state = transition_action(ActionState.NEW, _STATE_FOR_EFFECT[decision.effect])
+        state = _STATE_FOR_EFFECT[decision.effect]
         waits = state is ActionState.WAITING_FOR_HUMAN
         stored = replace(
             proposal, params=ctx.policy.redact(proposal.params, decision.redaction_rules_active)
@@ -207,7 +201,7 @@ async def request_decision(
             proposal=stored,
             action_sha256=digest,
             proposed_sha256=digest,
-            state=state,
+            state=ActionState.NEW,
             gate_ids=list(decision.gate_ids),
             gates=[open_gate(ctx.policy.gate(g), now) for g in decision.gate_ids] if waits else [],
             decided_by="" if waits else "policy",
@@ -217,10 +211,11 @@ async def request_decision(
             policy=decision.as_json(),
             traceparent=traceparent,
         )
+        # Through the transition table, which moves the instance's cost totals with it.
+        action.move(instance, state)
         token = grants.issue(action, now, now, ctx.grant_ttl)
         await tx.insert_action(action)
         instance.tool_calls_used += 1
-        instance.move_charge((0.0, 0.0), action.charge())
         if waits and instance.state is InstanceState.RUNNING:
             instance.state = transition_instance(instance.state, InstanceState.WAITING_FOR_HUMAN)
         record = None
@@ -279,18 +274,14 @@ def _as_proposed(action: Action, proposal: ProposedAction, proposal_sha256: str)
     return replace(action, proposal=proposal)
 
 
-async def _locked_action(tx: Tx, action_id: str, who: Principal) -> tuple[Action, Instance]:
+async def _locked_action(tx: Repository, action_id: str, who: Principal) -> tuple[Action, Instance]:
     """The action and its instance, read under the instance lock, so a concurrent
     decision that committed first is seen. Another tenant's action is not found."""
     found = await tx.get_action(action_id)
     if found is None or not who.sees(found.tenant_id):
         raise NotFound("action", action_id)
     instance = await locked_instance(tx, found.instance_id, who)
-    if tx.dialect != "postgresql":
-        return found, instance  # SQLite's BEGIN IMMEDIATE held the lock for the first read
-    action = await tx.get_action(action_id)
-    assert action is not None, "actions are never deleted"
-    return action, instance
+    return await tx.reread_under_lock(found), instance
 
 
 def _winning_verdict(action: Action) -> Verdict:
@@ -298,22 +289,22 @@ def _winning_verdict(action: Action) -> Verdict:
 
 
 def _check_voter(ctx: Context, instance: Instance, action: Action, who: Principal) -> list[str]:
-    """The waiting gates this approver may vote on; raises when they may vote on none."""
-    approver = who.id
-    if approver in instance.parties():
+    """The waiting gates this approver may vote on; raises, saying which half of
+    domain.gates.may_decide bars them, when they may vote on none."""
+    approver = decider(ctx.policy, who)
+    if barred_by_duties(approver, parties_of(instance)):
         raise PermissionDenied(
             ErrorReason.SEPARATION_OF_DUTIES,
-            f"{approver} is this instance's user or agent and cannot approve its actions",
-            metadata={"approver": approver},
+            f"{approver.id} is this instance's user or agent and cannot approve its actions",
+            metadata={"approver": approver.id},
         )
-    roles = who.roles | ctx.policy.roles_of(approver)
-    waiting = [g.gate_id for g in action.waiting_gates()]
-    eligible = [g for g in waiting if admits(ctx.policy, g, approver, roles)]
+    eligible = admitting(approver, waiting_rules(ctx.policy, action))
     if not eligible:
+        waiting = [g.gate_id for g in action.waiting_gates()]
         raise PermissionDenied(
             ErrorReason.NOT_ELIGIBLE,
-            f"{approver} is not an approver of {', '.join(waiting)}",
-            metadata={"approver": approver, "gates": ",".join(waiting)},
+            f"{approver.id} is not an approver of {', '.join(waiting)}",
+            metadata={"approver": approver.id, "gates": ",".join(waiting)},
         )
     return eligible
 
@@ -416,11 +407,10 @@ async def submit_decision(
             )
             await tx.insert_vote(this_vote)
             settled = settled_state(action)
-            previous = action.state
             record = None
             if settled is None:
                 # Quorum not reached yet (or the edit needs a fresh approval).
-                await tx.save_action(action, expected_state=previous)
+                await tx.save_action(action, expected_state=action.state)
                 await tx.append_event(
                     instance,
                     EventType.ACTION_VOTED,
@@ -431,35 +421,16 @@ async def submit_decision(
                     gate_id=",".join(eligible),
                 )
             else:
-                action.move(instance, settled)
-                action.decided_by = approver
-                action.decision_reason = reason
-                action.decide_time = now
-                if settled is ActionState.APPROVED:
-                    # The agent takes its grant by asking again; the approval's clock starts now.
-                    action.grant_expires = now + ctx.grant_ttl
-                close_waiting(action)
-                await tx.save_action(action, expected_state=previous)
-                record = record_for(
+                record = await settle(
+                    tx,
+                    instance,
                     action,
-                    instance,
-                    DecisionStatus.DECIDED,
+                    settled,
                     now,
-                    approvals=approvals_of(action, [*earlier, this_vote]),
-                )
-                await tx.insert_record(record)
-                tx.after_commit.append(
-                    partial(metrics.record_decision, action.state, action.create_time, now)
-                )
-                await leave_waiting_if_idle(tx, instance)
-                await tx.append_event(
-                    instance,
-                    EventType.ACTION_DECIDED,
-                    now,
-                    action=action,
                     actor=approver,
                     reason=reason,
-                    record=record,
+                    votes=[*earlier, this_vote],
+                    grant_ttl=ctx.grant_ttl,
                 )
             await tx.save_instance(instance)
             return action, record
@@ -498,7 +469,7 @@ def _apply_edit(
     if not stricter:
         return diff, eligible
     # A stricter gate: the edit stands, and those gates approve it afresh.
-    close_waiting(action)
+    action.close_gates()
     action.gates += [open_gate(ctx.policy.gate(g), now) for g in decision.gate_ids]
     action.gate_ids = list(decision.gate_ids)
     return diff, []
@@ -587,23 +558,19 @@ def _overspend(action: Action, instance: Instance) -> str:
 async def list_pending(
     ctx: Context, who: Principal, tenant_id: str, size: int, token: str
 ) -> tuple[list[Action], str]:
-    """Waiting actions the caller may decide: a gate admits them, and separation of duties
-    does not bar them (admins see all of their tenants'). A page may hold fewer than `size`
-    when others' actions were skipped; the token still moves."""
+    """Waiting actions the caller may decide (domain.gates.may_decide; admins see all of
+    their tenants'). The query leaves out the instances the caller is a party to; a page may
+    still hold fewer than `size` when gates left others out; the token still moves."""
     limit = pagination.page_size(size, 50)
     scope = scoped_tenant(who, tenant_id)
     if scope is None:
         return [], ""
+    party = "" if who.is_admin else who.id
     async with ctx.db.read() as tx:
-        rows = await tx.list_waiting_actions(scope, pagination.decode(token), limit + 1)
+        rows = await tx.list_waiting_actions(scope, pagination.decode(token), limit + 1, party)
     found, next_token = pagination.page(rows, limit)
-    roles = who.roles | ctx.policy.roles_of(who.id)
     return [
         action
-        for action, instance_parties in found
-        if who.is_admin
-        or (
-            who.id not in instance_parties
-            and any(admits(ctx.policy, g.gate_id, who.id, roles) for g in action.waiting_gates())
-        )
+        for action, parties in found
+        if who.is_admin or may_decide(ctx.policy, who, parties, action)
     ], next_token

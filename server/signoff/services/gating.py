@@ -1,21 +1,33 @@
-"""Gates at run time: opening them, counting votes, and what the votes settle. Pure."""
+"""Gates at run time, as the loaded policy bundle defines them: opening them, and asking
+domain/gates.py (who may decide, how votes count) with the bundle's gates and roles."""
 
+from dataclasses import replace
 from datetime import datetime
 
-from signoff.domain.models import Action, GateStatus
-from signoff.domain.states import ActionState, GateState, Verdict
+from signoff.domain import gates
+from signoff.domain.gates import GateRule
+from signoff.domain.models import Action, GateStatus, Principal
+from signoff.domain.states import GateState
 from signoff.policy import Policy
 from signoff.policy.gates import Gate
 
-# Gates that no longer take part in the decision.
-_RETIRED = frozenset({GateState.CLOSED, GateState.ESCALATED})
+
+def decider(policy: Policy, who: Principal) -> Principal:
+    """The caller with the roles the bundle gives it besides those its credentials carry:
+    what domain.gates.may_decide is asked about."""
+    extra = policy.roles_of(who.id)
+    return replace(who, roles=who.roles | extra) if extra - who.roles else who
 
 
-def admits(policy: Policy, gate_id: str, principal_id: str, roles: frozenset[str]) -> bool:
-    """Whether the gate admits the approver; a gate the bundle no longer defines admits
-    nobody (fail closed), and its timer expires the action."""
-    gate = policy.find_gate(gate_id)
-    return gate is not None and gate.admits(principal_id, roles)
+def waiting_rules(policy: Policy, action: Action) -> list[GateRule | None]:
+    """The definitions of the gates the action still waits on (None: no longer defined)."""
+    return [policy.find_gate(g.gate_id) for g in action.waiting_gates()]
+
+
+def may_decide(policy: Policy, who: Principal, parties: frozenset[str], action: Action) -> bool:
+    """domain.gates.may_decide for the authenticated caller on a stored action, with the
+    loaded bundle's gates and roles."""
+    return gates.may_decide(decider(policy, who), parties, waiting_rules(policy, action))
 
 
 def open_gate(gate: Gate, now: datetime, escalated_from: str = "") -> GateStatus:
@@ -29,34 +41,6 @@ def open_gate(gate: Gate, now: datetime, escalated_from: str = "") -> GateStatus
         next_reminder=now + gate.reminders[0] if gate.reminders else None,
         escalated_from=escalated_from,
     )
-
-
-def count_vote(gates: list[GateStatus], verdict: Verdict) -> None:
-    """Counts one approver's vote on each gate it is eligible for (the given gates)."""
-    for status in gates:
-        if verdict is Verdict.APPROVE:
-            status.approvals += 1
-            if status.approvals >= status.quorum:
-                status.state = GateState.SATISFIED
-        else:
-            status.rejections += 1
-            if status.rejections >= status.rejections_to_settle:
-                status.state = GateState.REJECTED
-
-
-def settled_state(action: Action) -> ActionState | None:
-    """APPROVED when every gate in play is satisfied, REJECTED when one rejected, else None."""
-    active = [g for g in action.gates if g.state not in _RETIRED]
-    if any(g.state is GateState.REJECTED for g in active):
-        return ActionState.REJECTED
-    if active and all(g.state is GateState.SATISFIED for g in active):
-        return ActionState.APPROVED
-    return None
-
-
-def close_waiting(action: Action) -> None:
-    for status in action.waiting_gates():
-        status.state = GateState.CLOSED
 
 
 def params_diff(before: dict[str, object], after: dict[str, object]) -> dict[str, object]:

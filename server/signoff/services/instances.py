@@ -8,16 +8,14 @@ from signoff.domain.ids import new_id
 from signoff.domain.models import ALL_TENANTS, Instance, Json, Principal
 from signoff.domain.states import (
     ActionState,
-    DecisionStatus,
     EventType,
-    GateState,
     InstanceState,
     transition_instance,
 )
 from signoff.services import pagination
 from signoff.services.context import Context, once_more_on_key_conflict
-from signoff.services.records import approvals_of, record_for
-from signoff.store.repository import Tx
+from signoff.services.settling import settle
+from signoff.store.unit import Repository
 
 
 def visible(instance: Instance | None, who: Principal, instance_id: str) -> Instance:
@@ -73,7 +71,7 @@ async def invoke_agent(
     return await once_more_on_key_conflict(create)
 
 
-async def locked_instance(tx: Tx, instance_id: str, who: Principal) -> Instance:
+async def locked_instance(tx: Repository, instance_id: str, who: Principal) -> Instance:
     return visible(await tx.get_instance(instance_id, lock=True), who, instance_id)
 
 
@@ -108,49 +106,13 @@ async def cancel_instance(ctx: Context, who: Principal, instance_id: str, reason
 
 
 async def revoke_open_actions(
-    tx: Tx, instance: Instance, now: datetime, reason: str, actor: str = "agent"
+    tx: Repository, instance: Instance, now: datetime, reason: str, actor: str = "agent"
 ) -> None:
     """Cancels what waits and what was approved but not executed: nothing on a cancelled
     instance may run."""
     open_states = {ActionState.WAITING_FOR_HUMAN, ActionState.APPROVED}
     for action in await tx.actions_in_states(instance.instance_id, open_states):
-        previous = action.move(instance, ActionState.CANCELLED)
-        for gate in action.waiting_gates():
-            gate.state = GateState.CLOSED
-        await tx.save_action(action, expected_state=previous)
-        if previous is ActionState.WAITING_FOR_HUMAN:
-            votes = await tx.votes_for(action.action_id)
-            record = record_for(
-                action,
-                instance,
-                DecisionStatus.CANCELLED,
-                now,
-                approvals=approvals_of(action, votes),
-            )
-            await tx.insert_record(record)
-        else:
-            # The approval stands in its record; the record now also says it was revoked.
-            approved = await tx.get_record_for_action(action.action_id)
-            assert approved is not None, "every approval is written with its record"
-            approved.execution_state = ActionState.CANCELLED
-            await tx.attach_execution(approved)
-            record = approved
-        await tx.append_event(
-            instance,
-            EventType.ACTION_CANCELLED,
-            now,
-            action=action,
-            actor=actor,
-            reason=reason,
-            record=record,
-        )
-
-
-async def leave_waiting_if_idle(tx: Tx, instance: Instance) -> None:
-    """WAITING_FOR_HUMAN → RUNNING once no action of the instance waits any more."""
-    waiting = await tx.actions_in_states(instance.instance_id, {ActionState.WAITING_FOR_HUMAN})
-    if not waiting and instance.state is InstanceState.WAITING_FOR_HUMAN:
-        instance.state = transition_instance(instance.state, InstanceState.RUNNING)
+        await settle(tx, instance, action, ActionState.CANCELLED, now, actor=actor, reason=reason)
 
 
 async def get_instance(ctx: Context, who: Principal, instance_id: str) -> Instance:

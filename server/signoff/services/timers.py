@@ -9,18 +9,12 @@ from functools import partial
 
 from signoff.domain.errors import StateTampered, Unavailable
 from signoff.domain.models import Action, Instance
-from signoff.domain.states import (
-    ActionState,
-    DecisionStatus,
-    EventType,
-    GateState,
-)
+from signoff.domain.states import ActionState, EventType, GateState
 from signoff.policy.gates import OnTimeout
 from signoff.services.context import Context
 from signoff.services.gating import open_gate
-from signoff.services.instances import leave_waiting_if_idle
-from signoff.services.records import approvals_of, record_for
-from signoff.store.repository import Tx
+from signoff.services.settling import settle
+from signoff.store.unit import Repository
 from signoff.telemetry import metrics
 
 log = logging.getLogger("signoff.timers")
@@ -53,7 +47,9 @@ async def fire_due(ctx: Context, now: datetime | None = None, limit: int = 200) 
     return fired
 
 
-async def _fire(ctx: Context, tx: Tx, instance: Instance, action: Action, now: datetime) -> bool:
+async def _fire(
+    ctx: Context, tx: Repository, instance: Instance, action: Action, now: datetime
+) -> bool:
     changed = False
     for status in list(action.waiting_gates()):
         gate = ctx.policy.find_gate(status.gate_id)
@@ -67,7 +63,7 @@ async def _fire(ctx: Context, tx: Tx, instance: Instance, action: Action, now: d
         if status.deadline <= now:
             changed = True
             if gate.on_timeout is OnTimeout.ESCALATE:
-                status.state = GateState.ESCALATED
+                status.move(GateState.ESCALATED)
                 action.gates.append(open_gate(ctx.policy.gate(gate.escalate_to), now, gate.gate_id))
                 action.gate_ids.append(gate.escalate_to)
                 await tx.save_action(action, expected_state=action.state)
@@ -102,37 +98,21 @@ async def _fire(ctx: Context, tx: Tx, instance: Instance, action: Action, now: d
     return changed
 
 
-async def _expire(tx: Tx, instance: Instance, action: Action, gate_id: str, now: datetime) -> None:
+async def _expire(
+    tx: Repository, instance: Instance, action: Action, gate_id: str, now: datetime
+) -> None:
     """No decision in time: EXPIRED, which is never a human rejection."""
-    previous = action.state
-    for status in action.waiting_gates():
-        status.state = GateState.EXPIRED if status.gate_id == gate_id else GateState.CLOSED
-    action.move(instance, ActionState.EXPIRED)
-    action.decided_by = "timer"
-    action.decision_reason = f"{gate_id} was not decided in time"
-    action.decide_time = now
-    await tx.save_action(action, expected_state=previous)
-    votes = await tx.votes_for(action.action_id)
-    record = record_for(
-        action,
-        instance,
-        DecisionStatus.EXPIRED,
-        now,
-        approvals=approvals_of(action, votes),
-    )
-    await tx.insert_record(record)
     tx.after_commit.append(partial(metrics.record_timeout, gate_id, "expired"))
-    tx.after_commit.append(partial(metrics.record_decision, action.state, action.create_time, now))
-    await leave_waiting_if_idle(tx, instance)
-    await tx.append_event(
+    reason = f"{gate_id} was not decided in time"
+    await settle(
+        tx,
         instance,
-        EventType.ACTION_EXPIRED,
+        action,
+        ActionState.EXPIRED,
         now,
-        action=action,
         actor="timer",
-        reason=action.decision_reason,
-        record=record,
-        gate_id=gate_id,
+        reason=reason,
+        timed_out=gate_id,
     )
 
 

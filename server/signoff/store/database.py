@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from signoff.domain.errors import ErrorReason, Unavailable
@@ -119,6 +119,11 @@ def _sqlite_engine(url: URL, *, begin: str, pool_size: int) -> AsyncEngine:
     return engine
 
 
+class KeyConflict(Exception):
+    """A unique key that a concurrent transaction committed first (see
+    services/context.once_more_on_key_conflict)."""
+
+
 class Database:
     """Where every transaction starts. Committed events are handed to the hub."""
 
@@ -185,9 +190,12 @@ class Database:
 
     @asynccontextmanager
     async def _unavailable(self) -> AsyncIterator[None]:
-        """Turns "the database cannot be reached" into Unavailable (without its traceback)."""
+        """Turns "the database cannot be reached" into Unavailable (without its traceback),
+        and a unique key taken by another transaction into KeyConflict."""
         try:
             yield
+        except IntegrityError as error:
+            raise KeyConflict(str(error.orig)) from error
         except DBAPIError as error:
             if not unreachable(error):
                 raise

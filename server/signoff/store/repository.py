@@ -1,25 +1,25 @@
 """Queries, one method each, on one open transaction (SQLAlchemy Core: no ORM on hot paths)."""
 
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from datetime import datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, exists, insert, select, text, update
+from sqlalchemy import Row, and_, bindparam, exists, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from signoff.domain import trail
 from signoff.domain.chain import (
     action_fields,
     action_problem,
-    event_body,
-    event_hash,
     instance_fields,
     instance_problem,
     record_hash,
     seal,
 )
 from signoff.domain.errors import ConcurrentChange, StateTampered
+from signoff.domain.gates import PARTY_PATHS
 from signoff.domain.models import (
     Action,
     Approval,
@@ -29,22 +29,17 @@ from signoff.domain.models import (
     GateStatus,
     Instance,
     Json,
-    ProposedAction,
     Vote,
-    parties,
 )
 from signoff.domain.states import (
     ActionState,
-    ApprovalChangeKind,
     DecisionStatus,
     EventType,
-    GateState,
     InstanceState,
     Outcome,
-    RiskClass,
     Verdict,
-    outcome_of,
 )
+from signoff.store.mapping import Mapper
 from signoff.store.schema import (
     actions,
     approval_changes,
@@ -212,7 +207,7 @@ class Tx:
         first: StateTampered if it no longer matches."""
         if not lock:
             row = (await self.connection.execute(_INSTANCE, {"instance_id": instance_id})).first()
-            return _instance(row) if row else None
+            return INSTANCES.of(row) if row else None
         query = _INSTANCE_LOCKED if self.dialect == "postgresql" else _INSTANCE_SEALED
         return await self._checked_instance(query, instance_id)
 
@@ -238,30 +233,10 @@ class Tx:
             instances.c.tenant_id == tenant_id, instances.c.request_id == request_id
         )
         row = (await self.connection.execute(query)).first()
-        return _instance(row) if row else None
+        return INSTANCES.of(row) if row else None
 
     async def insert_instance(self, instance: Instance) -> None:
-        await self.connection.execute(
-            _INSERT["instances"],
-            dict(
-                instance_id=instance.instance_id,
-                tenant_id=instance.tenant_id,
-                request_id=instance.request_id,
-                envelope=instance.envelope,
-                envelope_sha256=instance.envelope_sha256,
-                state=instance.state.value,
-                revision=instance.revision,
-                tool_calls_used=instance.tool_calls_used,
-                create_time=instance.create_time,
-                update_time=instance.update_time,
-                created_by=instance.created_by,
-                chain_head=instance.chain_head,
-                traceparent=instance.traceparent,
-                cost_spent_cents=instance.cost_spent_cents,
-                cost_reserved_cents=instance.cost_reserved_cents,
-                compiled_context=instance.compiled_context,
-            ),
-        )
+        await self.connection.execute(_INSERT["instances"], INSTANCES.values(instance))
         self._instances[instance.instance_id] = instance
 
     async def save_instance(self, instance: Instance) -> None:
@@ -270,18 +245,9 @@ class Tx:
         assert self._sealed_instances.get(instance.instance_id) == instance_fields(instance), (
             "an instance changes only with an event, appended after the change"
         )
+        values = INSTANCES.values(instance, without=_INSTANCE_FIXED)
         await self.connection.execute(
-            _SAVE_INSTANCE,
-            dict(
-                match_instance=instance.instance_id,
-                state=instance.state.value,
-                revision=instance.revision,
-                tool_calls_used=instance.tool_calls_used,
-                update_time=instance.update_time,
-                chain_head=instance.chain_head,
-                cost_spent_cents=instance.cost_spent_cents,
-                cost_reserved_cents=instance.cost_reserved_cents,
-            ),
+            _SAVE_INSTANCE, {"match_instance": instance.instance_id, **values}
         )
 
     async def list_instances(
@@ -295,7 +261,7 @@ class Tx:
         if before_seq is not None:
             query = query.where(instances.c.seq < before_seq)
         rows = (await self.connection.execute(query)).all()
-        return [(row.seq, _instance(row)) for row in rows]
+        return [(row.seq, INSTANCES.of(row)) for row in rows]
 
     # -- events --------------------------------------------------------------------------
 
@@ -313,86 +279,51 @@ class Tx:
         controls: Json | None = None,
         plan_sha256: str = "",
     ) -> Event:
-        """Appends the next revision, chained to the previous one. The caller holds the
-        instance lock and saves the instance (whose revision and chain head this advances)
-        before the transaction commits. `record` is the DecisionRecord this event writes or
-        changes, stored earlier in this transaction: the event carries its hash."""
-        instance.revision += 1
-        instance.update_time = now
-        sealed = self._sealed_instances[instance.instance_id] = instance_fields(instance)
-        unhashed = Event(
-            instance_id=instance.instance_id,
-            tenant_id=instance.tenant_id,
-            revision=instance.revision,
-            type=type,
-            time=now,
-            instance_state=instance.state,
-            action_id=action.action_id if action else "",
-            action_state=action.state if action else None,
-            outcome=outcome_of(action.state) if action else None,
+        """Appends the next revision, chained to the previous one (composed by
+        domain.trail.next_event). The caller holds the instance lock and saves the instance
+        (whose revision and chain head this advances) before the transaction commits.
+        `record` is the DecisionRecord this event writes or changes, stored earlier in this
+        transaction: the event carries its hash."""
+        event, sealed = trail.next_event(
+            instance,
+            type,
+            now,
+            action=action,
             actor=actor,
             reason=reason,
             record_id=record.record_id if record else "",
             record_sha256=self._stored_records[record.record_id] if record else "",
-            tool=action.proposal.tool if action else "",
             gate_id=gate_id,
-            controls=controls or {},
-            prev_hash=instance.chain_head,
+            controls=controls,
+            action_seal=self._action_seal(instance.revision + 1, action),
             trace_id=tracing.trace_id_of(
                 action.traceparent if action else "", instance.traceparent
             ),
-            instance_seal=seal(sealed),
-            action_seal=self._action_seal(instance, action),
-            budget=instance.budget().as_json(),
             plan_sha256=plan_sha256,
         )
-        event = replace(unhashed, hash=event_hash(event_body(unhashed)))
-        instance.chain_head = event.hash
-        await self.connection.execute(
-            _INSERT["events"],
-            dict(
-                instance_id=event.instance_id,
-                revision=event.revision,
-                tenant_id=event.tenant_id,
-                type=event.type.value,
-                time=event.time,
-                instance_state=event.instance_state.value,
-                action_id=event.action_id,
-                action_state=event.action_state.value if event.action_state else None,
-                outcome=event.outcome.value if event.outcome else None,
-                actor=event.actor,
-                reason=event.reason,
-                record_id=event.record_id,
-                tool=event.tool,
-                gate_id=event.gate_id,
-                controls=event.controls,
-                record_sha256=event.record_sha256,
-                prev_hash=event.prev_hash,
-                hash=event.hash,
-                trace_id=event.trace_id,
-                instance_seal=event.instance_seal,
-                action_seal=event.action_seal,
-                budget=event.budget,
-                plan_sha256=event.plan_sha256,
-            ),
-        )
-        self.events.append(event)
-        kind = _approval_kind(event, action)
+        self._sealed_instances[instance.instance_id] = sealed
+        await self.insert_event(event)
+        kind = trail.approval_kind(event, action)
         if kind is not None and action is not None:
-            await self._append_approval_change(event, action, kind)
-            if kind in _WAIT_ENDS and tracing.enabled():
+            cursor = await self._next_feed_cursor(event.tenant_id)
+            await self.insert_approval_change(trail.approval_change(event, action, kind, cursor))
+            if kind in trail.WAIT_ENDS and tracing.enabled():
                 # Traced once committed: the span says the wait is over.
                 wait = _human_wait(instance, action, event)
                 self.after_commit.append(partial(tracing.end_human_wait, wait))
         return event
 
-    def _action_seal(self, instance: Instance, action: Action | None) -> str:
+    async def insert_event(self, event: Event) -> None:
+        await self.connection.execute(_INSERT["events"], EVENTS.values(event))
+        self.events.append(event)
+
+    def _action_seal(self, revision: int, action: Action | None) -> str:
         """The seal of what insert_action or save_action wrote for `action`, which named the
-        event being appended (revision already advanced) as the one that changed it."""
+        event about to be appended (at `revision`) as the one that changed it."""
         if action is None:
             return ""
         written = self._unsealed.pop(action.action_id, None)
-        assert written is not None and written[0] == instance.revision, (
+        assert written is not None and written[0] == revision, (
             "an event about an action follows the write of that action"
         )
         return written[1]
@@ -411,7 +342,7 @@ class Tx:
         """The action, if it matches the event that last changed it (StateTampered if not).
         An action this transaction wrote, whose event is not appended yet, was checked when
         it was read."""
-        action = _action(row)
+        action = ACTIONS.of(row)
         if action.action_id in self._unsealed:
             return action
         link = _joined(
@@ -425,42 +356,15 @@ class Tx:
             raise StateTampered("action", action.action_id, action.instance_id, problem)
         return action
 
-    async def _append_approval_change(
-        self, event: Event, action: Action, kind: ApprovalChangeKind
-    ) -> None:
+    async def _next_feed_cursor(self, tenant_id: str) -> int:
         # The upsert locks the tenant's feed row until commit (see schema.approval_feeds).
-        cursor = (
-            await self.connection.execute(_NEXT_FEED_CURSOR, {"t": event.tenant_id})
+        cursor: int = (
+            await self.connection.execute(_NEXT_FEED_CURSOR, {"t": tenant_id})
         ).scalar_one()
-        change = ApprovalChange(
-            tenant_id=event.tenant_id,
-            cursor=cursor,
-            kind=kind,
-            action_id=action.action_id,
-            instance_id=event.instance_id,
-            revision=event.revision,
-            action_state=action.state,
-            tool=action.proposal.tool,
-            gate_id=event.gate_id,
-            actor=event.actor,
-            time=event.time,
-        )
-        await self.connection.execute(
-            _INSERT["approval_changes"],
-            dict(
-                tenant_id=change.tenant_id,
-                cursor=change.cursor,
-                kind=change.kind.value,
-                action_id=change.action_id,
-                instance_id=change.instance_id,
-                revision=change.revision,
-                action_state=change.action_state.value,
-                tool=change.tool,
-                gate_id=change.gate_id,
-                actor=change.actor,
-                time=change.time,
-            ),
-        )
+        return cursor
+
+    async def insert_approval_change(self, change: ApprovalChange) -> None:
+        await self.connection.execute(_INSERT["approval_changes"], APPROVAL_CHANGES.values(change))
         self.approval_changes.append(change)
 
     async def list_approval_changes(
@@ -475,26 +379,11 @@ class Tx:
             .order_by(approval_changes.c.cursor)
             .limit(limit)
         )
-        return [
-            ApprovalChange(
-                tenant_id=row.tenant_id,
-                cursor=row.cursor,
-                kind=ApprovalChangeKind(row.kind),
-                action_id=row.action_id,
-                instance_id=row.instance_id,
-                revision=row.revision,
-                action_state=ActionState(row.action_state),
-                tool=row.tool,
-                gate_id=row.gate_id,
-                actor=row.actor,
-                time=row.time,
-            )
-            for row in (await self.connection.execute(query)).all()
-        ]
+        return [APPROVAL_CHANGES.of(row) for row in (await self.connection.execute(query)).all()]
 
     async def list_events(self, instance_id: str, after_revision: int, limit: int) -> list[Event]:
         values = {"instance_id": instance_id, "after_revision": after_revision, "limit": limit}
-        return [_event(row) for row in (await self.connection.execute(_EVENTS_AFTER, values))]
+        return [EVENTS.of(row) for row in (await self.connection.execute(_EVENTS_AFTER, values))]
 
     # -- actions ---------------------------------------------------------------------------
 
@@ -509,10 +398,20 @@ class Tx:
         row = (await self.connection.execute(_ACTION_BY_CALL, values)).first()
         return self._checked_action(row) if row else None
 
+    async def reread_under_lock(self, action: Action) -> Action:
+        """The action as it is now that its instance is locked: a decision that committed
+        between the first read and the lock is seen. SQLite's BEGIN IMMEDIATE held the
+        lock for the first read already."""
+        if self.dialect != "postgresql":
+            return action
+        again = await self.get_action(action.action_id)
+        assert again is not None, "actions are never deleted"
+        return again
+
     async def actions_of(self, instance_id: str) -> list[Action]:
         """Every action of an instance as stored, unchecked: for verifying the chain."""
         query = select(actions).where(actions.c.instance_id == instance_id).order_by(actions.c.seq)
-        return [_action(row) for row in (await self.connection.execute(query)).all()]
+        return [ACTIONS.of(row) for row in (await self.connection.execute(query)).all()]
 
     async def actions_in_states(self, instance_id: str, states: set[ActionState]) -> list[Action]:
         query = _ACTIONS_SEALED.where(
@@ -523,66 +422,18 @@ class Tx:
 
     async def insert_action(self, action: Action) -> None:
         """Stores a new action; the next event appended (ACTION_REQUESTED) seals it."""
-        proposal = action.proposal
         self._seal_action(action)
-        await self.connection.execute(
-            _INSERT["actions"],
-            dict(
-                action_id=action.action_id,
-                instance_id=action.instance_id,
-                tenant_id=action.tenant_id,
-                tool_call_id=proposal.tool_call_id,
-                tool=proposal.tool,
-                params=proposal.params,
-                risk_class=proposal.risk_class.value,
-                evidence_refs=list(proposal.evidence_refs),
-                action_sha256=action.action_sha256,
-                state=action.state.value,
-                gate_ids=action.gate_ids,
-                decided_by=action.decided_by,
-                decision_reason=action.decision_reason,
-                create_time=action.create_time,
-                decide_time=action.decide_time,
-                policy=action.policy,
-                execution_evidence_ref=action.execution_evidence_ref,
-                gates=[g.as_json() for g in action.gates],
-                proposed_sha256=action.proposed_sha256,
-                next_due=_next_due(action),
-                grant_sha256=action.grant_sha256,
-                grant_expires=action.grant_expires,
-                traceparent=action.traceparent,
-                event_revision=action.event_revision,
-                estimated_cost_cents=proposal.estimated_cost_cents,
-                cost_cents=action.cost_cents,
-            ),
-        )
+        await self.connection.execute(_INSERT["actions"], ACTIONS.values(action))
 
     async def save_action(self, action: Action, *, expected_state: ActionState) -> None:
         """Writes the action's mutable fields if it is still in expected_state; otherwise
         another transaction changed it first and ConcurrentChange is raised. The next event
         appended must be about this action: it seals what was written."""
         self._seal_action(action)
+        values = ACTIONS.values(action, without=_ACTION_FIXED)
         result = await self.connection.execute(
             _SAVE_ACTION,
-            dict(
-                match_action=action.action_id,
-                match_state=expected_state.value,
-                state=action.state.value,
-                gate_ids=action.gate_ids,
-                decided_by=action.decided_by,
-                decision_reason=action.decision_reason,
-                decide_time=action.decide_time,
-                execution_evidence_ref=action.execution_evidence_ref,
-                params=action.proposal.params,
-                action_sha256=action.action_sha256,
-                policy=action.policy,
-                gates=[g.as_json() for g in action.gates],
-                next_due=_next_due(action),
-                grant_sha256=action.grant_sha256,
-                grant_expires=action.grant_expires,
-                event_revision=action.event_revision,
-                cost_cents=action.cost_cents,
-            ),
+            {"match_action": action.action_id, "match_state": expected_state.value, **values},
         )
         if result.rowcount != 1:
             raise ConcurrentChange(action.action_id)
@@ -601,14 +452,14 @@ class Tx:
             raise ConcurrentChange(action.action_id)
 
     async def list_waiting_actions(
-        self, tenant_id: str, after_seq: int | None, limit: int
+        self, tenant_id: str, after_seq: int | None, limit: int, not_party: str = ""
     ) -> list[tuple[int, tuple[Action, frozenset[str]]]]:
-        """(seq, (action, its instance's parties)) of waiting actions, oldest first."""
+        """(seq, (action, its instance's parties)) of waiting actions, oldest first; with
+        `not_party`, only those of instances it is not a party of (domain.gates.PARTY_PATHS)."""
+        party_columns = [_party_column(path) for path in PARTY_PATHS]
         query = (
             _ACTIONS_SEALED.add_columns(
-                instances.c.created_by,
-                instances.c.envelope[("user", "user_id")].as_string().label("user_id"),
-                instances.c.envelope[("agent", "agent_id")].as_string().label("agent_id"),
+                *(column.label(f"party_{i}") for i, column in enumerate(party_columns))
             )
             .join(instances, instances.c.instance_id == actions.c.instance_id)
             .where(actions.c.state == ActionState.WAITING_FOR_HUMAN.value)
@@ -619,11 +470,23 @@ class Tx:
             query = query.where(actions.c.tenant_id == tenant_id)
         if after_seq is not None:
             query = query.where(actions.c.seq > after_seq)
+        if not_party:
+            # A party that is absent (NULL) or empty is nobody, as in parties_of.
+            query = query.where(
+                *(func.coalesce(column, "") != not_party for column in party_columns)
+            )
         rows = (await self.connection.execute(query)).all()
         return [
             (
                 row.seq,
-                (self._checked_action(row), parties(row.created_by, row.user_id, row.agent_id)),
+                (
+                    self._checked_action(row),
+                    frozenset(
+                        who
+                        for i in range(len(party_columns))
+                        if (who := getattr(row, f"party_{i}"))
+                    ),
+                ),
             )
             for row in rows
         ]
@@ -656,32 +519,17 @@ class Tx:
     # -- votes -------------------------------------------------------------------------------
 
     async def insert_vote(self, vote: Vote) -> None:
-        await self.connection.execute(
-            _INSERT["votes"],
-            dict(
-                action_id=vote.action_id,
-                tenant_id=vote.tenant_id,
-                approver=vote.approver,
-                verdict=vote.verdict.value,
-                reason=vote.reason,
-                request_id=vote.request_id,
-                request_sha256=vote.request_sha256,
-                time=vote.time,
-                gate_ids=list(vote.gate_ids),
-                evidence_snapshot_hash=vote.evidence_snapshot_hash,
-                params_diff=vote.params_diff,
-            ),
-        )
+        await self.connection.execute(_INSERT["votes"], VOTES.values(vote))
 
     async def votes_for(self, action_id: str) -> list[Vote]:
         return [
-            _vote(row) for row in await self.connection.execute(_VOTES, {"action_id": action_id})
+            VOTES.of(row) for row in await self.connection.execute(_VOTES, {"action_id": action_id})
         ]
 
     async def find_vote_by_request(self, tenant_id: str, request_id: str) -> Vote | None:
         values = {"tenant_id": tenant_id, "request_id": request_id}
         row = (await self.connection.execute(_VOTE_BY_REQUEST, values)).first()
-        return _vote(row) if row else None
+        return VOTES.of(row) if row else None
 
     # -- decision records -------------------------------------------------------------------
 
@@ -759,7 +607,7 @@ class Tx:
         if until is not None:
             query = query.where(instances.c.create_time < until)
         rows = (await self.connection.execute(query)).all()
-        return [(row.seq, _instance(row)) for row in rows]
+        return [(row.seq, INSTANCES.of(row)) for row in rows]
 
     async def list_records(
         self, tenant_id: str, instance_id: str, before_seq: int | None, limit: int
@@ -782,25 +630,10 @@ class Tx:
 # -- rows to models ------------------------------------------------------------------------
 
 
-def _instance(row: Row[Any]) -> Instance:
-    return Instance(
-        instance_id=row.instance_id,
-        tenant_id=row.tenant_id,
-        request_id=row.request_id,
-        envelope=row.envelope,
-        envelope_sha256=row.envelope_sha256,
-        state=InstanceState(row.state),
-        revision=row.revision,
-        tool_calls_used=row.tool_calls_used,
-        create_time=row.create_time,
-        update_time=row.update_time,
-        created_by=row.created_by,
-        chain_head=row.chain_head,
-        traceparent=row.traceparent,
-        cost_spent_cents=row.cost_spent_cents,
-        cost_reserved_cents=row.cost_reserved_cents,
-        compiled_context=row.compiled_context,
-    )
+def _party_column(path: tuple[str, ...]) -> Any:
+    """The column (or the value inside a JSON column) of `instances` at a PARTY_PATHS path."""
+    column = instances.c[path[0]]
+    return column[path[1:]].as_string() if len(path) > 1 else column
 
 
 def _joined(row: Row[Any], **labels: str) -> Json | None:
@@ -812,7 +645,7 @@ def _joined(row: Row[Any], **labels: str) -> Json | None:
 
 def _sealed_instance(row: Row[Any]) -> tuple[Instance, str]:
     """The instance of a row of _INSTANCE_SEALED, and why it disagrees with its chain."""
-    instance = _instance(row)
+    instance = INSTANCES.of(row)
     head = _joined(row, hash="head_hash", instance_state="head_state", instance_seal="head_seal")
     problem = instance_problem(
         instance_fields(instance),
@@ -822,96 +655,6 @@ def _sealed_instance(row: Row[Any]) -> tuple[Instance, str]:
         bool(row.beyond),
     )
     return instance, problem
-
-
-def _action(row: Row[Any]) -> Action:
-    return Action(
-        action_id=row.action_id,
-        instance_id=row.instance_id,
-        tenant_id=row.tenant_id,
-        proposal=ProposedAction(
-            tool_call_id=row.tool_call_id,
-            tool=row.tool,
-            params=row.params,
-            risk_class=RiskClass(row.risk_class),
-            evidence_refs=tuple(row.evidence_refs),
-            estimated_cost_cents=row.estimated_cost_cents,
-        ),
-        action_sha256=row.action_sha256,
-        state=ActionState(row.state),
-        gate_ids=list(row.gate_ids),
-        decided_by=row.decided_by,
-        decision_reason=row.decision_reason,
-        create_time=row.create_time,
-        decide_time=row.decide_time,
-        policy=row.policy,
-        execution_evidence_ref=row.execution_evidence_ref,
-        gates=[_gate(g) for g in row.gates],
-        proposed_sha256=row.proposed_sha256,
-        grant_sha256=row.grant_sha256,
-        grant_expires=row.grant_expires,
-        traceparent=row.traceparent,
-        event_revision=row.event_revision,
-        cost_cents=row.cost_cents,
-    )
-
-
-def _event(row: Row[Any]) -> Event:
-    return Event(
-        instance_id=row.instance_id,
-        tenant_id=row.tenant_id,
-        revision=row.revision,
-        type=EventType(row.type),
-        time=row.time,
-        instance_state=InstanceState(row.instance_state),
-        action_id=row.action_id,
-        action_state=ActionState(row.action_state) if row.action_state else None,
-        outcome=Outcome(row.outcome) if row.outcome else None,
-        actor=row.actor,
-        reason=row.reason,
-        record_id=row.record_id,
-        tool=row.tool,
-        gate_id=row.gate_id,
-        controls=row.controls,
-        record_sha256=row.record_sha256,
-        prev_hash=row.prev_hash,
-        hash=row.hash,
-        trace_id=row.trace_id,
-        instance_seal=row.instance_seal,
-        action_seal=row.action_seal,
-        budget=row.budget,
-        plan_sha256=row.plan_sha256,
-    )
-
-
-def _vote(row: Row[Any]) -> Vote:
-    return Vote(
-        action_id=row.action_id,
-        tenant_id=row.tenant_id,
-        approver=row.approver,
-        verdict=Verdict(row.verdict),
-        reason=row.reason,
-        request_id=row.request_id,
-        request_sha256=row.request_sha256,
-        time=row.time,
-        gate_ids=tuple(row.gate_ids),
-        evidence_snapshot_hash=row.evidence_snapshot_hash,
-        params_diff=row.params_diff,
-    )
-
-
-_APPROVAL_KINDS = {
-    EventType.ACTION_VOTED: ApprovalChangeKind.VOTED,
-    EventType.ACTION_DECIDED: ApprovalChangeKind.DECIDED,
-    EventType.ACTION_EXPIRED: ApprovalChangeKind.EXPIRED,
-    EventType.ACTION_ESCALATED: ApprovalChangeKind.ESCALATED,
-}
-
-
-# The changes that end a wait for humans.
-_WAIT_ENDS = frozenset(
-    {ApprovalChangeKind.DECIDED, ApprovalChangeKind.EXPIRED, ApprovalChangeKind.CANCELLED}
-)
 
 
 def _human_wait(instance: Instance, action: Action, event: Event) -> tracing.HumanWait:
@@ -931,35 +674,57 @@ def _human_wait(instance: Instance, action: Action, event: Event) -> tracing.Hum
     )
 
 
-def _approval_kind(event: Event, action: Action | None) -> ApprovalChangeKind | None:
-    """Which events are changes to a waiting approval (for the tenant's feed)."""
-    if action is None or not action.gates:
-        return None  # never waited for a human
-    if event.type is EventType.ACTION_REQUESTED:
-        return ApprovalChangeKind.REQUESTED
-    if event.type is EventType.ACTION_CANCELLED and action.decide_time is None:
-        return ApprovalChangeKind.CANCELLED  # cancelled while it waited
-    return _APPROVAL_KINDS.get(event.type)
-
-
-def _gate(body: Json) -> GateStatus:
-    return GateStatus(
-        **{
-            **body,
-            "state": GateState(body["state"]),
-            "opened": datetime.fromisoformat(body["opened"]),
-            "deadline": datetime.fromisoformat(body["deadline"]),
-            "next_reminder": (
-                datetime.fromisoformat(body["next_reminder"]) if body["next_reminder"] else None
-            ),
-        }
-    )
-
-
 def _next_due(action: Action) -> datetime | None:
     times = [g.deadline for g in action.waiting_gates()]
     times += [g.next_reminder for g in action.waiting_gates() if g.next_reminder]
     return min(times) if times else None
+
+
+# Rows to models and back (store/mapping.py). What no write after the insert changes is
+# left out of the saves; any other column, a new one included, is written with its model.
+INSTANCES = Mapper(Instance, instances)
+ACTIONS = Mapper(
+    Action,
+    actions,
+    convert={
+        "gates": (
+            lambda gates: [g.as_json() for g in gates],
+            lambda body: [GateStatus.from_json(g) for g in body],
+        )
+    },
+    derived={"next_due": _next_due},
+)
+EVENTS = Mapper(Event, events)
+VOTES = Mapper(Vote, votes)
+APPROVAL_CHANGES = Mapper(ApprovalChange, approval_changes)
+
+_INSTANCE_FIXED = frozenset(
+    {
+        "instance_id",
+        "tenant_id",
+        "request_id",
+        "envelope",
+        "envelope_sha256",
+        "create_time",
+        "created_by",
+        "traceparent",
+    }
+)
+_ACTION_FIXED = frozenset(
+    {
+        "action_id",
+        "instance_id",
+        "tenant_id",
+        "tool_call_id",
+        "tool",
+        "risk_class",
+        "evidence_refs",
+        "create_time",
+        "proposed_sha256",
+        "traceparent",
+        "estimated_cost_cents",
+    }
+)
 
 
 def _record_body(record: DecisionRecord) -> Json:
