@@ -44,7 +44,8 @@ workflow_findings contains {"rule": "T_TWO_GATES_B", "effect": "require_approval
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The example bundle, with gates that time out after a second and a two-gate tool."""
+    """The example bundle, with gates that time out after a second, a two-gate tool, and no
+    intents declared."""
     directory = tmp_path_factory.mktemp("bundle") / "policies"
     shutil.copytree(EXAMPLE_POLICY, directory)
     gates = directory / "gates.yaml"
@@ -56,6 +57,8 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     gates.write_text(text.replace("reminders: [4h, 20h]", "reminders: []"))
     with (directory / "workflows.rego").open("a") as rules:
         rules.write(TWO_GATES_RULE)
+    # Every intent open (no compiled tool manifest): these tests use tools of their own.
+    (directory / "intents.yaml").unlink()
     return directory
 
 

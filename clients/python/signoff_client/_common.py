@@ -133,7 +133,7 @@ class WireMessage(Protocol):
 AsyncChannel: TypeAlias = grpc.aio.Channel
 SyncChannel: TypeAlias = grpc.Channel
 
-_Pb = TypeVar("_Pb", execution_pb.InvokeAgentRequest, pb.ProposedAction)
+_Pb = TypeVar("_Pb", execution_pb.InvokeAgentRequest, pb.ProposedAction, execution_pb.Plan)
 
 
 def _as_pb(message: WireMessage, kind: type[_Pb]) -> _Pb:
@@ -202,6 +202,25 @@ def _invoke_request(
     if isinstance(envelope, Mapping):
         return json_format.ParseDict(dict(envelope), execution_pb.InvokeAgentRequest())
     return _as_pb(envelope, execution_pb.InvokeAgentRequest)
+
+
+def _check_plan_request(
+    instance_id: str, plan: Mapping[str, Any] | WireMessage
+) -> execution_pb.CheckPlanRequest:
+    """A plan as a dict in the reference's JSON (approval_mode "destructive" or
+    "RISK_CLASS_DESTRUCTIVE"), or a grpcio or betterproto2 Plan."""
+    if not isinstance(plan, Mapping):
+        return execution_pb.CheckPlanRequest(
+            instance_id=instance_id, plan=_as_pb(plan, execution_pb.Plan)
+        )
+    steps = []
+    for step in plan.get("steps", []):
+        step = dict(step)
+        if step.get("approval_mode"):
+            step["approval_mode"] = _enum(pb.RiskClass, "RISK_CLASS_", step["approval_mode"])
+        steps.append(step)
+    message = json_format.ParseDict({**plan, "steps": steps}, execution_pb.Plan())
+    return execution_pb.CheckPlanRequest(instance_id=instance_id, plan=message)
 
 
 def _evaluate_request(

@@ -13,6 +13,7 @@ from signoff.domain import models
 from signoff.domain.states import RiskClass
 from signoff.policy import BundleRef, Effect, PolicyDecision
 from signoff.policy.gates import Gate
+from signoff.policy.manifest import CompiledContext
 from signoff.telemetry import tracing
 from signoff.v1 import approval_service_pb2 as approval_pb
 from signoff.v1 import policy_service_pb2 as policy_pb
@@ -106,6 +107,26 @@ def instance_to_pb(instance: models.Instance) -> pb.Instance:
     message.update_time.FromDatetime(instance.update_time)
     message.trace_id = tracing.trace_id_of(instance.traceparent)
     message.budget.CopyFrom(pb.BudgetReport(**instance.budget().as_json()))
+    if instance.compiled_context:
+        message.compiled_context.CopyFrom(compiled_context_to_pb(instance.compiled_context))
+    return message
+
+
+def compiled_context_to_pb(document: dict[str, Any]) -> pb.CompiledContext:
+    """The stored compiled context (policy/manifest.py) as its message."""
+    manifests = dict(document.get("manifests", {}))
+    manifests["tool_bindings"] = {
+        tool: {
+            "approval_mode": f"RISK_CLASS_{binding['approval_mode']}",
+            **({"params_schema": binding["params_schema"]} if binding["params_schema"] else {}),
+        }
+        for tool, binding in manifests.get("tool_bindings", {}).items()
+    }
+    message = json_format.ParseDict(
+        {"manifests": manifests, "runtime_controls": document.get("runtime_controls", {})},
+        pb.CompiledContext(),
+    )
+    message.sha256 = CompiledContext(document).sha256
     return message
 
 
@@ -140,6 +161,7 @@ def event_to_pb(event: models.Event) -> pb.Event:
         event,
         controls=controls_to_pb(event.controls) if event.controls else None,
         budget=budget_to_pb(event.budget),
+        plan_sha256=event.plan_sha256,
     )
 
 
@@ -180,6 +202,7 @@ def record_to_pb(record: models.DecisionRecord) -> pb.DecisionRecord:
             ),
         ),
         budget=budget_to_pb(record.budget),
+        compiled_context_sha256=record.compiled_context_sha256,
     )
 
 

@@ -4,15 +4,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from google.protobuf import json_format
+from google.protobuf import json_format, struct_pb2
 
 from signoff.api import convert
 from signoff.api.auth import caller
 from signoff.api.errors import streaming, unary
 from signoff.api.validation import MAX_ID, TOOL, Validator
 from signoff.domain.models import Bookmark, Event
+from signoff.domain.plans import MAX_STEPS
 from signoff.domain.states import ExecutionResult, InstanceState, Outcome, Verdict
-from signoff.services import audit, chain, decisions, instances, policies, watch
+from signoff.services import audit, chain, decisions, instances, plans, policies, watch
 from signoff.services.context import Context
 from signoff.telemetry import tracing
 from signoff.v1 import approval_service_pb2 as approval_pb
@@ -193,6 +194,24 @@ class ExecutionService(execution_grpc.ExecutionServiceServicer):
         )
         return execution_pb.ListInstancesResponse(
             instances=[convert.instance_to_pb(i) for i in found], next_page_token=token
+        )
+
+    @unary
+    async def CheckPlan(
+        self, request: execution_pb.CheckPlanRequest, context: grpc.aio.ServicerContext
+    ) -> execution_pb.CheckPlanResponse:
+        v = Validator()
+        v.identifier("instance_id", request.instance_id)
+        _validate_plan(v, request)
+        v.done()
+        verdict = await plans.check_plan(
+            self.ctx, caller(), request.instance_id, convert.message_to_json(request.plan)
+        )
+        return execution_pb.CheckPlanResponse(
+            accepted=verdict.accepted,
+            findings=[execution_pb.PlanFinding(**f.as_json()) for f in verdict.findings],
+            plan_sha256=verdict.plan_sha256,
+            revision=verdict.revision,
         )
 
 
@@ -377,6 +396,24 @@ def _validate_proposal(v: Validator, request: Any) -> None:
     v.enum("action.risk_class", pb.RiskClass, action.risk_class, required=True)
     v.refs("action.evidence_refs", action.evidence_refs)
     v.cents("action.estimated_cost_cents", action.estimated_cost_cents)
+
+
+def _validate_plan(v: Validator, request: execution_pb.CheckPlanRequest) -> None:
+    """The wire-level limits of a plan (sizes, numbers in its JSON); its shape is checked
+    by domain/plans.py, which names the same fields."""
+    if not request.HasField("plan"):
+        v.fail("plan", "is required")
+        return
+    if len(request.plan.steps) > MAX_STEPS:
+        v.fail("plan.steps", f"at most {MAX_STEPS} steps")
+        return
+    for i, step in enumerate(request.plan.steps):
+        v.struct(f"plan.steps[{i}].params", step.params)
+        if step.HasField("execute_when"):
+            condition = struct_pb2.Struct()
+            condition.fields["execute_when"].CopyFrom(step.execute_when)
+            v.struct(f"plan.steps[{i}]", condition)
+        v.cents(f"plan.steps[{i}].estimated_cost_cents", step.estimated_cost_cents)
 
 
 def _require_id(field: str, value: str) -> None:

@@ -23,7 +23,7 @@ EVENT_FIELDS = (
 
 # Fields hashed only when set (not absent and not ""): events written before a field
 # existed keep their hashes. A new optional field is added here and in event_body.
-OPTIONAL_FIELDS = ("trace_id", "budget", "instance_seal", "action_seal")
+OPTIONAL_FIELDS = ("trace_id", "budget", "instance_seal", "action_seal", "plan_sha256")
 _UNSET = (None, "")
 
 
@@ -53,6 +53,7 @@ def event_body(event: Event) -> dict[str, Any]:
         "budget": event.budget,
         "instance_seal": event.instance_seal,
         "action_seal": event.action_seal,
+        "plan_sha256": event.plan_sha256,
     }
     body.update((key, value) for key, value in optional.items() if value not in _UNSET)
     return {**body, "hash": event.hash} if event.hash else body
@@ -93,6 +94,8 @@ def instance_fields(instance: Instance) -> dict[str, Any]:
         "cost_reserved_cents": instance.cost_reserved_cents,
         "created_by": instance.created_by,
         "create_time": _time(instance.create_time),
+        # Sealed only when there is one, so instances sealed before it existed still match.
+        **({"compiled_context": instance.compiled_context} if instance.compiled_context else {}),
     }
 
 

@@ -48,6 +48,9 @@ class Instance:
     # What the instance's actions hold against runtime.max_cost_cents (domain/budget.py).
     cost_spent_cents: float = 0.0
     cost_reserved_cents: float = 0.0
+    # What InvokeAgent compiled for the instance's intent (policy/manifest.py); {} when the
+    # bundle declares nothing for it.
+    compiled_context: Json = field(default_factory=dict)
 
     def budget(self) -> BudgetReport:
         runtime = self.envelope.get("runtime", {})
@@ -276,6 +279,8 @@ class Event:
     # The instance's budget after the event (BudgetReport.as_json); None on events
     # written before budgets were reported.
     budget: Json | None = None
+    # The plan a PLAN_CHECKED event judged.
+    plan_sha256: str = ""
 
 
 @dataclass(frozen=True)
@@ -359,6 +364,8 @@ class DecisionRecord:
     cost_cents: float | None = None
     # The instance's budget once the decision took effect (BudgetReport.as_json).
     budget: Json = field(default_factory=dict)
+    # The sha256 of the instance's compiled context ("" when it had none).
+    compiled_context_sha256: str = ""
 
 
 class PrincipalKind(StrEnum):

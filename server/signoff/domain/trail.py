@@ -36,6 +36,7 @@ def next_event(
     controls: Json | None,
     action_seal: str,
     trace_id: str,
+    plan_sha256: str = "",
 ) -> tuple[Event, Json]:
     """The instance's next event, chained to its newest one, and the instance fields it
     seals. Advances the instance (revision, update time, chain head) to match.
@@ -67,6 +68,7 @@ def next_event(
         instance_seal=seal(sealed),
         action_seal=action_seal,
         budget=instance.budget().as_json(),
+        plan_sha256=plan_sha256,
     )
     event = replace(unhashed, hash=event_hash(event_body(unhashed)))
     instance.chain_head = event.hash

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from signoff.policy import BundleRef, Effect
 from signoff.policy.gates import Gate, gate_from_yaml
+from signoff.policy.manifest import Manifest, ManifestError, load_manifest
 from signoff.policy.rego import Interpreter, RegoError
 
 ENTRYPOINT = "signoff/result"
@@ -63,6 +64,8 @@ class LoadedBundle:
     roles: dict[str, frozenset[str]]
     redactions: dict[str, Redaction]
     on_error: OnError
+    # Tools and intents: what InvokeAgent compiles into an instance's context.
+    manifest: Manifest
 
 
 def _read_yaml(path: Path) -> Any:
@@ -193,6 +196,11 @@ def load_bundle(directory: Path) -> LoadedBundle:
     except (KeyError, TypeError, re.error) as error:
         raise BundleError(f"{directory}: redactions: {error}") from None
 
+    try:
+        intents = load_manifest(data, set(gates), set(redactions))
+    except ManifestError as error:
+        raise BundleError(f"{directory}: {error}") from None
+
     modules = sorted(directory.glob("*.rego"))
     if not modules:
         raise BundleError(f"{directory}: no .rego modules")
@@ -214,4 +222,5 @@ def load_bundle(directory: Path) -> LoadedBundle:
         roles=roles,
         redactions=redactions,
         on_error=on_error,
+        manifest=intents,
     )

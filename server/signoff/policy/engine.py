@@ -39,6 +39,9 @@ class RegoPolicy:
     def roles_of(self, principal_id: str) -> frozenset[str]:
         return self._bundle.roles.get(principal_id, frozenset())
 
+    def compile(self, envelope: dict[str, Any]) -> dict[str, Any]:
+        return self._bundle.manifest.compile(envelope, self._bundle.ref.bundle_id).document
+
     def evaluate(self, evaluation_input: dict[str, Any]) -> PolicyDecision:
         """Never raises and never approves on error: failures give the bundle's on_error answer."""
         try:

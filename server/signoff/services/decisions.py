@@ -45,6 +45,7 @@ from signoff.domain.states import (
     transition_instance,
 )
 from signoff.policy import Effect, PolicyDecision
+from signoff.policy.manifest import CompiledContext
 from signoff.services import grants, pagination
 from signoff.services.context import Context, once_more_on_key_conflict
 from signoff.services.gating import decider, may_decide, open_gate, params_diff, waiting_rules
@@ -123,6 +124,28 @@ def _budget_exhausted(
     )
 
 
+def _outside_context(
+    ctx: Context, instance: Instance, proposal: ProposedAction
+) -> PolicyDecision | None:
+    """A denial when the action is outside the instance's compiled context (a tool not in its
+    manifest, a risk class below the tool's binding): it overrides whatever policy answers
+    but a refusal that ends the instance. INVALID_ARGUMENT for params that fail the tool's
+    schema, before policy runs."""
+    refusal = CompiledContext(instance.compiled_context).refusal(
+        proposal.tool, proposal.params, proposal.risk_class
+    )
+    if refusal is None:
+        return None
+    if refusal.reason == "PARAMS_INVALID":
+        raise InvalidArgument([FieldViolation(refusal.field, refusal.message)])
+    return PolicyDecision(
+        effect=Effect.DENY,
+        reasons=[refusal.message],
+        rule_ids=[refusal.reason],
+        bundle=ctx.policy.bundle,
+    )
+
+
 async def request_decision(
     ctx: Context, who: Principal, instance_id: str, proposal: ProposedAction, traceparent: str = ""
 ) -> DecisionAnswer:
@@ -161,9 +184,10 @@ async def request_decision(
                 f"instance {instance_id} is completed; start a new instance for new work",
             )
 
+        outside = _outside_context(ctx, instance, proposal)
         decision = evaluate_policy(ctx, instance, proposal, who)
-        if not decision.must_refuse:  # a refusal ends the instance, budget or not
-            decision = _budget_exhausted(ctx, instance, proposal) or decision
+        if not decision.must_refuse:  # a refusal ends the instance, context or budget or not
+            decision = outside or _budget_exhausted(ctx, instance, proposal) or decision
         now = ctx.clock()
         state = _STATE_FOR_EFFECT[decision.effect]
         waits = state is ActionState.WAITING_FOR_HUMAN

@@ -60,6 +60,7 @@ async def invoke_agent(
                 update_time=now,
                 created_by=who.id,
                 traceparent=traceparent,
+                compiled_context=ctx.policy.compile(envelope),
             )
             await tx.insert_instance(instance)
             actor = envelope.get("agent", {}).get("agent_id", "")

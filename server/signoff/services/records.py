@@ -5,6 +5,7 @@ from datetime import datetime
 from signoff.domain.ids import new_id
 from signoff.domain.models import Action, Approval, DecisionRecord, Instance, Vote
 from signoff.domain.states import DecisionStatus, outcome_of
+from signoff.policy.manifest import CompiledContext
 from signoff.telemetry import tracing
 
 
@@ -63,4 +64,5 @@ def record_for(
         estimated_cost_cents=action.proposal.estimated_cost_cents,
         cost_cents=action.cost_cents,
         budget=instance.budget().as_json(),
+        compiled_context_sha256=CompiledContext(instance.compiled_context).sha256,
     )

@@ -277,6 +277,7 @@ class Tx:
         record: DecisionRecord | None = None,
         gate_id: str = "",
         controls: Json | None = None,
+        plan_sha256: str = "",
     ) -> Event:
         """Appends the next revision, chained to the previous one (composed by
         domain.trail.next_event). The caller holds the instance lock and saves the instance
@@ -298,6 +299,7 @@ class Tx:
             trace_id=tracing.trace_id_of(
                 action.traceparent if action else "", instance.traceparent
             ),
+            plan_sha256=plan_sha256,
         )
         self._sealed_instances[instance.instance_id] = sealed
         await self.insert_event(event)

@@ -77,6 +77,8 @@ instances = Table(
     Column("traceparent", String(64), nullable=False, server_default=""),
     Column("cost_spent_cents", Double, nullable=False, server_default="0"),
     Column("cost_reserved_cents", Double, nullable=False, server_default="0"),
+    # What InvokeAgent compiled for the intent ({} when the bundle declares nothing).
+    Column("compiled_context", Document, nullable=False, server_default="{}"),
     UniqueConstraint("tenant_id", "request_id"),
     Index(None, "tenant_id", "state", "seq"),
     Index(None, "state", "seq"),
@@ -166,6 +168,7 @@ events = Table(
     Column("instance_seal", String(71), nullable=False, server_default=""),
     Column("action_seal", String(71), nullable=False, server_default=""),
     Column("budget", Document, nullable=True),
+    Column("plan_sha256", String(71), nullable=False, server_default=""),
     PrimaryKeyConstraint("instance_id", "revision"),
 )
 

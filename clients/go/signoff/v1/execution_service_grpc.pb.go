@@ -54,6 +54,12 @@ type ExecutionServiceClient interface {
 	GetInstance(ctx context.Context, in *GetInstanceRequest, opts ...grpc.CallOption) (*GetInstanceResponse, error)
 	// Lists instances, newest first, optionally filtered by tenant and state.
 	ListInstances(ctx context.Context, in *ListInstancesRequest, opts ...grpc.CallOption) (*ListInstancesResponse, error)
+	// The critic: checks a plan against the instance's CompiledContext and budget
+	// before any step runs. A dry run: it writes only a PLAN_CHECKED event with
+	// the verdict and the plan's sha256. A malformed plan (missing or repeated
+	// ids, more than 100 steps or checkpoints, conditions nested deeper than 16)
+	// fails with INVALID_ARGUMENT naming each field. See docs/plans.md.
+	CheckPlan(ctx context.Context, in *CheckPlanRequest, opts ...grpc.CallOption) (*CheckPlanResponse, error)
 }
 
 type executionServiceClient struct {
@@ -168,6 +174,15 @@ func (c *executionServiceClient) ListInstances(ctx context.Context, in *ListInst
 	return out, nil
 }
 
+func (c *executionServiceClient) CheckPlan(ctx context.Context, in *CheckPlanRequest, opts ...grpc.CallOption) (*CheckPlanResponse, error) {
+	out := new(CheckPlanResponse)
+	err := c.cc.Invoke(ctx, "/signoff.v1.ExecutionService/CheckPlan", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ExecutionServiceServer is the server API for ExecutionService service.
 // All implementations must embed UnimplementedExecutionServiceServer
 // for forward compatibility
@@ -209,6 +224,12 @@ type ExecutionServiceServer interface {
 	GetInstance(context.Context, *GetInstanceRequest) (*GetInstanceResponse, error)
 	// Lists instances, newest first, optionally filtered by tenant and state.
 	ListInstances(context.Context, *ListInstancesRequest) (*ListInstancesResponse, error)
+	// The critic: checks a plan against the instance's CompiledContext and budget
+	// before any step runs. A dry run: it writes only a PLAN_CHECKED event with
+	// the verdict and the plan's sha256. A malformed plan (missing or repeated
+	// ids, more than 100 steps or checkpoints, conditions nested deeper than 16)
+	// fails with INVALID_ARGUMENT naming each field. See docs/plans.md.
+	CheckPlan(context.Context, *CheckPlanRequest) (*CheckPlanResponse, error)
 	mustEmbedUnimplementedExecutionServiceServer()
 }
 
@@ -242,6 +263,9 @@ func (UnimplementedExecutionServiceServer) GetInstance(context.Context, *GetInst
 }
 func (UnimplementedExecutionServiceServer) ListInstances(context.Context, *ListInstancesRequest) (*ListInstancesResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListInstances not implemented")
+}
+func (UnimplementedExecutionServiceServer) CheckPlan(context.Context, *CheckPlanRequest) (*CheckPlanResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CheckPlan not implemented")
 }
 func (UnimplementedExecutionServiceServer) mustEmbedUnimplementedExecutionServiceServer() {}
 
@@ -421,6 +445,24 @@ func _ExecutionService_ListInstances_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ExecutionService_CheckPlan_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckPlanRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExecutionServiceServer).CheckPlan(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/signoff.v1.ExecutionService/CheckPlan",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExecutionServiceServer).CheckPlan(ctx, req.(*CheckPlanRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _ExecutionService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "signoff.v1.ExecutionService",
 	HandlerType: (*ExecutionServiceServer)(nil),
@@ -456,6 +498,10 @@ var _ExecutionService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListInstances",
 			Handler:    _ExecutionService_ListInstances_Handler,
+		},
+		{
+			MethodName: "CheckPlan",
+			Handler:    _ExecutionService_CheckPlan_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

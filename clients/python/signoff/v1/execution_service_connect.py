@@ -21,7 +21,7 @@ from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint
 from pyqwest import Client
 
-from .execution_service_pb2 import CancelInstanceRequest, CancelInstanceResponse, CompleteInstanceRequest, CompleteInstanceResponse, ConsumeGrantRequest, ConsumeGrantResponse, GetInstanceRequest, GetInstanceResponse, InvokeAgentRequest, InvokeAgentResponse, ListInstancesRequest, ListInstancesResponse, ReportExecutionRequest, ReportExecutionResponse, RequestDecisionRequest, RequestDecisionResponse, WatchInstanceRequest, WatchInstanceResponse
+from .execution_service_pb2 import CancelInstanceRequest, CancelInstanceResponse, CheckPlanRequest, CheckPlanResponse, CompleteInstanceRequest, CompleteInstanceResponse, ConsumeGrantRequest, ConsumeGrantResponse, GetInstanceRequest, GetInstanceResponse, InvokeAgentRequest, InvokeAgentResponse, ListInstancesRequest, ListInstancesResponse, ReportExecutionRequest, ReportExecutionResponse, RequestDecisionRequest, RequestDecisionResponse, WatchInstanceRequest, WatchInstanceResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
@@ -112,6 +112,16 @@ class ExecutionService(Protocol):
     async def list_instances(self, request: ListInstancesRequest, ctx: RequestContext[ListInstancesRequest, ListInstancesResponse], /) -> ListInstancesResponse:
         """
         Lists instances, newest first, optionally filtered by tenant and state.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def check_plan(self, request: CheckPlanRequest, ctx: RequestContext[CheckPlanRequest, CheckPlanResponse], /) -> CheckPlanResponse:
+        """
+        The critic: checks a plan against the instance's CompiledContext and budget
+        before any step runs. A dry run: it writes only a PLAN_CHECKED event with
+        the verdict and the plan's sha256. A malformed plan (missing or repeated
+        ids, more than 100 steps or checkpoints, conditions nested deeper than 16)
+        fails with INVALID_ARGUMENT naming each field. See docs/plans.md.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -227,6 +237,17 @@ class ExecutionServiceASGIApplication(ConnectASGIApplication[ExecutionService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.list_instances,
+                ),
+                "/signoff.v1.ExecutionService/CheckPlan": Endpoint.unary(
+                    method=MethodInfo(
+                        name="CheckPlan",
+                        service_name="signoff.v1.ExecutionService",
+                        input=CheckPlanRequest,
+                        output=CheckPlanResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.check_plan,
                 ),
             },
             interceptors=interceptors,
@@ -490,6 +511,33 @@ class ExecutionServiceClient(ConnectClient):
                 service_name="signoff.v1.ExecutionService",
                 input=ListInstancesRequest,
                 output=ListInstancesResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def check_plan(
+        self,
+        request: CheckPlanRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> CheckPlanResponse:
+        """
+        The critic: checks a plan against the instance's CompiledContext and budget
+        before any step runs. A dry run: it writes only a PLAN_CHECKED event with
+        the verdict and the plan's sha256. A malformed plan (missing or repeated
+        ids, more than 100 steps or checkpoints, conditions nested deeper than 16)
+        fails with INVALID_ARGUMENT naming each field. See docs/plans.md.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="CheckPlan",
+                service_name="signoff.v1.ExecutionService",
+                input=CheckPlanRequest,
+                output=CheckPlanResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),

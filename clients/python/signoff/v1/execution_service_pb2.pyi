@@ -21,6 +21,76 @@ EXECUTION_RESULT_UNSPECIFIED: ExecutionResult
 EXECUTION_RESULT_SUCCEEDED: ExecutionResult
 EXECUTION_RESULT_FAILED: ExecutionResult
 
+class Plan(_message.Message):
+    __slots__ = ("plan_id", "intent", "steps", "decision_checkpoints")
+    PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    INTENT_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    DECISION_CHECKPOINTS_FIELD_NUMBER: _ClassVar[int]
+    plan_id: str
+    intent: str
+    steps: _containers.RepeatedCompositeFieldContainer[PlanStep]
+    decision_checkpoints: _containers.RepeatedCompositeFieldContainer[DecisionCheckpoint]
+    def __init__(self, plan_id: _Optional[str] = ..., intent: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[PlanStep, _Mapping]]] = ..., decision_checkpoints: _Optional[_Iterable[_Union[DecisionCheckpoint, _Mapping]]] = ...) -> None: ...
+
+class PlanStep(_message.Message):
+    __slots__ = ("id", "tool", "params", "depends_on", "approval_mode", "requires", "execute_when", "estimated_cost_cents")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TOOL_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    DEPENDS_ON_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_MODE_FIELD_NUMBER: _ClassVar[int]
+    REQUIRES_FIELD_NUMBER: _ClassVar[int]
+    EXECUTE_WHEN_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_COST_CENTS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    tool: str
+    params: _struct_pb2.Struct
+    depends_on: _containers.RepeatedScalarFieldContainer[str]
+    approval_mode: _types_pb2.RiskClass
+    requires: _containers.RepeatedScalarFieldContainer[str]
+    execute_when: _struct_pb2.Value
+    estimated_cost_cents: float
+    def __init__(self, id: _Optional[str] = ..., tool: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., depends_on: _Optional[_Iterable[str]] = ..., approval_mode: _Optional[_Union[_types_pb2.RiskClass, str]] = ..., requires: _Optional[_Iterable[str]] = ..., execute_when: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., estimated_cost_cents: _Optional[float] = ...) -> None: ...
+
+class DecisionCheckpoint(_message.Message):
+    __slots__ = ("decision_id", "after_step")
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_STEP_FIELD_NUMBER: _ClassVar[int]
+    decision_id: str
+    after_step: str
+    def __init__(self, decision_id: _Optional[str] = ..., after_step: _Optional[str] = ...) -> None: ...
+
+class CheckPlanRequest(_message.Message):
+    __slots__ = ("instance_id", "plan")
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    plan: Plan
+    def __init__(self, instance_id: _Optional[str] = ..., plan: _Optional[_Union[Plan, _Mapping]] = ...) -> None: ...
+
+class PlanFinding(_message.Message):
+    __slots__ = ("reason", "step_id", "message")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    STEP_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    step_id: str
+    message: str
+    def __init__(self, reason: _Optional[str] = ..., step_id: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class CheckPlanResponse(_message.Message):
+    __slots__ = ("accepted", "findings", "plan_sha256", "revision")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    FINDINGS_FIELD_NUMBER: _ClassVar[int]
+    PLAN_SHA256_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    accepted: bool
+    findings: _containers.RepeatedCompositeFieldContainer[PlanFinding]
+    plan_sha256: str
+    revision: int
+    def __init__(self, accepted: _Optional[bool] = ..., findings: _Optional[_Iterable[_Union[PlanFinding, _Mapping]]] = ..., plan_sha256: _Optional[str] = ..., revision: _Optional[int] = ...) -> None: ...
+
 class InvokeAgentRequest(_message.Message):
     __slots__ = ("request_id", "session_id", "tenant_id", "user", "agent", "workflow_id", "workflow_version", "context_pack_refs", "input", "mode", "runtime")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]

@@ -81,6 +81,11 @@ class ExecutionServiceStub:
                 request_serializer=signoff_dot_v1_dot_execution__service__pb2.ListInstancesRequest.SerializeToString,
                 response_deserializer=signoff_dot_v1_dot_execution__service__pb2.ListInstancesResponse.FromString,
                 _registered_method=True)
+        self.CheckPlan = channel.unary_unary(
+                '/signoff.v1.ExecutionService/CheckPlan',
+                request_serializer=signoff_dot_v1_dot_execution__service__pb2.CheckPlanRequest.SerializeToString,
+                response_deserializer=signoff_dot_v1_dot_execution__service__pb2.CheckPlanResponse.FromString,
+                _registered_method=True)
 
 
 class ExecutionServiceServicer:
@@ -170,6 +175,17 @@ class ExecutionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckPlan(self, request, context):
+        """The critic: checks a plan against the instance's CompiledContext and budget
+        before any step runs. A dry run: it writes only a PLAN_CHECKED event with
+        the verdict and the plan's sha256. A malformed plan (missing or repeated
+        ids, more than 100 steps or checkpoints, conditions nested deeper than 16)
+        fails with INVALID_ARGUMENT naming each field. See docs/plans.md.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecutionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -217,6 +233,11 @@ def add_ExecutionServiceServicer_to_server(servicer, server):
                     servicer.ListInstances,
                     request_deserializer=signoff_dot_v1_dot_execution__service__pb2.ListInstancesRequest.FromString,
                     response_serializer=signoff_dot_v1_dot_execution__service__pb2.ListInstancesResponse.SerializeToString,
+            ),
+            'CheckPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckPlan,
+                    request_deserializer=signoff_dot_v1_dot_execution__service__pb2.CheckPlanRequest.FromString,
+                    response_serializer=signoff_dot_v1_dot_execution__service__pb2.CheckPlanResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -464,6 +485,33 @@ class ExecutionService:
             '/signoff.v1.ExecutionService/ListInstances',
             signoff_dot_v1_dot_execution__service__pb2.ListInstancesRequest.SerializeToString,
             signoff_dot_v1_dot_execution__service__pb2.ListInstancesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signoff.v1.ExecutionService/CheckPlan',
+            signoff_dot_v1_dot_execution__service__pb2.CheckPlanRequest.SerializeToString,
+            signoff_dot_v1_dot_execution__service__pb2.CheckPlanResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -85,6 +85,7 @@ class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_TYPE_ACTION_EXPIRED: _ClassVar[EventType]
     EVENT_TYPE_ACTION_REMINDER: _ClassVar[EventType]
     EVENT_TYPE_ACTION_EXECUTING: _ClassVar[EventType]
+    EVENT_TYPE_PLAN_CHECKED: _ClassVar[EventType]
 
 class DecisionStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -144,6 +145,7 @@ EVENT_TYPE_ACTION_ESCALATED: EventType
 EVENT_TYPE_ACTION_EXPIRED: EventType
 EVENT_TYPE_ACTION_REMINDER: EventType
 EVENT_TYPE_ACTION_EXECUTING: EventType
+EVENT_TYPE_PLAN_CHECKED: EventType
 DECISION_STATUS_UNSPECIFIED: DecisionStatus
 DECISION_STATUS_DECIDED: DecisionStatus
 DECISION_STATUS_ESCALATED: DecisionStatus
@@ -213,7 +215,7 @@ class BudgetReport(_message.Message):
     def __init__(self, tool_calls_used: _Optional[int] = ..., max_tool_calls: _Optional[int] = ..., cost_spent_cents: _Optional[float] = ..., cost_reserved_cents: _Optional[float] = ..., max_cost_cents: _Optional[float] = ..., cost_remaining_cents: _Optional[float] = ...) -> None: ...
 
 class Instance(_message.Message):
-    __slots__ = ("instance_id", "request_id", "session_id", "tenant_id", "user", "agent", "workflow_id", "workflow_version", "context_pack_refs", "input", "mode", "runtime", "state", "revision", "tool_calls_used", "create_time", "update_time", "trace_id", "budget")
+    __slots__ = ("instance_id", "request_id", "session_id", "tenant_id", "user", "agent", "workflow_id", "workflow_version", "context_pack_refs", "input", "mode", "runtime", "state", "revision", "tool_calls_used", "create_time", "update_time", "trace_id", "budget", "compiled_context")
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -233,6 +235,7 @@ class Instance(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     BUDGET_FIELD_NUMBER: _ClassVar[int]
+    COMPILED_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     instance_id: str
     request_id: str
     session_id: str
@@ -252,7 +255,67 @@ class Instance(_message.Message):
     update_time: _timestamp_pb2.Timestamp
     trace_id: str
     budget: BudgetReport
-    def __init__(self, instance_id: _Optional[str] = ..., request_id: _Optional[str] = ..., session_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., user: _Optional[_Union[User, _Mapping]] = ..., agent: _Optional[_Union[Agent, _Mapping]] = ..., workflow_id: _Optional[str] = ..., workflow_version: _Optional[str] = ..., context_pack_refs: _Optional[_Iterable[str]] = ..., input: _Optional[_Union[Input, _Mapping]] = ..., mode: _Optional[_Union[Mode, str]] = ..., runtime: _Optional[_Union[Runtime, _Mapping]] = ..., state: _Optional[_Union[InstanceState, str]] = ..., revision: _Optional[int] = ..., tool_calls_used: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trace_id: _Optional[str] = ..., budget: _Optional[_Union[BudgetReport, _Mapping]] = ...) -> None: ...
+    compiled_context: CompiledContext
+    def __init__(self, instance_id: _Optional[str] = ..., request_id: _Optional[str] = ..., session_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., user: _Optional[_Union[User, _Mapping]] = ..., agent: _Optional[_Union[Agent, _Mapping]] = ..., workflow_id: _Optional[str] = ..., workflow_version: _Optional[str] = ..., context_pack_refs: _Optional[_Iterable[str]] = ..., input: _Optional[_Union[Input, _Mapping]] = ..., mode: _Optional[_Union[Mode, str]] = ..., runtime: _Optional[_Union[Runtime, _Mapping]] = ..., state: _Optional[_Union[InstanceState, str]] = ..., revision: _Optional[int] = ..., tool_calls_used: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trace_id: _Optional[str] = ..., budget: _Optional[_Union[BudgetReport, _Mapping]] = ..., compiled_context: _Optional[_Union[CompiledContext, _Mapping]] = ...) -> None: ...
+
+class CompiledContext(_message.Message):
+    __slots__ = ("manifests", "runtime_controls", "sha256")
+    MANIFESTS_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_CONTROLS_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    manifests: Manifests
+    runtime_controls: ControlsActive
+    sha256: str
+    def __init__(self, manifests: _Optional[_Union[Manifests, _Mapping]] = ..., runtime_controls: _Optional[_Union[ControlsActive, _Mapping]] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class Manifests(_message.Message):
+    __slots__ = ("policy_manifest", "tool_manifest", "evidence_manifest", "tool_bindings")
+    class ToolBindingsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: ToolBinding
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[ToolBinding, _Mapping]] = ...) -> None: ...
+    POLICY_MANIFEST_FIELD_NUMBER: _ClassVar[int]
+    TOOL_MANIFEST_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_MANIFEST_FIELD_NUMBER: _ClassVar[int]
+    TOOL_BINDINGS_FIELD_NUMBER: _ClassVar[int]
+    policy_manifest: _containers.RepeatedCompositeFieldContainer[PolicyManifestEntry]
+    tool_manifest: _containers.RepeatedCompositeFieldContainer[ToolManifestEntry]
+    evidence_manifest: _containers.RepeatedCompositeFieldContainer[EvidenceManifestEntry]
+    tool_bindings: _containers.MessageMap[str, ToolBinding]
+    def __init__(self, policy_manifest: _Optional[_Iterable[_Union[PolicyManifestEntry, _Mapping]]] = ..., tool_manifest: _Optional[_Iterable[_Union[ToolManifestEntry, _Mapping]]] = ..., evidence_manifest: _Optional[_Iterable[_Union[EvidenceManifestEntry, _Mapping]]] = ..., tool_bindings: _Optional[_Mapping[str, ToolBinding]] = ...) -> None: ...
+
+class PolicyManifestEntry(_message.Message):
+    __slots__ = ("bundle_id", "rule_ids")
+    BUNDLE_ID_FIELD_NUMBER: _ClassVar[int]
+    RULE_IDS_FIELD_NUMBER: _ClassVar[int]
+    bundle_id: str
+    rule_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, bundle_id: _Optional[str] = ..., rule_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ToolManifestEntry(_message.Message):
+    __slots__ = ("adapter_id", "capabilities")
+    ADAPTER_ID_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    adapter_id: str
+    capabilities: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, adapter_id: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class EvidenceManifestEntry(_message.Message):
+    __slots__ = ("evidence_ref",)
+    EVIDENCE_REF_FIELD_NUMBER: _ClassVar[int]
+    evidence_ref: str
+    def __init__(self, evidence_ref: _Optional[str] = ...) -> None: ...
+
+class ToolBinding(_message.Message):
+    __slots__ = ("approval_mode", "params_schema")
+    APPROVAL_MODE_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    approval_mode: RiskClass
+    params_schema: _struct_pb2.Struct
+    def __init__(self, approval_mode: _Optional[_Union[RiskClass, str]] = ..., params_schema: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class ProposedAction(_message.Message):
     __slots__ = ("tool_call_id", "tool", "params", "risk_class", "evidence_refs", "estimated_cost_cents")
@@ -333,7 +396,7 @@ class GateStatus(_message.Message):
     def __init__(self, gate_id: _Optional[str] = ..., state: _Optional[_Union[GateState, str]] = ..., quorum: _Optional[int] = ..., approvals: _Optional[int] = ..., rejections: _Optional[int] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., escalated_from: _Optional[str] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("instance_id", "revision", "type", "time", "instance_state", "action_id", "action_state", "outcome", "actor", "reason", "record_id", "tool", "gate_id", "controls", "record_sha256", "prev_hash", "hash", "trace_id", "budget")
+    __slots__ = ("instance_id", "revision", "type", "time", "instance_state", "action_id", "action_state", "outcome", "actor", "reason", "record_id", "tool", "gate_id", "controls", "record_sha256", "prev_hash", "hash", "trace_id", "budget", "plan_sha256")
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -353,6 +416,7 @@ class Event(_message.Message):
     HASH_FIELD_NUMBER: _ClassVar[int]
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     BUDGET_FIELD_NUMBER: _ClassVar[int]
+    PLAN_SHA256_FIELD_NUMBER: _ClassVar[int]
     instance_id: str
     revision: int
     type: EventType
@@ -372,7 +436,8 @@ class Event(_message.Message):
     hash: str
     trace_id: str
     budget: BudgetReport
-    def __init__(self, instance_id: _Optional[str] = ..., revision: _Optional[int] = ..., type: _Optional[_Union[EventType, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., instance_state: _Optional[_Union[InstanceState, str]] = ..., action_id: _Optional[str] = ..., action_state: _Optional[_Union[ActionState, str]] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ..., record_id: _Optional[str] = ..., tool: _Optional[str] = ..., gate_id: _Optional[str] = ..., controls: _Optional[_Union[ControlsActive, _Mapping]] = ..., record_sha256: _Optional[str] = ..., prev_hash: _Optional[str] = ..., hash: _Optional[str] = ..., trace_id: _Optional[str] = ..., budget: _Optional[_Union[BudgetReport, _Mapping]] = ...) -> None: ...
+    plan_sha256: str
+    def __init__(self, instance_id: _Optional[str] = ..., revision: _Optional[int] = ..., type: _Optional[_Union[EventType, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., instance_state: _Optional[_Union[InstanceState, str]] = ..., action_id: _Optional[str] = ..., action_state: _Optional[_Union[ActionState, str]] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ..., record_id: _Optional[str] = ..., tool: _Optional[str] = ..., gate_id: _Optional[str] = ..., controls: _Optional[_Union[ControlsActive, _Mapping]] = ..., record_sha256: _Optional[str] = ..., prev_hash: _Optional[str] = ..., hash: _Optional[str] = ..., trace_id: _Optional[str] = ..., budget: _Optional[_Union[BudgetReport, _Mapping]] = ..., plan_sha256: _Optional[str] = ...) -> None: ...
 
 class Approval(_message.Message):
     __slots__ = ("gate_id", "approver", "approval_mode_effective", "evidence_snapshot_hash", "verdict", "reason", "time", "params_diff")
@@ -421,7 +486,7 @@ class PolicyRef(_message.Message):
     def __init__(self, bundle_id: _Optional[str] = ..., version: _Optional[str] = ..., sha256: _Optional[str] = ..., rule_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DecisionRecord(_message.Message):
-    __slots__ = ("record_id", "decision_key", "status", "outcome", "outputs", "evidence_refs", "approvals", "controls_active", "trace_id", "tenant_id", "instance_id", "action_id", "tool", "action_sha256", "revision", "create_time", "execution_state", "estimated_cost_cents", "cost_cents", "budget")
+    __slots__ = ("record_id", "decision_key", "status", "outcome", "outputs", "evidence_refs", "approvals", "controls_active", "trace_id", "tenant_id", "instance_id", "action_id", "tool", "action_sha256", "revision", "create_time", "execution_state", "estimated_cost_cents", "cost_cents", "budget", "compiled_context_sha256")
     RECORD_ID_FIELD_NUMBER: _ClassVar[int]
     DECISION_KEY_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -442,6 +507,7 @@ class DecisionRecord(_message.Message):
     ESTIMATED_COST_CENTS_FIELD_NUMBER: _ClassVar[int]
     COST_CENTS_FIELD_NUMBER: _ClassVar[int]
     BUDGET_FIELD_NUMBER: _ClassVar[int]
+    COMPILED_CONTEXT_SHA256_FIELD_NUMBER: _ClassVar[int]
     record_id: str
     decision_key: str
     status: DecisionStatus
@@ -462,4 +528,5 @@ class DecisionRecord(_message.Message):
     estimated_cost_cents: float
     cost_cents: float
     budget: BudgetReport
-    def __init__(self, record_id: _Optional[str] = ..., decision_key: _Optional[str] = ..., status: _Optional[_Union[DecisionStatus, str]] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., evidence_refs: _Optional[_Iterable[str]] = ..., approvals: _Optional[_Iterable[_Union[Approval, _Mapping]]] = ..., controls_active: _Optional[_Union[ControlsActive, _Mapping]] = ..., trace_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., action_id: _Optional[str] = ..., tool: _Optional[str] = ..., action_sha256: _Optional[str] = ..., revision: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., execution_state: _Optional[_Union[ActionState, str]] = ..., estimated_cost_cents: _Optional[float] = ..., cost_cents: _Optional[float] = ..., budget: _Optional[_Union[BudgetReport, _Mapping]] = ...) -> None: ...
+    compiled_context_sha256: str
+    def __init__(self, record_id: _Optional[str] = ..., decision_key: _Optional[str] = ..., status: _Optional[_Union[DecisionStatus, str]] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., evidence_refs: _Optional[_Iterable[str]] = ..., approvals: _Optional[_Iterable[_Union[Approval, _Mapping]]] = ..., controls_active: _Optional[_Union[ControlsActive, _Mapping]] = ..., trace_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., action_id: _Optional[str] = ..., tool: _Optional[str] = ..., action_sha256: _Optional[str] = ..., revision: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., execution_state: _Optional[_Union[ActionState, str]] = ..., estimated_cost_cents: _Optional[float] = ..., cost_cents: _Optional[float] = ..., budget: _Optional[_Union[BudgetReport, _Mapping]] = ..., compiled_context_sha256: _Optional[str] = ...) -> None: ...

@@ -32,6 +32,7 @@ from signoff_client._common import (
     Decision,
     WireMessage,
     _approved_again,
+    _check_plan_request,
     _deadline,
     _decision,
     _decision_request,
@@ -331,6 +332,16 @@ class AsyncSignoff:
             self._execution.GetInstance, request
         )
         return response.instance
+
+    async def check_plan(
+        self, instance_id: str, plan: Mapping[str, Any] | WireMessage
+    ) -> execution_pb.CheckPlanResponse:
+        """The critic's verdict on `plan` (see docs/plans.md): `accepted`, or one finding per
+        problem naming its step. A dry run: signoff records only the verdict."""
+        response: execution_pb.CheckPlanResponse = await self._call(
+            self._execution.CheckPlan, _check_plan_request(instance_id, plan)
+        )
+        return response
 
     async def evaluate_policy(
         self, envelope: Mapping[str, Any] | WireMessage, proposal: WireMessage

@@ -18,11 +18,15 @@ __all__ = (
     "BudgetReport",
     "CancelInstanceRequest",
     "CancelInstanceResponse",
+    "CheckPlanRequest",
+    "CheckPlanResponse",
+    "CompiledContext",
     "CompleteInstanceRequest",
     "CompleteInstanceResponse",
     "ConsumeGrantRequest",
     "ConsumeGrantResponse",
     "ControlsActive",
+    "DecisionCheckpoint",
     "DecisionRecord",
     "DecisionStatus",
     "Delegation",
@@ -32,6 +36,7 @@ __all__ = (
     "EvaluatePolicyResponse",
     "Event",
     "EventType",
+    "EvidenceManifestEntry",
     "ExecutionResult",
     "ExecutionServiceAsyncStub",
     "ExecutionServiceStub",
@@ -58,8 +63,13 @@ __all__ = (
     "ListInstancesResponse",
     "ListPendingApprovalsRequest",
     "ListPendingApprovalsResponse",
+    "Manifests",
     "Mode",
     "Outcome",
+    "Plan",
+    "PlanFinding",
+    "PlanStep",
+    "PolicyManifestEntry",
     "PolicyRef",
     "PolicyServiceAsyncStub",
     "PolicyServiceStub",
@@ -72,6 +82,8 @@ __all__ = (
     "Runtime",
     "SubmitDecisionRequest",
     "SubmitDecisionResponse",
+    "ToolBinding",
+    "ToolManifestEntry",
     "User",
     "Verdict",
     "VerifyChainRequest",
@@ -697,6 +709,12 @@ class EventType(betterproto2.Enum):
     The agent consumed the action's grant and is executing it.
     """
 
+    PLAN_CHECKED = 13
+    """
+    CheckPlan judged a plan (reason: ACCEPTED or REJECTED and the findings'
+    reasons; plan_sha256: the plan it judged). Nothing else was written.
+    """
+
     @classmethod
     def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
         return {
@@ -713,6 +731,7 @@ class EventType(betterproto2.Enum):
             10: "EVENT_TYPE_ACTION_EXPIRED",
             11: "EVENT_TYPE_ACTION_REMINDER",
             12: "EVENT_TYPE_ACTION_EXECUTING",
+            13: "EVENT_TYPE_PLAN_CHECKED",
         }
 
     @classmethod
@@ -731,6 +750,7 @@ class EventType(betterproto2.Enum):
             "EVENT_TYPE_ACTION_EXPIRED": 10,
             "EVENT_TYPE_ACTION_REMINDER": 11,
             "EVENT_TYPE_ACTION_EXECUTING": 12,
+            "EVENT_TYPE_PLAN_CHECKED": 13,
         }
 
 
@@ -1313,6 +1333,72 @@ default_message_pool.register_message(
 
 
 @dataclass(eq=False, repr=False)
+class CheckPlanRequest(betterproto2.Message):
+    instance_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Required.
+    """
+
+    plan: "Plan | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    Required.
+    """
+
+
+default_message_pool.register_message("signoff.v1", "CheckPlanRequest", CheckPlanRequest)
+
+
+@dataclass(eq=False, repr=False)
+class CheckPlanResponse(betterproto2.Message):
+    accepted: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    """
+    True when the critic found nothing.
+    """
+
+    findings: "list[PlanFinding]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    plan_sha256: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    "sha256:<hex>" of the plan's RFC 8785 JSON (its proto JSON form).
+    """
+
+    revision: "int" = betterproto2.field(4, betterproto2.TYPE_INT64)
+    """
+    The revision of the PLAN_CHECKED event.
+    """
+
+
+default_message_pool.register_message("signoff.v1", "CheckPlanResponse", CheckPlanResponse)
+
+
+@dataclass(eq=False, repr=False)
+class CompiledContext(betterproto2.Message):
+    """
+    What is in force for one instance: which tools it may use and how they are
+    bound, which rules and gates apply, and which evidence it needs.
+    """
+
+    manifests: "Manifests | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    runtime_controls: "ControlsActive | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    The gates, refusals, escalations and redactions in force (policy unset).
+    """
+
+    sha256: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    "sha256:<hex>" of the compiled context's RFC 8785 JSON (the JSON form of
+    manifests and runtime_controls, with the intent); "" when it is empty.
+    Every DecisionRecord of the instance names it.
+    """
+
+
+default_message_pool.register_message("signoff.v1", "CompiledContext", CompiledContext)
+
+
+@dataclass(eq=False, repr=False)
 class CompleteInstanceRequest(betterproto2.Message):
     instance_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
     """
@@ -1396,6 +1482,16 @@ class ControlsActive(betterproto2.Message):
 
 
 default_message_pool.register_message("signoff.v1", "ControlsActive", ControlsActive)
+
+
+@dataclass(eq=False, repr=False)
+class DecisionCheckpoint(betterproto2.Message):
+    decision_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    after_step: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("signoff.v1", "DecisionCheckpoint", DecisionCheckpoint)
 
 
 @dataclass(eq=False, repr=False)
@@ -1495,6 +1591,11 @@ class DecisionRecord(betterproto2.Message):
     budget: "BudgetReport | None" = betterproto2.field(21, betterproto2.TYPE_MESSAGE, optional=True)
     """
     The instance's budget once this decision took effect.
+    """
+
+    compiled_context_sha256: "str" = betterproto2.field(22, betterproto2.TYPE_STRING)
+    """
+    The sha256 of the instance's CompiledContext ("" when it had none).
     """
 
 
@@ -1693,8 +1794,22 @@ class Event(betterproto2.Message):
     before budgets were reported have none, and their hashes do not cover it).
     """
 
+    plan_sha256: "str" = betterproto2.field(20, betterproto2.TYPE_STRING)
+    """
+    "sha256:<hex>" of the plan this event is about (PLAN_CHECKED). Covered by
+    `hash` when not empty.
+    """
+
 
 default_message_pool.register_message("signoff.v1", "Event", Event)
+
+
+@dataclass(eq=False, repr=False)
+class EvidenceManifestEntry(betterproto2.Message):
+    evidence_ref: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("signoff.v1", "EvidenceManifestEntry", EvidenceManifestEntry)
 
 
 @dataclass(eq=False, repr=False)
@@ -1949,6 +2064,16 @@ class Instance(betterproto2.Message):
     Where the instance stands against runtime: tool calls and cost.
     """
 
+    compiled_context: "CompiledContext | None" = betterproto2.field(
+        20, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    What is in force for the instance, compiled by InvokeAgent from the policy
+    bundle for its intent and context packs. Empty (no tool_manifest) when the
+    bundle declares nothing for the intent: policy alone decides. See
+    docs/plans.md.
+    """
+
 
 default_message_pool.register_message("signoff.v1", "Instance", Instance)
 
@@ -2137,6 +2262,158 @@ class ListPendingApprovalsResponse(betterproto2.Message):
 default_message_pool.register_message(
     "signoff.v1", "ListPendingApprovalsResponse", ListPendingApprovalsResponse
 )
+
+
+@dataclass(eq=False, repr=False)
+class Manifests(betterproto2.Message):
+    policy_manifest: "list[PolicyManifestEntry]" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+
+    tool_manifest: "list[ToolManifestEntry]" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+    """
+    The tools the intent may use, by adapter. RequestDecision answers REJECTED
+    with rule TOOL_NOT_IN_MANIFEST for any other tool.
+    """
+
+    evidence_manifest: "list[EvidenceManifestEntry]" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+    """
+    The evidence the intent is based on, for example
+    "kg:order:ord_881" (rendered from the envelope).
+    """
+
+    tool_bindings: "dict[str, ToolBinding]" = betterproto2.field(
+        4,
+        betterproto2.TYPE_MAP,
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
+    )
+    """
+    Per tool ("adapter.capability"): its risk binding and params schema.
+    """
+
+
+default_message_pool.register_message("signoff.v1", "Manifests", Manifests)
+
+
+@dataclass(eq=False, repr=False)
+class Plan(betterproto2.Message):
+    """
+    An agent's plan: the steps it means to take, in dependency order.
+    """
+
+    plan_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Required; an id ([A-Za-z0-9][A-Za-z0-9_.:-]*, at most 128 characters).
+    """
+
+    intent: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Required; must be the instance's intent.
+    """
+
+    steps: "list[PlanStep]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    Required: 1 to 100 steps with distinct ids.
+    """
+
+    decision_checkpoints: "list[DecisionCheckpoint]" = betterproto2.field(
+        4, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+    """
+    Decisions the plan takes along the way, each after one of its steps.
+    """
+
+
+default_message_pool.register_message("signoff.v1", "Plan", Plan)
+
+
+@dataclass(eq=False, repr=False)
+class PlanFinding(betterproto2.Message):
+    """
+    One problem the critic found.
+    """
+
+    reason: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Stable: INTENT_MISMATCH, TOOL_NOT_IN_MANIFEST, PARAMS_INVALID,
+    APPROVAL_MODE_MISMATCH, GATE_NOT_ACTIVE, UNKNOWN_DEPENDENCY,
+    DEPENDENCY_CYCLE, CONDITION_INVALID, CHECKPOINT_UNKNOWN_STEP, OVER_BUDGET.
+    """
+
+    step_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    The step the problem is in; "" for the plan as a whole.
+    """
+
+    message: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("signoff.v1", "PlanFinding", PlanFinding)
+
+
+@dataclass(eq=False, repr=False)
+class PlanStep(betterproto2.Message):
+    id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Required, unique within the plan.
+    """
+
+    tool: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Required: "adapter.capability".
+    """
+
+    params: "__google__protobuf__.Struct | None" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+    depends_on: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
+    """
+    Steps that must run before this one.
+    """
+
+    approval_mode: "RiskClass" = betterproto2.field(
+        5, betterproto2.TYPE_ENUM, default_factory=lambda: RiskClass(0)
+    )
+    """
+    The risk class the agent expects the tool to be bound to; unset: the
+    binding's.
+    """
+
+    requires: "list[str]" = betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True)
+    """
+    Gates the step needs; each must be among the active approval gates.
+    """
+
+    execute_when: "__google__protobuf__.Value | None" = betterproto2.field(
+        7, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    JSON Logic over {"outputs": {step_id: outputs}}, reading only the outputs
+    of steps this one depends on; unset: the step always runs.
+    """
+
+    estimated_cost_cents: "float" = betterproto2.field(8, betterproto2.TYPE_DOUBLE)
+    """
+    What the agent expects the step to cost, in cents.
+    """
+
+
+default_message_pool.register_message("signoff.v1", "PlanStep", PlanStep)
+
+
+@dataclass(eq=False, repr=False)
+class PolicyManifestEntry(betterproto2.Message):
+    bundle_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    rule_ids: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+
+
+default_message_pool.register_message("signoff.v1", "PolicyManifestEntry", PolicyManifestEntry)
 
 
 @dataclass(eq=False, repr=False)
@@ -2414,6 +2691,40 @@ class SubmitDecisionResponse(betterproto2.Message):
 default_message_pool.register_message(
     "signoff.v1", "SubmitDecisionResponse", SubmitDecisionResponse
 )
+
+
+@dataclass(eq=False, repr=False)
+class ToolBinding(betterproto2.Message):
+    """
+    How a tool is bound. RequestDecision answers REJECTED with rule
+    RISK_CLASS_BELOW_BINDING when an action asks for a weaker risk class than
+    approval_mode, and INVALID_ARGUMENT (the field names the JSON pointer) when its
+    params fail params_schema.
+    """
+
+    approval_mode: "RiskClass" = betterproto2.field(
+        1, betterproto2.TYPE_ENUM, default_factory=lambda: RiskClass(0)
+    )
+
+    params_schema: "__google__protobuf__.Struct | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    A JSON Schema (draft 2020-12); unset: any params.
+    """
+
+
+default_message_pool.register_message("signoff.v1", "ToolBinding", ToolBinding)
+
+
+@dataclass(eq=False, repr=False)
+class ToolManifestEntry(betterproto2.Message):
+    adapter_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    capabilities: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+
+
+default_message_pool.register_message("signoff.v1", "ToolManifestEntry", ToolManifestEntry)
 
 
 @dataclass(eq=False, repr=False)
@@ -2979,6 +3290,21 @@ class ExecutionServiceStub:
             ListInstancesResponse.FromString,
         )(message)
 
+    def check_plan(self, message: "CheckPlanRequest") -> "CheckPlanResponse":
+        """
+        The critic: checks a plan against the instance's CompiledContext and budget
+        before any step runs. A dry run: it writes only a PLAN_CHECKED event with
+        the verdict and the plan's sha256. A malformed plan (missing or repeated
+        ids, more than 100 steps or checkpoints, conditions nested deeper than 16)
+        fails with INVALID_ARGUMENT naming each field. See docs/plans.md.
+        """
+
+        return self._channel.unary_unary(
+            "/signoff.v1.ExecutionService/CheckPlan",
+            CheckPlanRequest.SerializeToString,
+            CheckPlanResponse.FromString,
+        )(message)
+
 
 class ExecutionServiceAsyncStub(betterproto2_grpclib.ServiceStub):
     """
@@ -3190,6 +3516,31 @@ class ExecutionServiceAsyncStub(betterproto2_grpclib.ServiceStub):
             "/signoff.v1.ExecutionService/ListInstances",
             message,
             ListInstancesResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def check_plan(
+        self,
+        message: "CheckPlanRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "CheckPlanResponse":
+        """
+        The critic: checks a plan against the instance's CompiledContext and budget
+        before any step runs. A dry run: it writes only a PLAN_CHECKED event with
+        the verdict and the plan's sha256. A malformed plan (missing or repeated
+        ids, more than 100 steps or checkpoints, conditions nested deeper than 16)
+        fails with INVALID_ARGUMENT naming each field. See docs/plans.md.
+        """
+
+        return await self._unary_unary(
+            "/signoff.v1.ExecutionService/CheckPlan",
+            message,
+            CheckPlanResponse,
             timeout=timeout,
             deadline=deadline,
             metadata=metadata,

@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file signoff/v1/types.proto.
  */
 export const file_signoff_v1_types: GenFile = /*@__PURE__*/
-  fileDesc("ChZzaWdub2ZmL3YxL3R5cGVzLnByb3RvEgpzaWdub2ZmLnYxIi8KCkRlbGVnYXRpb24SEQoJYXV0aF90eXBlGAEgASgJEg4KBnNjb3BlcxgCIAMoCSJDCgRVc2VyEg8KB3VzZXJfaWQYASABKAkSKgoKZGVsZWdhdGlvbhgCIAEoCzIWLnNpZ25vZmYudjEuRGVsZWdhdGlvbiI0CgVBZ2VudBIQCghhZ2VudF9pZBgBIAEoCRIZChF3b3JrbG9hZF9pZGVudGl0eRgCIAEoCSJzCgVJbnB1dBIOCgZpbnRlbnQYASABKAkSDwoHbWVzc2FnZRgCIAEoCRIPCgdjaGFubmVsGAMgASgJEg4KBmxvY2FsZRgEIAEoCRIoCgdjb250ZXh0GAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCI5CgdSdW50aW1lEhYKDm1heF90b29sX2NhbGxzGAEgASgFEhYKDm1heF9jb3N0X2NlbnRzGAIgASgBIqwBCgxCdWRnZXRSZXBvcnQSFwoPdG9vbF9jYWxsc191c2VkGAEgASgFEhYKDm1heF90b29sX2NhbGxzGAIgASgFEhgKEGNvc3Rfc3BlbnRfY2VudHMYAyABKAESGwoTY29zdF9yZXNlcnZlZF9jZW50cxgEIAEoARIWCg5tYXhfY29zdF9jZW50cxgFIAEoARIcChRjb3N0X3JlbWFpbmluZ19jZW50cxgGIAEoASLBBAoISW5zdGFuY2USEwoLaW5zdGFuY2VfaWQYASABKAkSEgoKcmVxdWVzdF9pZBgCIAEoCRISCgpzZXNzaW9uX2lkGAMgASgJEhEKCXRlbmFudF9pZBgEIAEoCRIeCgR1c2VyGAUgASgLMhAuc2lnbm9mZi52MS5Vc2VyEiAKBWFnZW50GAYgASgLMhEuc2lnbm9mZi52MS5BZ2VudBITCgt3b3JrZmxvd19pZBgHIAEoCRIYChB3b3JrZmxvd192ZXJzaW9uGAggASgJEhkKEWNvbnRleHRfcGFja19yZWZzGAkgAygJEiAKBWlucHV0GAogASgLMhEuc2lnbm9mZi52MS5JbnB1dBIeCgRtb2RlGAsgASgOMhAuc2lnbm9mZi52MS5Nb2RlEiQKB3J1bnRpbWUYDCABKAsyEy5zaWdub2ZmLnYxLlJ1bnRpbWUSKAoFc3RhdGUYDSABKA4yGS5zaWdub2ZmLnYxLkluc3RhbmNlU3RhdGUSEAoIcmV2aXNpb24YDiABKAMSFwoPdG9vbF9jYWxsc191c2VkGA8gASgFEi8KC2NyZWF0ZV90aW1lGBAgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgRIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIdHJhY2VfaWQYEiABKAkSKAoGYnVkZ2V0GBMgASgLMhguc2lnbm9mZi52MS5CdWRnZXRSZXBvcnQivQEKDlByb3Bvc2VkQWN0aW9uEhQKDHRvb2xfY2FsbF9pZBgBIAEoCRIMCgR0b29sGAIgASgJEicKBnBhcmFtcxgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKQoKcmlza19jbGFzcxgEIAEoDjIVLnNpZ25vZmYudjEuUmlza0NsYXNzEhUKDWV2aWRlbmNlX3JlZnMYBSADKAkSHAoUZXN0aW1hdGVkX2Nvc3RfY2VudHMYBiABKAEi2AQKBkFjdGlvbhIRCglhY3Rpb25faWQYASABKAkSEwoLaW5zdGFuY2VfaWQYAiABKAkSEQoJdGVuYW50X2lkGAMgASgJEhQKDHRvb2xfY2FsbF9pZBgEIAEoCRIMCgR0b29sGAUgASgJEicKBnBhcmFtcxgGIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKQoKcmlza19jbGFzcxgHIAEoDjIVLnNpZ25vZmYudjEuUmlza0NsYXNzEhUKDWV2aWRlbmNlX3JlZnMYCCADKAkSFQoNYWN0aW9uX3NoYTI1NhgJIAEoCRImCgVzdGF0ZRgKIAEoDjIXLnNpZ25vZmYudjEuQWN0aW9uU3RhdGUSEAoIZ2F0ZV9pZHMYCyADKAkSEgoKZGVjaWRlZF9ieRgMIAEoCRIXCg9kZWNpc2lvbl9yZWFzb24YDSABKAkSLwoLY3JlYXRlX3RpbWUYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2RlY2lkZV90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIeChZleGVjdXRpb25fZXZpZGVuY2VfcmVmGBAgASgJEiUKBWdhdGVzGBEgAygLMhYuc2lnbm9mZi52MS5HYXRlU3RhdHVzEhcKD3Byb3Bvc2VkX3NoYTI1NhgSIAEoCRIcChRlc3RpbWF0ZWRfY29zdF9jZW50cxgTIAEoARIXCgpjb3N0X2NlbnRzGBQgASgBSACIAQFCDQoLX2Nvc3RfY2VudHMiwAEKCkdhdGVTdGF0dXMSDwoHZ2F0ZV9pZBgBIAEoCRIkCgVzdGF0ZRgCIAEoDjIVLnNpZ25vZmYudjEuR2F0ZVN0YXRlEg4KBnF1b3J1bRgDIAEoBRIRCglhcHByb3ZhbHMYBCABKAUSEgoKcmVqZWN0aW9ucxgFIAEoBRIsCghkZWFkbGluZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOZXNjYWxhdGVkX2Zyb20YByABKAkiiwQKBUV2ZW50EhMKC2luc3RhbmNlX2lkGAEgASgJEhAKCHJldmlzaW9uGAIgASgDEiMKBHR5cGUYAyABKA4yFS5zaWdub2ZmLnYxLkV2ZW50VHlwZRIoCgR0aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIxCg5pbnN0YW5jZV9zdGF0ZRgFIAEoDjIZLnNpZ25vZmYudjEuSW5zdGFuY2VTdGF0ZRIRCglhY3Rpb25faWQYBiABKAkSLQoMYWN0aW9uX3N0YXRlGAcgASgOMhcuc2lnbm9mZi52MS5BY3Rpb25TdGF0ZRIkCgdvdXRjb21lGAggASgOMhMuc2lnbm9mZi52MS5PdXRjb21lEg0KBWFjdG9yGAkgASgJEg4KBnJlYXNvbhgKIAEoCRIRCglyZWNvcmRfaWQYCyABKAkSDAoEdG9vbBgMIAEoCRIPCgdnYXRlX2lkGA0gASgJEiwKCGNvbnRyb2xzGA4gASgLMhouc2lnbm9mZi52MS5Db250cm9sc0FjdGl2ZRIVCg1yZWNvcmRfc2hhMjU2GA8gASgJEhEKCXByZXZfaGFzaBgQIAEoCRIMCgRoYXNoGBEgASgJEhAKCHRyYWNlX2lkGBIgASgJEigKBmJ1ZGdldBgTIAEoCzIYLnNpZ25vZmYudjEuQnVkZ2V0UmVwb3J0IvwBCghBcHByb3ZhbBIPCgdnYXRlX2lkGAEgASgJEhAKCGFwcHJvdmVyGAIgASgJEh8KF2FwcHJvdmFsX21vZGVfZWZmZWN0aXZlGAMgASgJEh4KFmV2aWRlbmNlX3NuYXBzaG90X2hhc2gYBCABKAkSJAoHdmVyZGljdBgFIAEoDjITLnNpZ25vZmYudjEuVmVyZGljdBIOCgZyZWFzb24YBiABKAkSKAoEdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoLcGFyYW1zX2RpZmYYCCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0IqIBCg5Db250cm9sc0FjdGl2ZRIdChVhcHByb3ZhbF9nYXRlc19hY3RpdmUYASADKAkSEwoLbXVzdF9yZWZ1c2UYAiADKAkSFQoNbXVzdF9lc2NhbGF0ZRgDIAMoCRIeChZyZWRhY3Rpb25fcnVsZXNfYWN0aXZlGAQgAygJEiUKBnBvbGljeRgFIAEoCzIVLnNpZ25vZmYudjEuUG9saWN5UmVmIlEKCVBvbGljeVJlZhIRCglidW5kbGVfaWQYASABKAkSDwoHdmVyc2lvbhgCIAEoCRIOCgZzaGEyNTYYAyABKAkSEAoIcnVsZV9pZHMYBCADKAkijwUKDkRlY2lzaW9uUmVjb3JkEhEKCXJlY29yZF9pZBgBIAEoCRIUCgxkZWNpc2lvbl9rZXkYAiABKAkSKgoGc3RhdHVzGAMgASgOMhouc2lnbm9mZi52MS5EZWNpc2lvblN0YXR1cxIkCgdvdXRjb21lGAQgASgOMhMuc2lnbm9mZi52MS5PdXRjb21lEigKB291dHB1dHMYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhUKDWV2aWRlbmNlX3JlZnMYBiADKAkSJwoJYXBwcm92YWxzGAcgAygLMhQuc2lnbm9mZi52MS5BcHByb3ZhbBIzCg9jb250cm9sc19hY3RpdmUYCCABKAsyGi5zaWdub2ZmLnYxLkNvbnRyb2xzQWN0aXZlEhAKCHRyYWNlX2lkGAogASgJEhEKCXRlbmFudF9pZBgLIAEoCRITCgtpbnN0YW5jZV9pZBgMIAEoCRIRCglhY3Rpb25faWQYDSABKAkSDAoEdG9vbBgOIAEoCRIVCg1hY3Rpb25fc2hhMjU2GA8gASgJEhAKCHJldmlzaW9uGBAgASgDEi8KC2NyZWF0ZV90aW1lGBEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCg9leGVjdXRpb25fc3RhdGUYEiABKA4yFy5zaWdub2ZmLnYxLkFjdGlvblN0YXRlEhwKFGVzdGltYXRlZF9jb3N0X2NlbnRzGBMgASgBEhcKCmNvc3RfY2VudHMYFCABKAFIAIgBARIoCgZidWRnZXQYFSABKAsyGC5zaWdub2ZmLnYxLkJ1ZGdldFJlcG9ydEINCgtfY29zdF9jZW50c0oECAkQClIGcG9saWN5Kq4BCg1JbnN0YW5jZVN0YXRlEh4KGklOU1RBTkNFX1NUQVRFX1VOU1BFQ0lGSUVEEAASGgoWSU5TVEFOQ0VfU1RBVEVfUlVOTklORxABEiQKIElOU1RBTkNFX1NUQVRFX1dBSVRJTkdfRk9SX0hVTUFOEAISHAoYSU5TVEFOQ0VfU1RBVEVfQ09NUExFVEVEEAMSHQoZSU5TVEFOQ0VfU1RBVEVfVEVSTUlOQVRFRBAEKosCCgtBY3Rpb25TdGF0ZRIcChhBQ1RJT05fU1RBVEVfVU5TUEVDSUZJRUQQABIiCh5BQ1RJT05fU1RBVEVfV0FJVElOR19GT1JfSFVNQU4QARIZChVBQ1RJT05fU1RBVEVfQVBQUk9WRUQQAhIZChVBQ1RJT05fU1RBVEVfUkVKRUNURUQQAxIYChRBQ1RJT05fU1RBVEVfRVhQSVJFRBAEEhoKFkFDVElPTl9TVEFURV9DQU5DRUxMRUQQBRIaChZBQ1RJT05fU1RBVEVfRVhFQ1VUSU5HEAYSGQoVQUNUSU9OX1NUQVRFX0VYRUNVVEVEEAcSFwoTQUNUSU9OX1NUQVRFX0ZBSUxFRBAIKoUBCgdPdXRjb21lEhcKE09VVENPTUVfVU5TUEVDSUZJRUQQABIUChBPVVRDT01FX0FQUFJPVkVEEAESHQoZT1VUQ09NRV9XQUlUSU5HX0ZPUl9IVU1BThACEhQKEE9VVENPTUVfUkVKRUNURUQQAxIWChJPVVRDT01FX1RFUk1JTkFURUQQBCqrAQoJUmlza0NsYXNzEhoKFlJJU0tfQ0xBU1NfVU5TUEVDSUZJRUQQABIYChRSSVNLX0NMQVNTX1JFQURfT05MWRABEhoKFlJJU0tfQ0xBU1NfTE9DQUxfV1JJVEUQAhIWChJSSVNLX0NMQVNTX05FVFdPUksQAxIYChRSSVNLX0NMQVNTX0RFTEVHQVRFRBAEEhoKFlJJU0tfQ0xBU1NfREVTVFJVQ1RJVkUQBSo9CgRNb2RlEhQKEE1PREVfVU5TUEVDSUZJRUQQABIPCgtNT0RFX1NUUkVBTRABEg4KCk1PREVfQkFUQ0gQAipLCgdWZXJkaWN0EhcKE1ZFUkRJQ1RfVU5TUEVDSUZJRUQQABITCg9WRVJESUNUX0FQUFJPVkUQARISCg5WRVJESUNUX1JFSkVDVBACKrsBCglHYXRlU3RhdGUSGgoWR0FURV9TVEFURV9VTlNQRUNJRklFRBAAEhYKEkdBVEVfU1RBVEVfV0FJVElORxABEhgKFEdBVEVfU1RBVEVfU0FUSVNGSUVEEAISFwoTR0FURV9TVEFURV9SRUpFQ1RFRBADEhYKEkdBVEVfU1RBVEVfRVhQSVJFRBAEEhgKFEdBVEVfU1RBVEVfRVNDQUxBVEVEEAUSFQoRR0FURV9TVEFURV9DTE9TRUQQBiq4AwoJRXZlbnRUeXBlEhoKFkVWRU5UX1RZUEVfVU5TUEVDSUZJRUQQABIfChtFVkVOVF9UWVBFX0lOU1RBTkNFX0NSRUFURUQQARIfChtFVkVOVF9UWVBFX0FDVElPTl9SRVFVRVNURUQQAhIdChlFVkVOVF9UWVBFX0FDVElPTl9ERUNJREVEEAMSHwobRVZFTlRfVFlQRV9BQ1RJT05fQ0FOQ0VMTEVEEAQSKAokRVZFTlRfVFlQRV9BQ1RJT05fRVhFQ1VUSU9OX1JFUE9SVEVEEAUSIQodRVZFTlRfVFlQRV9JTlNUQU5DRV9DT01QTEVURUQQBhIiCh5FVkVOVF9UWVBFX0lOU1RBTkNFX1RFUk1JTkFURUQQBxIbChdFVkVOVF9UWVBFX0FDVElPTl9WT1RFRBAIEh8KG0VWRU5UX1RZUEVfQUNUSU9OX0VTQ0FMQVRFRBAJEh0KGUVWRU5UX1RZUEVfQUNUSU9OX0VYUElSRUQQChIeChpFVkVOVF9UWVBFX0FDVElPTl9SRU1JTkRFUhALEh8KG0VWRU5UX1RZUEVfQUNUSU9OX0VYRUNVVElORxAMKqkBCg5EZWNpc2lvblN0YXR1cxIfChtERUNJU0lPTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIbChdERUNJU0lPTl9TVEFUVVNfREVDSURFRBABEh0KGURFQ0lTSU9OX1NUQVRVU19FU0NBTEFURUQQAhIbChdERUNJU0lPTl9TVEFUVVNfRVhQSVJFRBADEh0KGURFQ0lTSU9OX1NUQVRVU19DQU5DRUxMRUQQBEIpWidzaWdub2ZmL2NsaWVudHMvZ28vc2lnbm9mZi92MTtzaWdub2ZmdjFiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChZzaWdub2ZmL3YxL3R5cGVzLnByb3RvEgpzaWdub2ZmLnYxIi8KCkRlbGVnYXRpb24SEQoJYXV0aF90eXBlGAEgASgJEg4KBnNjb3BlcxgCIAMoCSJDCgRVc2VyEg8KB3VzZXJfaWQYASABKAkSKgoKZGVsZWdhdGlvbhgCIAEoCzIWLnNpZ25vZmYudjEuRGVsZWdhdGlvbiI0CgVBZ2VudBIQCghhZ2VudF9pZBgBIAEoCRIZChF3b3JrbG9hZF9pZGVudGl0eRgCIAEoCSJzCgVJbnB1dBIOCgZpbnRlbnQYASABKAkSDwoHbWVzc2FnZRgCIAEoCRIPCgdjaGFubmVsGAMgASgJEg4KBmxvY2FsZRgEIAEoCRIoCgdjb250ZXh0GAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCI5CgdSdW50aW1lEhYKDm1heF90b29sX2NhbGxzGAEgASgFEhYKDm1heF9jb3N0X2NlbnRzGAIgASgBIqwBCgxCdWRnZXRSZXBvcnQSFwoPdG9vbF9jYWxsc191c2VkGAEgASgFEhYKDm1heF90b29sX2NhbGxzGAIgASgFEhgKEGNvc3Rfc3BlbnRfY2VudHMYAyABKAESGwoTY29zdF9yZXNlcnZlZF9jZW50cxgEIAEoARIWCg5tYXhfY29zdF9jZW50cxgFIAEoARIcChRjb3N0X3JlbWFpbmluZ19jZW50cxgGIAEoASL4BAoISW5zdGFuY2USEwoLaW5zdGFuY2VfaWQYASABKAkSEgoKcmVxdWVzdF9pZBgCIAEoCRISCgpzZXNzaW9uX2lkGAMgASgJEhEKCXRlbmFudF9pZBgEIAEoCRIeCgR1c2VyGAUgASgLMhAuc2lnbm9mZi52MS5Vc2VyEiAKBWFnZW50GAYgASgLMhEuc2lnbm9mZi52MS5BZ2VudBITCgt3b3JrZmxvd19pZBgHIAEoCRIYChB3b3JrZmxvd192ZXJzaW9uGAggASgJEhkKEWNvbnRleHRfcGFja19yZWZzGAkgAygJEiAKBWlucHV0GAogASgLMhEuc2lnbm9mZi52MS5JbnB1dBIeCgRtb2RlGAsgASgOMhAuc2lnbm9mZi52MS5Nb2RlEiQKB3J1bnRpbWUYDCABKAsyEy5zaWdub2ZmLnYxLlJ1bnRpbWUSKAoFc3RhdGUYDSABKA4yGS5zaWdub2ZmLnYxLkluc3RhbmNlU3RhdGUSEAoIcmV2aXNpb24YDiABKAMSFwoPdG9vbF9jYWxsc191c2VkGA8gASgFEi8KC2NyZWF0ZV90aW1lGBAgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgRIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIdHJhY2VfaWQYEiABKAkSKAoGYnVkZ2V0GBMgASgLMhguc2lnbm9mZi52MS5CdWRnZXRSZXBvcnQSNQoQY29tcGlsZWRfY29udGV4dBgUIAEoCzIbLnNpZ25vZmYudjEuQ29tcGlsZWRDb250ZXh0IoEBCg9Db21waWxlZENvbnRleHQSKAoJbWFuaWZlc3RzGAEgASgLMhUuc2lnbm9mZi52MS5NYW5pZmVzdHMSNAoQcnVudGltZV9jb250cm9scxgCIAEoCzIaLnNpZ25vZmYudjEuQ29udHJvbHNBY3RpdmUSDgoGc2hhMjU2GAMgASgJIscCCglNYW5pZmVzdHMSOAoPcG9saWN5X21hbmlmZXN0GAEgAygLMh8uc2lnbm9mZi52MS5Qb2xpY3lNYW5pZmVzdEVudHJ5EjQKDXRvb2xfbWFuaWZlc3QYAiADKAsyHS5zaWdub2ZmLnYxLlRvb2xNYW5pZmVzdEVudHJ5EjwKEWV2aWRlbmNlX21hbmlmZXN0GAMgAygLMiEuc2lnbm9mZi52MS5FdmlkZW5jZU1hbmlmZXN0RW50cnkSPgoNdG9vbF9iaW5kaW5ncxgEIAMoCzInLnNpZ25vZmYudjEuTWFuaWZlc3RzLlRvb2xCaW5kaW5nc0VudHJ5GkwKEVRvb2xCaW5kaW5nc0VudHJ5EgsKA2tleRgBIAEoCRImCgV2YWx1ZRgCIAEoCzIXLnNpZ25vZmYudjEuVG9vbEJpbmRpbmc6AjgBIjoKE1BvbGljeU1hbmlmZXN0RW50cnkSEQoJYnVuZGxlX2lkGAEgASgJEhAKCHJ1bGVfaWRzGAIgAygJIj0KEVRvb2xNYW5pZmVzdEVudHJ5EhIKCmFkYXB0ZXJfaWQYASABKAkSFAoMY2FwYWJpbGl0aWVzGAIgAygJIi0KFUV2aWRlbmNlTWFuaWZlc3RFbnRyeRIUCgxldmlkZW5jZV9yZWYYASABKAkiawoLVG9vbEJpbmRpbmcSLAoNYXBwcm92YWxfbW9kZRgBIAEoDjIVLnNpZ25vZmYudjEuUmlza0NsYXNzEi4KDXBhcmFtc19zY2hlbWEYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Ir0BCg5Qcm9wb3NlZEFjdGlvbhIUCgx0b29sX2NhbGxfaWQYASABKAkSDAoEdG9vbBgCIAEoCRInCgZwYXJhbXMYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EikKCnJpc2tfY2xhc3MYBCABKA4yFS5zaWdub2ZmLnYxLlJpc2tDbGFzcxIVCg1ldmlkZW5jZV9yZWZzGAUgAygJEhwKFGVzdGltYXRlZF9jb3N0X2NlbnRzGAYgASgBItgECgZBY3Rpb24SEQoJYWN0aW9uX2lkGAEgASgJEhMKC2luc3RhbmNlX2lkGAIgASgJEhEKCXRlbmFudF9pZBgDIAEoCRIUCgx0b29sX2NhbGxfaWQYBCABKAkSDAoEdG9vbBgFIAEoCRInCgZwYXJhbXMYBiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EikKCnJpc2tfY2xhc3MYByABKA4yFS5zaWdub2ZmLnYxLlJpc2tDbGFzcxIVCg1ldmlkZW5jZV9yZWZzGAggAygJEhUKDWFjdGlvbl9zaGEyNTYYCSABKAkSJgoFc3RhdGUYCiABKA4yFy5zaWdub2ZmLnYxLkFjdGlvblN0YXRlEhAKCGdhdGVfaWRzGAsgAygJEhIKCmRlY2lkZWRfYnkYDCABKAkSFwoPZGVjaXNpb25fcmVhc29uGA0gASgJEi8KC2NyZWF0ZV90aW1lGA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtkZWNpZGVfdGltZRgPIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHgoWZXhlY3V0aW9uX2V2aWRlbmNlX3JlZhgQIAEoCRIlCgVnYXRlcxgRIAMoCzIWLnNpZ25vZmYudjEuR2F0ZVN0YXR1cxIXCg9wcm9wb3NlZF9zaGEyNTYYEiABKAkSHAoUZXN0aW1hdGVkX2Nvc3RfY2VudHMYEyABKAESFwoKY29zdF9jZW50cxgUIAEoAUgAiAEBQg0KC19jb3N0X2NlbnRzIsABCgpHYXRlU3RhdHVzEg8KB2dhdGVfaWQYASABKAkSJAoFc3RhdGUYAiABKA4yFS5zaWdub2ZmLnYxLkdhdGVTdGF0ZRIOCgZxdW9ydW0YAyABKAUSEQoJYXBwcm92YWxzGAQgASgFEhIKCnJlamVjdGlvbnMYBSABKAUSLAoIZGVhZGxpbmUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmVzY2FsYXRlZF9mcm9tGAcgASgJIqAECgVFdmVudBITCgtpbnN0YW5jZV9pZBgBIAEoCRIQCghyZXZpc2lvbhgCIAEoAxIjCgR0eXBlGAMgASgOMhUuc2lnbm9mZi52MS5FdmVudFR5cGUSKAoEdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoOaW5zdGFuY2Vfc3RhdGUYBSABKA4yGS5zaWdub2ZmLnYxLkluc3RhbmNlU3RhdGUSEQoJYWN0aW9uX2lkGAYgASgJEi0KDGFjdGlvbl9zdGF0ZRgHIAEoDjIXLnNpZ25vZmYudjEuQWN0aW9uU3RhdGUSJAoHb3V0Y29tZRgIIAEoDjITLnNpZ25vZmYudjEuT3V0Y29tZRINCgVhY3RvchgJIAEoCRIOCgZyZWFzb24YCiABKAkSEQoJcmVjb3JkX2lkGAsgASgJEgwKBHRvb2wYDCABKAkSDwoHZ2F0ZV9pZBgNIAEoCRIsCghjb250cm9scxgOIAEoCzIaLnNpZ25vZmYudjEuQ29udHJvbHNBY3RpdmUSFQoNcmVjb3JkX3NoYTI1NhgPIAEoCRIRCglwcmV2X2hhc2gYECABKAkSDAoEaGFzaBgRIAEoCRIQCgh0cmFjZV9pZBgSIAEoCRIoCgZidWRnZXQYEyABKAsyGC5zaWdub2ZmLnYxLkJ1ZGdldFJlcG9ydBITCgtwbGFuX3NoYTI1NhgUIAEoCSL8AQoIQXBwcm92YWwSDwoHZ2F0ZV9pZBgBIAEoCRIQCghhcHByb3ZlchgCIAEoCRIfChdhcHByb3ZhbF9tb2RlX2VmZmVjdGl2ZRgDIAEoCRIeChZldmlkZW5jZV9zbmFwc2hvdF9oYXNoGAQgASgJEiQKB3ZlcmRpY3QYBSABKA4yEy5zaWdub2ZmLnYxLlZlcmRpY3QSDgoGcmVhc29uGAYgASgJEigKBHRpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKC3BhcmFtc19kaWZmGAggASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCKiAQoOQ29udHJvbHNBY3RpdmUSHQoVYXBwcm92YWxfZ2F0ZXNfYWN0aXZlGAEgAygJEhMKC211c3RfcmVmdXNlGAIgAygJEhUKDW11c3RfZXNjYWxhdGUYAyADKAkSHgoWcmVkYWN0aW9uX3J1bGVzX2FjdGl2ZRgEIAMoCRIlCgZwb2xpY3kYBSABKAsyFS5zaWdub2ZmLnYxLlBvbGljeVJlZiJRCglQb2xpY3lSZWYSEQoJYnVuZGxlX2lkGAEgASgJEg8KB3ZlcnNpb24YAiABKAkSDgoGc2hhMjU2GAMgASgJEhAKCHJ1bGVfaWRzGAQgAygJIrAFCg5EZWNpc2lvblJlY29yZBIRCglyZWNvcmRfaWQYASABKAkSFAoMZGVjaXNpb25fa2V5GAIgASgJEioKBnN0YXR1cxgDIAEoDjIaLnNpZ25vZmYudjEuRGVjaXNpb25TdGF0dXMSJAoHb3V0Y29tZRgEIAEoDjITLnNpZ25vZmYudjEuT3V0Y29tZRIoCgdvdXRwdXRzGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIVCg1ldmlkZW5jZV9yZWZzGAYgAygJEicKCWFwcHJvdmFscxgHIAMoCzIULnNpZ25vZmYudjEuQXBwcm92YWwSMwoPY29udHJvbHNfYWN0aXZlGAggASgLMhouc2lnbm9mZi52MS5Db250cm9sc0FjdGl2ZRIQCgh0cmFjZV9pZBgKIAEoCRIRCgl0ZW5hbnRfaWQYCyABKAkSEwoLaW5zdGFuY2VfaWQYDCABKAkSEQoJYWN0aW9uX2lkGA0gASgJEgwKBHRvb2wYDiABKAkSFQoNYWN0aW9uX3NoYTI1NhgPIAEoCRIQCghyZXZpc2lvbhgQIAEoAxIvCgtjcmVhdGVfdGltZRgRIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoPZXhlY3V0aW9uX3N0YXRlGBIgASgOMhcuc2lnbm9mZi52MS5BY3Rpb25TdGF0ZRIcChRlc3RpbWF0ZWRfY29zdF9jZW50cxgTIAEoARIXCgpjb3N0X2NlbnRzGBQgASgBSACIAQESKAoGYnVkZ2V0GBUgASgLMhguc2lnbm9mZi52MS5CdWRnZXRSZXBvcnQSHwoXY29tcGlsZWRfY29udGV4dF9zaGEyNTYYFiABKAlCDQoLX2Nvc3RfY2VudHNKBAgJEApSBnBvbGljeSquAQoNSW5zdGFuY2VTdGF0ZRIeChpJTlNUQU5DRV9TVEFURV9VTlNQRUNJRklFRBAAEhoKFklOU1RBTkNFX1NUQVRFX1JVTk5JTkcQARIkCiBJTlNUQU5DRV9TVEFURV9XQUlUSU5HX0ZPUl9IVU1BThACEhwKGElOU1RBTkNFX1NUQVRFX0NPTVBMRVRFRBADEh0KGUlOU1RBTkNFX1NUQVRFX1RFUk1JTkFURUQQBCqLAgoLQWN0aW9uU3RhdGUSHAoYQUNUSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASIgoeQUNUSU9OX1NUQVRFX1dBSVRJTkdfRk9SX0hVTUFOEAESGQoVQUNUSU9OX1NUQVRFX0FQUFJPVkVEEAISGQoVQUNUSU9OX1NUQVRFX1JFSkVDVEVEEAMSGAoUQUNUSU9OX1NUQVRFX0VYUElSRUQQBBIaChZBQ1RJT05fU1RBVEVfQ0FOQ0VMTEVEEAUSGgoWQUNUSU9OX1NUQVRFX0VYRUNVVElORxAGEhkKFUFDVElPTl9TVEFURV9FWEVDVVRFRBAHEhcKE0FDVElPTl9TVEFURV9GQUlMRUQQCCqFAQoHT3V0Y29tZRIXChNPVVRDT01FX1VOU1BFQ0lGSUVEEAASFAoQT1VUQ09NRV9BUFBST1ZFRBABEh0KGU9VVENPTUVfV0FJVElOR19GT1JfSFVNQU4QAhIUChBPVVRDT01FX1JFSkVDVEVEEAMSFgoST1VUQ09NRV9URVJNSU5BVEVEEAQqqwEKCVJpc2tDbGFzcxIaChZSSVNLX0NMQVNTX1VOU1BFQ0lGSUVEEAASGAoUUklTS19DTEFTU19SRUFEX09OTFkQARIaChZSSVNLX0NMQVNTX0xPQ0FMX1dSSVRFEAISFgoSUklTS19DTEFTU19ORVRXT1JLEAMSGAoUUklTS19DTEFTU19ERUxFR0FURUQQBBIaChZSSVNLX0NMQVNTX0RFU1RSVUNUSVZFEAUqPQoETW9kZRIUChBNT0RFX1VOU1BFQ0lGSUVEEAASDwoLTU9ERV9TVFJFQU0QARIOCgpNT0RFX0JBVENIEAIqSwoHVmVyZGljdBIXChNWRVJESUNUX1VOU1BFQ0lGSUVEEAASEwoPVkVSRElDVF9BUFBST1ZFEAESEgoOVkVSRElDVF9SRUpFQ1QQAiq7AQoJR2F0ZVN0YXRlEhoKFkdBVEVfU1RBVEVfVU5TUEVDSUZJRUQQABIWChJHQVRFX1NUQVRFX1dBSVRJTkcQARIYChRHQVRFX1NUQVRFX1NBVElTRklFRBACEhcKE0dBVEVfU1RBVEVfUkVKRUNURUQQAxIWChJHQVRFX1NUQVRFX0VYUElSRUQQBBIYChRHQVRFX1NUQVRFX0VTQ0FMQVRFRBAFEhUKEUdBVEVfU1RBVEVfQ0xPU0VEEAYq1QMKCUV2ZW50VHlwZRIaChZFVkVOVF9UWVBFX1VOU1BFQ0lGSUVEEAASHwobRVZFTlRfVFlQRV9JTlNUQU5DRV9DUkVBVEVEEAESHwobRVZFTlRfVFlQRV9BQ1RJT05fUkVRVUVTVEVEEAISHQoZRVZFTlRfVFlQRV9BQ1RJT05fREVDSURFRBADEh8KG0VWRU5UX1RZUEVfQUNUSU9OX0NBTkNFTExFRBAEEigKJEVWRU5UX1RZUEVfQUNUSU9OX0VYRUNVVElPTl9SRVBPUlRFRBAFEiEKHUVWRU5UX1RZUEVfSU5TVEFOQ0VfQ09NUExFVEVEEAYSIgoeRVZFTlRfVFlQRV9JTlNUQU5DRV9URVJNSU5BVEVEEAcSGwoXRVZFTlRfVFlQRV9BQ1RJT05fVk9URUQQCBIfChtFVkVOVF9UWVBFX0FDVElPTl9FU0NBTEFURUQQCRIdChlFVkVOVF9UWVBFX0FDVElPTl9FWFBJUkVEEAoSHgoaRVZFTlRfVFlQRV9BQ1RJT05fUkVNSU5ERVIQCxIfChtFVkVOVF9UWVBFX0FDVElPTl9FWEVDVVRJTkcQDBIbChdFVkVOVF9UWVBFX1BMQU5fQ0hFQ0tFRBANKqkBCg5EZWNpc2lvblN0YXR1cxIfChtERUNJU0lPTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIbChdERUNJU0lPTl9TVEFUVVNfREVDSURFRBABEh0KGURFQ0lTSU9OX1NUQVRVU19FU0NBTEFURUQQAhIbChdERUNJU0lPTl9TVEFUVVNfRVhQSVJFRBADEh0KGURFQ0lTSU9OX1NUQVRVU19DQU5DRUxMRUQQBEIpWidzaWdub2ZmL2NsaWVudHMvZ28vc2lnbm9mZi92MTtzaWdub2ZmdjFiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * How the user delegated authority to the agent.
@@ -337,6 +337,16 @@ export type Instance = Message<"signoff.v1.Instance"> & {
    * @generated from field: signoff.v1.BudgetReport budget = 19;
    */
   budget?: BudgetReport | undefined;
+
+  /**
+   * What is in force for the instance, compiled by InvokeAgent from the policy
+   * bundle for its intent and context packs. Empty (no tool_manifest) when the
+   * bundle declares nothing for the intent: policy alone decides. See
+   * docs/plans.md.
+   *
+   * @generated from field: signoff.v1.CompiledContext compiled_context = 20;
+   */
+  compiledContext?: CompiledContext | undefined;
 };
 
 /**
@@ -345,6 +355,172 @@ export type Instance = Message<"signoff.v1.Instance"> & {
  */
 export const InstanceSchema: GenMessage<Instance> = /*@__PURE__*/
   messageDesc(file_signoff_v1_types, 6);
+
+/**
+ * What is in force for one instance: which tools it may use and how they are
+ * bound, which rules and gates apply, and which evidence it needs.
+ *
+ * @generated from message signoff.v1.CompiledContext
+ */
+export type CompiledContext = Message<"signoff.v1.CompiledContext"> & {
+  /**
+   * @generated from field: signoff.v1.Manifests manifests = 1;
+   */
+  manifests?: Manifests | undefined;
+
+  /**
+   * The gates, refusals, escalations and redactions in force (policy unset).
+   *
+   * @generated from field: signoff.v1.ControlsActive runtime_controls = 2;
+   */
+  runtimeControls?: ControlsActive | undefined;
+
+  /**
+   * "sha256:<hex>" of the compiled context's RFC 8785 JSON (the JSON form of
+   * manifests and runtime_controls, with the intent); "" when it is empty.
+   * Every DecisionRecord of the instance names it.
+   *
+   * @generated from field: string sha256 = 3;
+   */
+  sha256: string;
+};
+
+/**
+ * Describes the message signoff.v1.CompiledContext.
+ * Use `create(CompiledContextSchema)` to create a new message.
+ */
+export const CompiledContextSchema: GenMessage<CompiledContext> = /*@__PURE__*/
+  messageDesc(file_signoff_v1_types, 7);
+
+/**
+ * @generated from message signoff.v1.Manifests
+ */
+export type Manifests = Message<"signoff.v1.Manifests"> & {
+  /**
+   * @generated from field: repeated signoff.v1.PolicyManifestEntry policy_manifest = 1;
+   */
+  policyManifest: PolicyManifestEntry[];
+
+  /**
+   * The tools the intent may use, by adapter. RequestDecision answers REJECTED
+   * with rule TOOL_NOT_IN_MANIFEST for any other tool.
+   *
+   * @generated from field: repeated signoff.v1.ToolManifestEntry tool_manifest = 2;
+   */
+  toolManifest: ToolManifestEntry[];
+
+  /**
+   * The evidence the intent is based on, for example
+   * "kg:order:ord_881" (rendered from the envelope).
+   *
+   * @generated from field: repeated signoff.v1.EvidenceManifestEntry evidence_manifest = 3;
+   */
+  evidenceManifest: EvidenceManifestEntry[];
+
+  /**
+   * Per tool ("adapter.capability"): its risk binding and params schema.
+   *
+   * @generated from field: map<string, signoff.v1.ToolBinding> tool_bindings = 4;
+   */
+  toolBindings: { [key: string]: ToolBinding };
+};
+
+/**
+ * Describes the message signoff.v1.Manifests.
+ * Use `create(ManifestsSchema)` to create a new message.
+ */
+export const ManifestsSchema: GenMessage<Manifests> = /*@__PURE__*/
+  messageDesc(file_signoff_v1_types, 8);
+
+/**
+ * @generated from message signoff.v1.PolicyManifestEntry
+ */
+export type PolicyManifestEntry = Message<"signoff.v1.PolicyManifestEntry"> & {
+  /**
+   * @generated from field: string bundle_id = 1;
+   */
+  bundleId: string;
+
+  /**
+   * @generated from field: repeated string rule_ids = 2;
+   */
+  ruleIds: string[];
+};
+
+/**
+ * Describes the message signoff.v1.PolicyManifestEntry.
+ * Use `create(PolicyManifestEntrySchema)` to create a new message.
+ */
+export const PolicyManifestEntrySchema: GenMessage<PolicyManifestEntry> = /*@__PURE__*/
+  messageDesc(file_signoff_v1_types, 9);
+
+/**
+ * @generated from message signoff.v1.ToolManifestEntry
+ */
+export type ToolManifestEntry = Message<"signoff.v1.ToolManifestEntry"> & {
+  /**
+   * @generated from field: string adapter_id = 1;
+   */
+  adapterId: string;
+
+  /**
+   * @generated from field: repeated string capabilities = 2;
+   */
+  capabilities: string[];
+};
+
+/**
+ * Describes the message signoff.v1.ToolManifestEntry.
+ * Use `create(ToolManifestEntrySchema)` to create a new message.
+ */
+export const ToolManifestEntrySchema: GenMessage<ToolManifestEntry> = /*@__PURE__*/
+  messageDesc(file_signoff_v1_types, 10);
+
+/**
+ * @generated from message signoff.v1.EvidenceManifestEntry
+ */
+export type EvidenceManifestEntry = Message<"signoff.v1.EvidenceManifestEntry"> & {
+  /**
+   * @generated from field: string evidence_ref = 1;
+   */
+  evidenceRef: string;
+};
+
+/**
+ * Describes the message signoff.v1.EvidenceManifestEntry.
+ * Use `create(EvidenceManifestEntrySchema)` to create a new message.
+ */
+export const EvidenceManifestEntrySchema: GenMessage<EvidenceManifestEntry> = /*@__PURE__*/
+  messageDesc(file_signoff_v1_types, 11);
+
+/**
+ * How a tool is bound. RequestDecision answers REJECTED with rule
+ * RISK_CLASS_BELOW_BINDING when an action asks for a weaker risk class than
+ * approval_mode, and INVALID_ARGUMENT (the field names the JSON pointer) when its
+ * params fail params_schema.
+ *
+ * @generated from message signoff.v1.ToolBinding
+ */
+export type ToolBinding = Message<"signoff.v1.ToolBinding"> & {
+  /**
+   * @generated from field: signoff.v1.RiskClass approval_mode = 1;
+   */
+  approvalMode: RiskClass;
+
+  /**
+   * A JSON Schema (draft 2020-12); unset: any params.
+   *
+   * @generated from field: google.protobuf.Struct params_schema = 2;
+   */
+  paramsSchema?: JsonObject | undefined;
+};
+
+/**
+ * Describes the message signoff.v1.ToolBinding.
+ * Use `create(ToolBindingSchema)` to create a new message.
+ */
+export const ToolBindingSchema: GenMessage<ToolBinding> = /*@__PURE__*/
+  messageDesc(file_signoff_v1_types, 12);
 
 /**
  * The action an agent proposes before it executes a tool.
@@ -400,7 +576,7 @@ export type ProposedAction = Message<"signoff.v1.ProposedAction"> & {
  * Use `create(ProposedActionSchema)` to create a new message.
  */
 export const ProposedActionSchema: GenMessage<ProposedAction> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_types, 7);
+  messageDesc(file_signoff_v1_types, 13);
 
 /**
  * An action as signoff holds it.
@@ -538,7 +714,7 @@ export type Action = Message<"signoff.v1.Action"> & {
  * Use `create(ActionSchema)` to create a new message.
  */
 export const ActionSchema: GenMessage<Action> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_types, 8);
+  messageDesc(file_signoff_v1_types, 14);
 
 /**
  * @generated from message signoff.v1.GateStatus
@@ -591,7 +767,7 @@ export type GateStatus = Message<"signoff.v1.GateStatus"> & {
  * Use `create(GateStatusSchema)` to create a new message.
  */
 export const GateStatusSchema: GenMessage<GateStatus> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_types, 9);
+  messageDesc(file_signoff_v1_types, 15);
 
 /**
  * One appended fact about an instance. Events are the audit log and what
@@ -727,6 +903,14 @@ export type Event = Message<"signoff.v1.Event"> & {
    * @generated from field: signoff.v1.BudgetReport budget = 19;
    */
   budget?: BudgetReport | undefined;
+
+  /**
+   * "sha256:<hex>" of the plan this event is about (PLAN_CHECKED). Covered by
+   * `hash` when not empty.
+   *
+   * @generated from field: string plan_sha256 = 20;
+   */
+  planSha256: string;
 };
 
 /**
@@ -734,7 +918,7 @@ export type Event = Message<"signoff.v1.Event"> & {
  * Use `create(EventSchema)` to create a new message.
  */
 export const EventSchema: GenMessage<Event> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_types, 10);
+  messageDesc(file_signoff_v1_types, 16);
 
 /**
  * One approver's part in a decision.
@@ -794,7 +978,7 @@ export type Approval = Message<"signoff.v1.Approval"> & {
  * Use `create(ApprovalSchema)` to create a new message.
  */
 export const ApprovalSchema: GenMessage<Approval> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_types, 11);
+  messageDesc(file_signoff_v1_types, 17);
 
 /**
  * The controls in force when a decision was taken.
@@ -841,7 +1025,7 @@ export type ControlsActive = Message<"signoff.v1.ControlsActive"> & {
  * Use `create(ControlsActiveSchema)` to create a new message.
  */
 export const ControlsActiveSchema: GenMessage<ControlsActive> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_types, 12);
+  messageDesc(file_signoff_v1_types, 18);
 
 /**
  * The policy that decided.
@@ -875,7 +1059,7 @@ export type PolicyRef = Message<"signoff.v1.PolicyRef"> & {
  * Use `create(PolicyRefSchema)` to create a new message.
  */
 export const PolicyRefSchema: GenMessage<PolicyRef> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_types, 13);
+  messageDesc(file_signoff_v1_types, 19);
 
 /**
  * The final account of one decision on one action, written in the same
@@ -1012,6 +1196,13 @@ export type DecisionRecord = Message<"signoff.v1.DecisionRecord"> & {
    * @generated from field: signoff.v1.BudgetReport budget = 21;
    */
   budget?: BudgetReport | undefined;
+
+  /**
+   * The sha256 of the instance's CompiledContext ("" when it had none).
+   *
+   * @generated from field: string compiled_context_sha256 = 22;
+   */
+  compiledContextSha256: string;
 };
 
 /**
@@ -1019,7 +1210,7 @@ export type DecisionRecord = Message<"signoff.v1.DecisionRecord"> & {
  * Use `create(DecisionRecordSchema)` to create a new message.
  */
 export const DecisionRecordSchema: GenMessage<DecisionRecord> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_types, 14);
+  messageDesc(file_signoff_v1_types, 20);
 
 /**
  * The lifecycle of an instance. COMPLETED and TERMINATED are terminal.
@@ -1456,6 +1647,14 @@ export enum EventType {
    * @generated from enum value: EVENT_TYPE_ACTION_EXECUTING = 12;
    */
   ACTION_EXECUTING = 12,
+
+  /**
+   * CheckPlan judged a plan (reason: ACCEPTED or REJECTED and the findings'
+   * reasons; plan_sha256: the plan it judged). Nothing else was written.
+   *
+   * @generated from enum value: EVENT_TYPE_PLAN_CHECKED = 13;
+   */
+  PLAN_CHECKED = 13,
 }
 
 /**
