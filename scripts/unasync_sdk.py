@@ -2,7 +2,7 @@
 
 clients/python/signoff_client/_async/client.py is the one hand-written client; unasync
 removes `async` and `await` and swaps the names below, then ruff formats the result into
-_sync/client.py. tests/test_sdk.py checks the file is what this makes of the source.
+_sync/client.py. tests/e2e/test_sdk.py checks the file is what this makes of the source.
 """
 
 import subprocess

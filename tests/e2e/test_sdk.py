@@ -573,7 +573,7 @@ def test_the_blocking_client_is_generated_from_the_asyncio_one() -> None:
     import importlib.util
     from pathlib import Path
 
-    script = Path(__file__).parents[1] / "scripts" / "unasync_sdk.py"
+    script = Path(__file__).parents[2] / "scripts" / "unasync_sdk.py"
     spec = importlib.util.spec_from_file_location("unasync_sdk", script)
     assert spec is not None and spec.loader is not None
     unasync_sdk = importlib.util.module_from_spec(spec)

@@ -10,7 +10,7 @@ from pathlib import Path
 from signoff.v1 import errors_pb2
 from signoff_client import ErrorReason
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 PROTO = ROOT / "proto" / "signoff" / "v1" / "errors.proto"
 PREFIX = "ERROR_REASON_"
 

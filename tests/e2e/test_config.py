@@ -12,7 +12,7 @@ import pytest
 from signoff.config import ConfigError, ServeOptions, load_options
 from tests.support import AUTH_CONFIG, OPEN_POLICY, ServerProcess
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_later_sources_win_and_values_are_typed(tmp_path: Path) -> None:

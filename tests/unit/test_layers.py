@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).parents[1] / "server" / "signoff"
+PACKAGE = Path(__file__).parents[2] / "server" / "signoff"
 
 
 def imports(folder: str) -> list[tuple[str, str]]:

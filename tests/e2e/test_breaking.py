@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BUF = shutil.which("buf", path=str(Path(sys.executable).parent)) or shutil.which("buf")
 
 pytestmark = pytest.mark.skipif(BUF is None, reason="no buf (the dev extra installs it)")

@@ -35,7 +35,7 @@ from tests.support import (
     waiting_refund,
 )
 
-POSTGRES = Path(__file__).parents[1] / "scripts" / "postgres"
+POSTGRES = Path(__file__).parents[2] / "scripts" / "postgres"
 
 
 def outage_lines(server: ServerProcess) -> list[str]:

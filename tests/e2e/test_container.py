@@ -28,7 +28,7 @@ import pytest
 from signoff.config import ENV_PREFIX, ServeOptions
 from tests.support import AUTH_CONFIG
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 # The image's PATH starts with its virtualenv's bin; here that is this virtualenv's.

@@ -15,7 +15,7 @@ from signoff.policy.bundle import BundleError, load_bundle
 from signoff.policy.critic import condition_holds, critique
 from signoff.policy.manifest import CompiledContext
 
-BUNDLE = load_bundle(Path(__file__).parent.parent / "examples" / "policies")
+BUNDLE = load_bundle(Path(__file__).parents[2] / "examples" / "policies")
 
 REFUND_PLAN: dict[str, Any] = {
     "plan_id": "plan_refund_01",
@@ -253,7 +253,7 @@ def test_conditions_read_reported_outputs_and_refuse_to_guess() -> None:
 
 
 def test_a_bundle_with_a_bad_manifest_does_not_load(tmp_path: Path) -> None:
-    source = Path(__file__).parent.parent / "examples" / "policies"
+    source = Path(__file__).parents[2] / "examples" / "policies"
     for path in source.glob("*.*"):
         (tmp_path / path.name).write_text(path.read_text())
     text = (tmp_path / "intents.yaml").read_text()

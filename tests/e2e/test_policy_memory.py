@@ -55,7 +55,7 @@ def test_policy_evaluation_does_not_grow_memory() -> None:
 
 def test_only_the_policy_loader_imports_regopy() -> None:
     """The allocator binding works only if regopy is first loaded through it."""
-    server = Path(__file__).parent.parent / "server" / "signoff"
+    server = Path(__file__).parents[2] / "server" / "signoff"
     importers = {
         str(path.relative_to(server))
         for path in server.rglob("*.py")

@@ -35,7 +35,7 @@ from tests.support import (
 
 SIGNOFF = Path(sys.executable).parent / "signoff"
 MIGRATION_0010 = (
-    Path(__file__).parent.parent / "server/signoff/store/migrations/versions/0010_sealed_state.py"
+    Path(__file__).parents[2] / "server/signoff/store/migrations/versions/0010_sealed_state.py"
 )
 
 # (case, database) -> (VerifyChain, CLI, service) as found

@@ -25,8 +25,8 @@ from signoff.store.hub import Hub, tenant_key
 from signoff.v1 import approval_service_pb2 as approval_pb
 from signoff.v1 import execution_service_pb2 as execution_pb
 from signoff.v1 import types_pb2 as pb
+from tests.e2e.test_watch import TIMEOUT, Reader, complete, start, watch
 from tests.support import ServerProcess, decide, envelope, error_info, lookup_action, scrape
-from tests.test_watch import TIMEOUT, Reader, complete, start, watch
 
 
 def open_streams(server: ServerProcess) -> dict[str, float]:

@@ -11,7 +11,7 @@ import pytest
 
 from signoff.database_files import DatabaseFileError, hold, lock_path, sqlite_file
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SIGNOFF = Path(sys.executable).parent / "signoff"
 
 

@@ -31,8 +31,8 @@ from signoff.v1 import execution_service_pb2 as execution_pb
 from signoff.v1 import types_pb2 as pb
 from tests.support import AGENT_TOKEN, POLICIES, ServerProcess, decide, mint
 
-ROOT = Path(__file__).resolve().parents[1]
-UPSTREAM = Path(__file__).with_name("mcp_upstream.py")
+ROOT = Path(__file__).resolve().parents[2]
+UPSTREAM = Path(__file__).parents[1] / "mcp_upstream.py"
 FILESYSTEM_SERVER = (
     ROOT / "clients/typescript/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js"
 )

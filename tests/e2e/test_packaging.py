@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WORKSPACE = tomllib.loads((ROOT / "pyproject.toml").read_text())
 MEMBERS = {"signoff": ROOT / "server", "signoff-client": ROOT / "clients/python"}
 

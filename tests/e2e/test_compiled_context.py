@@ -22,7 +22,7 @@ from tests.support import (
     lookup_action,
     refund_action,
 )
-from tests.test_plans import MODERATION_PLAN, REFUND_PLAN
+from tests.unit.test_plans import MODERATION_PLAN, REFUND_PLAN
 
 
 @pytest.fixture

@@ -43,6 +43,7 @@ from signoff.v1 import execution_service_connect as execution_connect
 from signoff.v1 import execution_service_pb2 as execution_pb
 from signoff.v1 import policy_service_pb2 as policy_pb
 from signoff.v1 import types_pb2 as pb
+from tests.e2e.test_fuzz import SEED, Hostile, Method, all_methods, credentials, seed
 from tests.support import (
     AGENT_TOKEN,
     ServerProcess,
@@ -55,7 +56,6 @@ from tests.support import (
     refund_action,
     waiting_refund,
 )
-from tests.test_fuzz import SEED, Hostile, Method, all_methods, credentials, seed
 
 APPROVER = mint("user_finance_lead_77", "human", "*", ("finance_lead",))
 TIMEOUT = 30.0
@@ -806,7 +806,7 @@ async def test_routes_mounted_beside_the_services_get_the_same_body_limit(
 
 # -- hostile requests over HTTP ----------------------------------------------------------------
 
-HTTP_REQUESTS = 600  # seeded and bounded, like tests/test_fuzz.py over gRPC
+HTTP_REQUESTS = 600  # seeded and bounded, like tests/e2e/test_fuzz.py over gRPC
 
 
 def _json_body(rng: random.Random, hostile: Hostile, method: Method, valid: Message) -> bytes:

@@ -20,10 +20,10 @@ from typing import Any
 from signoff.v1 import execution_service_pb2 as execution_pb
 from signoff.v1 import types_pb2 as pb
 from signoff_client import Signoff, proposed_action
+from tests.e2e.test_adapters import PATIENCE, decide, events, pending_actions, waiting_action
 from tests.support import ServerProcess, Stubs
-from tests.test_adapters import PATIENCE, decide, events, pending_actions, waiting_action
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "agent-proxy"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "agent-proxy"
 REFUND = {"order_id": "ord_881", "amount": 4200, "currency": "INR"}
 
 
