@@ -2,6 +2,7 @@
 workflows' plans (../shared/reference/workflows.md) and against plans that must fail."""
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -252,11 +253,27 @@ def test_conditions_read_reported_outputs_and_refuse_to_guess() -> None:
     assert condition_holds(block, {}) == (False, {"outputs.s1.confidence": None})
 
 
-def test_a_bundle_with_a_bad_manifest_does_not_load(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("before", "after", "message"),
+    [
+        ("[GATE_PUBLISH_BLOCK]", "[GATE_NOPE]", "intents.content.review.gates: GATE_NOPE is not"),
+        (
+            "approval_mode: local_write",
+            "approval_mode: loud",
+            "tools.adp_queue.append.approval_mode",
+        ),
+        ("{type: string, minLength: 1}", "{type: strange}", "not a JSON Schema"),
+        ("    rules: [R_LOOKUP", "    colour: red\n    rules: [R_LOOKUP", "colour: Extra inputs"),
+    ],
+)
+def test_a_bundle_with_a_bad_manifest_does_not_load(
+    tmp_path: Path, before: str, after: str, message: str
+) -> None:
     source = Path(__file__).parents[2] / "examples" / "policies"
     for path in source.glob("*.*"):
         (tmp_path / path.name).write_text(path.read_text())
     text = (tmp_path / "intents.yaml").read_text()
-    (tmp_path / "intents.yaml").write_text(text.replace("[GATE_PUBLISH_BLOCK]", "[GATE_NOPE]"))
-    with pytest.raises(BundleError, match="gate GATE_NOPE is not defined"):
+    assert before in text
+    (tmp_path / "intents.yaml").write_text(text.replace(before, after, 1))
+    with pytest.raises(BundleError, match=re.escape(message)):
         load_bundle(tmp_path)

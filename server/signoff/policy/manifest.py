@@ -15,10 +15,11 @@ is refused for being outside it (policy still decides every action).
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from signoff.domain.canonical import sha256_of
 from signoff.domain.models import Json
@@ -176,60 +177,100 @@ def _render(template: str, envelope: Json) -> str | None:
     return None if missing else rendered
 
 
-def load_manifest(data: Json, gates: set[str], redactions: set[str]) -> Manifest:
-    """The `tools` and `intents` of a bundle's data, checked against its gates and redactions."""
-    modes = {r.value.lower(): r.value for r in RiskClass}
-    tools: dict[str, Json] = {}
-    for tool, spec in (data.get("tools") or {}).items():
-        where = f"tools.{tool}"
-        if isinstance(spec, str):
-            spec = {"approval_mode": spec}
-        if not isinstance(spec, dict) or "." not in tool:
-            raise ManifestError(f"{where}: a tool is 'adapter.capability' with a mapping")
-        mode = str(spec.get("approval_mode", "")).lower()
-        if mode not in modes:
-            raise ManifestError(f"{where}.approval_mode: must be one of {', '.join(modes)}")
-        schema = spec.get("params")
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ToolSpec(_Strict):
+    """A tool under `tools`: its risk binding and, optionally, a JSON Schema for its params."""
+
+    approval_mode: Literal["read_only", "local_write", "network", "delegated", "destructive"]
+    params: Json | None = None
+    description: str = ""
+
+    @field_validator("params")
+    @classmethod
+    def _is_a_schema(cls, schema: Json | None) -> Json | None:
         if schema is not None:
             try:
                 Draft202012Validator.check_schema(schema)
             except SchemaError as error:
-                raise ManifestError(f"{where}.params: not a JSON Schema: {error.message}") from None
-        unknown = set(spec) - {"approval_mode", "params", "description"}
-        if unknown:
-            raise ManifestError(f"{where}: unknown keys {sorted(unknown)}")
-        tools[tool] = {"approval_mode": modes[mode], "params_schema": schema}
+                raise ValueError(f"not a JSON Schema: {error.message}") from None
+        return schema
 
-    intents: dict[str, Json] = {}
-    for intent, spec in (data.get("intents") or {}).items():
-        where = f"intents.{intent}"
-        if not isinstance(spec, dict):
-            raise ManifestError(f"{where}: must be a mapping")
-        unknown = set(spec) - {
-            "description",
-            "tools",
-            "rules",
-            "gates",
-            "evidence",
-            "redactions",
-            "must_refuse",
-            "must_escalate",
-            "packs",
-        }
-        if unknown:
-            raise ManifestError(f"{where}: unknown keys {sorted(unknown)}")
-        for tool in spec.get("tools", []):
-            if tool not in tools:
-                raise ManifestError(f"{where}.tools: {tool} is not declared under tools")
-        for gate in spec.get("gates", []):
-            if gate not in gates:
-                raise ManifestError(f"{where}.gates: gate {gate} is not defined")
-        for name in spec.get("redactions", []):
-            if name not in redactions:
-                raise ManifestError(f"{where}.redactions: redaction {name} is not defined")
-        for pack, narrowing in (spec.get("packs") or {}).items():
-            for tool in (narrowing or {}).get("tools", []):
-                if tool not in spec.get("tools", []):
-                    raise ManifestError(f"{where}.packs.{pack}: {tool} is not among its tools")
-        intents[intent] = spec
-    return Manifest(tools, intents)
+
+class PackSpec(_Strict):
+    """A context pack narrows its intent's tools."""
+
+    tools: list[str]
+
+
+class IntentSpec(_Strict):
+    """An intent under `intents`: what is in force for it."""
+
+    description: str = ""
+    tools: list[str] = []
+    rules: list[str] = []
+    gates: list[str] = []
+    evidence: list[str] = []
+    redactions: list[str] = []
+    must_refuse: list[str] = []
+    must_escalate: list[str] = []
+    packs: dict[str, PackSpec] = {}
+
+
+class ManifestData(_Strict):
+    tools: dict[str, ToolSpec] = {}
+    intents: dict[str, IntentSpec] = {}
+
+    @field_validator("tools", mode="before")
+    @classmethod
+    def _mode_alone(cls, tools: Any) -> Any:
+        # `adp_kg.query: read_only` is short for `{approval_mode: read_only}`.
+        if isinstance(tools, dict):
+            return {t: {"approval_mode": s} if isinstance(s, str) else s for t, s in tools.items()}
+        return tools
+
+
+def load_manifest(data: Json, gates: set[str], redactions: set[str]) -> Manifest:
+    """The `tools` and `intents` of a bundle's data, checked against its gates and redactions."""
+    try:
+        spec = ManifestData.model_validate(
+            {key: data[key] for key in ("tools", "intents") if data.get(key) is not None}
+        )
+    except ValidationError as error:
+        problems = [
+            ".".join(str(part) for part in p["loc"]) + ": " + p["msg"].removeprefix("Value error, ")
+            for p in error.errors()
+        ]
+        raise ManifestError("; ".join(problems)) from None
+    for tool in spec.tools:
+        if "." not in tool:
+            raise ManifestError(f"tools.{tool}: a tool is named adapter.capability")
+    for name, intent in spec.intents.items():
+        where = f"intents.{name}"
+        named = [
+            (f"{where}.tools", intent.tools, set(spec.tools), "is not declared under tools"),
+            (f"{where}.gates", intent.gates, gates, "is not a defined gate"),
+            (f"{where}.redactions", intent.redactions, redactions, "is not a defined redaction"),
+            *(
+                (
+                    f"{where}.packs.{pack}",
+                    narrowing.tools,
+                    set(intent.tools),
+                    "is not among its tools",
+                )
+                for pack, narrowing in intent.packs.items()
+            ),
+        ]
+        for field_name, values, known, problem in named:
+            for value in values:
+                if value not in known:
+                    raise ManifestError(f"{field_name}: {value} {problem}")
+    return Manifest(
+        tools={
+            tool: {"approval_mode": t.approval_mode.upper(), "params_schema": t.params}
+            for tool, t in spec.tools.items()
+        },
+        intents={name: i.model_dump(exclude={"description"}) for name, i in spec.intents.items()},
+    )

@@ -49,6 +49,7 @@ class Repository(Protocol):
         record: DecisionRecord | None = None,
         gate_id: str = "",
         controls: Json | None = None,
+        plan_sha256: str = "",
     ) -> Event: ...
 
     async def list_approval_changes(
