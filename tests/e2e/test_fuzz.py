@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from google.protobuf import descriptor_pool, message_factory, struct_pb2, timestamp_pb2
+from google.protobuf import (
+    descriptor_pool,
+    json_format,
+    message_factory,
+    struct_pb2,
+    timestamp_pb2,
+)
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2
@@ -56,6 +62,7 @@ WRITES = {
     "CompleteInstance",
     "CancelInstance",
     "SubmitDecision",
+    "CheckPlan",
 }
 NEVER = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 
@@ -303,6 +310,25 @@ def seed(server: ServerProcess) -> World:
         ),
         "GetInstance": execution_pb.GetInstanceRequest(instance_id=instance.instance_id),
         "ListInstances": execution_pb.ListInstancesRequest(page_size=5),
+        "CheckPlan": json_format.ParseDict(
+            {
+                "instance_id": instance.instance_id,
+                "plan": {
+                    "plan_id": "plan_fuzz",
+                    "intent": "support.refund",
+                    "steps": [
+                        {"id": "s1", "tool": "adp_orders.lookup", "params": {"order_id": "o"}},
+                        {
+                            "id": "s2",
+                            "tool": "adp_queue.append",
+                            "depends_on": ["s1"],
+                            "execute_when": {"<": [{"var": "outputs.s1.confidence"}, 0.7]},
+                        },
+                    ],
+                },
+            },
+            execution_pb.CheckPlanRequest(),
+        ),
         "ListPendingApprovals": approval_pb.ListPendingApprovalsRequest(page_size=5),
         "SubmitDecision": approval_pb.SubmitDecisionRequest(
             action_id=waiting.action_id,

@@ -384,6 +384,9 @@ def test_unauthenticated_calls_are_refused(server: ServerProcess) -> None:
         (b'{"tenant_id": 5}', "tenant_id"),
         (b'{"page_size": "many"}', "page_size"),
         (b'{"tenant_idd": "tenant_acme_prod"}', "tenant_idd"),
+        (b'{"page_size": Infinity}', "request"),  # not JSON, though Python's parser takes it
+        (b'{"page_size": NaN}', "request"),
+        (b'{"page_size": 1e999}', "page_size"),  # a float infinity
     ],
 )
 def test_malformed_json_is_invalid_argument_naming_the_field(
@@ -393,6 +396,13 @@ def test_malformed_json_is_invalid_argument_naming_the_field(
     info, violations = details(refused(response, 400, "invalid_argument"))
     assert info.reason == "INVALID_ARGUMENT"
     assert list(violations) == [field]
+
+
+def test_a_number_out_of_range_for_an_enum_is_invalid_argument(server: ServerProcess) -> None:
+    body = b'{"action_id": "act_x", "verdict": 1e999, "reason": "r", "request_id": "d"}'
+    response = call(server, "ApprovalService/SubmitDecision", body, APPROVER)
+    info, _ = details(refused(response, 400, "invalid_argument"))
+    assert info.reason == "INVALID_ARGUMENT"
 
 
 def test_a_nested_field_is_named_by_its_path(server: ServerProcess) -> None:

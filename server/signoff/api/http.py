@@ -251,7 +251,9 @@ def _from_json(data: bytes, message_class: type[Message]) -> Message:
     message does not have is refused, not dropped: a misspelt `edited_params` must not
     approve the original params. InvalidArgument names the field."""
     try:
-        value = json.loads(data or b"{}", object_pairs_hook=_no_duplicates)
+        value = json.loads(
+            data or b"{}", object_pairs_hook=_no_duplicates, parse_constant=_not_json
+        )
     except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
         raise InvalidArgument([FieldViolation(BODY, f"is not valid JSON: {error}")]) from None
     if not isinstance(value, dict):
@@ -260,6 +262,15 @@ def _from_json(data: bytes, message_class: type[Message]) -> Message:
         return json_format.ParseDict(value, message_class())
     except json_format.ParseError as error:
         raise InvalidArgument([_violation(error)]) from None
+    except OverflowError as error:  # 1e999 is a float infinity, which an enum or int refuses
+        raise InvalidArgument(
+            [FieldViolation(BODY, f"a number is out of range: {error}")]
+        ) from None
+
+
+def _not_json(constant: str) -> Any:
+    """NaN and Infinity are not JSON (RFC 8259), though Python's parser takes them."""
+    raise ValueError(f"{constant} is not a JSON value")
 
 
 def _from_binary(data: bytes, message_class: type[Message]) -> Message:
