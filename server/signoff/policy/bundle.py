@@ -5,6 +5,7 @@ A bundle is a directory:
     bundle.yaml     id, version, on_error (what to answer when evaluation fails)
     *.rego          package signoff: a partial set `findings`, optionally `decision_key`
     *.yaml          data, merged under `data` (gates, principals, redactions, thresholds …)
+                    and the tools and intents InvokeAgent compiles (policy/manifest.py)
     tests/*.yaml    test cases for `signoff policy test DIR`
 """
 
