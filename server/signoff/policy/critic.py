@@ -1,16 +1,14 @@
-"""The critic: may this plan run in this compiled context? And does a step's condition hold?
+"""The critic: may this plan run in this compiled context?
 
-Conditions (execute_when) are JSON Logic over {"outputs": {step_id: outputs}}, evaluated with
-the json-logic library; signoff only checks their shape and which outputs they read.
+Conditions (execute_when) are JSON Logic over {"outputs": {step_id: outputs}}: the critic checks
+their shape against the operators the json-logic library evaluates, and which outputs they read.
 """
 
 from typing import Any
 
-from json_logic import jsonLogic
 from json_logic.builtins import BUILTINS
 
 from signoff.domain.budget import BudgetReport, cents
-from signoff.domain.models import Json
 from signoff.domain.plans import Finding, FindingReason, Plan, ancestors, structural_findings
 from signoff.domain.states import RiskClass
 from signoff.policy.manifest import CompiledContext
@@ -52,28 +50,6 @@ def variables(expression: Any) -> set[str]:
         else:
             found |= variables(args)
     return found
-
-
-def _lookup(data: Json, dotted: str) -> tuple[bool, Any]:
-    node: Any = data
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return False, None
-        node = node[part]
-    return True, node
-
-
-def condition_holds(expression: Any, outputs: dict[str, Json]) -> tuple[bool, Json]:
-    """Whether `expression` is true over the reported outputs, and the values it read.
-    A value not reported (yet) makes the condition fail: never run on a guess."""
-    data = {"outputs": outputs}
-    seen: Json = {}
-    for name in sorted(variables(expression)):
-        present, value = _lookup(data, name)
-        if not present:
-            return False, {name: None}
-        seen[name] = value
-    return bool(jsonLogic(expression, data)), seen
 
 
 def critique(

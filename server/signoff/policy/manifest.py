@@ -63,11 +63,6 @@ class CompiledContext:
     def gates_active(self) -> list[str]:
         return list(self.document.get("runtime_controls", {}).get("approval_gates_active", []))
 
-    def evidence_needed(self) -> list[str]:
-        return [
-            e["evidence_ref"]
-            for e in self.document.get("manifests", {}).get("evidence_manifest", [])
-        ]
 
     def refusal(
         self, tool: str, params: Json, risk_class: RiskClass, where: str = "action"
