@@ -63,7 +63,6 @@ class CompiledContext:
     def gates_active(self) -> list[str]:
         return list(self.document.get("runtime_controls", {}).get("approval_gates_active", []))
 
-
     def refusal(
         self, tool: str, params: Json, risk_class: RiskClass, where: str = "action"
     ) -> Refusal | None:
