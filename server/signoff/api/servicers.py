@@ -9,11 +9,20 @@ from google.protobuf import json_format, struct_pb2
 from signoff.api import convert
 from signoff.api.auth import caller
 from signoff.api.errors import streaming, unary
-from signoff.api.validation import MAX_ID, TOOL, Validator
+from signoff.api.validation import DECISION_ID, MAX_ID, TOOL, Validator
 from signoff.domain.models import Bookmark, Event
 from signoff.domain.plans import MAX_STEPS
 from signoff.domain.states import ExecutionResult, InstanceState, Outcome, Verdict
-from signoff.services import audit, chain, decisions, instances, plans, policies, watch
+from signoff.services import (
+    audit,
+    chain,
+    checkpoints,
+    decisions,
+    instances,
+    plans,
+    policies,
+    watch,
+)
 from signoff.services.context import Context
 from signoff.telemetry import tracing
 from signoff.v1 import approval_service_pb2 as approval_pb
@@ -213,6 +222,34 @@ class ExecutionService(execution_grpc.ExecutionServiceServicer):
             plan_sha256=verdict.plan_sha256,
             revision=verdict.revision,
         )
+
+    @unary
+    async def RecordCheckpoint(
+        self, request: execution_pb.RecordCheckpointRequest, context: grpc.aio.ServicerContext
+    ) -> execution_pb.RecordCheckpointResponse:
+        v = Validator()
+        v.identifier("instance_id", request.instance_id)
+        if not request.decision_id:
+            v.fail("decision_id", "is required")
+        elif len(request.decision_id) > MAX_ID or not DECISION_ID.match(request.decision_id):
+            v.fail("decision_id", f"must be 1 to {MAX_ID} letters, digits and . _ : -")
+        if not request.outcome:
+            v.fail("outcome", "is required")
+        else:
+            v.text("outcome", request.outcome, MAX_ID)
+        v.refs("evidence_refs", request.evidence_refs)
+        v.struct("outputs", request.outputs)
+        v.done()
+        record = await checkpoints.record_checkpoint(
+            self.ctx,
+            caller(),
+            request.instance_id,
+            request.decision_id,
+            request.outcome,
+            list(request.evidence_refs),
+            convert.message_to_json(request.outputs),
+        )
+        return execution_pb.RecordCheckpointResponse(record=convert.record_to_pb(record))
 
 
 class ApprovalService(approval_grpc.ApprovalServiceServicer):
