@@ -9,9 +9,9 @@ from google.protobuf import json_format, struct_pb2
 from signoff.api import convert
 from signoff.api.auth import caller
 from signoff.api.errors import streaming, unary
-from signoff.api.validation import DECISION_ID, MAX_ID, TOOL, Validator
+from signoff.api.validation import MAX_ID, TOOL, Validator
 from signoff.domain.models import Bookmark, Event
-from signoff.domain.plans import MAX_STEPS
+from signoff.domain.plans import ID_PATTERN, MAX_STEPS
 from signoff.domain.states import ExecutionResult, InstanceState, Outcome, Verdict
 from signoff.services import (
     audit,
@@ -231,12 +231,14 @@ class ExecutionService(execution_grpc.ExecutionServiceServicer):
         v.identifier("instance_id", request.instance_id)
         if not request.decision_id:
             v.fail("decision_id", "is required")
-        elif len(request.decision_id) > MAX_ID or not DECISION_ID.match(request.decision_id):
-            v.fail("decision_id", f"must be 1 to {MAX_ID} letters, digits and . _ : -")
+        elif not ID_PATTERN.fullmatch(request.decision_id):  # a plan's checkpoint id
+            v.fail("decision_id", f"is not an id ({ID_PATTERN.pattern})")
         if not request.outcome:
             v.fail("outcome", "is required")
-        else:
-            v.text("outcome", request.outcome, MAX_ID)
+        elif len(request.outcome) > MAX_ID:
+            v.fail("outcome", f"must be at most {MAX_ID} characters")
+        elif not request.outcome.isprintable():
+            v.fail("outcome", "must be printable text (no control characters)")
         v.refs("evidence_refs", request.evidence_refs)
         v.struct("outputs", request.outputs)
         v.done()

@@ -21,7 +21,6 @@ MAX_REFS = 64
 MAX_REF = 512
 TOOL = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)+$")
 ID = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
-DECISION_ID = re.compile(r"^[A-Za-z0-9._:\-]+$")  # a decision checkpoint's id
 # Text is stored as-is; PostgreSQL cannot hold NUL in text or JSON, so no store accepts it.
 NUL = "must not contain NUL characters"
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -522,11 +522,12 @@ type RecordCheckpointRequest struct {
 	// Required.
 	InstanceId string `protobuf:"bytes,1,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
 	// The checkpoint, as the plan's decision_checkpoints name it, for example
-	// "support.refund.eligibility": letters, digits and . _ : -, at most 128
-	// characters. Required; the record's decision_key.
+	// "support.refund.eligibility": an id like the plan's checkpoint ids
+	// ([A-Za-z0-9][A-Za-z0-9_.:-]*, at most 128 characters). Required; the
+	// record's decision_key.
 	DecisionId string `protobuf:"bytes,2,opt,name=decision_id,json=decisionId,proto3" json:"decision_id,omitempty"`
-	// What was decided, for example "eligible": printable text, at most 128
-	// characters. Required; the record's checkpoint_outcome.
+	// What was decided, for example "eligible": printable text (no control
+	// characters), at most 128 characters. Required; the record's checkpoint_outcome.
 	Outcome string `protobuf:"bytes,3,opt,name=outcome,proto3" json:"outcome,omitempty"`
 	// The evidence the decision rests on (at most 64 refs of 512 characters).
 	EvidenceRefs []string `protobuf:"bytes,4,rep,name=evidence_refs,json=evidenceRefs,proto3" json:"evidence_refs,omitempty"`

@@ -2506,14 +2506,15 @@ class RecordCheckpointRequest(betterproto2.Message):
     decision_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
     """
     The checkpoint, as the plan's decision_checkpoints name it, for example
-    "support.refund.eligibility": letters, digits and . _ : -, at most 128
-    characters. Required; the record's decision_key.
+    "support.refund.eligibility": an id like the plan's checkpoint ids
+    ([A-Za-z0-9][A-Za-z0-9_.:-]*, at most 128 characters). Required; the
+    record's decision_key.
     """
 
     outcome: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
     """
-    What was decided, for example "eligible": printable text, at most 128
-    characters. Required; the record's checkpoint_outcome.
+    What was decided, for example "eligible": printable text (no control
+    characters), at most 128 characters. Required; the record's checkpoint_outcome.
     """
 
     evidence_refs: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)

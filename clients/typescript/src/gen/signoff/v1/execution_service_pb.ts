@@ -260,16 +260,17 @@ export type RecordCheckpointRequest = Message<"signoff.v1.RecordCheckpointReques
 
   /**
    * The checkpoint, as the plan's decision_checkpoints name it, for example
-   * "support.refund.eligibility": letters, digits and . _ : -, at most 128
-   * characters. Required; the record's decision_key.
+   * "support.refund.eligibility": an id like the plan's checkpoint ids
+   * ([A-Za-z0-9][A-Za-z0-9_.:-]*, at most 128 characters). Required; the
+   * record's decision_key.
    *
    * @generated from field: string decision_id = 2;
    */
   decisionId: string;
 
   /**
-   * What was decided, for example "eligible": printable text, at most 128
-   * characters. Required; the record's checkpoint_outcome.
+   * What was decided, for example "eligible": printable text (no control
+   * characters), at most 128 characters. Required; the record's checkpoint_outcome.
    *
    * @generated from field: string outcome = 3;
    */
