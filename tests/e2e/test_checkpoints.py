@@ -153,6 +153,7 @@ def test_a_repeat_returns_the_same_record_and_a_different_one_is_refused(stubs: 
             checkpoint(stubs, instance_id, **change)
         assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS, change
         assert error_info(caught.value).reason == "IDEMPOTENCY_KEY_REUSED"
+        assert error_info(caught.value).metadata["key"] == "decision_id"
     instance = stubs.execution.GetInstance(
         execution_pb.GetInstanceRequest(instance_id=instance_id)
     ).instance

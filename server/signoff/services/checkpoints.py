@@ -40,7 +40,7 @@ async def record_checkpoint(
         existing = await tx.checkpoint_record(instance_id, decision_id)
         if existing is not None:
             if not _same(existing, outcome, evidence_refs, outputs):
-                raise IdempotencyKeyReused(f"decision_id {decision_id!r}", "checkpoint outcome")
+                raise IdempotencyKeyReused("decision_id", "checkpoint outcome")
             return existing
         if instance.state in TERMINAL_INSTANCE_STATES:
             raise FailedPrecondition(
