@@ -4,6 +4,9 @@ beside the records of its gated actions, idempotently; and the chain still verif
 finds a checkpoint record changed behind signoff's back."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -27,6 +30,7 @@ from tests.support import (
     refund_action,
 )
 
+SIGNOFF = Path(sys.executable).parent / "signoff"
 EVIDENCE = ["kg:order:ord_881#snapshot_kg_2026_05_03_T0930", "tool:adp_policy.eval:tc_119"]
 
 
@@ -210,12 +214,32 @@ def test_bad_input_names_each_field(stubs: Stubs) -> None:
     assert records(stubs, instance_id) == []
 
 
+def audit_verify(server: ServerProcess, instance_id: str, path: Path) -> tuple[int, str]:
+    """`signoff audit export` of the instance, then `signoff audit verify` of the file."""
+    made = subprocess.run(
+        [
+            *(SIGNOFF, "audit", "export", "--database-url", server.database_url),
+            *("--instance", instance_id, "--output", path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert made.returncode == 0, made.stderr
+    checked = subprocess.run(
+        [SIGNOFF, "audit", "verify", path], capture_output=True, text=True, timeout=120
+    )
+    assert checked.returncode in (0, 1), checked.stderr
+    return checked.returncode, checked.stdout
+
+
 def test_a_checkpoint_record_changed_in_the_database_breaks_the_chain(
-    stubs: Stubs, example_server: ServerProcess
+    stubs: Stubs, example_server: ServerProcess, tmp_path: Path
 ) -> None:
     instance_id = invoke(stubs).instance_id
     record = checkpoint(stubs, instance_id)
     assert verify(stubs, instance_id).intact
+    assert audit_verify(example_server, instance_id, tmp_path / "before.jsonl")[0] == 0
 
     engine = sa.create_engine(example_server.database_url)  # behind the server's back
     with engine.begin() as connection:
@@ -235,6 +259,9 @@ def test_a_checkpoint_record_changed_in_the_database_breaks_the_chain(
     assert not report.intact
     assert report.broken_revision == record.revision
     assert f"record {record.record_id} does not match the hash" in report.problem
+    code, found = audit_verify(example_server, instance_id, tmp_path / "after.jsonl")
+    assert code == 1
+    assert record.record_id in found, found
 
 
 def test_the_sdk_records_a_checkpoint(example_server: ServerProcess) -> None:
