@@ -63,6 +63,7 @@ WRITES = {
     "CancelInstance",
     "SubmitDecision",
     "CheckPlan",
+    "RecordCheckpoint",
 }
 NEVER = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 
@@ -328,6 +329,16 @@ def seed(server: ServerProcess) -> World:
                 },
             },
             execution_pb.CheckPlanRequest(),
+        ),
+        "RecordCheckpoint": json_format.ParseDict(
+            {
+                "instance_id": instance.instance_id,
+                "decision_id": "support.refund.eligibility",
+                "outcome": "eligible",
+                "evidence_refs": ["tool:adp_policy.eval:tc_119"],
+                "outputs": {"eligible": True, "amount": 4200},
+            },
+            execution_pb.RecordCheckpointRequest(),
         ),
         "ListPendingApprovals": approval_pb.ListPendingApprovalsRequest(page_size=5),
         "SubmitDecision": approval_pb.SubmitDecisionRequest(

@@ -11,9 +11,18 @@ from signoff.api.auth import caller
 from signoff.api.errors import streaming, unary
 from signoff.api.validation import MAX_ID, TOOL, Validator
 from signoff.domain.models import Bookmark, Event
-from signoff.domain.plans import MAX_STEPS
+from signoff.domain.plans import ID_PATTERN, MAX_STEPS
 from signoff.domain.states import ExecutionResult, InstanceState, Outcome, Verdict
-from signoff.services import audit, chain, decisions, instances, plans, policies, watch
+from signoff.services import (
+    audit,
+    chain,
+    checkpoints,
+    decisions,
+    instances,
+    plans,
+    policies,
+    watch,
+)
 from signoff.services.context import Context
 from signoff.telemetry import tracing
 from signoff.v1 import approval_service_pb2 as approval_pb
@@ -213,6 +222,36 @@ class ExecutionService(execution_grpc.ExecutionServiceServicer):
             plan_sha256=verdict.plan_sha256,
             revision=verdict.revision,
         )
+
+    @unary
+    async def RecordCheckpoint(
+        self, request: execution_pb.RecordCheckpointRequest, context: grpc.aio.ServicerContext
+    ) -> execution_pb.RecordCheckpointResponse:
+        v = Validator()
+        v.identifier("instance_id", request.instance_id)
+        if not request.decision_id:
+            v.fail("decision_id", "is required")
+        elif not ID_PATTERN.fullmatch(request.decision_id):  # a plan's checkpoint id
+            v.fail("decision_id", f"is not an id ({ID_PATTERN.pattern})")
+        if not request.outcome:
+            v.fail("outcome", "is required")
+        elif len(request.outcome) > MAX_ID:
+            v.fail("outcome", f"must be at most {MAX_ID} characters")
+        elif not request.outcome.isprintable():
+            v.fail("outcome", "must be printable text (no control characters)")
+        v.refs("evidence_refs", request.evidence_refs)
+        v.struct("outputs", request.outputs)
+        v.done()
+        record = await checkpoints.record_checkpoint(
+            self.ctx,
+            caller(),
+            request.instance_id,
+            request.decision_id,
+            request.outcome,
+            list(request.evidence_refs),
+            convert.message_to_json(request.outputs),
+        )
+        return execution_pb.RecordCheckpointResponse(record=convert.record_to_pb(record))
 
 
 class ApprovalService(approval_grpc.ApprovalServiceServicer):

@@ -339,7 +339,8 @@ class DecisionRecord:
     record_id: str
     decision_key: str
     status: DecisionStatus
-    outcome: Outcome
+    # What the agent was told; None for a decision checkpoint's record (no action).
+    outcome: Outcome | None
     tenant_id: str
     instance_id: str
     action_id: str
@@ -366,6 +367,10 @@ class DecisionRecord:
     budget: Json = field(default_factory=dict)
     # The sha256 of the instance's compiled context ("" when it had none).
     compiled_context_sha256: str = ""
+    # A decision checkpoint's outcome as the agent recorded it (RecordCheckpoint), for
+    # example "eligible"; "" for the record of an action. A checkpoint's record has no
+    # action: action_id, tool and action_sha256 are "".
+    checkpoint_outcome: str = ""
 
 
 class PrincipalKind(StrEnum):

@@ -540,7 +540,8 @@ class Tx:
                 record_id=record.record_id,
                 tenant_id=record.tenant_id,
                 instance_id=record.instance_id,
-                action_id=record.action_id,
+                # NULL for a checkpoint's record: the column is unique among actions.
+                action_id=record.action_id or None,
                 create_time=record.create_time,
                 body=self._stored_body(record),
             ),
@@ -574,6 +575,17 @@ class Tx:
             problem = f"record {row.record_id} does not match the hash its chain carries"
             raise StateTampered("record", row.record_id, row.instance_id, problem)
         return _record(row.body)
+
+    async def checkpoint_record(self, instance_id: str, decision_key: str) -> DecisionRecord | None:
+        """The instance's record of the decision checkpoint `decision_key`, if written."""
+        query = select(decision_records.c.body).where(
+            decision_records.c.instance_id == instance_id,
+            decision_records.c.action_id.is_(None),
+        )
+        for body in (await self.connection.execute(query)).scalars():
+            if body.get("decision_key") == decision_key:
+                return _record(body)
+        return None
 
     async def record_bodies(self, instance_id: str) -> dict[str, Json]:
         """Every record of an instance as stored, for verifying the chain."""
@@ -736,7 +748,7 @@ def _record_body(record: DecisionRecord) -> Json:
         for a in record.approvals
     ]
     body["status"] = record.status.value
-    body["outcome"] = record.outcome.value
+    body["outcome"] = record.outcome.value if record.outcome else None
     body["execution_state"] = record.execution_state.value if record.execution_state else None
     return body
 
@@ -745,7 +757,7 @@ def _record(body: Json) -> DecisionRecord:
     fields = dict(body)
     fields["create_time"] = datetime.fromisoformat(body["create_time"])
     fields["status"] = DecisionStatus(body["status"])
-    fields["outcome"] = Outcome(body["outcome"])
+    fields["outcome"] = Outcome(body["outcome"]) if body.get("outcome") else None
     fields["execution_state"] = (
         ActionState(body["execution_state"]) if body.get("execution_state") else None
     )

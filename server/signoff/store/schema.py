@@ -201,7 +201,8 @@ decision_records = Table(
     Column("record_id", Id, nullable=False, unique=True),
     Column("tenant_id", Key, nullable=False),
     Column("instance_id", Id, nullable=False),
-    Column("action_id", Id, nullable=False, unique=True),
+    # NULL for the record of a decision checkpoint (RecordCheckpoint), which has no action.
+    Column("action_id", Id, nullable=True, unique=True),
     Column("create_time", UTCDateTime, nullable=False),
     Column("body", Document, nullable=False),
     Index(None, "tenant_id", "seq"),

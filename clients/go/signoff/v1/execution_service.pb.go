@@ -514,6 +514,142 @@ func (x *CheckPlanResponse) GetRevision() int64 {
 	return 0
 }
 
+type RecordCheckpointRequest struct {
+	state         protoimpl.MessageState
+	sizeCache     protoimpl.SizeCache
+	unknownFields protoimpl.UnknownFields
+
+	// Required.
+	InstanceId string `protobuf:"bytes,1,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	// The checkpoint, as the plan's decision_checkpoints name it, for example
+	// "support.refund.eligibility": an id like the plan's checkpoint ids
+	// ([A-Za-z0-9][A-Za-z0-9_.:-]*, at most 128 characters). Required; the
+	// record's decision_key.
+	DecisionId string `protobuf:"bytes,2,opt,name=decision_id,json=decisionId,proto3" json:"decision_id,omitempty"`
+	// What was decided, for example "eligible": printable text (no control
+	// characters), at most 128 characters. Required; the record's checkpoint_outcome.
+	Outcome string `protobuf:"bytes,3,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	// The evidence the decision rests on (at most 64 refs of 512 characters).
+	EvidenceRefs []string `protobuf:"bytes,4,rep,name=evidence_refs,json=evidenceRefs,proto3" json:"evidence_refs,omitempty"`
+	// What the decision produced (at most 64 KiB; no NaN or Infinity).
+	Outputs *structpb.Struct `protobuf:"bytes,5,opt,name=outputs,proto3" json:"outputs,omitempty"`
+}
+
+func (x *RecordCheckpointRequest) Reset() {
+	*x = RecordCheckpointRequest{}
+	if protoimpl.UnsafeEnabled {
+		mi := &file_signoff_v1_execution_service_proto_msgTypes[6]
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		ms.StoreMessageInfo(mi)
+	}
+}
+
+func (x *RecordCheckpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordCheckpointRequest) ProtoMessage() {}
+
+func (x *RecordCheckpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_signoff_v1_execution_service_proto_msgTypes[6]
+	if protoimpl.UnsafeEnabled && x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordCheckpointRequest.ProtoReflect.Descriptor instead.
+func (*RecordCheckpointRequest) Descriptor() ([]byte, []int) {
+	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RecordCheckpointRequest) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *RecordCheckpointRequest) GetDecisionId() string {
+	if x != nil {
+		return x.DecisionId
+	}
+	return ""
+}
+
+func (x *RecordCheckpointRequest) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *RecordCheckpointRequest) GetEvidenceRefs() []string {
+	if x != nil {
+		return x.EvidenceRefs
+	}
+	return nil
+}
+
+func (x *RecordCheckpointRequest) GetOutputs() *structpb.Struct {
+	if x != nil {
+		return x.Outputs
+	}
+	return nil
+}
+
+type RecordCheckpointResponse struct {
+	state         protoimpl.MessageState
+	sizeCache     protoimpl.SizeCache
+	unknownFields protoimpl.UnknownFields
+
+	// The checkpoint's record (the same one on a repeat).
+	Record *DecisionRecord `protobuf:"bytes,1,opt,name=record,proto3" json:"record,omitempty"`
+}
+
+func (x *RecordCheckpointResponse) Reset() {
+	*x = RecordCheckpointResponse{}
+	if protoimpl.UnsafeEnabled {
+		mi := &file_signoff_v1_execution_service_proto_msgTypes[7]
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		ms.StoreMessageInfo(mi)
+	}
+}
+
+func (x *RecordCheckpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordCheckpointResponse) ProtoMessage() {}
+
+func (x *RecordCheckpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_signoff_v1_execution_service_proto_msgTypes[7]
+	if protoimpl.UnsafeEnabled && x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordCheckpointResponse.ProtoReflect.Descriptor instead.
+func (*RecordCheckpointResponse) Descriptor() ([]byte, []int) {
+	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RecordCheckpointResponse) GetRecord() *DecisionRecord {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
 // The request envelope: who acts, for whom, on what, within which budget.
 type InvokeAgentRequest struct {
 	state         protoimpl.MessageState
@@ -540,7 +676,7 @@ type InvokeAgentRequest struct {
 func (x *InvokeAgentRequest) Reset() {
 	*x = InvokeAgentRequest{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_signoff_v1_execution_service_proto_msgTypes[6]
+		mi := &file_signoff_v1_execution_service_proto_msgTypes[8]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -553,7 +689,7 @@ func (x *InvokeAgentRequest) String() string {
 func (*InvokeAgentRequest) ProtoMessage() {}
 
 func (x *InvokeAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signoff_v1_execution_service_proto_msgTypes[6]
+	mi := &file_signoff_v1_execution_service_proto_msgTypes[8]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -566,7 +702,7 @@ func (x *InvokeAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InvokeAgentRequest.ProtoReflect.Descriptor instead.
 func (*InvokeAgentRequest) Descriptor() ([]byte, []int) {
-	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{6}
+	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *InvokeAgentRequest) GetRequestId() string {
@@ -657,7 +793,7 @@ type InvokeAgentResponse struct {
 func (x *InvokeAgentResponse) Reset() {
 	*x = InvokeAgentResponse{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_signoff_v1_execution_service_proto_msgTypes[7]
+		mi := &file_signoff_v1_execution_service_proto_msgTypes[9]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -670,7 +806,7 @@ func (x *InvokeAgentResponse) String() string {
 func (*InvokeAgentResponse) ProtoMessage() {}
 
 func (x *InvokeAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signoff_v1_execution_service_proto_msgTypes[7]
+	mi := &file_signoff_v1_execution_service_proto_msgTypes[9]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -683,7 +819,7 @@ func (x *InvokeAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InvokeAgentResponse.ProtoReflect.Descriptor instead.
 func (*InvokeAgentResponse) Descriptor() ([]byte, []int) {
-	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{7}
+	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *InvokeAgentResponse) GetInstance() *Instance {
@@ -707,7 +843,7 @@ type RequestDecisionRequest struct {
 func (x *RequestDecisionRequest) Reset() {
 	*x = RequestDecisionRequest{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_signoff_v1_execution_service_proto_msgTypes[8]
+		mi := &file_signoff_v1_execution_service_proto_msgTypes[10]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -720,7 +856,7 @@ func (x *RequestDecisionRequest) String() string {
 func (*RequestDecisionRequest) ProtoMessage() {}
 
 func (x *RequestDecisionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signoff_v1_execution_service_proto_msgTypes[8]
+	mi := &file_signoff_v1_execution_service_proto_msgTypes[10]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -733,7 +869,7 @@ func (x *RequestDecisionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestDecisionRequest.ProtoReflect.Descriptor instead.
 func (*RequestDecisionRequest) Descriptor() ([]byte, []int) {
-	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{8}
+	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RequestDecisionRequest) GetInstanceId() string {
@@ -779,7 +915,7 @@ type RequestDecisionResponse struct {
 func (x *RequestDecisionResponse) Reset() {
 	*x = RequestDecisionResponse{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_signoff_v1_execution_service_proto_msgTypes[9]
+		mi := &file_signoff_v1_execution_service_proto_msgTypes[11]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -792,7 +928,7 @@ func (x *RequestDecisionResponse) String() string {
 func (*RequestDecisionResponse) ProtoMessage() {}
 
 func (x *RequestDecisionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signoff_v1_execution_service_proto_msgTypes[9]
+	mi := &file_signoff_v1_execution_service_proto_msgTypes[11]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -805,7 +941,7 @@ func (x *RequestDecisionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestDecisionResponse.ProtoReflect.Descriptor instead.
 func (*RequestDecisionResponse) Descriptor() ([]byte, []int) {
-	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{9}
+	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RequestDecisionResponse) GetOutcome() Outcome {
@@ -892,7 +1028,7 @@ type ConsumeGrantRequest struct {
 func (x *ConsumeGrantRequest) Reset() {
 	*x = ConsumeGrantRequest{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_signoff_v1_execution_service_proto_msgTypes[10]
+		mi := &file_signoff_v1_execution_service_proto_msgTypes[12]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -905,7 +1041,7 @@ func (x *ConsumeGrantRequest) String() string {
 func (*ConsumeGrantRequest) ProtoMessage() {}
 
 func (x *ConsumeGrantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signoff_v1_execution_service_proto_msgTypes[10]
+	mi := &file_signoff_v1_execution_service_proto_msgTypes[12]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -918,7 +1054,7 @@ func (x *ConsumeGrantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeGrantRequest.ProtoReflect.Descriptor instead.
 func (*ConsumeGrantRequest) Descriptor() ([]byte, []int) {
-	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{10}
+	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ConsumeGrantRequest) GetActionId() string {
@@ -947,7 +1083,7 @@ type ConsumeGrantResponse struct {
 func (x *ConsumeGrantResponse) Reset() {
 	*x = ConsumeGrantResponse{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_signoff_v1_execution_service_proto_msgTypes[11]
+		mi := &file_signoff_v1_execution_service_proto_msgTypes[13]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -960,7 +1096,7 @@ func (x *ConsumeGrantResponse) String() string {
 func (*ConsumeGrantResponse) ProtoMessage() {}
 
 func (x *ConsumeGrantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signoff_v1_execution_service_proto_msgTypes[11]
+	mi := &file_signoff_v1_execution_service_proto_msgTypes[13]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -973,7 +1109,7 @@ func (x *ConsumeGrantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeGrantResponse.ProtoReflect.Descriptor instead.
 func (*ConsumeGrantResponse) Descriptor() ([]byte, []int) {
-	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{11}
+	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ConsumeGrantResponse) GetAction() *Action {
@@ -997,7 +1133,7 @@ type WatchInstanceRequest struct {
 func (x *WatchInstanceRequest) Reset() {
 	*x = WatchInstanceRequest{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_signoff_v1_execution_service_proto_msgTypes[12]
+		mi := &file_signoff_v1_execution_service_proto_msgTypes[14]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1010,7 +1146,7 @@ func (x *WatchInstanceRequest) String() string {
 func (*WatchInstanceRequest) ProtoMessage() {}
 
 func (x *WatchInstanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signoff_v1_execution_service_proto_msgTypes[12]
+	mi := &file_signoff_v1_execution_service_proto_msgTypes[14]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1023,7 +1159,7 @@ func (x *WatchInstanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchInstanceRequest.ProtoReflect.Descriptor instead.
 func (*WatchInstanceRequest) Descriptor() ([]byte, []int) {
-	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{12}
+	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WatchInstanceRequest) GetInstanceId() string {
@@ -1053,7 +1189,7 @@ type Bookmark struct {
 func (x *Bookmark) Reset() {
 	*x = Bookmark{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_signoff_v1_execution_service_proto_msgTypes[13]
+		mi := &file_signoff_v1_execution_service_proto_msgTypes[15]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1066,7 +1202,7 @@ func (x *Bookmark) String() string {
 func (*Bookmark) ProtoMessage() {}
 
 func (x *Bookmark) ProtoReflect() protoreflect.Message {
-	mi := &file_signoff_v1_execution_service_proto_msgTypes[13]
+	mi := &file_signoff_v1_execution_service_proto_msgTypes[15]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1079,7 +1215,7 @@ func (x *Bookmark) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Bookmark.ProtoReflect.Descriptor instead.
 func (*Bookmark) Descriptor() ([]byte, []int) {
-	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{13}
+	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Bookmark) GetRevision() int64 {
@@ -1111,7 +1247,7 @@ type WatchInstanceResponse struct {
 func (x *WatchInstanceResponse) Reset() {
 	*x = WatchInstanceResponse{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_signoff_v1_execution_service_proto_msgTypes[14]
+		mi := &file_signoff_v1_execution_service_proto_msgTypes[16]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1124,7 +1260,7 @@ func (x *WatchInstanceResponse) String() string {
 func (*WatchInstanceResponse) ProtoMessage() {}
 
 func (x *WatchInstanceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signoff_v1_execution_service_proto_msgTypes[14]
+	mi := &file_signoff_v1_execution_service_proto_msgTypes[16]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1137,7 +1273,7 @@ func (x *WatchInstanceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchInstanceResponse.ProtoReflect.Descriptor instead.
 func (*WatchInstanceResponse) Descriptor() ([]byte, []int) {
-	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{14}
+	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (m *WatchInstanceResponse) GetKind() isWatchInstanceResponse_Kind {
@@ -1203,7 +1339,7 @@ type ReportExecutionRequest struct {
 func (x *ReportExecutionRequest) Reset() {
 	*x = ReportExecutionRequest{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_signoff_v1_execution_service_proto_msgTypes[15]
+		mi := &file_signoff_v1_execution_service_proto_msgTypes[17]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1216,7 +1352,7 @@ func (x *ReportExecutionRequest) String() string {
 func (*ReportExecutionRequest) ProtoMessage() {}
 
 func (x *ReportExecutionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signoff_v1_execution_service_proto_msgTypes[15]
+	mi := &file_signoff_v1_execution_service_proto_msgTypes[17]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1229,7 +1365,7 @@ func (x *ReportExecutionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportExecutionRequest.ProtoReflect.Descriptor instead.
 func (*ReportExecutionRequest) Descriptor() ([]byte, []int) {
-	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{15}
+	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ReportExecutionRequest) GetActionId() string {
@@ -1292,7 +1428,7 @@ type ReportExecutionResponse struct {
 func (x *ReportExecutionResponse) Reset() {
 	*x = ReportExecutionResponse{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_signoff_v1_execution_service_proto_msgTypes[16]
+		mi := &file_signoff_v1_execution_service_proto_msgTypes[18]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1305,7 +1441,7 @@ func (x *ReportExecutionResponse) String() string {
 func (*ReportExecutionResponse) ProtoMessage() {}
 
 func (x *ReportExecutionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signoff_v1_execution_service_proto_msgTypes[16]
+	mi := &file_signoff_v1_execution_service_proto_msgTypes[18]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1318,7 +1454,7 @@ func (x *ReportExecutionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportExecutionResponse.ProtoReflect.Descriptor instead.
 func (*ReportExecutionResponse) Descriptor() ([]byte, []int) {
-	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{16}
+	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReportExecutionResponse) GetAction() *Action {
@@ -1340,7 +1476,7 @@ type CompleteInstanceRequest struct {
 func (x *CompleteInstanceRequest) Reset() {
 	*x = CompleteInstanceRequest{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_signoff_v1_execution_service_proto_msgTypes[17]
+		mi := &file_signoff_v1_execution_service_proto_msgTypes[19]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1353,7 +1489,7 @@ func (x *CompleteInstanceRequest) String() string {
 func (*CompleteInstanceRequest) ProtoMessage() {}
 
 func (x *CompleteInstanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signoff_v1_execution_service_proto_msgTypes[17]
+	mi := &file_signoff_v1_execution_service_proto_msgTypes[19]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1366,7 +1502,7 @@ func (x *CompleteInstanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteInstanceRequest.ProtoReflect.Descriptor instead.
 func (*CompleteInstanceRequest) Descriptor() ([]byte, []int) {
-	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{17}
+	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CompleteInstanceRequest) GetInstanceId() string {
@@ -1387,7 +1523,7 @@ type CompleteInstanceResponse struct {
 func (x *CompleteInstanceResponse) Reset() {
 	*x = CompleteInstanceResponse{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_signoff_v1_execution_service_proto_msgTypes[18]
+		mi := &file_signoff_v1_execution_service_proto_msgTypes[20]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1400,7 +1536,7 @@ func (x *CompleteInstanceResponse) String() string {
 func (*CompleteInstanceResponse) ProtoMessage() {}
 
 func (x *CompleteInstanceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signoff_v1_execution_service_proto_msgTypes[18]
+	mi := &file_signoff_v1_execution_service_proto_msgTypes[20]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1413,7 +1549,7 @@ func (x *CompleteInstanceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteInstanceResponse.ProtoReflect.Descriptor instead.
 func (*CompleteInstanceResponse) Descriptor() ([]byte, []int) {
-	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{18}
+	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CompleteInstanceResponse) GetInstance() *Instance {
@@ -1436,7 +1572,7 @@ type CancelInstanceRequest struct {
 func (x *CancelInstanceRequest) Reset() {
 	*x = CancelInstanceRequest{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_signoff_v1_execution_service_proto_msgTypes[19]
+		mi := &file_signoff_v1_execution_service_proto_msgTypes[21]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1449,7 +1585,7 @@ func (x *CancelInstanceRequest) String() string {
 func (*CancelInstanceRequest) ProtoMessage() {}
 
 func (x *CancelInstanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signoff_v1_execution_service_proto_msgTypes[19]
+	mi := &file_signoff_v1_execution_service_proto_msgTypes[21]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1462,7 +1598,7 @@ func (x *CancelInstanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelInstanceRequest.ProtoReflect.Descriptor instead.
 func (*CancelInstanceRequest) Descriptor() ([]byte, []int) {
-	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{19}
+	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CancelInstanceRequest) GetInstanceId() string {
@@ -1490,7 +1626,7 @@ type CancelInstanceResponse struct {
 func (x *CancelInstanceResponse) Reset() {
 	*x = CancelInstanceResponse{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_signoff_v1_execution_service_proto_msgTypes[20]
+		mi := &file_signoff_v1_execution_service_proto_msgTypes[22]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1503,7 +1639,7 @@ func (x *CancelInstanceResponse) String() string {
 func (*CancelInstanceResponse) ProtoMessage() {}
 
 func (x *CancelInstanceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signoff_v1_execution_service_proto_msgTypes[20]
+	mi := &file_signoff_v1_execution_service_proto_msgTypes[22]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1516,7 +1652,7 @@ func (x *CancelInstanceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelInstanceResponse.ProtoReflect.Descriptor instead.
 func (*CancelInstanceResponse) Descriptor() ([]byte, []int) {
-	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{20}
+	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CancelInstanceResponse) GetInstance() *Instance {
@@ -1538,7 +1674,7 @@ type GetInstanceRequest struct {
 func (x *GetInstanceRequest) Reset() {
 	*x = GetInstanceRequest{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_signoff_v1_execution_service_proto_msgTypes[21]
+		mi := &file_signoff_v1_execution_service_proto_msgTypes[23]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1551,7 +1687,7 @@ func (x *GetInstanceRequest) String() string {
 func (*GetInstanceRequest) ProtoMessage() {}
 
 func (x *GetInstanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signoff_v1_execution_service_proto_msgTypes[21]
+	mi := &file_signoff_v1_execution_service_proto_msgTypes[23]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1564,7 +1700,7 @@ func (x *GetInstanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInstanceRequest.ProtoReflect.Descriptor instead.
 func (*GetInstanceRequest) Descriptor() ([]byte, []int) {
-	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{21}
+	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetInstanceRequest) GetInstanceId() string {
@@ -1585,7 +1721,7 @@ type GetInstanceResponse struct {
 func (x *GetInstanceResponse) Reset() {
 	*x = GetInstanceResponse{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_signoff_v1_execution_service_proto_msgTypes[22]
+		mi := &file_signoff_v1_execution_service_proto_msgTypes[24]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1598,7 +1734,7 @@ func (x *GetInstanceResponse) String() string {
 func (*GetInstanceResponse) ProtoMessage() {}
 
 func (x *GetInstanceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signoff_v1_execution_service_proto_msgTypes[22]
+	mi := &file_signoff_v1_execution_service_proto_msgTypes[24]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1611,7 +1747,7 @@ func (x *GetInstanceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInstanceResponse.ProtoReflect.Descriptor instead.
 func (*GetInstanceResponse) Descriptor() ([]byte, []int) {
-	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{22}
+	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetInstanceResponse) GetInstance() *Instance {
@@ -1638,7 +1774,7 @@ type ListInstancesRequest struct {
 func (x *ListInstancesRequest) Reset() {
 	*x = ListInstancesRequest{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_signoff_v1_execution_service_proto_msgTypes[23]
+		mi := &file_signoff_v1_execution_service_proto_msgTypes[25]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1651,7 +1787,7 @@ func (x *ListInstancesRequest) String() string {
 func (*ListInstancesRequest) ProtoMessage() {}
 
 func (x *ListInstancesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signoff_v1_execution_service_proto_msgTypes[23]
+	mi := &file_signoff_v1_execution_service_proto_msgTypes[25]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1664,7 +1800,7 @@ func (x *ListInstancesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListInstancesRequest.ProtoReflect.Descriptor instead.
 func (*ListInstancesRequest) Descriptor() ([]byte, []int) {
-	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{23}
+	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListInstancesRequest) GetTenantId() string {
@@ -1708,7 +1844,7 @@ type ListInstancesResponse struct {
 func (x *ListInstancesResponse) Reset() {
 	*x = ListInstancesResponse{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_signoff_v1_execution_service_proto_msgTypes[24]
+		mi := &file_signoff_v1_execution_service_proto_msgTypes[26]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1721,7 +1857,7 @@ func (x *ListInstancesResponse) String() string {
 func (*ListInstancesResponse) ProtoMessage() {}
 
 func (x *ListInstancesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signoff_v1_execution_service_proto_msgTypes[24]
+	mi := &file_signoff_v1_execution_service_proto_msgTypes[26]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1734,7 +1870,7 @@ func (x *ListInstancesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListInstancesResponse.ProtoReflect.Descriptor instead.
 func (*ListInstancesResponse) Descriptor() ([]byte, []int) {
-	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{24}
+	return file_signoff_v1_execution_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListInstancesResponse) GetInstances() []*Instance {
@@ -1821,7 +1957,25 @@ var file_signoff_v1_execution_service_proto_rawDesc = []byte{
 	0x5f, 0x73, 0x68, 0x61, 0x32, 0x35, 0x36, 0x18, 0x03, 0x20, 0x01, 0x28, 0x09, 0x52, 0x0a, 0x70,
 	0x6c, 0x61, 0x6e, 0x53, 0x68, 0x61, 0x32, 0x35, 0x36, 0x12, 0x1a, 0x0a, 0x08, 0x72, 0x65, 0x76,
 	0x69, 0x73, 0x69, 0x6f, 0x6e, 0x18, 0x04, 0x20, 0x01, 0x28, 0x03, 0x52, 0x08, 0x72, 0x65, 0x76,
-	0x69, 0x73, 0x69, 0x6f, 0x6e, 0x22, 0xb4, 0x03, 0x0a, 0x12, 0x49, 0x6e, 0x76, 0x6f, 0x6b, 0x65,
+	0x69, 0x73, 0x69, 0x6f, 0x6e, 0x22, 0xcd, 0x01, 0x0a, 0x17, 0x52, 0x65, 0x63, 0x6f, 0x72, 0x64,
+	0x43, 0x68, 0x65, 0x63, 0x6b, 0x70, 0x6f, 0x69, 0x6e, 0x74, 0x52, 0x65, 0x71, 0x75, 0x65, 0x73,
+	0x74, 0x12, 0x1f, 0x0a, 0x0b, 0x69, 0x6e, 0x73, 0x74, 0x61, 0x6e, 0x63, 0x65, 0x5f, 0x69, 0x64,
+	0x18, 0x01, 0x20, 0x01, 0x28, 0x09, 0x52, 0x0a, 0x69, 0x6e, 0x73, 0x74, 0x61, 0x6e, 0x63, 0x65,
+	0x49, 0x64, 0x12, 0x1f, 0x0a, 0x0b, 0x64, 0x65, 0x63, 0x69, 0x73, 0x69, 0x6f, 0x6e, 0x5f, 0x69,
+	0x64, 0x18, 0x02, 0x20, 0x01, 0x28, 0x09, 0x52, 0x0a, 0x64, 0x65, 0x63, 0x69, 0x73, 0x69, 0x6f,
+	0x6e, 0x49, 0x64, 0x12, 0x18, 0x0a, 0x07, 0x6f, 0x75, 0x74, 0x63, 0x6f, 0x6d, 0x65, 0x18, 0x03,
+	0x20, 0x01, 0x28, 0x09, 0x52, 0x07, 0x6f, 0x75, 0x74, 0x63, 0x6f, 0x6d, 0x65, 0x12, 0x23, 0x0a,
+	0x0d, 0x65, 0x76, 0x69, 0x64, 0x65, 0x6e, 0x63, 0x65, 0x5f, 0x72, 0x65, 0x66, 0x73, 0x18, 0x04,
+	0x20, 0x03, 0x28, 0x09, 0x52, 0x0c, 0x65, 0x76, 0x69, 0x64, 0x65, 0x6e, 0x63, 0x65, 0x52, 0x65,
+	0x66, 0x73, 0x12, 0x31, 0x0a, 0x07, 0x6f, 0x75, 0x74, 0x70, 0x75, 0x74, 0x73, 0x18, 0x05, 0x20,
+	0x01, 0x28, 0x0b, 0x32, 0x17, 0x2e, 0x67, 0x6f, 0x6f, 0x67, 0x6c, 0x65, 0x2e, 0x70, 0x72, 0x6f,
+	0x74, 0x6f, 0x62, 0x75, 0x66, 0x2e, 0x53, 0x74, 0x72, 0x75, 0x63, 0x74, 0x52, 0x07, 0x6f, 0x75,
+	0x74, 0x70, 0x75, 0x74, 0x73, 0x22, 0x4e, 0x0a, 0x18, 0x52, 0x65, 0x63, 0x6f, 0x72, 0x64, 0x43,
+	0x68, 0x65, 0x63, 0x6b, 0x70, 0x6f, 0x69, 0x6e, 0x74, 0x52, 0x65, 0x73, 0x70, 0x6f, 0x6e, 0x73,
+	0x65, 0x12, 0x32, 0x0a, 0x06, 0x72, 0x65, 0x63, 0x6f, 0x72, 0x64, 0x18, 0x01, 0x20, 0x01, 0x28,
+	0x0b, 0x32, 0x1a, 0x2e, 0x73, 0x69, 0x67, 0x6e, 0x6f, 0x66, 0x66, 0x2e, 0x76, 0x31, 0x2e, 0x44,
+	0x65, 0x63, 0x69, 0x73, 0x69, 0x6f, 0x6e, 0x52, 0x65, 0x63, 0x6f, 0x72, 0x64, 0x52, 0x06, 0x72,
+	0x65, 0x63, 0x6f, 0x72, 0x64, 0x22, 0xb4, 0x03, 0x0a, 0x12, 0x49, 0x6e, 0x76, 0x6f, 0x6b, 0x65,
 	0x41, 0x67, 0x65, 0x6e, 0x74, 0x52, 0x65, 0x71, 0x75, 0x65, 0x73, 0x74, 0x12, 0x1d, 0x0a, 0x0a,
 	0x72, 0x65, 0x71, 0x75, 0x65, 0x73, 0x74, 0x5f, 0x69, 0x64, 0x18, 0x01, 0x20, 0x01, 0x28, 0x09,
 	0x52, 0x09, 0x72, 0x65, 0x71, 0x75, 0x65, 0x73, 0x74, 0x49, 0x64, 0x12, 0x1d, 0x0a, 0x0a, 0x73,
@@ -1991,7 +2145,7 @@ var file_signoff_v1_execution_service_proto_rawDesc = []byte{
 	0x49, 0x4f, 0x4e, 0x5f, 0x52, 0x45, 0x53, 0x55, 0x4c, 0x54, 0x5f, 0x53, 0x55, 0x43, 0x43, 0x45,
 	0x45, 0x44, 0x45, 0x44, 0x10, 0x01, 0x12, 0x1b, 0x0a, 0x17, 0x45, 0x58, 0x45, 0x43, 0x55, 0x54,
 	0x49, 0x4f, 0x4e, 0x5f, 0x52, 0x45, 0x53, 0x55, 0x4c, 0x54, 0x5f, 0x46, 0x41, 0x49, 0x4c, 0x45,
-	0x44, 0x10, 0x02, 0x32, 0xed, 0x06, 0x0a, 0x10, 0x45, 0x78, 0x65, 0x63, 0x75, 0x74, 0x69, 0x6f,
+	0x44, 0x10, 0x02, 0x32, 0xcc, 0x07, 0x0a, 0x10, 0x45, 0x78, 0x65, 0x63, 0x75, 0x74, 0x69, 0x6f,
 	0x6e, 0x53, 0x65, 0x72, 0x76, 0x69, 0x63, 0x65, 0x12, 0x4e, 0x0a, 0x0b, 0x49, 0x6e, 0x76, 0x6f,
 	0x6b, 0x65, 0x41, 0x67, 0x65, 0x6e, 0x74, 0x12, 0x1e, 0x2e, 0x73, 0x69, 0x67, 0x6e, 0x6f, 0x66,
 	0x66, 0x2e, 0x76, 0x31, 0x2e, 0x49, 0x6e, 0x76, 0x6f, 0x6b, 0x65, 0x41, 0x67, 0x65, 0x6e, 0x74,
@@ -2046,10 +2200,16 @@ var file_signoff_v1_execution_service_proto_rawDesc = []byte{
 	0x2e, 0x76, 0x31, 0x2e, 0x43, 0x68, 0x65, 0x63, 0x6b, 0x50, 0x6c, 0x61, 0x6e, 0x52, 0x65, 0x71,
 	0x75, 0x65, 0x73, 0x74, 0x1a, 0x1d, 0x2e, 0x73, 0x69, 0x67, 0x6e, 0x6f, 0x66, 0x66, 0x2e, 0x76,
 	0x31, 0x2e, 0x43, 0x68, 0x65, 0x63, 0x6b, 0x50, 0x6c, 0x61, 0x6e, 0x52, 0x65, 0x73, 0x70, 0x6f,
-	0x6e, 0x73, 0x65, 0x42, 0x29, 0x5a, 0x27, 0x73, 0x69, 0x67, 0x6e, 0x6f, 0x66, 0x66, 0x2f, 0x63,
-	0x6c, 0x69, 0x65, 0x6e, 0x74, 0x73, 0x2f, 0x67, 0x6f, 0x2f, 0x73, 0x69, 0x67, 0x6e, 0x6f, 0x66,
-	0x66, 0x2f, 0x76, 0x31, 0x3b, 0x73, 0x69, 0x67, 0x6e, 0x6f, 0x66, 0x66, 0x76, 0x31, 0x62, 0x06,
-	0x70, 0x72, 0x6f, 0x74, 0x6f, 0x33,
+	0x6e, 0x73, 0x65, 0x12, 0x5d, 0x0a, 0x10, 0x52, 0x65, 0x63, 0x6f, 0x72, 0x64, 0x43, 0x68, 0x65,
+	0x63, 0x6b, 0x70, 0x6f, 0x69, 0x6e, 0x74, 0x12, 0x23, 0x2e, 0x73, 0x69, 0x67, 0x6e, 0x6f, 0x66,
+	0x66, 0x2e, 0x76, 0x31, 0x2e, 0x52, 0x65, 0x63, 0x6f, 0x72, 0x64, 0x43, 0x68, 0x65, 0x63, 0x6b,
+	0x70, 0x6f, 0x69, 0x6e, 0x74, 0x52, 0x65, 0x71, 0x75, 0x65, 0x73, 0x74, 0x1a, 0x24, 0x2e, 0x73,
+	0x69, 0x67, 0x6e, 0x6f, 0x66, 0x66, 0x2e, 0x76, 0x31, 0x2e, 0x52, 0x65, 0x63, 0x6f, 0x72, 0x64,
+	0x43, 0x68, 0x65, 0x63, 0x6b, 0x70, 0x6f, 0x69, 0x6e, 0x74, 0x52, 0x65, 0x73, 0x70, 0x6f, 0x6e,
+	0x73, 0x65, 0x42, 0x29, 0x5a, 0x27, 0x73, 0x69, 0x67, 0x6e, 0x6f, 0x66, 0x66, 0x2f, 0x63, 0x6c,
+	0x69, 0x65, 0x6e, 0x74, 0x73, 0x2f, 0x67, 0x6f, 0x2f, 0x73, 0x69, 0x67, 0x6e, 0x6f, 0x66, 0x66,
+	0x2f, 0x76, 0x31, 0x3b, 0x73, 0x69, 0x67, 0x6e, 0x6f, 0x66, 0x66, 0x76, 0x31, 0x62, 0x06, 0x70,
+	0x72, 0x6f, 0x74, 0x6f, 0x33,
 }
 
 var (
@@ -2065,7 +2225,7 @@ func file_signoff_v1_execution_service_proto_rawDescGZIP() []byte {
 }
 
 var file_signoff_v1_execution_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_signoff_v1_execution_service_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_signoff_v1_execution_service_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_signoff_v1_execution_service_proto_goTypes = []interface{}{
 	(ExecutionResult)(0),             // 0: signoff.v1.ExecutionResult
 	(*Plan)(nil),                     // 1: signoff.v1.Plan
@@ -2074,98 +2234,105 @@ var file_signoff_v1_execution_service_proto_goTypes = []interface{}{
 	(*CheckPlanRequest)(nil),         // 4: signoff.v1.CheckPlanRequest
 	(*PlanFinding)(nil),              // 5: signoff.v1.PlanFinding
 	(*CheckPlanResponse)(nil),        // 6: signoff.v1.CheckPlanResponse
-	(*InvokeAgentRequest)(nil),       // 7: signoff.v1.InvokeAgentRequest
-	(*InvokeAgentResponse)(nil),      // 8: signoff.v1.InvokeAgentResponse
-	(*RequestDecisionRequest)(nil),   // 9: signoff.v1.RequestDecisionRequest
-	(*RequestDecisionResponse)(nil),  // 10: signoff.v1.RequestDecisionResponse
-	(*ConsumeGrantRequest)(nil),      // 11: signoff.v1.ConsumeGrantRequest
-	(*ConsumeGrantResponse)(nil),     // 12: signoff.v1.ConsumeGrantResponse
-	(*WatchInstanceRequest)(nil),     // 13: signoff.v1.WatchInstanceRequest
-	(*Bookmark)(nil),                 // 14: signoff.v1.Bookmark
-	(*WatchInstanceResponse)(nil),    // 15: signoff.v1.WatchInstanceResponse
-	(*ReportExecutionRequest)(nil),   // 16: signoff.v1.ReportExecutionRequest
-	(*ReportExecutionResponse)(nil),  // 17: signoff.v1.ReportExecutionResponse
-	(*CompleteInstanceRequest)(nil),  // 18: signoff.v1.CompleteInstanceRequest
-	(*CompleteInstanceResponse)(nil), // 19: signoff.v1.CompleteInstanceResponse
-	(*CancelInstanceRequest)(nil),    // 20: signoff.v1.CancelInstanceRequest
-	(*CancelInstanceResponse)(nil),   // 21: signoff.v1.CancelInstanceResponse
-	(*GetInstanceRequest)(nil),       // 22: signoff.v1.GetInstanceRequest
-	(*GetInstanceResponse)(nil),      // 23: signoff.v1.GetInstanceResponse
-	(*ListInstancesRequest)(nil),     // 24: signoff.v1.ListInstancesRequest
-	(*ListInstancesResponse)(nil),    // 25: signoff.v1.ListInstancesResponse
-	(*structpb.Struct)(nil),          // 26: google.protobuf.Struct
-	(RiskClass)(0),                   // 27: signoff.v1.RiskClass
-	(*structpb.Value)(nil),           // 28: google.protobuf.Value
-	(*User)(nil),                     // 29: signoff.v1.User
-	(*Agent)(nil),                    // 30: signoff.v1.Agent
-	(*Input)(nil),                    // 31: signoff.v1.Input
-	(Mode)(0),                        // 32: signoff.v1.Mode
-	(*Runtime)(nil),                  // 33: signoff.v1.Runtime
-	(*Instance)(nil),                 // 34: signoff.v1.Instance
-	(*ProposedAction)(nil),           // 35: signoff.v1.ProposedAction
-	(Outcome)(0),                     // 36: signoff.v1.Outcome
-	(*Action)(nil),                   // 37: signoff.v1.Action
-	(*ControlsActive)(nil),           // 38: signoff.v1.ControlsActive
-	(*timestamppb.Timestamp)(nil),    // 39: google.protobuf.Timestamp
-	(*Event)(nil),                    // 40: signoff.v1.Event
-	(InstanceState)(0),               // 41: signoff.v1.InstanceState
+	(*RecordCheckpointRequest)(nil),  // 7: signoff.v1.RecordCheckpointRequest
+	(*RecordCheckpointResponse)(nil), // 8: signoff.v1.RecordCheckpointResponse
+	(*InvokeAgentRequest)(nil),       // 9: signoff.v1.InvokeAgentRequest
+	(*InvokeAgentResponse)(nil),      // 10: signoff.v1.InvokeAgentResponse
+	(*RequestDecisionRequest)(nil),   // 11: signoff.v1.RequestDecisionRequest
+	(*RequestDecisionResponse)(nil),  // 12: signoff.v1.RequestDecisionResponse
+	(*ConsumeGrantRequest)(nil),      // 13: signoff.v1.ConsumeGrantRequest
+	(*ConsumeGrantResponse)(nil),     // 14: signoff.v1.ConsumeGrantResponse
+	(*WatchInstanceRequest)(nil),     // 15: signoff.v1.WatchInstanceRequest
+	(*Bookmark)(nil),                 // 16: signoff.v1.Bookmark
+	(*WatchInstanceResponse)(nil),    // 17: signoff.v1.WatchInstanceResponse
+	(*ReportExecutionRequest)(nil),   // 18: signoff.v1.ReportExecutionRequest
+	(*ReportExecutionResponse)(nil),  // 19: signoff.v1.ReportExecutionResponse
+	(*CompleteInstanceRequest)(nil),  // 20: signoff.v1.CompleteInstanceRequest
+	(*CompleteInstanceResponse)(nil), // 21: signoff.v1.CompleteInstanceResponse
+	(*CancelInstanceRequest)(nil),    // 22: signoff.v1.CancelInstanceRequest
+	(*CancelInstanceResponse)(nil),   // 23: signoff.v1.CancelInstanceResponse
+	(*GetInstanceRequest)(nil),       // 24: signoff.v1.GetInstanceRequest
+	(*GetInstanceResponse)(nil),      // 25: signoff.v1.GetInstanceResponse
+	(*ListInstancesRequest)(nil),     // 26: signoff.v1.ListInstancesRequest
+	(*ListInstancesResponse)(nil),    // 27: signoff.v1.ListInstancesResponse
+	(*structpb.Struct)(nil),          // 28: google.protobuf.Struct
+	(RiskClass)(0),                   // 29: signoff.v1.RiskClass
+	(*structpb.Value)(nil),           // 30: google.protobuf.Value
+	(*DecisionRecord)(nil),           // 31: signoff.v1.DecisionRecord
+	(*User)(nil),                     // 32: signoff.v1.User
+	(*Agent)(nil),                    // 33: signoff.v1.Agent
+	(*Input)(nil),                    // 34: signoff.v1.Input
+	(Mode)(0),                        // 35: signoff.v1.Mode
+	(*Runtime)(nil),                  // 36: signoff.v1.Runtime
+	(*Instance)(nil),                 // 37: signoff.v1.Instance
+	(*ProposedAction)(nil),           // 38: signoff.v1.ProposedAction
+	(Outcome)(0),                     // 39: signoff.v1.Outcome
+	(*Action)(nil),                   // 40: signoff.v1.Action
+	(*ControlsActive)(nil),           // 41: signoff.v1.ControlsActive
+	(*timestamppb.Timestamp)(nil),    // 42: google.protobuf.Timestamp
+	(*Event)(nil),                    // 43: signoff.v1.Event
+	(InstanceState)(0),               // 44: signoff.v1.InstanceState
 }
 var file_signoff_v1_execution_service_proto_depIdxs = []int32{
 	2,  // 0: signoff.v1.Plan.steps:type_name -> signoff.v1.PlanStep
 	3,  // 1: signoff.v1.Plan.decision_checkpoints:type_name -> signoff.v1.DecisionCheckpoint
-	26, // 2: signoff.v1.PlanStep.params:type_name -> google.protobuf.Struct
-	27, // 3: signoff.v1.PlanStep.approval_mode:type_name -> signoff.v1.RiskClass
-	28, // 4: signoff.v1.PlanStep.execute_when:type_name -> google.protobuf.Value
+	28, // 2: signoff.v1.PlanStep.params:type_name -> google.protobuf.Struct
+	29, // 3: signoff.v1.PlanStep.approval_mode:type_name -> signoff.v1.RiskClass
+	30, // 4: signoff.v1.PlanStep.execute_when:type_name -> google.protobuf.Value
 	1,  // 5: signoff.v1.CheckPlanRequest.plan:type_name -> signoff.v1.Plan
 	5,  // 6: signoff.v1.CheckPlanResponse.findings:type_name -> signoff.v1.PlanFinding
-	29, // 7: signoff.v1.InvokeAgentRequest.user:type_name -> signoff.v1.User
-	30, // 8: signoff.v1.InvokeAgentRequest.agent:type_name -> signoff.v1.Agent
-	31, // 9: signoff.v1.InvokeAgentRequest.input:type_name -> signoff.v1.Input
-	32, // 10: signoff.v1.InvokeAgentRequest.mode:type_name -> signoff.v1.Mode
-	33, // 11: signoff.v1.InvokeAgentRequest.runtime:type_name -> signoff.v1.Runtime
-	34, // 12: signoff.v1.InvokeAgentResponse.instance:type_name -> signoff.v1.Instance
-	35, // 13: signoff.v1.RequestDecisionRequest.action:type_name -> signoff.v1.ProposedAction
-	36, // 14: signoff.v1.RequestDecisionResponse.outcome:type_name -> signoff.v1.Outcome
-	37, // 15: signoff.v1.RequestDecisionResponse.action:type_name -> signoff.v1.Action
-	38, // 16: signoff.v1.RequestDecisionResponse.controls:type_name -> signoff.v1.ControlsActive
-	39, // 17: signoff.v1.RequestDecisionResponse.grant_expire_time:type_name -> google.protobuf.Timestamp
-	37, // 18: signoff.v1.ConsumeGrantResponse.action:type_name -> signoff.v1.Action
-	39, // 19: signoff.v1.Bookmark.time:type_name -> google.protobuf.Timestamp
-	40, // 20: signoff.v1.WatchInstanceResponse.event:type_name -> signoff.v1.Event
-	14, // 21: signoff.v1.WatchInstanceResponse.bookmark:type_name -> signoff.v1.Bookmark
-	0,  // 22: signoff.v1.ReportExecutionRequest.result:type_name -> signoff.v1.ExecutionResult
-	26, // 23: signoff.v1.ReportExecutionRequest.outputs:type_name -> google.protobuf.Struct
-	37, // 24: signoff.v1.ReportExecutionResponse.action:type_name -> signoff.v1.Action
-	34, // 25: signoff.v1.CompleteInstanceResponse.instance:type_name -> signoff.v1.Instance
-	34, // 26: signoff.v1.CancelInstanceResponse.instance:type_name -> signoff.v1.Instance
-	34, // 27: signoff.v1.GetInstanceResponse.instance:type_name -> signoff.v1.Instance
-	41, // 28: signoff.v1.ListInstancesRequest.state:type_name -> signoff.v1.InstanceState
-	34, // 29: signoff.v1.ListInstancesResponse.instances:type_name -> signoff.v1.Instance
-	7,  // 30: signoff.v1.ExecutionService.InvokeAgent:input_type -> signoff.v1.InvokeAgentRequest
-	9,  // 31: signoff.v1.ExecutionService.RequestDecision:input_type -> signoff.v1.RequestDecisionRequest
-	13, // 32: signoff.v1.ExecutionService.WatchInstance:input_type -> signoff.v1.WatchInstanceRequest
-	11, // 33: signoff.v1.ExecutionService.ConsumeGrant:input_type -> signoff.v1.ConsumeGrantRequest
-	16, // 34: signoff.v1.ExecutionService.ReportExecution:input_type -> signoff.v1.ReportExecutionRequest
-	18, // 35: signoff.v1.ExecutionService.CompleteInstance:input_type -> signoff.v1.CompleteInstanceRequest
-	20, // 36: signoff.v1.ExecutionService.CancelInstance:input_type -> signoff.v1.CancelInstanceRequest
-	22, // 37: signoff.v1.ExecutionService.GetInstance:input_type -> signoff.v1.GetInstanceRequest
-	24, // 38: signoff.v1.ExecutionService.ListInstances:input_type -> signoff.v1.ListInstancesRequest
-	4,  // 39: signoff.v1.ExecutionService.CheckPlan:input_type -> signoff.v1.CheckPlanRequest
-	8,  // 40: signoff.v1.ExecutionService.InvokeAgent:output_type -> signoff.v1.InvokeAgentResponse
-	10, // 41: signoff.v1.ExecutionService.RequestDecision:output_type -> signoff.v1.RequestDecisionResponse
-	15, // 42: signoff.v1.ExecutionService.WatchInstance:output_type -> signoff.v1.WatchInstanceResponse
-	12, // 43: signoff.v1.ExecutionService.ConsumeGrant:output_type -> signoff.v1.ConsumeGrantResponse
-	17, // 44: signoff.v1.ExecutionService.ReportExecution:output_type -> signoff.v1.ReportExecutionResponse
-	19, // 45: signoff.v1.ExecutionService.CompleteInstance:output_type -> signoff.v1.CompleteInstanceResponse
-	21, // 46: signoff.v1.ExecutionService.CancelInstance:output_type -> signoff.v1.CancelInstanceResponse
-	23, // 47: signoff.v1.ExecutionService.GetInstance:output_type -> signoff.v1.GetInstanceResponse
-	25, // 48: signoff.v1.ExecutionService.ListInstances:output_type -> signoff.v1.ListInstancesResponse
-	6,  // 49: signoff.v1.ExecutionService.CheckPlan:output_type -> signoff.v1.CheckPlanResponse
-	40, // [40:50] is the sub-list for method output_type
-	30, // [30:40] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	28, // 7: signoff.v1.RecordCheckpointRequest.outputs:type_name -> google.protobuf.Struct
+	31, // 8: signoff.v1.RecordCheckpointResponse.record:type_name -> signoff.v1.DecisionRecord
+	32, // 9: signoff.v1.InvokeAgentRequest.user:type_name -> signoff.v1.User
+	33, // 10: signoff.v1.InvokeAgentRequest.agent:type_name -> signoff.v1.Agent
+	34, // 11: signoff.v1.InvokeAgentRequest.input:type_name -> signoff.v1.Input
+	35, // 12: signoff.v1.InvokeAgentRequest.mode:type_name -> signoff.v1.Mode
+	36, // 13: signoff.v1.InvokeAgentRequest.runtime:type_name -> signoff.v1.Runtime
+	37, // 14: signoff.v1.InvokeAgentResponse.instance:type_name -> signoff.v1.Instance
+	38, // 15: signoff.v1.RequestDecisionRequest.action:type_name -> signoff.v1.ProposedAction
+	39, // 16: signoff.v1.RequestDecisionResponse.outcome:type_name -> signoff.v1.Outcome
+	40, // 17: signoff.v1.RequestDecisionResponse.action:type_name -> signoff.v1.Action
+	41, // 18: signoff.v1.RequestDecisionResponse.controls:type_name -> signoff.v1.ControlsActive
+	42, // 19: signoff.v1.RequestDecisionResponse.grant_expire_time:type_name -> google.protobuf.Timestamp
+	40, // 20: signoff.v1.ConsumeGrantResponse.action:type_name -> signoff.v1.Action
+	42, // 21: signoff.v1.Bookmark.time:type_name -> google.protobuf.Timestamp
+	43, // 22: signoff.v1.WatchInstanceResponse.event:type_name -> signoff.v1.Event
+	16, // 23: signoff.v1.WatchInstanceResponse.bookmark:type_name -> signoff.v1.Bookmark
+	0,  // 24: signoff.v1.ReportExecutionRequest.result:type_name -> signoff.v1.ExecutionResult
+	28, // 25: signoff.v1.ReportExecutionRequest.outputs:type_name -> google.protobuf.Struct
+	40, // 26: signoff.v1.ReportExecutionResponse.action:type_name -> signoff.v1.Action
+	37, // 27: signoff.v1.CompleteInstanceResponse.instance:type_name -> signoff.v1.Instance
+	37, // 28: signoff.v1.CancelInstanceResponse.instance:type_name -> signoff.v1.Instance
+	37, // 29: signoff.v1.GetInstanceResponse.instance:type_name -> signoff.v1.Instance
+	44, // 30: signoff.v1.ListInstancesRequest.state:type_name -> signoff.v1.InstanceState
+	37, // 31: signoff.v1.ListInstancesResponse.instances:type_name -> signoff.v1.Instance
+	9,  // 32: signoff.v1.ExecutionService.InvokeAgent:input_type -> signoff.v1.InvokeAgentRequest
+	11, // 33: signoff.v1.ExecutionService.RequestDecision:input_type -> signoff.v1.RequestDecisionRequest
+	15, // 34: signoff.v1.ExecutionService.WatchInstance:input_type -> signoff.v1.WatchInstanceRequest
+	13, // 35: signoff.v1.ExecutionService.ConsumeGrant:input_type -> signoff.v1.ConsumeGrantRequest
+	18, // 36: signoff.v1.ExecutionService.ReportExecution:input_type -> signoff.v1.ReportExecutionRequest
+	20, // 37: signoff.v1.ExecutionService.CompleteInstance:input_type -> signoff.v1.CompleteInstanceRequest
+	22, // 38: signoff.v1.ExecutionService.CancelInstance:input_type -> signoff.v1.CancelInstanceRequest
+	24, // 39: signoff.v1.ExecutionService.GetInstance:input_type -> signoff.v1.GetInstanceRequest
+	26, // 40: signoff.v1.ExecutionService.ListInstances:input_type -> signoff.v1.ListInstancesRequest
+	4,  // 41: signoff.v1.ExecutionService.CheckPlan:input_type -> signoff.v1.CheckPlanRequest
+	7,  // 42: signoff.v1.ExecutionService.RecordCheckpoint:input_type -> signoff.v1.RecordCheckpointRequest
+	10, // 43: signoff.v1.ExecutionService.InvokeAgent:output_type -> signoff.v1.InvokeAgentResponse
+	12, // 44: signoff.v1.ExecutionService.RequestDecision:output_type -> signoff.v1.RequestDecisionResponse
+	17, // 45: signoff.v1.ExecutionService.WatchInstance:output_type -> signoff.v1.WatchInstanceResponse
+	14, // 46: signoff.v1.ExecutionService.ConsumeGrant:output_type -> signoff.v1.ConsumeGrantResponse
+	19, // 47: signoff.v1.ExecutionService.ReportExecution:output_type -> signoff.v1.ReportExecutionResponse
+	21, // 48: signoff.v1.ExecutionService.CompleteInstance:output_type -> signoff.v1.CompleteInstanceResponse
+	23, // 49: signoff.v1.ExecutionService.CancelInstance:output_type -> signoff.v1.CancelInstanceResponse
+	25, // 50: signoff.v1.ExecutionService.GetInstance:output_type -> signoff.v1.GetInstanceResponse
+	27, // 51: signoff.v1.ExecutionService.ListInstances:output_type -> signoff.v1.ListInstancesResponse
+	6,  // 52: signoff.v1.ExecutionService.CheckPlan:output_type -> signoff.v1.CheckPlanResponse
+	8,  // 53: signoff.v1.ExecutionService.RecordCheckpoint:output_type -> signoff.v1.RecordCheckpointResponse
+	43, // [43:54] is the sub-list for method output_type
+	32, // [32:43] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_signoff_v1_execution_service_proto_init() }
@@ -2248,7 +2415,7 @@ func file_signoff_v1_execution_service_proto_init() {
 			}
 		}
 		file_signoff_v1_execution_service_proto_msgTypes[6].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*InvokeAgentRequest); i {
+			switch v := v.(*RecordCheckpointRequest); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2260,7 +2427,7 @@ func file_signoff_v1_execution_service_proto_init() {
 			}
 		}
 		file_signoff_v1_execution_service_proto_msgTypes[7].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*InvokeAgentResponse); i {
+			switch v := v.(*RecordCheckpointResponse); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2272,7 +2439,7 @@ func file_signoff_v1_execution_service_proto_init() {
 			}
 		}
 		file_signoff_v1_execution_service_proto_msgTypes[8].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*RequestDecisionRequest); i {
+			switch v := v.(*InvokeAgentRequest); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2284,7 +2451,7 @@ func file_signoff_v1_execution_service_proto_init() {
 			}
 		}
 		file_signoff_v1_execution_service_proto_msgTypes[9].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*RequestDecisionResponse); i {
+			switch v := v.(*InvokeAgentResponse); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2296,7 +2463,7 @@ func file_signoff_v1_execution_service_proto_init() {
 			}
 		}
 		file_signoff_v1_execution_service_proto_msgTypes[10].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*ConsumeGrantRequest); i {
+			switch v := v.(*RequestDecisionRequest); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2308,7 +2475,7 @@ func file_signoff_v1_execution_service_proto_init() {
 			}
 		}
 		file_signoff_v1_execution_service_proto_msgTypes[11].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*ConsumeGrantResponse); i {
+			switch v := v.(*RequestDecisionResponse); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2320,7 +2487,7 @@ func file_signoff_v1_execution_service_proto_init() {
 			}
 		}
 		file_signoff_v1_execution_service_proto_msgTypes[12].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*WatchInstanceRequest); i {
+			switch v := v.(*ConsumeGrantRequest); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2332,7 +2499,7 @@ func file_signoff_v1_execution_service_proto_init() {
 			}
 		}
 		file_signoff_v1_execution_service_proto_msgTypes[13].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*Bookmark); i {
+			switch v := v.(*ConsumeGrantResponse); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2344,7 +2511,7 @@ func file_signoff_v1_execution_service_proto_init() {
 			}
 		}
 		file_signoff_v1_execution_service_proto_msgTypes[14].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*WatchInstanceResponse); i {
+			switch v := v.(*WatchInstanceRequest); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2356,7 +2523,7 @@ func file_signoff_v1_execution_service_proto_init() {
 			}
 		}
 		file_signoff_v1_execution_service_proto_msgTypes[15].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*ReportExecutionRequest); i {
+			switch v := v.(*Bookmark); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2368,7 +2535,7 @@ func file_signoff_v1_execution_service_proto_init() {
 			}
 		}
 		file_signoff_v1_execution_service_proto_msgTypes[16].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*ReportExecutionResponse); i {
+			switch v := v.(*WatchInstanceResponse); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2380,7 +2547,7 @@ func file_signoff_v1_execution_service_proto_init() {
 			}
 		}
 		file_signoff_v1_execution_service_proto_msgTypes[17].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*CompleteInstanceRequest); i {
+			switch v := v.(*ReportExecutionRequest); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2392,7 +2559,7 @@ func file_signoff_v1_execution_service_proto_init() {
 			}
 		}
 		file_signoff_v1_execution_service_proto_msgTypes[18].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*CompleteInstanceResponse); i {
+			switch v := v.(*ReportExecutionResponse); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2404,7 +2571,7 @@ func file_signoff_v1_execution_service_proto_init() {
 			}
 		}
 		file_signoff_v1_execution_service_proto_msgTypes[19].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*CancelInstanceRequest); i {
+			switch v := v.(*CompleteInstanceRequest); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2416,7 +2583,7 @@ func file_signoff_v1_execution_service_proto_init() {
 			}
 		}
 		file_signoff_v1_execution_service_proto_msgTypes[20].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*CancelInstanceResponse); i {
+			switch v := v.(*CompleteInstanceResponse); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2428,7 +2595,7 @@ func file_signoff_v1_execution_service_proto_init() {
 			}
 		}
 		file_signoff_v1_execution_service_proto_msgTypes[21].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*GetInstanceRequest); i {
+			switch v := v.(*CancelInstanceRequest); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2440,7 +2607,7 @@ func file_signoff_v1_execution_service_proto_init() {
 			}
 		}
 		file_signoff_v1_execution_service_proto_msgTypes[22].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*GetInstanceResponse); i {
+			switch v := v.(*CancelInstanceResponse); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2452,7 +2619,7 @@ func file_signoff_v1_execution_service_proto_init() {
 			}
 		}
 		file_signoff_v1_execution_service_proto_msgTypes[23].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*ListInstancesRequest); i {
+			switch v := v.(*GetInstanceRequest); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2464,6 +2631,30 @@ func file_signoff_v1_execution_service_proto_init() {
 			}
 		}
 		file_signoff_v1_execution_service_proto_msgTypes[24].Exporter = func(v interface{}, i int) interface{} {
+			switch v := v.(*GetInstanceResponse); i {
+			case 0:
+				return &v.state
+			case 1:
+				return &v.sizeCache
+			case 2:
+				return &v.unknownFields
+			default:
+				return nil
+			}
+		}
+		file_signoff_v1_execution_service_proto_msgTypes[25].Exporter = func(v interface{}, i int) interface{} {
+			switch v := v.(*ListInstancesRequest); i {
+			case 0:
+				return &v.state
+			case 1:
+				return &v.sizeCache
+			case 2:
+				return &v.unknownFields
+			default:
+				return nil
+			}
+		}
+		file_signoff_v1_execution_service_proto_msgTypes[26].Exporter = func(v interface{}, i int) interface{} {
 			switch v := v.(*ListInstancesResponse); i {
 			case 0:
 				return &v.state
@@ -2476,18 +2667,18 @@ func file_signoff_v1_execution_service_proto_init() {
 			}
 		}
 	}
-	file_signoff_v1_execution_service_proto_msgTypes[14].OneofWrappers = []interface{}{
+	file_signoff_v1_execution_service_proto_msgTypes[16].OneofWrappers = []interface{}{
 		(*WatchInstanceResponse_Event)(nil),
 		(*WatchInstanceResponse_Bookmark)(nil),
 	}
-	file_signoff_v1_execution_service_proto_msgTypes[15].OneofWrappers = []interface{}{}
+	file_signoff_v1_execution_service_proto_msgTypes[17].OneofWrappers = []interface{}{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: file_signoff_v1_execution_service_proto_rawDesc,
 			NumEnums:      1,
-			NumMessages:   25,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

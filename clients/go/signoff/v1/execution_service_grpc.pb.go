@@ -60,6 +60,15 @@ type ExecutionServiceClient interface {
 	// ids, more than 100 steps or checkpoints, conditions nested deeper than 16)
 	// fails with INVALID_ARGUMENT naming each field. See docs/plans.md.
 	CheckPlan(ctx context.Context, in *CheckPlanRequest, opts ...grpc.CallOption) (*CheckPlanResponse, error)
+	// Records the outcome of a decision checkpoint of the agent's plan (for
+	// example support.refund.eligibility DECIDED: eligible) as a DecisionRecord
+	// with status DECIDED and no action, written with a CHECKPOINT_RECORDED
+	// event in the instance's chain. Idempotent by (instance_id, decision_id):
+	// a repeat returns the same record; a different outcome, evidence_refs or
+	// outputs fails with ALREADY_EXISTS, reason IDEMPOTENCY_KEY_REUSED. Fails
+	// with FAILED_PRECONDITION, reason INSTANCE_NOT_ACTIVE, once the instance
+	// is completed or terminated.
+	RecordCheckpoint(ctx context.Context, in *RecordCheckpointRequest, opts ...grpc.CallOption) (*RecordCheckpointResponse, error)
 }
 
 type executionServiceClient struct {
@@ -183,6 +192,15 @@ func (c *executionServiceClient) CheckPlan(ctx context.Context, in *CheckPlanReq
 	return out, nil
 }
 
+func (c *executionServiceClient) RecordCheckpoint(ctx context.Context, in *RecordCheckpointRequest, opts ...grpc.CallOption) (*RecordCheckpointResponse, error) {
+	out := new(RecordCheckpointResponse)
+	err := c.cc.Invoke(ctx, "/signoff.v1.ExecutionService/RecordCheckpoint", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ExecutionServiceServer is the server API for ExecutionService service.
 // All implementations must embed UnimplementedExecutionServiceServer
 // for forward compatibility
@@ -230,6 +248,15 @@ type ExecutionServiceServer interface {
 	// ids, more than 100 steps or checkpoints, conditions nested deeper than 16)
 	// fails with INVALID_ARGUMENT naming each field. See docs/plans.md.
 	CheckPlan(context.Context, *CheckPlanRequest) (*CheckPlanResponse, error)
+	// Records the outcome of a decision checkpoint of the agent's plan (for
+	// example support.refund.eligibility DECIDED: eligible) as a DecisionRecord
+	// with status DECIDED and no action, written with a CHECKPOINT_RECORDED
+	// event in the instance's chain. Idempotent by (instance_id, decision_id):
+	// a repeat returns the same record; a different outcome, evidence_refs or
+	// outputs fails with ALREADY_EXISTS, reason IDEMPOTENCY_KEY_REUSED. Fails
+	// with FAILED_PRECONDITION, reason INSTANCE_NOT_ACTIVE, once the instance
+	// is completed or terminated.
+	RecordCheckpoint(context.Context, *RecordCheckpointRequest) (*RecordCheckpointResponse, error)
 	mustEmbedUnimplementedExecutionServiceServer()
 }
 
@@ -266,6 +293,9 @@ func (UnimplementedExecutionServiceServer) ListInstances(context.Context, *ListI
 }
 func (UnimplementedExecutionServiceServer) CheckPlan(context.Context, *CheckPlanRequest) (*CheckPlanResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method CheckPlan not implemented")
+}
+func (UnimplementedExecutionServiceServer) RecordCheckpoint(context.Context, *RecordCheckpointRequest) (*RecordCheckpointResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RecordCheckpoint not implemented")
 }
 func (UnimplementedExecutionServiceServer) mustEmbedUnimplementedExecutionServiceServer() {}
 
@@ -463,6 +493,24 @@ func _ExecutionService_CheckPlan_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ExecutionService_RecordCheckpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecordCheckpointRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExecutionServiceServer).RecordCheckpoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/signoff.v1.ExecutionService/RecordCheckpoint",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExecutionServiceServer).RecordCheckpoint(ctx, req.(*RecordCheckpointRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _ExecutionService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "signoff.v1.ExecutionService",
 	HandlerType: (*ExecutionServiceServer)(nil),
@@ -502,6 +550,10 @@ var _ExecutionService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CheckPlan",
 			Handler:    _ExecutionService_CheckPlan_Handler,
+		},
+		{
+			MethodName: "RecordCheckpoint",
+			Handler:    _ExecutionService_RecordCheckpoint_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

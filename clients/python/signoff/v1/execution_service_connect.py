@@ -21,7 +21,7 @@ from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint
 from pyqwest import Client
 
-from .execution_service_pb2 import CancelInstanceRequest, CancelInstanceResponse, CheckPlanRequest, CheckPlanResponse, CompleteInstanceRequest, CompleteInstanceResponse, ConsumeGrantRequest, ConsumeGrantResponse, GetInstanceRequest, GetInstanceResponse, InvokeAgentRequest, InvokeAgentResponse, ListInstancesRequest, ListInstancesResponse, ReportExecutionRequest, ReportExecutionResponse, RequestDecisionRequest, RequestDecisionResponse, WatchInstanceRequest, WatchInstanceResponse
+from .execution_service_pb2 import CancelInstanceRequest, CancelInstanceResponse, CheckPlanRequest, CheckPlanResponse, CompleteInstanceRequest, CompleteInstanceResponse, ConsumeGrantRequest, ConsumeGrantResponse, GetInstanceRequest, GetInstanceResponse, InvokeAgentRequest, InvokeAgentResponse, ListInstancesRequest, ListInstancesResponse, RecordCheckpointRequest, RecordCheckpointResponse, ReportExecutionRequest, ReportExecutionResponse, RequestDecisionRequest, RequestDecisionResponse, WatchInstanceRequest, WatchInstanceResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
@@ -122,6 +122,19 @@ class ExecutionService(Protocol):
         the verdict and the plan's sha256. A malformed plan (missing or repeated
         ids, more than 100 steps or checkpoints, conditions nested deeper than 16)
         fails with INVALID_ARGUMENT naming each field. See docs/plans.md.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def record_checkpoint(self, request: RecordCheckpointRequest, ctx: RequestContext[RecordCheckpointRequest, RecordCheckpointResponse], /) -> RecordCheckpointResponse:
+        """
+        Records the outcome of a decision checkpoint of the agent's plan (for
+        example support.refund.eligibility DECIDED: eligible) as a DecisionRecord
+        with status DECIDED and no action, written with a CHECKPOINT_RECORDED
+        event in the instance's chain. Idempotent by (instance_id, decision_id):
+        a repeat returns the same record; a different outcome, evidence_refs or
+        outputs fails with ALREADY_EXISTS, reason IDEMPOTENCY_KEY_REUSED. Fails
+        with FAILED_PRECONDITION, reason INSTANCE_NOT_ACTIVE, once the instance
+        is completed or terminated.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -248,6 +261,17 @@ class ExecutionServiceASGIApplication(ConnectASGIApplication[ExecutionService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.check_plan,
+                ),
+                "/signoff.v1.ExecutionService/RecordCheckpoint": Endpoint.unary(
+                    method=MethodInfo(
+                        name="RecordCheckpoint",
+                        service_name="signoff.v1.ExecutionService",
+                        input=RecordCheckpointRequest,
+                        output=RecordCheckpointResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.record_checkpoint,
                 ),
             },
             interceptors=interceptors,
@@ -538,6 +562,36 @@ class ExecutionServiceClient(ConnectClient):
                 service_name="signoff.v1.ExecutionService",
                 input=CheckPlanRequest,
                 output=CheckPlanResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def record_checkpoint(
+        self,
+        request: RecordCheckpointRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> RecordCheckpointResponse:
+        """
+        Records the outcome of a decision checkpoint of the agent's plan (for
+        example support.refund.eligibility DECIDED: eligible) as a DecisionRecord
+        with status DECIDED and no action, written with a CHECKPOINT_RECORDED
+        event in the instance's chain. Idempotent by (instance_id, decision_id):
+        a repeat returns the same record; a different outcome, evidence_refs or
+        outputs fails with ALREADY_EXISTS, reason IDEMPOTENCY_KEY_REUSED. Fails
+        with FAILED_PRECONDITION, reason INSTANCE_NOT_ACTIVE, once the instance
+        is completed or terminated.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="RecordCheckpoint",
+                service_name="signoff.v1.ExecutionService",
+                input=RecordCheckpointRequest,
+                output=RecordCheckpointResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),

@@ -91,6 +91,26 @@ class CheckPlanResponse(_message.Message):
     revision: int
     def __init__(self, accepted: _Optional[bool] = ..., findings: _Optional[_Iterable[_Union[PlanFinding, _Mapping]]] = ..., plan_sha256: _Optional[str] = ..., revision: _Optional[int] = ...) -> None: ...
 
+class RecordCheckpointRequest(_message.Message):
+    __slots__ = ("instance_id", "decision_id", "outcome", "evidence_refs", "outputs")
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_REFS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    decision_id: str
+    outcome: str
+    evidence_refs: _containers.RepeatedScalarFieldContainer[str]
+    outputs: _struct_pb2.Struct
+    def __init__(self, instance_id: _Optional[str] = ..., decision_id: _Optional[str] = ..., outcome: _Optional[str] = ..., evidence_refs: _Optional[_Iterable[str]] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class RecordCheckpointResponse(_message.Message):
+    __slots__ = ("record",)
+    RECORD_FIELD_NUMBER: _ClassVar[int]
+    record: _types_pb2.DecisionRecord
+    def __init__(self, record: _Optional[_Union[_types_pb2.DecisionRecord, _Mapping]] = ...) -> None: ...
+
 class InvokeAgentRequest(_message.Message):
     __slots__ = ("request_id", "session_id", "tenant_id", "user", "agent", "workflow_id", "workflow_version", "context_pack_refs", "input", "mode", "runtime")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]

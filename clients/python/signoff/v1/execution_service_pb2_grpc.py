@@ -86,6 +86,11 @@ class ExecutionServiceStub:
                 request_serializer=signoff_dot_v1_dot_execution__service__pb2.CheckPlanRequest.SerializeToString,
                 response_deserializer=signoff_dot_v1_dot_execution__service__pb2.CheckPlanResponse.FromString,
                 _registered_method=True)
+        self.RecordCheckpoint = channel.unary_unary(
+                '/signoff.v1.ExecutionService/RecordCheckpoint',
+                request_serializer=signoff_dot_v1_dot_execution__service__pb2.RecordCheckpointRequest.SerializeToString,
+                response_deserializer=signoff_dot_v1_dot_execution__service__pb2.RecordCheckpointResponse.FromString,
+                _registered_method=True)
 
 
 class ExecutionServiceServicer:
@@ -186,6 +191,20 @@ class ExecutionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordCheckpoint(self, request, context):
+        """Records the outcome of a decision checkpoint of the agent's plan (for
+        example support.refund.eligibility DECIDED: eligible) as a DecisionRecord
+        with status DECIDED and no action, written with a CHECKPOINT_RECORDED
+        event in the instance's chain. Idempotent by (instance_id, decision_id):
+        a repeat returns the same record; a different outcome, evidence_refs or
+        outputs fails with ALREADY_EXISTS, reason IDEMPOTENCY_KEY_REUSED. Fails
+        with FAILED_PRECONDITION, reason INSTANCE_NOT_ACTIVE, once the instance
+        is completed or terminated.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecutionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -238,6 +257,11 @@ def add_ExecutionServiceServicer_to_server(servicer, server):
                     servicer.CheckPlan,
                     request_deserializer=signoff_dot_v1_dot_execution__service__pb2.CheckPlanRequest.FromString,
                     response_serializer=signoff_dot_v1_dot_execution__service__pb2.CheckPlanResponse.SerializeToString,
+            ),
+            'RecordCheckpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordCheckpoint,
+                    request_deserializer=signoff_dot_v1_dot_execution__service__pb2.RecordCheckpointRequest.FromString,
+                    response_serializer=signoff_dot_v1_dot_execution__service__pb2.RecordCheckpointResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -512,6 +536,33 @@ class ExecutionService:
             '/signoff.v1.ExecutionService/CheckPlan',
             signoff_dot_v1_dot_execution__service__pb2.CheckPlanRequest.SerializeToString,
             signoff_dot_v1_dot_execution__service__pb2.CheckPlanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordCheckpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signoff.v1.ExecutionService/RecordCheckpoint',
+            signoff_dot_v1_dot_execution__service__pb2.RecordCheckpointRequest.SerializeToString,
+            signoff_dot_v1_dot_execution__service__pb2.RecordCheckpointResponse.FromString,
             options,
             channel_credentials,
             insecure,

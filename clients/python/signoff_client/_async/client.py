@@ -343,6 +343,31 @@ class AsyncSignoff:
         )
         return response
 
+    async def record_checkpoint(
+        self,
+        instance_id: str,
+        decision_id: str,
+        outcome: str,
+        evidence_refs: Sequence[str] = (),
+        outputs: Mapping[str, Any] | None = None,
+    ) -> pb.DecisionRecord:
+        """Records what was decided at a decision checkpoint of the plan (for example
+        "support.refund.eligibility", "eligible") as a DecisionRecord in the instance's
+        trail. A repeat with the same outcome, evidence_refs and outputs returns the same
+        record; anything else for the same decision_id fails with ALREADY_EXISTS."""
+        request = execution_pb.RecordCheckpointRequest(
+            instance_id=instance_id,
+            decision_id=decision_id,
+            outcome=outcome,
+            evidence_refs=list(evidence_refs),
+        )
+        if outputs:
+            request.outputs.update(dict(outputs))
+        response: execution_pb.RecordCheckpointResponse = await self._call(
+            self._execution.RecordCheckpoint, request
+        )
+        return response.record
+
     async def evaluate_policy(
         self, envelope: Mapping[str, Any] | WireMessage, proposal: WireMessage
     ) -> policy_pb.EvaluatePolicyResponse:

@@ -74,6 +74,8 @@ __all__ = (
     "PolicyServiceAsyncStub",
     "PolicyServiceStub",
     "ProposedAction",
+    "RecordCheckpointRequest",
+    "RecordCheckpointResponse",
     "ReportExecutionRequest",
     "ReportExecutionResponse",
     "RequestDecisionRequest",
@@ -715,6 +717,13 @@ class EventType(betterproto2.Enum):
     reasons; plan_sha256: the plan it judged). Nothing else was written.
     """
 
+    CHECKPOINT_RECORDED = 14
+    """
+    RecordCheckpoint wrote the DecisionRecord of a decision checkpoint
+    (record_id, record_sha256; reason: "<decision_id> DECIDED: <outcome>").
+    No action: action_id is "".
+    """
+
     @classmethod
     def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
         return {
@@ -732,6 +741,7 @@ class EventType(betterproto2.Enum):
             11: "EVENT_TYPE_ACTION_REMINDER",
             12: "EVENT_TYPE_ACTION_EXECUTING",
             13: "EVENT_TYPE_PLAN_CHECKED",
+            14: "EVENT_TYPE_CHECKPOINT_RECORDED",
         }
 
     @classmethod
@@ -751,6 +761,7 @@ class EventType(betterproto2.Enum):
             "EVENT_TYPE_ACTION_REMINDER": 11,
             "EVENT_TYPE_ACTION_EXECUTING": 12,
             "EVENT_TYPE_PLAN_CHECKED": 13,
+            "EVENT_TYPE_CHECKPOINT_RECORDED": 14,
         }
 
 
@@ -1522,7 +1533,8 @@ class DecisionRecord(betterproto2.Message):
         4, betterproto2.TYPE_ENUM, default_factory=lambda: Outcome(0)
     )
     """
-    What the agent was told.
+    What the agent was told. Unset for a decision checkpoint's record (see
+    checkpoint_outcome): no action was asked about.
     """
 
     outputs: "__google__protobuf__.Struct | None" = betterproto2.field(
@@ -1596,6 +1608,14 @@ class DecisionRecord(betterproto2.Message):
     compiled_context_sha256: "str" = betterproto2.field(22, betterproto2.TYPE_STRING)
     """
     The sha256 of the instance's CompiledContext ("" when it had none).
+    """
+
+    checkpoint_outcome: "str" = betterproto2.field(23, betterproto2.TYPE_STRING)
+    """
+    The outcome of a decision checkpoint as the agent recorded it with
+    RecordCheckpoint, for example "eligible" (status DECIDED, decision_key the
+    checkpoint's decision_id, no action: action_id, tool and action_sha256 are
+    ""). "" for the record of an action's decision.
     """
 
 
@@ -2477,6 +2497,60 @@ default_message_pool.register_message("signoff.v1", "ProposedAction", ProposedAc
 
 
 @dataclass(eq=False, repr=False)
+class RecordCheckpointRequest(betterproto2.Message):
+    instance_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Required.
+    """
+
+    decision_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    The checkpoint, as the plan's decision_checkpoints name it, for example
+    "support.refund.eligibility": an id like the plan's checkpoint ids
+    ([A-Za-z0-9][A-Za-z0-9_.:-]*, at most 128 characters). Required; the
+    record's decision_key.
+    """
+
+    outcome: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    What was decided, for example "eligible": printable text (no control
+    characters), at most 128 characters. Required; the record's checkpoint_outcome.
+    """
+
+    evidence_refs: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
+    """
+    The evidence the decision rests on (at most 64 refs of 512 characters).
+    """
+
+    outputs: "__google__protobuf__.Struct | None" = betterproto2.field(
+        5, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    What the decision produced (at most 64 KiB; no NaN or Infinity).
+    """
+
+
+default_message_pool.register_message(
+    "signoff.v1", "RecordCheckpointRequest", RecordCheckpointRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class RecordCheckpointResponse(betterproto2.Message):
+    record: "DecisionRecord | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    The checkpoint's record (the same one on a repeat).
+    """
+
+
+default_message_pool.register_message(
+    "signoff.v1", "RecordCheckpointResponse", RecordCheckpointResponse
+)
+
+
+@dataclass(eq=False, repr=False)
 class ReportExecutionRequest(betterproto2.Message):
     action_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
     """
@@ -3305,6 +3379,24 @@ class ExecutionServiceStub:
             CheckPlanResponse.FromString,
         )(message)
 
+    def record_checkpoint(self, message: "RecordCheckpointRequest") -> "RecordCheckpointResponse":
+        """
+        Records the outcome of a decision checkpoint of the agent's plan (for
+        example support.refund.eligibility DECIDED: eligible) as a DecisionRecord
+        with status DECIDED and no action, written with a CHECKPOINT_RECORDED
+        event in the instance's chain. Idempotent by (instance_id, decision_id):
+        a repeat returns the same record; a different outcome, evidence_refs or
+        outputs fails with ALREADY_EXISTS, reason IDEMPOTENCY_KEY_REUSED. Fails
+        with FAILED_PRECONDITION, reason INSTANCE_NOT_ACTIVE, once the instance
+        is completed or terminated.
+        """
+
+        return self._channel.unary_unary(
+            "/signoff.v1.ExecutionService/RecordCheckpoint",
+            RecordCheckpointRequest.SerializeToString,
+            RecordCheckpointResponse.FromString,
+        )(message)
+
 
 class ExecutionServiceAsyncStub(betterproto2_grpclib.ServiceStub):
     """
@@ -3541,6 +3633,34 @@ class ExecutionServiceAsyncStub(betterproto2_grpclib.ServiceStub):
             "/signoff.v1.ExecutionService/CheckPlan",
             message,
             CheckPlanResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def record_checkpoint(
+        self,
+        message: "RecordCheckpointRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "RecordCheckpointResponse":
+        """
+        Records the outcome of a decision checkpoint of the agent's plan (for
+        example support.refund.eligibility DECIDED: eligible) as a DecisionRecord
+        with status DECIDED and no action, written with a CHECKPOINT_RECORDED
+        event in the instance's chain. Idempotent by (instance_id, decision_id):
+        a repeat returns the same record; a different outcome, evidence_refs or
+        outputs fails with ALREADY_EXISTS, reason IDEMPOTENCY_KEY_REUSED. Fails
+        with FAILED_PRECONDITION, reason INSTANCE_NOT_ACTIVE, once the instance
+        is completed or terminated.
+        """
+
+        return await self._unary_unary(
+            "/signoff.v1.ExecutionService/RecordCheckpoint",
+            message,
+            RecordCheckpointResponse,
             timeout=timeout,
             deadline=deadline,
             metadata=metadata,

@@ -6,7 +6,7 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp, Value } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { Action, Agent, ControlsActive, Event, Input, Instance, InstanceState, Mode, Outcome, ProposedAction, RiskClass, Runtime, User } from "./types_pb.js";
+import type { Action, Agent, ControlsActive, DecisionRecord, Event, Input, Instance, InstanceState, Mode, Outcome, ProposedAction, RiskClass, Runtime, User } from "./types_pb.js";
 import { file_signoff_v1_types } from "./types_pb.js";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
 
@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file signoff/v1/execution_service.proto.
  */
 export const file_signoff_v1_execution_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJzaWdub2ZmL3YxL2V4ZWN1dGlvbl9zZXJ2aWNlLnByb3RvEgpzaWdub2ZmLnYxIooBCgRQbGFuEg8KB3BsYW5faWQYASABKAkSDgoGaW50ZW50GAIgASgJEiMKBXN0ZXBzGAMgAygLMhQuc2lnbm9mZi52MS5QbGFuU3RlcBI8ChRkZWNpc2lvbl9jaGVja3BvaW50cxgEIAMoCzIeLnNpZ25vZmYudjEuRGVjaXNpb25DaGVja3BvaW50Iu0BCghQbGFuU3RlcBIKCgJpZBgBIAEoCRIMCgR0b29sGAIgASgJEicKBnBhcmFtcxgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEgoKZGVwZW5kc19vbhgEIAMoCRIsCg1hcHByb3ZhbF9tb2RlGAUgASgOMhUuc2lnbm9mZi52MS5SaXNrQ2xhc3MSEAoIcmVxdWlyZXMYBiADKAkSLAoMZXhlY3V0ZV93aGVuGAcgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEhwKFGVzdGltYXRlZF9jb3N0X2NlbnRzGAggASgBIj0KEkRlY2lzaW9uQ2hlY2twb2ludBITCgtkZWNpc2lvbl9pZBgBIAEoCRISCgphZnRlcl9zdGVwGAIgASgJIkcKEENoZWNrUGxhblJlcXVlc3QSEwoLaW5zdGFuY2VfaWQYASABKAkSHgoEcGxhbhgCIAEoCzIQLnNpZ25vZmYudjEuUGxhbiI/CgtQbGFuRmluZGluZxIOCgZyZWFzb24YASABKAkSDwoHc3RlcF9pZBgCIAEoCRIPCgdtZXNzYWdlGAMgASgJIncKEUNoZWNrUGxhblJlc3BvbnNlEhAKCGFjY2VwdGVkGAEgASgIEikKCGZpbmRpbmdzGAIgAygLMhcuc2lnbm9mZi52MS5QbGFuRmluZGluZxITCgtwbGFuX3NoYTI1NhgDIAEoCRIQCghyZXZpc2lvbhgEIAEoAyLDAgoSSW52b2tlQWdlbnRSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAkSEgoKc2Vzc2lvbl9pZBgCIAEoCRIRCgl0ZW5hbnRfaWQYAyABKAkSHgoEdXNlchgEIAEoCzIQLnNpZ25vZmYudjEuVXNlchIgCgVhZ2VudBgFIAEoCzIRLnNpZ25vZmYudjEuQWdlbnQSEwoLd29ya2Zsb3dfaWQYBiABKAkSGAoQd29ya2Zsb3dfdmVyc2lvbhgHIAEoCRIZChFjb250ZXh0X3BhY2tfcmVmcxgIIAMoCRIgCgVpbnB1dBgJIAEoCzIRLnNpZ25vZmYudjEuSW5wdXQSHgoEbW9kZRgKIAEoDjIQLnNpZ25vZmYudjEuTW9kZRIkCgdydW50aW1lGAsgASgLMhMuc2lnbm9mZi52MS5SdW50aW1lIj0KE0ludm9rZUFnZW50UmVzcG9uc2USJgoIaW5zdGFuY2UYASABKAsyFC5zaWdub2ZmLnYxLkluc3RhbmNlIlkKFlJlcXVlc3REZWNpc2lvblJlcXVlc3QSEwoLaW5zdGFuY2VfaWQYASABKAkSKgoGYWN0aW9uGAIgASgLMhouc2lnbm9mZi52MS5Qcm9wb3NlZEFjdGlvbiK7AgoXUmVxdWVzdERlY2lzaW9uUmVzcG9uc2USJAoHb3V0Y29tZRgBIAEoDjITLnNpZ25vZmYudjEuT3V0Y29tZRIRCglhY3Rpb25faWQYAiABKAkSFQoNYWN0aW9uX3NoYTI1NhgDIAEoCRIQCghnYXRlX2lkcxgEIAMoCRIOCgZyZWFzb24YBSABKAkSIgoGYWN0aW9uGAYgASgLMhIuc2lnbm9mZi52MS5BY3Rpb24SEAoIcmV2aXNpb24YByABKAMSLAoIY29udHJvbHMYCCABKAsyGi5zaWdub2ZmLnYxLkNvbnRyb2xzQWN0aXZlEhMKC2dyYW50X3Rva2VuGAkgASgJEjUKEWdyYW50X2V4cGlyZV90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI9ChNDb25zdW1lR3JhbnRSZXF1ZXN0EhEKCWFjdGlvbl9pZBgBIAEoCRITCgtncmFudF90b2tlbhgCIAEoCSI6ChRDb25zdW1lR3JhbnRSZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5zaWdub2ZmLnYxLkFjdGlvbiJDChRXYXRjaEluc3RhbmNlUmVxdWVzdBITCgtpbnN0YW5jZV9pZBgBIAEoCRIWCg5hZnRlcl9yZXZpc2lvbhgCIAEoAyJGCghCb29rbWFyaxIQCghyZXZpc2lvbhgBIAEoAxIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJtChVXYXRjaEluc3RhbmNlUmVzcG9uc2USIgoFZXZlbnQYASABKAsyES5zaWdub2ZmLnYxLkV2ZW50SAASKAoIYm9va21hcmsYAiABKAsyFC5zaWdub2ZmLnYxLkJvb2ttYXJrSABCBgoEa2luZCLsAQoWUmVwb3J0RXhlY3V0aW9uUmVxdWVzdBIRCglhY3Rpb25faWQYASABKAkSKwoGcmVzdWx0GAIgASgOMhsuc2lnbm9mZi52MS5FeGVjdXRpb25SZXN1bHQSFAoMZXZpZGVuY2VfcmVmGAMgASgJEigKB291dHB1dHMYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhUKDWVycm9yX21lc3NhZ2UYBSABKAkSEwoLZ3JhbnRfdG9rZW4YBiABKAkSFwoKY29zdF9jZW50cxgHIAEoAUgAiAEBQg0KC19jb3N0X2NlbnRzIj0KF1JlcG9ydEV4ZWN1dGlvblJlc3BvbnNlEiIKBmFjdGlvbhgBIAEoCzISLnNpZ25vZmYudjEuQWN0aW9uIi4KF0NvbXBsZXRlSW5zdGFuY2VSZXF1ZXN0EhMKC2luc3RhbmNlX2lkGAEgASgJIkIKGENvbXBsZXRlSW5zdGFuY2VSZXNwb25zZRImCghpbnN0YW5jZRgBIAEoCzIULnNpZ25vZmYudjEuSW5zdGFuY2UiPAoVQ2FuY2VsSW5zdGFuY2VSZXF1ZXN0EhMKC2luc3RhbmNlX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSJAChZDYW5jZWxJbnN0YW5jZVJlc3BvbnNlEiYKCGluc3RhbmNlGAEgASgLMhQuc2lnbm9mZi52MS5JbnN0YW5jZSIpChJHZXRJbnN0YW5jZVJlcXVlc3QSEwoLaW5zdGFuY2VfaWQYASABKAkiPQoTR2V0SW5zdGFuY2VSZXNwb25zZRImCghpbnN0YW5jZRgBIAEoCzIULnNpZ25vZmYudjEuSW5zdGFuY2UiegoUTGlzdEluc3RhbmNlc1JlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEigKBXN0YXRlGAIgASgOMhkuc2lnbm9mZi52MS5JbnN0YW5jZVN0YXRlEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJIlkKFUxpc3RJbnN0YW5jZXNSZXNwb25zZRInCglpbnN0YW5jZXMYASADKAsyFC5zaWdub2ZmLnYxLkluc3RhbmNlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSpwCg9FeGVjdXRpb25SZXN1bHQSIAocRVhFQ1VUSU9OX1JFU1VMVF9VTlNQRUNJRklFRBAAEh4KGkVYRUNVVElPTl9SRVNVTFRfU1VDQ0VFREVEEAESGwoXRVhFQ1VUSU9OX1JFU1VMVF9GQUlMRUQQAjLtBgoQRXhlY3V0aW9uU2VydmljZRJOCgtJbnZva2VBZ2VudBIeLnNpZ25vZmYudjEuSW52b2tlQWdlbnRSZXF1ZXN0Gh8uc2lnbm9mZi52MS5JbnZva2VBZ2VudFJlc3BvbnNlEloKD1JlcXVlc3REZWNpc2lvbhIiLnNpZ25vZmYudjEuUmVxdWVzdERlY2lzaW9uUmVxdWVzdBojLnNpZ25vZmYudjEuUmVxdWVzdERlY2lzaW9uUmVzcG9uc2USVgoNV2F0Y2hJbnN0YW5jZRIgLnNpZ25vZmYudjEuV2F0Y2hJbnN0YW5jZVJlcXVlc3QaIS5zaWdub2ZmLnYxLldhdGNoSW5zdGFuY2VSZXNwb25zZTABElEKDENvbnN1bWVHcmFudBIfLnNpZ25vZmYudjEuQ29uc3VtZUdyYW50UmVxdWVzdBogLnNpZ25vZmYudjEuQ29uc3VtZUdyYW50UmVzcG9uc2USWgoPUmVwb3J0RXhlY3V0aW9uEiIuc2lnbm9mZi52MS5SZXBvcnRFeGVjdXRpb25SZXF1ZXN0GiMuc2lnbm9mZi52MS5SZXBvcnRFeGVjdXRpb25SZXNwb25zZRJdChBDb21wbGV0ZUluc3RhbmNlEiMuc2lnbm9mZi52MS5Db21wbGV0ZUluc3RhbmNlUmVxdWVzdBokLnNpZ25vZmYudjEuQ29tcGxldGVJbnN0YW5jZVJlc3BvbnNlElcKDkNhbmNlbEluc3RhbmNlEiEuc2lnbm9mZi52MS5DYW5jZWxJbnN0YW5jZVJlcXVlc3QaIi5zaWdub2ZmLnYxLkNhbmNlbEluc3RhbmNlUmVzcG9uc2USTgoLR2V0SW5zdGFuY2USHi5zaWdub2ZmLnYxLkdldEluc3RhbmNlUmVxdWVzdBofLnNpZ25vZmYudjEuR2V0SW5zdGFuY2VSZXNwb25zZRJUCg1MaXN0SW5zdGFuY2VzEiAuc2lnbm9mZi52MS5MaXN0SW5zdGFuY2VzUmVxdWVzdBohLnNpZ25vZmYudjEuTGlzdEluc3RhbmNlc1Jlc3BvbnNlEkgKCUNoZWNrUGxhbhIcLnNpZ25vZmYudjEuQ2hlY2tQbGFuUmVxdWVzdBodLnNpZ25vZmYudjEuQ2hlY2tQbGFuUmVzcG9uc2VCKVonc2lnbm9mZi9jbGllbnRzL2dvL3NpZ25vZmYvdjE7c2lnbm9mZnYxYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_signoff_v1_types]);
+  fileDesc("CiJzaWdub2ZmL3YxL2V4ZWN1dGlvbl9zZXJ2aWNlLnByb3RvEgpzaWdub2ZmLnYxIooBCgRQbGFuEg8KB3BsYW5faWQYASABKAkSDgoGaW50ZW50GAIgASgJEiMKBXN0ZXBzGAMgAygLMhQuc2lnbm9mZi52MS5QbGFuU3RlcBI8ChRkZWNpc2lvbl9jaGVja3BvaW50cxgEIAMoCzIeLnNpZ25vZmYudjEuRGVjaXNpb25DaGVja3BvaW50Iu0BCghQbGFuU3RlcBIKCgJpZBgBIAEoCRIMCgR0b29sGAIgASgJEicKBnBhcmFtcxgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEgoKZGVwZW5kc19vbhgEIAMoCRIsCg1hcHByb3ZhbF9tb2RlGAUgASgOMhUuc2lnbm9mZi52MS5SaXNrQ2xhc3MSEAoIcmVxdWlyZXMYBiADKAkSLAoMZXhlY3V0ZV93aGVuGAcgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEhwKFGVzdGltYXRlZF9jb3N0X2NlbnRzGAggASgBIj0KEkRlY2lzaW9uQ2hlY2twb2ludBITCgtkZWNpc2lvbl9pZBgBIAEoCRISCgphZnRlcl9zdGVwGAIgASgJIkcKEENoZWNrUGxhblJlcXVlc3QSEwoLaW5zdGFuY2VfaWQYASABKAkSHgoEcGxhbhgCIAEoCzIQLnNpZ25vZmYudjEuUGxhbiI/CgtQbGFuRmluZGluZxIOCgZyZWFzb24YASABKAkSDwoHc3RlcF9pZBgCIAEoCRIPCgdtZXNzYWdlGAMgASgJIncKEUNoZWNrUGxhblJlc3BvbnNlEhAKCGFjY2VwdGVkGAEgASgIEikKCGZpbmRpbmdzGAIgAygLMhcuc2lnbm9mZi52MS5QbGFuRmluZGluZxITCgtwbGFuX3NoYTI1NhgDIAEoCRIQCghyZXZpc2lvbhgEIAEoAyKVAQoXUmVjb3JkQ2hlY2twb2ludFJlcXVlc3QSEwoLaW5zdGFuY2VfaWQYASABKAkSEwoLZGVjaXNpb25faWQYAiABKAkSDwoHb3V0Y29tZRgDIAEoCRIVCg1ldmlkZW5jZV9yZWZzGAQgAygJEigKB291dHB1dHMYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0IkYKGFJlY29yZENoZWNrcG9pbnRSZXNwb25zZRIqCgZyZWNvcmQYASABKAsyGi5zaWdub2ZmLnYxLkRlY2lzaW9uUmVjb3JkIsMCChJJbnZva2VBZ2VudFJlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEhEKCXRlbmFudF9pZBgDIAEoCRIeCgR1c2VyGAQgASgLMhAuc2lnbm9mZi52MS5Vc2VyEiAKBWFnZW50GAUgASgLMhEuc2lnbm9mZi52MS5BZ2VudBITCgt3b3JrZmxvd19pZBgGIAEoCRIYChB3b3JrZmxvd192ZXJzaW9uGAcgASgJEhkKEWNvbnRleHRfcGFja19yZWZzGAggAygJEiAKBWlucHV0GAkgASgLMhEuc2lnbm9mZi52MS5JbnB1dBIeCgRtb2RlGAogASgOMhAuc2lnbm9mZi52MS5Nb2RlEiQKB3J1bnRpbWUYCyABKAsyEy5zaWdub2ZmLnYxLlJ1bnRpbWUiPQoTSW52b2tlQWdlbnRSZXNwb25zZRImCghpbnN0YW5jZRgBIAEoCzIULnNpZ25vZmYudjEuSW5zdGFuY2UiWQoWUmVxdWVzdERlY2lzaW9uUmVxdWVzdBITCgtpbnN0YW5jZV9pZBgBIAEoCRIqCgZhY3Rpb24YAiABKAsyGi5zaWdub2ZmLnYxLlByb3Bvc2VkQWN0aW9uIrsCChdSZXF1ZXN0RGVjaXNpb25SZXNwb25zZRIkCgdvdXRjb21lGAEgASgOMhMuc2lnbm9mZi52MS5PdXRjb21lEhEKCWFjdGlvbl9pZBgCIAEoCRIVCg1hY3Rpb25fc2hhMjU2GAMgASgJEhAKCGdhdGVfaWRzGAQgAygJEg4KBnJlYXNvbhgFIAEoCRIiCgZhY3Rpb24YBiABKAsyEi5zaWdub2ZmLnYxLkFjdGlvbhIQCghyZXZpc2lvbhgHIAEoAxIsCghjb250cm9scxgIIAEoCzIaLnNpZ25vZmYudjEuQ29udHJvbHNBY3RpdmUSEwoLZ3JhbnRfdG9rZW4YCSABKAkSNQoRZ3JhbnRfZXhwaXJlX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIj0KE0NvbnN1bWVHcmFudFJlcXVlc3QSEQoJYWN0aW9uX2lkGAEgASgJEhMKC2dyYW50X3Rva2VuGAIgASgJIjoKFENvbnN1bWVHcmFudFJlc3BvbnNlEiIKBmFjdGlvbhgBIAEoCzISLnNpZ25vZmYudjEuQWN0aW9uIkMKFFdhdGNoSW5zdGFuY2VSZXF1ZXN0EhMKC2luc3RhbmNlX2lkGAEgASgJEhYKDmFmdGVyX3JldmlzaW9uGAIgASgDIkYKCEJvb2ttYXJrEhAKCHJldmlzaW9uGAEgASgDEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIm0KFVdhdGNoSW5zdGFuY2VSZXNwb25zZRIiCgVldmVudBgBIAEoCzIRLnNpZ25vZmYudjEuRXZlbnRIABIoCghib29rbWFyaxgCIAEoCzIULnNpZ25vZmYudjEuQm9va21hcmtIAEIGCgRraW5kIuwBChZSZXBvcnRFeGVjdXRpb25SZXF1ZXN0EhEKCWFjdGlvbl9pZBgBIAEoCRIrCgZyZXN1bHQYAiABKA4yGy5zaWdub2ZmLnYxLkV4ZWN1dGlvblJlc3VsdBIUCgxldmlkZW5jZV9yZWYYAyABKAkSKAoHb3V0cHV0cxgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFQoNZXJyb3JfbWVzc2FnZRgFIAEoCRITCgtncmFudF90b2tlbhgGIAEoCRIXCgpjb3N0X2NlbnRzGAcgASgBSACIAQFCDQoLX2Nvc3RfY2VudHMiPQoXUmVwb3J0RXhlY3V0aW9uUmVzcG9uc2USIgoGYWN0aW9uGAEgASgLMhIuc2lnbm9mZi52MS5BY3Rpb24iLgoXQ29tcGxldGVJbnN0YW5jZVJlcXVlc3QSEwoLaW5zdGFuY2VfaWQYASABKAkiQgoYQ29tcGxldGVJbnN0YW5jZVJlc3BvbnNlEiYKCGluc3RhbmNlGAEgASgLMhQuc2lnbm9mZi52MS5JbnN0YW5jZSI8ChVDYW5jZWxJbnN0YW5jZVJlcXVlc3QSEwoLaW5zdGFuY2VfaWQYASABKAkSDgoGcmVhc29uGAIgASgJIkAKFkNhbmNlbEluc3RhbmNlUmVzcG9uc2USJgoIaW5zdGFuY2UYASABKAsyFC5zaWdub2ZmLnYxLkluc3RhbmNlIikKEkdldEluc3RhbmNlUmVxdWVzdBITCgtpbnN0YW5jZV9pZBgBIAEoCSI9ChNHZXRJbnN0YW5jZVJlc3BvbnNlEiYKCGluc3RhbmNlGAEgASgLMhQuc2lnbm9mZi52MS5JbnN0YW5jZSJ6ChRMaXN0SW5zdGFuY2VzUmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSKAoFc3RhdGUYAiABKA4yGS5zaWdub2ZmLnYxLkluc3RhbmNlU3RhdGUSEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkiWQoVTGlzdEluc3RhbmNlc1Jlc3BvbnNlEicKCWluc3RhbmNlcxgBIAMoCzIULnNpZ25vZmYudjEuSW5zdGFuY2USFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJKnAKD0V4ZWN1dGlvblJlc3VsdBIgChxFWEVDVVRJT05fUkVTVUxUX1VOU1BFQ0lGSUVEEAASHgoaRVhFQ1VUSU9OX1JFU1VMVF9TVUNDRUVERUQQARIbChdFWEVDVVRJT05fUkVTVUxUX0ZBSUxFRBACMswHChBFeGVjdXRpb25TZXJ2aWNlEk4KC0ludm9rZUFnZW50Eh4uc2lnbm9mZi52MS5JbnZva2VBZ2VudFJlcXVlc3QaHy5zaWdub2ZmLnYxLkludm9rZUFnZW50UmVzcG9uc2USWgoPUmVxdWVzdERlY2lzaW9uEiIuc2lnbm9mZi52MS5SZXF1ZXN0RGVjaXNpb25SZXF1ZXN0GiMuc2lnbm9mZi52MS5SZXF1ZXN0RGVjaXNpb25SZXNwb25zZRJWCg1XYXRjaEluc3RhbmNlEiAuc2lnbm9mZi52MS5XYXRjaEluc3RhbmNlUmVxdWVzdBohLnNpZ25vZmYudjEuV2F0Y2hJbnN0YW5jZVJlc3BvbnNlMAESUQoMQ29uc3VtZUdyYW50Eh8uc2lnbm9mZi52MS5Db25zdW1lR3JhbnRSZXF1ZXN0GiAuc2lnbm9mZi52MS5Db25zdW1lR3JhbnRSZXNwb25zZRJaCg9SZXBvcnRFeGVjdXRpb24SIi5zaWdub2ZmLnYxLlJlcG9ydEV4ZWN1dGlvblJlcXVlc3QaIy5zaWdub2ZmLnYxLlJlcG9ydEV4ZWN1dGlvblJlc3BvbnNlEl0KEENvbXBsZXRlSW5zdGFuY2USIy5zaWdub2ZmLnYxLkNvbXBsZXRlSW5zdGFuY2VSZXF1ZXN0GiQuc2lnbm9mZi52MS5Db21wbGV0ZUluc3RhbmNlUmVzcG9uc2USVwoOQ2FuY2VsSW5zdGFuY2USIS5zaWdub2ZmLnYxLkNhbmNlbEluc3RhbmNlUmVxdWVzdBoiLnNpZ25vZmYudjEuQ2FuY2VsSW5zdGFuY2VSZXNwb25zZRJOCgtHZXRJbnN0YW5jZRIeLnNpZ25vZmYudjEuR2V0SW5zdGFuY2VSZXF1ZXN0Gh8uc2lnbm9mZi52MS5HZXRJbnN0YW5jZVJlc3BvbnNlElQKDUxpc3RJbnN0YW5jZXMSIC5zaWdub2ZmLnYxLkxpc3RJbnN0YW5jZXNSZXF1ZXN0GiEuc2lnbm9mZi52MS5MaXN0SW5zdGFuY2VzUmVzcG9uc2USSAoJQ2hlY2tQbGFuEhwuc2lnbm9mZi52MS5DaGVja1BsYW5SZXF1ZXN0Gh0uc2lnbm9mZi52MS5DaGVja1BsYW5SZXNwb25zZRJdChBSZWNvcmRDaGVja3BvaW50EiMuc2lnbm9mZi52MS5SZWNvcmRDaGVja3BvaW50UmVxdWVzdBokLnNpZ25vZmYudjEuUmVjb3JkQ2hlY2twb2ludFJlc3BvbnNlQilaJ3NpZ25vZmYvY2xpZW50cy9nby9zaWdub2ZmL3YxO3NpZ25vZmZ2MWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_signoff_v1_types]);
 
 /**
  * An agent's plan: the steps it means to take, in dependency order.
@@ -248,6 +248,76 @@ export const CheckPlanResponseSchema: GenMessage<CheckPlanResponse> = /*@__PURE_
   messageDesc(file_signoff_v1_execution_service, 5);
 
 /**
+ * @generated from message signoff.v1.RecordCheckpointRequest
+ */
+export type RecordCheckpointRequest = Message<"signoff.v1.RecordCheckpointRequest"> & {
+  /**
+   * Required.
+   *
+   * @generated from field: string instance_id = 1;
+   */
+  instanceId: string;
+
+  /**
+   * The checkpoint, as the plan's decision_checkpoints name it, for example
+   * "support.refund.eligibility": an id like the plan's checkpoint ids
+   * ([A-Za-z0-9][A-Za-z0-9_.:-]*, at most 128 characters). Required; the
+   * record's decision_key.
+   *
+   * @generated from field: string decision_id = 2;
+   */
+  decisionId: string;
+
+  /**
+   * What was decided, for example "eligible": printable text (no control
+   * characters), at most 128 characters. Required; the record's checkpoint_outcome.
+   *
+   * @generated from field: string outcome = 3;
+   */
+  outcome: string;
+
+  /**
+   * The evidence the decision rests on (at most 64 refs of 512 characters).
+   *
+   * @generated from field: repeated string evidence_refs = 4;
+   */
+  evidenceRefs: string[];
+
+  /**
+   * What the decision produced (at most 64 KiB; no NaN or Infinity).
+   *
+   * @generated from field: google.protobuf.Struct outputs = 5;
+   */
+  outputs?: JsonObject | undefined;
+};
+
+/**
+ * Describes the message signoff.v1.RecordCheckpointRequest.
+ * Use `create(RecordCheckpointRequestSchema)` to create a new message.
+ */
+export const RecordCheckpointRequestSchema: GenMessage<RecordCheckpointRequest> = /*@__PURE__*/
+  messageDesc(file_signoff_v1_execution_service, 6);
+
+/**
+ * @generated from message signoff.v1.RecordCheckpointResponse
+ */
+export type RecordCheckpointResponse = Message<"signoff.v1.RecordCheckpointResponse"> & {
+  /**
+   * The checkpoint's record (the same one on a repeat).
+   *
+   * @generated from field: signoff.v1.DecisionRecord record = 1;
+   */
+  record?: DecisionRecord | undefined;
+};
+
+/**
+ * Describes the message signoff.v1.RecordCheckpointResponse.
+ * Use `create(RecordCheckpointResponseSchema)` to create a new message.
+ */
+export const RecordCheckpointResponseSchema: GenMessage<RecordCheckpointResponse> = /*@__PURE__*/
+  messageDesc(file_signoff_v1_execution_service, 7);
+
+/**
  * The request envelope: who acts, for whom, on what, within which budget.
  *
  * @generated from message signoff.v1.InvokeAgentRequest
@@ -322,7 +392,7 @@ export type InvokeAgentRequest = Message<"signoff.v1.InvokeAgentRequest"> & {
  * Use `create(InvokeAgentRequestSchema)` to create a new message.
  */
 export const InvokeAgentRequestSchema: GenMessage<InvokeAgentRequest> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 6);
+  messageDesc(file_signoff_v1_execution_service, 8);
 
 /**
  * @generated from message signoff.v1.InvokeAgentResponse
@@ -339,7 +409,7 @@ export type InvokeAgentResponse = Message<"signoff.v1.InvokeAgentResponse"> & {
  * Use `create(InvokeAgentResponseSchema)` to create a new message.
  */
 export const InvokeAgentResponseSchema: GenMessage<InvokeAgentResponse> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 7);
+  messageDesc(file_signoff_v1_execution_service, 9);
 
 /**
  * @generated from message signoff.v1.RequestDecisionRequest
@@ -365,7 +435,7 @@ export type RequestDecisionRequest = Message<"signoff.v1.RequestDecisionRequest"
  * Use `create(RequestDecisionRequestSchema)` to create a new message.
  */
 export const RequestDecisionRequestSchema: GenMessage<RequestDecisionRequest> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 8);
+  messageDesc(file_signoff_v1_execution_service, 10);
 
 /**
  * @generated from message signoff.v1.RequestDecisionResponse
@@ -443,7 +513,7 @@ export type RequestDecisionResponse = Message<"signoff.v1.RequestDecisionRespons
  * Use `create(RequestDecisionResponseSchema)` to create a new message.
  */
 export const RequestDecisionResponseSchema: GenMessage<RequestDecisionResponse> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 9);
+  messageDesc(file_signoff_v1_execution_service, 11);
 
 /**
  * @generated from message signoff.v1.ConsumeGrantRequest
@@ -469,7 +539,7 @@ export type ConsumeGrantRequest = Message<"signoff.v1.ConsumeGrantRequest"> & {
  * Use `create(ConsumeGrantRequestSchema)` to create a new message.
  */
 export const ConsumeGrantRequestSchema: GenMessage<ConsumeGrantRequest> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 10);
+  messageDesc(file_signoff_v1_execution_service, 12);
 
 /**
  * @generated from message signoff.v1.ConsumeGrantResponse
@@ -488,7 +558,7 @@ export type ConsumeGrantResponse = Message<"signoff.v1.ConsumeGrantResponse"> & 
  * Use `create(ConsumeGrantResponseSchema)` to create a new message.
  */
 export const ConsumeGrantResponseSchema: GenMessage<ConsumeGrantResponse> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 11);
+  messageDesc(file_signoff_v1_execution_service, 13);
 
 /**
  * @generated from message signoff.v1.WatchInstanceRequest
@@ -514,7 +584,7 @@ export type WatchInstanceRequest = Message<"signoff.v1.WatchInstanceRequest"> & 
  * Use `create(WatchInstanceRequestSchema)` to create a new message.
  */
 export const WatchInstanceRequestSchema: GenMessage<WatchInstanceRequest> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 12);
+  messageDesc(file_signoff_v1_execution_service, 14);
 
 /**
  * Sent on idle streams: the instance has no event newer than revision.
@@ -538,7 +608,7 @@ export type Bookmark = Message<"signoff.v1.Bookmark"> & {
  * Use `create(BookmarkSchema)` to create a new message.
  */
 export const BookmarkSchema: GenMessage<Bookmark> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 13);
+  messageDesc(file_signoff_v1_execution_service, 15);
 
 /**
  * @generated from message signoff.v1.WatchInstanceResponse
@@ -567,7 +637,7 @@ export type WatchInstanceResponse = Message<"signoff.v1.WatchInstanceResponse"> 
  * Use `create(WatchInstanceResponseSchema)` to create a new message.
  */
 export const WatchInstanceResponseSchema: GenMessage<WatchInstanceResponse> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 14);
+  messageDesc(file_signoff_v1_execution_service, 16);
 
 /**
  * @generated from message signoff.v1.ReportExecutionRequest
@@ -629,7 +699,7 @@ export type ReportExecutionRequest = Message<"signoff.v1.ReportExecutionRequest"
  * Use `create(ReportExecutionRequestSchema)` to create a new message.
  */
 export const ReportExecutionRequestSchema: GenMessage<ReportExecutionRequest> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 15);
+  messageDesc(file_signoff_v1_execution_service, 17);
 
 /**
  * @generated from message signoff.v1.ReportExecutionResponse
@@ -646,7 +716,7 @@ export type ReportExecutionResponse = Message<"signoff.v1.ReportExecutionRespons
  * Use `create(ReportExecutionResponseSchema)` to create a new message.
  */
 export const ReportExecutionResponseSchema: GenMessage<ReportExecutionResponse> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 16);
+  messageDesc(file_signoff_v1_execution_service, 18);
 
 /**
  * @generated from message signoff.v1.CompleteInstanceRequest
@@ -665,7 +735,7 @@ export type CompleteInstanceRequest = Message<"signoff.v1.CompleteInstanceReques
  * Use `create(CompleteInstanceRequestSchema)` to create a new message.
  */
 export const CompleteInstanceRequestSchema: GenMessage<CompleteInstanceRequest> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 17);
+  messageDesc(file_signoff_v1_execution_service, 19);
 
 /**
  * @generated from message signoff.v1.CompleteInstanceResponse
@@ -682,7 +752,7 @@ export type CompleteInstanceResponse = Message<"signoff.v1.CompleteInstanceRespo
  * Use `create(CompleteInstanceResponseSchema)` to create a new message.
  */
 export const CompleteInstanceResponseSchema: GenMessage<CompleteInstanceResponse> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 18);
+  messageDesc(file_signoff_v1_execution_service, 20);
 
 /**
  * @generated from message signoff.v1.CancelInstanceRequest
@@ -706,7 +776,7 @@ export type CancelInstanceRequest = Message<"signoff.v1.CancelInstanceRequest"> 
  * Use `create(CancelInstanceRequestSchema)` to create a new message.
  */
 export const CancelInstanceRequestSchema: GenMessage<CancelInstanceRequest> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 19);
+  messageDesc(file_signoff_v1_execution_service, 21);
 
 /**
  * @generated from message signoff.v1.CancelInstanceResponse
@@ -723,7 +793,7 @@ export type CancelInstanceResponse = Message<"signoff.v1.CancelInstanceResponse"
  * Use `create(CancelInstanceResponseSchema)` to create a new message.
  */
 export const CancelInstanceResponseSchema: GenMessage<CancelInstanceResponse> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 20);
+  messageDesc(file_signoff_v1_execution_service, 22);
 
 /**
  * @generated from message signoff.v1.GetInstanceRequest
@@ -742,7 +812,7 @@ export type GetInstanceRequest = Message<"signoff.v1.GetInstanceRequest"> & {
  * Use `create(GetInstanceRequestSchema)` to create a new message.
  */
 export const GetInstanceRequestSchema: GenMessage<GetInstanceRequest> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 21);
+  messageDesc(file_signoff_v1_execution_service, 23);
 
 /**
  * @generated from message signoff.v1.GetInstanceResponse
@@ -759,7 +829,7 @@ export type GetInstanceResponse = Message<"signoff.v1.GetInstanceResponse"> & {
  * Use `create(GetInstanceResponseSchema)` to create a new message.
  */
 export const GetInstanceResponseSchema: GenMessage<GetInstanceResponse> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 22);
+  messageDesc(file_signoff_v1_execution_service, 24);
 
 /**
  * @generated from message signoff.v1.ListInstancesRequest
@@ -797,7 +867,7 @@ export type ListInstancesRequest = Message<"signoff.v1.ListInstancesRequest"> & 
  * Use `create(ListInstancesRequestSchema)` to create a new message.
  */
 export const ListInstancesRequestSchema: GenMessage<ListInstancesRequest> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 23);
+  messageDesc(file_signoff_v1_execution_service, 25);
 
 /**
  * @generated from message signoff.v1.ListInstancesResponse
@@ -821,7 +891,7 @@ export type ListInstancesResponse = Message<"signoff.v1.ListInstancesResponse"> 
  * Use `create(ListInstancesResponseSchema)` to create a new message.
  */
 export const ListInstancesResponseSchema: GenMessage<ListInstancesResponse> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 24);
+  messageDesc(file_signoff_v1_execution_service, 26);
 
 /**
  * What happened when the agent executed an approved action.
@@ -980,6 +1050,23 @@ export const ExecutionService: GenService<{
     methodKind: "unary";
     input: typeof CheckPlanRequestSchema;
     output: typeof CheckPlanResponseSchema;
+  },
+  /**
+   * Records the outcome of a decision checkpoint of the agent's plan (for
+   * example support.refund.eligibility DECIDED: eligible) as a DecisionRecord
+   * with status DECIDED and no action, written with a CHECKPOINT_RECORDED
+   * event in the instance's chain. Idempotent by (instance_id, decision_id):
+   * a repeat returns the same record; a different outcome, evidence_refs or
+   * outputs fails with ALREADY_EXISTS, reason IDEMPOTENCY_KEY_REUSED. Fails
+   * with FAILED_PRECONDITION, reason INSTANCE_NOT_ACTIVE, once the instance
+   * is completed or terminated.
+   *
+   * @generated from rpc signoff.v1.ExecutionService.RecordCheckpoint
+   */
+  recordCheckpoint: {
+    methodKind: "unary";
+    input: typeof RecordCheckpointRequestSchema;
+    output: typeof RecordCheckpointResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_signoff_v1_execution_service, 0);
