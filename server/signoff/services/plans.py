@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from signoff.domain.errors import ErrorReason, FailedPrecondition
 from signoff.domain.models import Json, Principal
 from signoff.domain.plans import Finding, parse_plan
-from signoff.domain.states import EventType, InstanceState
+from signoff.domain.states import TERMINAL_INSTANCE_STATES, EventType
 from signoff.policy.critic import critique
 from signoff.policy.manifest import CompiledContext
 from signoff.services.context import Context
@@ -30,7 +30,7 @@ async def check_plan(ctx: Context, who: Principal, instance_id: str, raw_plan: J
     plan = parse_plan(raw_plan)  # INVALID_ARGUMENT before anything is read or written
     async with ctx.db.write() as tx:
         instance = await locked_instance(tx, instance_id, who)
-        if instance.state in (InstanceState.COMPLETED, InstanceState.TERMINATED):
+        if instance.state in TERMINAL_INSTANCE_STATES:
             raise FailedPrecondition(
                 ErrorReason.INSTANCE_NOT_ACTIVE,
                 f"instance {instance_id} is {instance.state.value.lower()}; "
