@@ -4,7 +4,8 @@
 
 # --- builder: wheels of the workspace's two members (pyproject.toml: server/ and
 # clients/python/, each with its LICENSE), then one virtualenv with them and their
-# dependencies (binary wheels only: the slim image has no compiler, and none is needed).
+# dependencies, with the slack extra so the image can post interactive approvals (binary
+# wheels only: the slim image has no compiler, and none is needed).
 FROM python:3.11-slim-bookworm AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
@@ -17,7 +18,8 @@ COPY examples/policies examples/policies
 COPY constraints.txt .
 RUN pip wheel --no-deps --wheel-dir /wheels ./clients/python ./server \
  && python -m venv /opt/signoff \
- && /opt/signoff/bin/pip install --only-binary=:all: -c constraints.txt /wheels/*.whl
+ && /opt/signoff/bin/pip install --only-binary=:all: -c constraints.txt \
+      /wheels/signoff_client-*.whl "$(echo /wheels/signoff-[0-9]*.whl)[slack]"
 
 # --- runtime: the virtualenv, the default policy bundle, a non-root user, nothing else.
 FROM python:3.11-slim-bookworm
