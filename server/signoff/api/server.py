@@ -1,7 +1,6 @@
 """The grpc.aio server: signoff's services, health, reflection, graceful shutdown."""
 
 import asyncio
-import ipaddress
 import logging
 import signal
 from collections.abc import Sequence
@@ -26,7 +25,7 @@ from signoff.auth.authenticators import (
     development_tokens,
     load_auth_config,
 )
-from signoff.auth.config import AuthConfigError
+from signoff.auth.config import AuthConfigError, is_loopback_host
 from signoff.config import ServeOptions
 from signoff.policy.engine import RegoPolicy
 from signoff.services import gauges, timers
@@ -86,15 +85,6 @@ class StartupError(Exception):
     """The server must not start as configured; the message says why."""
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _authentication(options: ServeOptions) -> AuthConfig:
     if options.auth_config is not None:
         try:
@@ -103,7 +93,7 @@ def _authentication(options: ServeOptions) -> AuthConfig:
             raise StartupError(str(error)) from None
         except (OSError, ValueError, KeyError) as error:
             raise StartupError(f"auth config {options.auth_config}: {error}") from None
-    if not _is_loopback(options.host):
+    if not is_loopback_host(options.host):
         raise StartupError(
             f"refusing to listen on {options.host} without --auth-config: development mode "
             "(generated tokens) is for loopback addresses only"
@@ -200,11 +190,11 @@ def _http_listener(
     host = options.http_host or options.host
     routes = list(more)  # Slack's callbacks, when configured
     if auth.console is not None:  # the approvers' console at / (signoff.web)
-        routes += console_routes(auth.console, auth.authenticator, not _is_loopback(host))
+        routes += console_routes(auth.console, auth.authenticator, not is_loopback_host(host))
     app = http.application(
         servicers, auth.authenticator, readiness, options.http_max_request_bytes, more=routes
     )
-    if options.auth_config is None and not _is_loopback(host):
+    if options.auth_config is None and not is_loopback_host(host):
         raise StartupError(
             f"refusing to serve HTTP on {host} without --auth-config: development mode "
             "(generated tokens) is for loopback addresses only"

@@ -15,7 +15,6 @@ import jwt
 from signoff.auth.config import SLACK_TEAM as SLACK_TEAM
 from signoff.auth.config import SLACK_USER as SLACK_USER
 from signoff.auth.config import AuthConfigError, read_auth_file
-from signoff.auth.config import is_loopback_url as is_loopback_url
 from signoff.auth.sessions import CSRF_HEADER, SESSION_COOKIE, SessionStore, cookie_value
 from signoff.domain.errors import ErrorReason, Unauthenticated
 from signoff.domain.models import ALL_TENANTS, Principal, PrincipalKind

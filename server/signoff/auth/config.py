@@ -110,8 +110,7 @@ class MtlsSection(Section):
     principals: dict[str, PrincipalSpec] = Field(default_factory=dict)
 
 
-def is_loopback_url(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
+def is_loopback_host(host: str) -> bool:
     if host == "localhost":
         return True
     try:
@@ -120,9 +119,16 @@ def is_loopback_url(url: str) -> bool:
         return False
 
 
+def is_secure_url(url: str) -> bool:
+    """https, or plain http to this machine (a provider the tests start on loopback)."""
+    parts = urlsplit(url)
+    return parts.scheme == "https" or (
+        parts.scheme == "http" and is_loopback_host(parts.hostname or "")
+    )
+
+
 def _https(value: str) -> str:
-    scheme = urlsplit(value).scheme
-    if scheme != "https" and not (scheme == "http" and is_loopback_url(value)):
+    if not is_secure_url(value):
         raise ValueError("must be an https URL (http: loopback only)")
     return value
 

@@ -18,12 +18,8 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from signoff.auth.authenticators import (
-    JWT_ALGORITHMS,
-    OidcSettings,
-    is_loopback_url,
-    principal_from_claims,
-)
+from signoff.auth.authenticators import JWT_ALGORITHMS, OidcSettings, principal_from_claims
+from signoff.auth.config import is_secure_url
 from signoff.domain.errors import SignoffError
 from signoff.domain.models import Principal
 
@@ -86,9 +82,7 @@ class OidcClient:
             raise SignInFailed(f"the discovery document's issuer is not {issuer}")
         for key in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
             url = found.get(key)
-            if not isinstance(url, str) or not (
-                url.startswith("https://") or (url.startswith("http://") and is_loopback_url(url))
-            ):
+            if not isinstance(url, str) or not is_secure_url(url):
                 raise SignInFailed(f"the discovery document has no usable {key}")
         return found
 
