@@ -42,6 +42,8 @@ from pydantic_settings import (
 )
 from pydantic_settings.sources.utils import parse_env_vars
 
+from signoff.problems import problems
+
 
 def _example_policy() -> Path:
     """The example bundle, the default policy: packaged in a wheel, or the source tree's."""
@@ -471,13 +473,10 @@ def load_options(
         try:
             return ServeOptions(**flags)
         except ValidationError as error:
-            problems = []
-            for problem in error.errors():
-                name = str(problem["loc"][0]) if problem["loc"] else ""
-                path = ".".join(str(part) for part in problem["loc"])
-                message = problem["msg"].removeprefix("Value error, ")
-                where = source.get(name, "default")
-                problems.append(f"{path or 'options'}: {message} (from {where})")
-            raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None
+            lines = [
+                f"{path or 'options'}: {message} (from {source.get(path.split('.')[0], 'default')})"
+                for path, message in problems(error)
+            ]
+            raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
     finally:
         _INPUTS.reset(inputs)

@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from signoff.domain.models import Principal, PrincipalKind
+from signoff.problems import summary
 
 
 class AuthConfigError(ValueError):
@@ -206,9 +207,4 @@ def read_auth_file(path: Path) -> AuthFile:
     try:
         return AuthFile.model_validate(spec, context={"base": path.parent})
     except ValidationError as error:
-        problems = []
-        for problem in error.errors():
-            key = ".".join(str(part) for part in problem["loc"])
-            message = problem["msg"].removeprefix("Value error, ")
-            problems.append(f"{key}: {message}" if key else message)
-        raise AuthConfigError(f"{where}: " + "; ".join(problems)) from None
+        raise AuthConfigError(f"{where}: {summary(error)}") from None

@@ -23,6 +23,7 @@ from signoff.policy import BundleRef, Effect
 from signoff.policy.gates import Gate, gate_from_yaml
 from signoff.policy.manifest import Manifest, ManifestError, load_manifest
 from signoff.policy.rego import Interpreter, RegoError
+from signoff.problems import summary
 
 ENTRYPOINT = "signoff/result"
 
@@ -123,12 +124,7 @@ def read_manifest(path: Path) -> BundleManifest:
     try:
         return BundleManifest.model_validate(manifest)
     except ValidationError as error:
-        problems = []
-        for problem in error.errors():
-            key = ".".join(str(part) for part in problem["loc"])
-            message = problem["msg"].removeprefix("Value error, ")
-            problems.append(f"{key}: {message}" if key else message)
-        raise BundleError(f"{path}: " + "; ".join(problems)) from None
+        raise BundleError(f"{path}: {summary(error)}") from None
 
 
 def bundle_sha256(directory: Path) -> str:

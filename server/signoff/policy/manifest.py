@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from signoff.domain.canonical import sha256_of
 from signoff.domain.models import Json
 from signoff.domain.states import RiskClass
+from signoff.problems import summary
 
 _RISK_ORDER = list(RiskClass)
 _TEMPLATE_FIELD = re.compile(r"\{([A-Za-z0-9_.]+)\}")
@@ -233,11 +234,7 @@ def load_manifest(data: Json, gates: set[str], redactions: set[str]) -> Manifest
             {key: data[key] for key in ("tools", "intents") if data.get(key) is not None}
         )
     except ValidationError as error:
-        problems = [
-            ".".join(str(part) for part in p["loc"]) + ": " + p["msg"].removeprefix("Value error, ")
-            for p in error.errors()
-        ]
-        raise ManifestError("; ".join(problems)) from None
+        raise ManifestError(summary(error)) from None
     for tool in spec.tools:
         if "." not in tool:
             raise ManifestError(f"tools.{tool}: a tool is named adapter.capability")
