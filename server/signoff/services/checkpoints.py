@@ -7,10 +7,9 @@ from signoff.domain.errors import ErrorReason, FailedPrecondition, IdempotencyKe
 from signoff.domain.ids import new_id
 from signoff.domain.models import DecisionRecord, Json, Principal
 from signoff.domain.states import TERMINAL_INSTANCE_STATES, DecisionStatus, EventType
-from signoff.policy.manifest import CompiledContext
 from signoff.services.context import Context
 from signoff.services.instances import locked_instance
-from signoff.telemetry import tracing
+from signoff.services.records import instance_part
 
 
 def _same(record: DecisionRecord, outcome: str, evidence_refs: list[str], outputs: Json) -> bool:
@@ -54,19 +53,13 @@ async def record_checkpoint(
             decision_key=decision_id,
             status=DecisionStatus.DECIDED,
             outcome=None,
-            tenant_id=instance.tenant_id,
-            instance_id=instance_id,
             action_id="",
             tool="",
             action_sha256="",
-            revision=instance.revision + 1,
-            create_time=now,
             evidence_refs=list(evidence_refs),
             outputs=outputs,
-            trace_id=tracing.trace_id_of(instance.traceparent),
-            budget=instance.budget().as_json(),
-            compiled_context_sha256=CompiledContext(instance.compiled_context).sha256,
             checkpoint_outcome=outcome,
+            **instance_part(instance, now),
         )
         await tx.insert_record(record)
         await tx.append_event(

@@ -1,6 +1,7 @@
 """How a DecisionRecord is composed from an action and what decided it."""
 
 from datetime import datetime
+from typing import Any
 
 from signoff.domain.ids import new_id
 from signoff.domain.models import Action, Approval, DecisionRecord, Instance, Vote
@@ -28,6 +29,21 @@ def approvals_of(action: Action, votes: list[Vote]) -> list[Approval]:
     ]
 
 
+def instance_part(instance: Instance, now: datetime, traceparent: str = "") -> dict[str, Any]:
+    """What every DecisionRecord says of its instance, written with the instance's next event
+    (whose revision it carries): its trace is `traceparent`'s (the action's), else the
+    instance's."""
+    return {
+        "tenant_id": instance.tenant_id,
+        "instance_id": instance.instance_id,
+        "revision": instance.revision + 1,
+        "create_time": now,
+        "trace_id": tracing.trace_id_of(traceparent, instance.traceparent),
+        "budget": instance.budget().as_json(),
+        "compiled_context_sha256": CompiledContext(instance.compiled_context).sha256,
+    }
+
+
 def record_for(
     action: Action,
     instance: Instance,
@@ -35,21 +51,17 @@ def record_for(
     now: datetime,
     approvals: list[Approval] | None = None,
 ) -> DecisionRecord:
-    """The record of the action's decision, written with the instance's next event (whose
-    revision it carries); its trace is the action's, else the instance's."""
+    """The record of the action's decision (see instance_part for what it says of the
+    instance)."""
     policy = action.policy
     return DecisionRecord(
         record_id=new_id("dr"),
         decision_key=policy.get("decision_key", "") or action.proposal.tool,
         status=status,
         outcome=outcome_of(action.state),
-        tenant_id=action.tenant_id,
-        instance_id=action.instance_id,
         action_id=action.action_id,
         tool=action.proposal.tool,
         action_sha256=action.action_sha256,
-        revision=instance.revision + 1,
-        create_time=now,
         evidence_refs=list(action.proposal.evidence_refs),
         approvals=approvals or [],
         approval_gates_active=list(action.gate_ids),
@@ -60,9 +72,7 @@ def record_for(
         policy_version=policy.get("version", ""),
         policy_sha256=policy.get("sha256", ""),
         rule_ids=list(policy.get("rule_ids", [])),
-        trace_id=tracing.trace_id_of(action.traceparent, instance.traceparent),
         estimated_cost_cents=action.proposal.estimated_cost_cents,
         cost_cents=action.cost_cents,
-        budget=instance.budget().as_json(),
-        compiled_context_sha256=CompiledContext(instance.compiled_context).sha256,
+        **instance_part(instance, now, action.traceparent),
     )
