@@ -8,7 +8,7 @@ from signoff.domain.models import Instance, Json, Principal, ProposedAction
 from signoff.domain.states import InstanceState
 from signoff.policy import PolicyDecision
 from signoff.services.context import Context
-from signoff.services.decisions import evaluate_policy
+from signoff.services.evaluation import evaluate_policy
 from signoff.services.instances import visible
 
 
