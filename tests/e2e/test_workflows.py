@@ -8,16 +8,36 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypedDict
 
 import grpc
 import pytest
 from google.protobuf import json_format, struct_pb2
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import END, START, StateGraph
 
 from signoff.v1 import approval_service_pb2 as approval_pb
 from signoff.v1 import audit_service_pb2 as audit_pb
 from signoff.v1 import execution_service_pb2 as execution_pb
 from signoff.v1 import types_pb2 as pb
+from signoff_client import (
+    APPROVED,
+    WAITING_FOR_HUMAN,
+    ActionRejected,
+    Backoff,
+    ErrorReason,
+    Signoff,
+    SignoffError,
+)
+from signoff_client.adapters.langgraph import (
+    approved_steps,
+    gate_tool_call,
+    pauses,
+    resume_command,
+    submit_plan,
+)
+from signoff_client.sdk import plan_decision
 from tests.support import (
     EXAMPLE_POLICY,
     ServerProcess,
@@ -755,3 +775,117 @@ def test_an_expired_plan_approval_covers_nothing(brief_server: ServerProcess) ->
     time.sleep(1.5)
     answer = ask(stubs, instance_id, refund())
     assert answer.outcome == pb.OUTCOME_WAITING_FOR_HUMAN
+
+
+# -- the SDK and the LangGraph adapter ------------------------------------------------------
+
+
+def sdk_plan() -> dict[str, Any]:
+    """The refund plan as the reference writes it (approval_mode "destructive")."""
+    steps = [dict(s) for s in REFUND_PLAN["steps"]]
+    steps[2]["approval_mode"] = "destructive"
+    return {**REFUND_PLAN, "steps": steps}
+
+
+def test_the_sdk_submits_a_plan_and_waits_for_its_approval(
+    example_server: ServerProcess,
+) -> None:
+    stubs = example_server.stubs()
+    with Signoff.connect(example_server.target, backoff=Backoff(0.05, 0.5)) as client:
+        instance_id = client.invoke_agent(as_json(envelope())).instance_id
+        first = client.submit_plan(instance_id, sdk_plan(), wait=False)
+        pending = plan_decision(instance_id, first)
+        assert pending is not None and pending.outcome == WAITING_FOR_HUMAN
+        assert pending.gate_ids == ("GATE_FINANCE_APPROVAL",)
+
+        answers: list[execution_pb.SubmitPlanResponse] = []
+        waiter = threading.Thread(
+            target=lambda: answers.append(client.submit_plan(instance_id, sdk_plan(), timeout=60))
+        )
+        waiter.start()
+        time.sleep(0.3)
+        assert not answers  # it waits for the humans, on WatchInstance
+        decide(stubs, first.approval.action_id, "user_finance_lead_77")
+        waiter.join(60)
+        decided = plan_decision(instance_id, answers[0])
+        assert decided is not None and decided.outcome == APPROVED
+        assert decided.params == {
+            "s3": {"tool": "adp_payments.issue_refund", "params": REFUND_PARAMS}
+        }
+        refunded = client.request_decision(
+            instance_id,
+            tool_call_id="tc_121",
+            tool="adp_payments.issue_refund",
+            params=REFUND_PARAMS,
+            risk_class="DESTRUCTIVE",
+        )
+        assert refunded.outcome == APPROVED and refunded.grant_token
+
+        # A rejected plan approval raises, as a rejected action does.
+        rejected_on = client.invoke_agent(as_json(envelope())).instance_id
+        answer = client.submit_plan(rejected_on, sdk_plan(), wait=False)
+        decide(stubs, answer.approval.action_id, "user_finance_lead_77", pb.VERDICT_REJECT)
+        with pytest.raises(ActionRejected):
+            client.submit_plan(rejected_on, sdk_plan(), timeout=30)
+        # The critic's findings come back as PLAN_REJECTED.
+        with pytest.raises(SignoffError) as caught:
+            client.submit_plan(rejected_on, {**sdk_plan(), "plan_id": "p2", "intent": "x.y"})
+        assert caught.value.reason == ErrorReason.PLAN_REJECTED
+
+
+class PlanState(TypedDict, total=False):
+    instance_id: str
+    steps: dict[str, Any]
+    outcome: str
+
+
+def test_langgraph_submits_the_plan_once_and_runs_the_gated_step_without_a_second_pause(
+    example_server: ServerProcess,
+) -> None:
+    stubs = example_server.stubs()
+    executed: list[dict[str, Any]] = []
+    with Signoff.connect(example_server.target, backoff=Backoff(0.05, 0.5)) as client:
+
+        def plan(state: PlanState) -> PlanState:
+            answer = submit_plan(client, state["instance_id"], sdk_plan())
+            return {"steps": approved_steps(answer)}
+
+        def refund(state: PlanState, config: RunnableConfig) -> PlanState:
+            step = state["steps"]["s3"]
+            decision = gate_tool_call(
+                client,
+                state["instance_id"],
+                {"id": "call_refund", "name": "issue_refund", "args": step["params"]},
+                tool=step["tool"],
+                risk_class="DESTRUCTIVE",
+                config=config,
+            )
+            assert decision.params is not None
+            executed.append(decision.params)
+            client.report_execution(
+                decision.action_id, True, "tool:refund", grant_token=decision.grant_token
+            )
+            return {"outcome": "executed"}
+
+        builder = StateGraph(PlanState)
+        builder.add_node("plan", plan)
+        builder.add_node("refund", refund)
+        builder.add_edge(START, "plan")
+        builder.add_edge("plan", "refund")
+        builder.add_edge("refund", END)
+        graph = builder.compile(checkpointer=InMemorySaver())
+        config: RunnableConfig = {"configurable": {"thread_id": "thread_plan"}}
+        instance_id = client.invoke_agent(as_json(envelope())).instance_id
+
+        result = graph.invoke({"instance_id": instance_id}, config)
+        assert "__interrupt__" in result and not executed
+        [paused] = pauses(graph.get_state(config).interrupts)
+        decide(stubs, paused.action_id, "user_finance_lead_77")
+        command = resume_command(client, graph.get_state(config).interrupts, timeout=60)
+        assert command is not None
+        result = graph.invoke(command, config)
+        assert result["outcome"] == "executed"
+        assert executed == [REFUND_PARAMS]
+        assert graph.get_state(config).interrupts == ()
+        final = records(stubs, instance_id)[-1]
+        assert final.plan_approval.action_id == paused.action_id
