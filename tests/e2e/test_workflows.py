@@ -5,18 +5,24 @@ Then what a plan approval may not do: serve another instance, outlive its expiry
 instance, run a step twice (two racing calls), or cover a call that deviates."""
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypedDict
 
 import grpc
 import pytest
+import sqlalchemy as sa
 from google.protobuf import json_format, struct_pb2
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 
+from signoff.domain.canonical import sha256_of
 from signoff.v1 import approval_service_pb2 as approval_pb
 from signoff.v1 import audit_service_pb2 as audit_pb
 from signoff.v1 import execution_service_pb2 as execution_pb
@@ -46,6 +52,7 @@ from tests.support import (
     envelope,
     error_info,
     field_violations,
+    mint,
 )
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -889,3 +896,63 @@ def test_langgraph_submits_the_plan_once_and_runs_the_gated_step_without_a_secon
         assert graph.get_state(config).interrupts == ()
         final = records(stubs, instance_id)[-1]
         assert final.plan_approval.action_id == paused.action_id
+
+
+def test_an_approver_narrows_a_step_from_the_cli(example_server: ServerProcess) -> None:
+    stubs = example_server.stubs()
+    instance_id = invoke(stubs).instance_id
+    approval = submit(stubs, instance_id, REFUND_PLAN).approval
+
+    def signoff(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(Path(sys.executable).parent / "signoff"), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={
+                **os.environ,
+                "SIGNOFF_TARGET": example_server.target,
+                "SIGNOFF_TOKEN": mint("user_finance_lead_77", "human", "*"),
+            },
+        )
+
+    pending = signoff("pending", "--tenant", "tenant_acme_prod")
+    assert pending.returncode == 0, pending.stderr
+    assert approval.action_id in pending.stdout and "signoff.plan" in pending.stdout
+    done = signoff(
+        "approve",
+        approval.action_id,
+        "--reason",
+        "3000 only",
+        "--set",
+        "s3.params.amount=3000",
+        "--yes",
+    )
+    assert done.returncode == 0, done.stderr
+    assert (
+        f"{approval.action_id} APPROVED by user_finance_lead_77 with edited params" in done.stdout
+    )
+    narrowed = ask(stubs, instance_id, refund("tc_cli", {**REFUND_PARAMS, "amount": 3000}))
+    assert narrowed.outcome == pb.OUTCOME_APPROVED, narrowed.reason
+
+
+def test_a_step_changed_in_the_database_is_not_approved(example_server: ServerProcess) -> None:
+    stubs = example_server.stubs()
+    instance_id, _ = approved_plan(stubs)
+    bigger = {**REFUND_PARAMS, "amount": 99999}
+    engine = sa.create_engine(example_server.database_url)  # behind the server's back
+    with engine.begin() as connection:
+        (plan,) = connection.execute(
+            sa.text("SELECT plan FROM plans WHERE instance_id = :i"), {"i": instance_id}
+        ).one()
+        plan = json.loads(plan) if isinstance(plan, str) else plan
+        plan["steps"][2]["params_sha256"] = sha256_of(bigger)
+        connection.execute(
+            sa.text("UPDATE plans SET plan = :p WHERE instance_id = :i"),
+            {"p": json.dumps(plan), "i": instance_id},
+        )
+    engine.dispose()
+    with pytest.raises(grpc.RpcError) as caught:
+        ask(stubs, instance_id, refund("tc_big", bigger))
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error_info(caught.value).reason == "STATE_TAMPERED"

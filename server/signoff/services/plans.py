@@ -13,6 +13,7 @@ from signoff.domain.errors import (
     FieldViolation,
     IdempotencyKeyReused,
     InvalidArgument,
+    StateTampered,
 )
 from signoff.domain.ids import new_id
 from signoff.domain.models import Action, Approval, Instance, Json, Principal, ProposedAction
@@ -124,12 +125,15 @@ def _stored_step(
 ) -> Json:
     """A step as the plans table keeps it: its params redacted as policy says, the sha256
     of its params as sent (what a request must match), and its route."""
+    stored = ctx.policy.redact(step.params, decision.redaction_rules_active)
     return {
         "id": step.step_id,
         "tool": step.tool,
         "risk_class": proposal.risk_class.value,
-        "params": ctx.policy.redact(step.params, decision.redaction_rules_active),
+        "params": stored,
         "params_sha256": sha256_of(step.params),
+        # Whether the stored params differ from the params sent (see _sealed_step).
+        "redacted": stored != step.params,
         "execute_when": step.execute_when,
         "reads": sorted(variables(step.execute_when)) if step.execute_when is not None else [],
         "effect": decision.effect.name,
@@ -382,6 +386,7 @@ async def apply_plan_edit(
             )
         step["params"] = ctx.policy.redact(params, decision.redaction_rules_active)
         step["params_sha256"] = sha256_of(params)
+        step["redacted"] = step["params"] != params
         step["gate_ids"] = list(decision.gate_ids) or step["gate_ids"]
         step["reason"] = "; ".join(decision.reasons)
         decided.append((step, decision))
@@ -458,9 +463,31 @@ async def step_of(
                     and found.grant_expires is not None
                     and found.grant_expires > now
                 ):
+                    _check_sealed(plan, step, found)
                     approval = found
             return StepMatch(plan, step, condition, approval)
     return None
+
+
+def _check_sealed(plan: SubmittedPlan, step: Json, approval: Action) -> None:
+    """The plans table is not in the audit chain; the plan approval is (its params sealed,
+    and checked when it was read). A gated step covered by it must be what it approved:
+    the same tool and stored params, and, when nothing was redacted, the params whose
+    sha256 the step matches calls by. StateTampered otherwise: nothing is approved."""
+    sealed = approval.proposal.params.get(step["id"])
+    same = (
+        isinstance(sealed, dict)
+        and sealed.get("tool") == step["tool"]
+        and sha256_of(sealed.get("params", {})) == sha256_of(step["params"])
+        and (step.get("redacted") or sha256_of(step["params"]) == step["params_sha256"])
+    )
+    if not same:
+        raise StateTampered(
+            "plan",
+            plan.plan_id,
+            plan.instance_id,
+            f"step {step['id']} is not what plan approval {approval.action_id} approved",
+        )
 
 
 async def _reported_outputs(
