@@ -436,37 +436,46 @@ async def step_of(
 ) -> StepMatch | None:
     """The first step, of the instance's plans in submission order, that the call runs and
     that no earlier call ran; None when the call is no plan's step (it deviates)."""
-    plans = await tx.plans_of(instance.instance_id)
-    if not plans:
-        return None
+    digest = sha256_of(proposal.params)
+    candidates = [
+        (plan, step)
+        for plan in await tx.plans_of(instance.instance_id)
+        for step in plan.steps()
+        if step["tool"] == proposal.tool and step["params_sha256"] == digest
+    ]
+    if not candidates:
+        return None  # no plan, or a call no plan has: nothing more to read
     uses = await tx.step_uses(instance.instance_id)
     used = {(u.plan_id, u.step_id) for u in uses}
-    digest = sha256_of(proposal.params)
-    for plan in plans:
-        for step in plan.steps():
-            if (plan.plan_id, step["id"]) in used:
-                continue
-            if step["tool"] != proposal.tool or step["params_sha256"] != digest:
-                continue
-            condition = None
-            if step.get("execute_when") is not None:
-                outputs = await _reported_outputs(tx, plan, uses)
-                condition = evaluate_condition(
-                    step["execute_when"], outputs, set(step.get("reads", []))
-                )
-            approval = None
-            if _gated(step) and plan.approval_action_id:
-                found = await tx.get_action(plan.approval_action_id)
-                if (
-                    found is not None
-                    and found.state is ActionState.APPROVED
-                    and found.grant_expires is not None
-                    and found.grant_expires > now
-                ):
-                    _check_sealed(plan, step, found)
-                    approval = found
-            return StepMatch(plan, step, condition, approval)
+    for plan, step in candidates:
+        if (plan.plan_id, step["id"]) in used:
+            continue
+        condition = None
+        if step.get("execute_when") is not None:
+            outputs = await _reported_outputs(tx, plan, uses)
+            condition = evaluate_condition(
+                step["execute_when"], outputs, set(step.get("reads", []))
+            )
+        return StepMatch(plan, step, condition, await _live_approval(tx, plan, step, now))
     return None
+
+
+async def _live_approval(
+    tx: Repository, plan: SubmittedPlan, step: Json, now: datetime
+) -> Action | None:
+    """The plan approval covering a gated step, if it is APPROVED and not expired."""
+    if not _gated(step) or not plan.approval_action_id:
+        return None
+    found = await tx.get_action(plan.approval_action_id)
+    if (
+        found is None
+        or found.state is not ActionState.APPROVED
+        or found.grant_expires is None
+        or found.grant_expires <= now
+    ):
+        return None
+    _check_sealed(plan, step, found)
+    return found
 
 
 def _check_sealed(plan: SubmittedPlan, step: Json, approval: Action) -> None:
