@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypedDict
@@ -956,3 +957,24 @@ def test_a_step_changed_in_the_database_is_not_approved(example_server: ServerPr
         ask(stubs, instance_id, refund("tc_big", bigger))
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert error_info(caught.value).reason == "STATE_TAMPERED"
+
+
+def test_the_plan_approval_is_in_the_approvers_feed(stubs: Stubs) -> None:
+    tenant = f"tenant_plan_{uuid.uuid4().hex[:8]}"
+    instance_id = invoke(stubs, envelope(tenant_id=tenant)).instance_id
+    approval = submit(stubs, instance_id, REFUND_PLAN).approval
+    decide(stubs, approval.action_id, "user_finance_lead_77")
+    stream = stubs.as_("user_finance_lead_77", tenant=tenant).approval.WatchApprovals(
+        approval_pb.WatchApprovalsRequest(tenant_id=tenant), timeout=30
+    )
+    seen = []
+    for message in stream:
+        if message.HasField("change"):
+            seen.append(message.change)
+        if len(seen) == 2:
+            stream.cancel()
+            break
+    assert [(c.action_id, c.tool, approval_pb.ApprovalChangeKind.Name(c.kind)) for c in seen] == [
+        (approval.action_id, "signoff.plan", "APPROVAL_CHANGE_KIND_REQUESTED"),
+        (approval.action_id, "signoff.plan", "APPROVAL_CHANGE_KIND_DECIDED"),
+    ]
