@@ -375,6 +375,12 @@ def test_the_refund_workflow_end_to_end(stubs: Stubs) -> None:
         ("support.refund.execute", "", pb.DECISION_STATUS_DECIDED),
         ("support.refund.execute", "adp_payments.issue_refund", pb.DECISION_STATUS_DECIDED),
     ]
+    assert as_json(found[0].plan_approval) == {  # the approval's own record: no step
+        "action_id": approval.action_id,
+        "plan_id": "plan_refund_01",
+        "plan_sha256": submitted.plan_sha256,
+        "approvers": ["user_finance_lead_77"],
+    }
     final = found[-1]
     assert final.outcome == pb.OUTCOME_APPROVED
     assert final.execution_state == pb.ACTION_STATE_EXECUTED

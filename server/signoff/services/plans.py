@@ -165,6 +165,9 @@ def _approval_policy(plan: Plan, decisions: list[PolicyDecision]) -> Json:
         "sha256": first.bundle.sha256,
         "rule_ids": union("rule_ids"),
         "decision_key": f"{PLAN_TOOL}.{plan.plan_id}",
+        # The plan the approval is about: its record names it (services/records.py).
+        "plan_id": plan.plan_id,
+        "plan_sha256": plan.sha256,
         "must_refuse": [],
         "must_escalate": union("must_escalate"),
         "redaction_rules_active": union("redaction_rules_active"),

@@ -2559,7 +2559,9 @@ type DecisionRecord struct {
 	CheckpointOutcome string `protobuf:"bytes,23,opt,name=checkpoint_outcome,json=checkpointOutcome,proto3" json:"checkpoint_outcome,omitempty"`
 	// Set when the action was APPROVED under a plan approval (SubmitPlan): it
 	// names that approval, its approvers, the plan and the step the action ran.
-	// The approvers' votes are in approvals.
+	// The approvers' votes are in approvals. On the plan approval's own record
+	// (tool "signoff.plan") it names the plan the approval is about, with
+	// step_id "".
 	PlanApproval *PlanApprovalRef `protobuf:"bytes,24,opt,name=plan_approval,json=planApproval,proto3" json:"plan_approval,omitempty"`
 }
 
@@ -2767,7 +2769,8 @@ type PlanApprovalRef struct {
 	PlanId   string `protobuf:"bytes,2,opt,name=plan_id,json=planId,proto3" json:"plan_id,omitempty"`
 	// "sha256:<hex>" of the plan as submitted.
 	PlanSha256 string `protobuf:"bytes,3,opt,name=plan_sha256,json=planSha256,proto3" json:"plan_sha256,omitempty"`
-	// The step of the plan this action ran (a step runs once).
+	// The step of the plan this action ran (a step runs once); "" on the plan
+	// approval's own record.
 	StepId string `protobuf:"bytes,4,opt,name=step_id,json=stepId,proto3" json:"step_id,omitempty"`
 	// Who approved the plan approval.
 	Approvers []string `protobuf:"bytes,5,rep,name=approvers,proto3" json:"approvers,omitempty"`

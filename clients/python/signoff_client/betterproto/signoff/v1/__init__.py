@@ -1645,7 +1645,9 @@ class DecisionRecord(betterproto2.Message):
     """
     Set when the action was APPROVED under a plan approval (SubmitPlan): it
     names that approval, its approvers, the plan and the step the action ran.
-    The approvers' votes are in approvals.
+    The approvers' votes are in approvals. On the plan approval's own record
+    (tool "signoff.plan") it names the plan the approval is about, with
+    step_id "".
     """
 
 
@@ -2401,7 +2403,8 @@ class PlanApprovalRef(betterproto2.Message):
 
     step_id: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
     """
-    The step of the plan this action ran (a step runs once).
+    The step of the plan this action ran (a step runs once); "" on the plan
+    approval's own record.
     """
 
     approvers: "list[str]" = betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True)

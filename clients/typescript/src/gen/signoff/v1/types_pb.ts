@@ -1218,7 +1218,9 @@ export type DecisionRecord = Message<"signoff.v1.DecisionRecord"> & {
   /**
    * Set when the action was APPROVED under a plan approval (SubmitPlan): it
    * names that approval, its approvers, the plan and the step the action ran.
-   * The approvers' votes are in approvals.
+   * The approvers' votes are in approvals. On the plan approval's own record
+   * (tool "signoff.plan") it names the plan the approval is about, with
+   * step_id "".
    *
    * @generated from field: signoff.v1.PlanApprovalRef plan_approval = 24;
    */
@@ -1258,7 +1260,8 @@ export type PlanApprovalRef = Message<"signoff.v1.PlanApprovalRef"> & {
   planSha256: string;
 
   /**
-   * The step of the plan this action ran (a step runs once).
+   * The step of the plan this action ran (a step runs once); "" on the plan
+   * approval's own record.
    *
    * @generated from field: string step_id = 4;
    */
