@@ -36,6 +36,7 @@ from signoff_client import (
     ErrorReason,
     Signoff,
     SignoffError,
+    plan_decision,
 )
 from signoff_client.adapters.langgraph import (
     approved_steps,
@@ -44,7 +45,6 @@ from signoff_client.adapters.langgraph import (
     resume_command,
     submit_plan,
 )
-from signoff_client.sdk import plan_decision
 from tests.support import (
     EXAMPLE_POLICY,
     ServerProcess,
