@@ -984,3 +984,20 @@ def test_the_plan_approval_is_in_the_approvers_feed(stubs: Stubs) -> None:
         (approval.action_id, "signoff.plan", "APPROVAL_CHANGE_KIND_REQUESTED"),
         (approval.action_id, "signoff.plan", "APPROVAL_CHANGE_KIND_DECIDED"),
     ]
+
+
+def test_a_step_policy_denies_is_put_before_nobody(stubs: Stubs) -> None:
+    unverified = envelope(
+        input={
+            "intent": "support.refund",
+            "context": {"identity_verified": False, "order_id": "ord_881"},
+        }
+    )
+    instance_id = invoke(stubs, unverified).instance_id
+    submitted = submit(stubs, instance_id, REFUND_PLAN)
+    assert not submitted.HasField("approval")
+    denied = submitted.steps[2]
+    assert (denied.step_id, denied.effect) == ("s3", "DENY")
+    assert "verified identity" in denied.reason
+    # Requested anyway, it is refused as it would be without a plan.
+    assert ask(stubs, instance_id, refund()).outcome == pb.OUTCOME_REJECTED
