@@ -701,12 +701,16 @@ def test_bad_plans_are_invalid_arguments_and_rejected_plans_name_their_findings(
     malformed = {
         "plan_id": "",
         "intent": "support.refund",
-        "steps": [{"id": "s1", "tool": "adp_orders.lookup"}, {"id": "s1"}],
+        "steps": [
+            {"id": "s1", "tool": "adp_orders.lookup"},
+            {"id": "s1"},
+            {"id": "s3", "tool": "signoff.plan"},
+        ],
     }
     with pytest.raises(grpc.RpcError) as caught:
         submit(stubs, instance_id, malformed)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert {"plan.plan_id", "plan.steps[1].tool", "plan.steps[1].id"} <= set(
+    assert {"plan.plan_id", "plan.steps[1].tool", "plan.steps[1].id", "plan.steps[2].tool"} <= set(
         field_violations(caught.value)
     )
     too_many = {

@@ -25,6 +25,9 @@ MAX_DEPENDS_ON = 100
 MAX_REQUIRES = 16
 MAX_CONDITION_DEPTH = 16
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+# The reserved tool of a plan approval: the action whose approval covers a submitted plan's
+# gated steps (services/plans.py). No agent may request it, nor plan it.
+PLAN_TOOL = "signoff.plan"
 
 
 class FindingReason(StrEnum):
@@ -136,6 +139,8 @@ def _step(raw: Any, where: str, bad: list[FieldViolation]) -> Step | None:
     if not isinstance(tool, str) or not tool:
         bad.append(FieldViolation(f"{where}.tool", "is required"))
         tool = ""
+    elif tool == PLAN_TOOL:
+        bad.append(FieldViolation(f"{where}.tool", f"{PLAN_TOOL} is reserved for plan approvals"))
     params = raw.get("params") or {}
     if not isinstance(params, dict):
         bad.append(FieldViolation(f"{where}.params", "must be an object"))
@@ -283,10 +288,6 @@ def ancestors(plan: Plan, step_id: str) -> set[str]:
             todo.extend(dep.depends_on)
     return seen
 
-
-# The reserved tool of a plan approval: the action whose approval covers a submitted plan's
-# gated steps (services/plans.py). No agent may request it.
-PLAN_TOOL = "signoff.plan"
 
 _MISSING = object()
 
