@@ -166,17 +166,17 @@ async def _request_decision(
         outside = _outside_context(ctx, instance, proposal)
         decision = evaluate_policy(ctx, instance, proposal, who)
         now = ctx.clock()
-        step = await plans.step_of(tx, instance, proposal, now)
+        planned = await plans.step_of(tx, instance, proposal, now)
         under_plan = False
         if not decision.must_refuse:  # a refusal ends the instance, context or budget or not
             denial = (
                 outside
                 or _budget_exhausted(ctx, instance, proposal)
-                or plans.unmet_condition(ctx, step)
+                or plans.unmet_condition(ctx, planned)
             )
             # A live plan approval stands in for the humans policy asks for, never for a
             # denial.
-            under_plan = denial is None and plans.covered_by_approval(decision, step)
+            under_plan = denial is None and plans.covered_by_approval(decision, planned)
             decision = denial or decision
         state = ActionState.APPROVED if under_plan else _STATE_FOR_EFFECT[decision.effect]
         waits = state is ActionState.WAITING_FOR_HUMAN
@@ -201,18 +201,18 @@ async def _request_decision(
             traceparent=traceparent,
         )
         if under_plan:
-            assert step is not None and step.approval is not None
-            action.decided_by = step.approval.decided_by
+            assert planned is not None and planned.approval is not None
+            action.decided_by = planned.approval.decided_by
             action.decision_reason = (
-                f"approved under plan approval {step.approval.action_id} (plan "
-                f"{step.plan.plan_id}, step {step.step['id']})"
+                f"approved under plan approval {planned.approval.action_id} (plan "
+                f"{planned.plan.plan_id}, step {planned.step['id']})"
             )
         # Through the transition table, which moves the instance's cost totals with it.
         action.move(instance, state)
         token = grants.issue(action, now, now, ctx.grant_ttl)
         await tx.insert_action(action)
-        if step is not None and (step.condition is None or step.condition.holds):
-            await plans.record_use(tx, step, action, now)
+        if planned is not None and planned.runs:
+            await plans.record_use(tx, planned, action, now)
         instance.tool_calls_used += 1
         if waits and instance.state is InstanceState.RUNNING:
             instance.state = transition_instance(instance.state, InstanceState.WAITING_FOR_HUMAN)
@@ -220,9 +220,9 @@ async def _request_decision(
         if not waits:
             record = record_for(action, instance, _status_at_once(state, decision), now)
             if under_plan:
-                assert step is not None
+                assert planned is not None
                 record.approvals, record.plan_approval = await plans.approvals_under_plan(
-                    tx, step, proposal.risk_class
+                    tx, planned, proposal.risk_class
                 )
             await tx.insert_record(record)
         await tx.append_event(

@@ -433,6 +433,12 @@ class StepMatch:
     # The live plan approval (APPROVED, not expired) of a gated step; None otherwise.
     approval: Action | None
 
+    @property
+    def runs(self) -> bool:
+        """Whether the call is the step's run: its condition, if any, holds. A call refused
+        for its condition leaves the step to a later call."""
+        return self.condition is None or self.condition.holds
+
 
 async def step_of(
     tx: Repository, instance: Instance, proposal: ProposedAction, now: datetime
