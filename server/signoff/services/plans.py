@@ -72,10 +72,7 @@ async def check_plan(ctx: Context, who: Principal, instance_id: str, raw_plan: J
                 "a plan is checked for an instance that can still run it",
             )
         findings = critique(
-            plan,
-            str(instance.envelope.get("input", {}).get("intent", "")),
-            CompiledContext(instance.compiled_context),
-            instance.budget(),
+            plan, _intent(instance), CompiledContext(instance.compiled_context), instance.budget()
         )
         verdict = (
             "ACCEPTED"
@@ -132,7 +129,7 @@ def _stored_step(
         "risk_class": proposal.risk_class.value,
         "params": stored,
         "params_sha256": sha256_of(step.params),
-        # Whether the stored params differ from the params sent (see _sealed_step).
+        # Whether the stored params differ from the params sent (see _check_sealed).
         "redacted": stored != step.params,
         "execute_when": step.execute_when,
         "reads": sorted(variables(step.execute_when)) if step.execute_when is not None else [],
@@ -156,21 +153,27 @@ def _rejected(plan: Plan, findings: list[Finding]) -> FailedPrecondition:
 
 
 def _approval_policy(plan: Plan, decisions: list[PolicyDecision]) -> Json:
-    """The policy part of a plan approval: every gated step's rules, controls and gates."""
-    first = decisions[0]
-    union = lambda name: sorted({x for d in decisions for x in getattr(d, name)})  # noqa: E731
+    """The policy part of a plan approval (as Action.policy): the bundle, the plan it is
+    about, and its gated steps' controls."""
+    bundle = decisions[0].bundle
     return {
-        "bundle_id": first.bundle.bundle_id,
-        "version": first.bundle.version,
-        "sha256": first.bundle.sha256,
-        "rule_ids": union("rule_ids"),
+        "bundle_id": bundle.bundle_id,
+        "version": bundle.version,
+        "sha256": bundle.sha256,
         "decision_key": f"{PLAN_TOOL}.{plan.plan_id}",
         # The plan the approval is about: its record names it (services/records.py).
         "plan_id": plan.plan_id,
         "plan_sha256": plan.sha256,
         "must_refuse": [],
-        "must_escalate": union("must_escalate"),
-        "redaction_rules_active": union("redaction_rules_active"),
+        **_steps_controls(decisions),
+    }
+
+
+def _steps_controls(decisions: list[PolicyDecision]) -> Json:
+    """What the gated steps' decisions say together: every rule, escalation and redaction."""
+    return {
+        name: sorted({x for d in decisions for x in getattr(d, name)})
+        for name in ("rule_ids", "must_escalate", "redaction_rules_active")
     }
 
 
@@ -401,7 +404,7 @@ async def apply_plan_edit(
     )
     approval.proposal = replace(approval.proposal, params=_approval_params(edited_steps))
     approval.action_sha256 = approval.proposal.sha256()
-    approval.policy = _approval_policy_from(approval.policy, [d for _, d in decided])
+    approval.policy = {**approval.policy, **_steps_controls([d for _, d in decided])}
     known = {g.gate_id for g in approval.gates}
     needed = _gate_union(edited_steps)
     if all(g in known for g in needed):
@@ -410,12 +413,6 @@ async def apply_plan_edit(
     approval.gates += [open_gate(ctx.policy.gate(g), now) for g in needed]
     approval.gate_ids = needed
     return diff, []
-
-
-def _approval_policy_from(previous: Json, decisions: list[PolicyDecision]) -> Json:
-    rules = sorted({r for d in decisions for r in d.rule_ids})
-    escalate = sorted({g for d in decisions for g in d.must_escalate})
-    return {**previous, "rule_ids": rules, "must_escalate": escalate}
 
 
 # -- RequestDecision: the step a call runs --------------------------------------------------
