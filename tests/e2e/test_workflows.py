@@ -1005,3 +1005,23 @@ def test_a_step_policy_denies_is_put_before_nobody(stubs: Stubs) -> None:
     assert "verified identity" in denied.reason
     # Requested anyway, it is refused as it would be without a plan.
     assert ask(stubs, instance_id, refund()).outcome == pb.OUTCOME_REJECTED
+
+
+def test_the_plan_approval_keeps_every_rule_of_an_approval(stubs: Stubs) -> None:
+    instance_id = invoke(stubs).instance_id
+    approval = submit(stubs, instance_id, REFUND_PLAN).approval
+    # The instance's own user may not approve its plan; nor may someone its gate does not admit.
+    for who, reason in (("usr_771", "SEPARATION_OF_DUTIES"), ("user_mod_lead_12", "NOT_ELIGIBLE")):
+        with pytest.raises(grpc.RpcError) as caught:
+            decide(stubs, approval.action_id, who)
+        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert error_info(caught.value).reason == reason
+    # An approval bound to what the approver saw: a stale hash is refused.
+    with pytest.raises(grpc.RpcError) as caught:
+        decide(
+            stubs,
+            approval.action_id,
+            "user_finance_lead_77",
+            evidence_snapshot_hash="sha256:" + "0" * 64,
+        )
+    assert error_info(caught.value).reason == "EVIDENCE_CHANGED"
