@@ -568,8 +568,10 @@ type DecisionStatus int32
 
 const (
 	DecisionStatus_DECISION_STATUS_UNSPECIFIED DecisionStatus = 0
-	// Approvers decided, policy approved at once, or a must_refuse rule refused
-	// the action and ended the instance (see outcome).
+	// Approvers decided (a plan approval's approvers included), policy approved at
+	// once, a must_refuse rule refused the action and ended the instance, or a
+	// planned step's execute_when was false (rule CONDITION_NOT_MET) (see
+	// outcome).
 	DecisionStatus_DECISION_STATUS_DECIDED DecisionStatus = 1
 	// Policy denied the action at once (a deny rule, a failed evaluation or the
 	// exhausted tool-call budget) and the instance runs on: the matter goes to

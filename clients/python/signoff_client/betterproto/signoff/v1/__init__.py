@@ -248,8 +248,10 @@ class DecisionStatus(betterproto2.Enum):
 
     DECIDED = 1
     """
-    Approvers decided, policy approved at once, or a must_refuse rule refused
-    the action and ended the instance (see outcome).
+    Approvers decided (a plan approval's approvers included), policy approved at
+    once, a must_refuse rule refused the action and ended the instance, or a
+    planned step's execute_when was false (rule CONDITION_NOT_MET) (see
+    outcome).
     """
 
     ESCALATED = 2

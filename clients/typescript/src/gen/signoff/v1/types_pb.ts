@@ -1763,8 +1763,10 @@ export enum DecisionStatus {
   UNSPECIFIED = 0,
 
   /**
-   * Approvers decided, policy approved at once, or a must_refuse rule refused
-   * the action and ended the instance (see outcome).
+   * Approvers decided (a plan approval's approvers included), policy approved at
+   * once, a must_refuse rule refused the action and ended the instance, or a
+   * planned step's execute_when was false (rule CONDITION_NOT_MET) (see
+   * outcome).
    *
    * @generated from enum value: DECISION_STATUS_DECIDED = 1;
    */
