@@ -27,6 +27,7 @@ from signoff.domain.canonical import sha256_of
 from signoff.v1 import approval_service_pb2 as approval_pb
 from signoff.v1 import audit_service_pb2 as audit_pb
 from signoff.v1 import execution_service_pb2 as execution_pb
+from signoff.v1 import policy_service_pb2 as policy_pb
 from signoff.v1 import types_pb2 as pb
 from signoff_client import (
     APPROVED,
@@ -1025,3 +1026,47 @@ def test_the_plan_approval_keeps_every_rule_of_an_approval(stubs: Stubs) -> None
             evidence_snapshot_hash="sha256:" + "0" * 64,
         )
     assert error_info(caught.value).reason == "EVIDENCE_CHANGED"
+
+
+def test_a_dry_run_of_a_plan_approval_judges_its_steps(stubs: Stubs) -> None:
+    """What the console asks before it submits an edit: policy on each edited step."""
+    instance_id = invoke(stubs).instance_id
+    approval = submit(stubs, instance_id, REFUND_PLAN).approval
+    lead = stubs.as_("user_finance_lead_77")
+
+    def dry_run(amount: int) -> Any:
+        action = proposed("tc_dry", "signoff.plan", pb.RISK_CLASS_DESTRUCTIVE)
+        action.params.update(
+            {
+                "s3": {
+                    "tool": "adp_payments.issue_refund",
+                    "params": {**REFUND_PARAMS, "amount": amount},
+                }
+            }
+        )
+        return lead.policy.EvaluatePolicy(
+            policy_pb.EvaluatePolicyRequest(instance_id=instance_id, action=action)
+        )
+
+    narrowed = dry_run(3000)
+    assert narrowed.effect == policy_pb.EFFECT_REQUIRE_APPROVAL
+    assert list(narrowed.gate_ids) == ["GATE_FINANCE_APPROVAL"]
+    assert all(r.startswith("s3: ") for r in narrowed.reasons)
+    widened = dry_run(250_000)
+    assert list(widened.gate_ids) == ["GATE_FINANCE_DIRECTOR"]
+
+    # Submitted, that edit needs a gate the approval did not wait on: directors decide.
+    widen = struct_pb2.Struct()
+    widen.update(
+        {
+            "s3": {
+                "tool": "adp_payments.issue_refund",
+                "params": {**REFUND_PARAMS, "amount": 250_000},
+            }
+        }
+    )
+    voted = decide(stubs, approval.action_id, "user_finance_lead_77", edited_params=widen)
+    assert voted.action.state == pb.ACTION_STATE_WAITING_FOR_HUMAN
+    assert [g.gate_id for g in voted.action.gates if g.state == pb.GATE_STATE_WAITING] == [
+        "GATE_FINANCE_DIRECTOR"
+    ]

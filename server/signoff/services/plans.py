@@ -415,6 +415,43 @@ async def apply_plan_edit(
     return diff, []
 
 
+def dry_run(
+    ctx: Context, instance: Instance, proposal: ProposedAction, who: Principal
+) -> PolicyDecision:
+    """EvaluatePolicy of a plan approval (tool signoff.plan, params {step_id: {"tool",
+    "params"}}, say an edit the console is about to submit): each step as policy would judge
+    it, at its tool's binding, taken together. A step denied denies all (as SubmitDecision
+    refuses such an edit); otherwise the gates of every step."""
+    compiled = CompiledContext(instance.compiled_context)
+    decided: list[tuple[str, PolicyDecision]] = []
+    for step_id, body in proposal.params.items():
+        if not isinstance(body, dict) or not isinstance(body.get("params", {}), dict):
+            raise InvalidArgument(
+                [FieldViolation(f"action.params.{step_id}", 'must be {"tool": …, "params": {…}}')]
+            )
+        tool = str(body.get("tool", ""))
+        bound = compiled.binding(tool)
+        step = replace(
+            proposal,
+            tool=tool,
+            params=body.get("params", {}),
+            risk_class=RiskClass(bound["approval_mode"]) if bound else proposal.risk_class,
+        )
+        decided.append((step_id, evaluate_policy(ctx, instance, step, who)))
+    decisions = [d for _, d in decided]
+    effects = {d.effect for d in decisions}
+    effect = next((e for e in (Effect.DENY, Effect.REQUIRE_APPROVAL) if e in effects), Effect.ALLOW)
+    return PolicyDecision(
+        effect=effect,
+        reasons=[f"{step_id}: {r}" for step_id, d in decided for r in d.reasons],
+        bundle=ctx.policy.bundle,
+        gate_ids=list(dict.fromkeys(g for d in decisions for g in d.gate_ids)),
+        decision_key=PLAN_TOOL,
+        must_refuse=sorted({r for d in decisions for r in d.must_refuse}),
+        **_steps_controls(decisions),
+    )
+
+
 # -- RequestDecision: the step a call runs --------------------------------------------------
 
 
