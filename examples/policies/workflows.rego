@@ -63,17 +63,30 @@ workflow_findings contains {
 
 # --- content.review ---------------------------------------------------------------------
 
-confidence := to_number(object.get(action.params, "confidence", object.get(context, "confidence", 0)))
+# The classifier's confidence, when the action or the context states it. A plan states it
+# as its step's execute_when over the classifier's reported outputs instead (docs/plans.md):
+# a block without a stated confidence still waits for a moderation lead.
+confidence := to_number(action.params.confidence) if {
+	"confidence" in object.keys(action.params)
+} else := to_number(context.confidence) if {
+	"confidence" in object.keys(context)
+}
+
+unsure if confidence < data.limits.moderation_confidence_threshold
+
+confidence_note := sprintf("confidence %v", [confidence]) if {
+	is_number(confidence)
+} else := "no confidence stated"
 
 workflow_findings contains {
 	"rule": "R_PUBLISH_BLOCK_REQUIRES_APPROVAL",
 	"effect": "require_approval",
 	"gate": "GATE_PUBLISH_BLOCK",
-	"reason": sprintf("confidence %v: a moderation lead confirms the block", [confidence]),
+	"reason": sprintf("%v: a moderation lead confirms the block", [confidence_note]),
 } if {
 	intent == "content.review"
 	action.tool == "adp_content.publish_block"
-	confidence >= data.limits.moderation_confidence_threshold
+	not unsure
 }
 
 workflow_findings contains {
@@ -83,7 +96,7 @@ workflow_findings contains {
 } if {
 	intent == "content.review"
 	action.tool == "adp_content.publish_block"
-	confidence < data.limits.moderation_confidence_threshold
+	unsure
 }
 
 workflow_findings contains {

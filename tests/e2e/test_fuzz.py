@@ -63,6 +63,7 @@ WRITES = {
     "CancelInstance",
     "SubmitDecision",
     "CheckPlan",
+    "SubmitPlan",
     "RecordCheckpoint",
 }
 NEVER = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
@@ -329,6 +330,26 @@ def seed(server: ServerProcess) -> World:
                 },
             },
             execution_pb.CheckPlanRequest(),
+        ),
+        "SubmitPlan": json_format.ParseDict(
+            {
+                "instance_id": instance.instance_id,
+                "plan": {
+                    "plan_id": "plan_fuzz",
+                    "intent": "support.refund",
+                    "steps": [
+                        {"id": "s1", "tool": "adp_orders.lookup", "params": {"order_id": "o"}},
+                        {
+                            "id": "s2",
+                            "tool": "adp_payments.issue_refund",
+                            "depends_on": ["s1"],
+                            "params": {"order_id": "o", "amount": 4200, "currency": "INR"},
+                            "approval_mode": "RISK_CLASS_DESTRUCTIVE",
+                        },
+                    ],
+                },
+            },
+            execution_pb.SubmitPlanRequest(),
         ),
         "RecordCheckpoint": json_format.ParseDict(
             {

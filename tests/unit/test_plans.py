@@ -10,7 +10,7 @@ import pytest
 
 from signoff.domain.budget import BudgetReport
 from signoff.domain.errors import InvalidArgument
-from signoff.domain.plans import MAX_STEPS, FindingReason, parse_plan
+from signoff.domain.plans import MAX_STEPS, FindingReason, evaluate_condition, parse_plan
 from signoff.domain.states import RiskClass
 from signoff.policy.bundle import BundleError, load_bundle
 from signoff.policy.critic import critique
@@ -267,3 +267,42 @@ def test_a_bundle_with_a_bad_manifest_does_not_load(
     (tmp_path / "intents.yaml").write_text(text.replace(before, after, 1))
     with pytest.raises(BundleError, match=re.escape(message)):
         load_bundle(tmp_path)
+
+
+# -- execute_when at request time (domain.plans.evaluate_condition) ---------------------------
+
+CONFIDENT = {">=": [{"var": "outputs.s1.confidence"}, 0.7]}
+UNSURE = {"<": [{"var": "outputs.s1.confidence"}, 0.7]}
+READS = {"outputs.s1.confidence"}
+
+
+@pytest.mark.parametrize(
+    ("condition", "outputs", "holds"),
+    [
+        (CONFIDENT, {"s1": {"confidence": 0.93}}, True),
+        (CONFIDENT, {"s1": {"confidence": 0.7}}, True),
+        (CONFIDENT, {"s1": {"confidence": 0.42}}, False),
+        (UNSURE, {"s1": {"confidence": 0.42}}, True),
+        (UNSURE, {"s1": {"confidence": 0.93}}, False),
+    ],
+)
+def test_a_condition_is_evaluated_over_the_reported_outputs(
+    condition: Any, outputs: dict[str, Any], holds: bool
+) -> None:
+    result = evaluate_condition(condition, outputs, READS)
+    assert result.holds is holds
+    assert result.seen == {"outputs.s1.confidence": outputs["s1"]["confidence"]}
+
+
+@pytest.mark.parametrize("outputs", [{}, {"s1": {}}, {"s1": {"label": "abuse"}}])
+def test_a_value_not_reported_fails_the_condition_closed(outputs: dict[str, Any]) -> None:
+    # JSON Logic would read the missing value as null, and null < 0.7 is true.
+    result = evaluate_condition(UNSURE, outputs, READS)
+    assert not result.holds
+    assert result.why == "not reported: outputs.s1.confidence"
+    assert result.seen == {"outputs.s1.confidence": None}
+
+
+def test_a_condition_that_cannot_be_evaluated_is_false() -> None:
+    result = evaluate_condition({"nope": [1]}, {}, set())
+    assert not result.holds and result.why.startswith("cannot be evaluated")

@@ -40,6 +40,7 @@ from signoff_client.sdk import (
     Decision,
     Signoff,
     WireMessage,
+    plan_decision,
     proposed_action,
 )
 
@@ -62,5 +63,6 @@ __all__ = [
     "SignoffError",
     "WireMessage",
     "from_rpc_error",
+    "plan_decision",
     "proposed_action",
 ]

@@ -13,7 +13,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeAlias, TypeVar
 
@@ -204,23 +204,59 @@ def _invoke_request(
     return _as_pb(envelope, execution_pb.InvokeAgentRequest)
 
 
-def _check_plan_request(
-    instance_id: str, plan: Mapping[str, Any] | WireMessage
-) -> execution_pb.CheckPlanRequest:
+def _plan(plan: Mapping[str, Any] | WireMessage) -> execution_pb.Plan:
     """A plan as a dict in the reference's JSON (approval_mode "destructive" or
     "RISK_CLASS_DESTRUCTIVE"), or a grpcio or betterproto2 Plan."""
     if not isinstance(plan, Mapping):
-        return execution_pb.CheckPlanRequest(
-            instance_id=instance_id, plan=_as_pb(plan, execution_pb.Plan)
-        )
+        return _as_pb(plan, execution_pb.Plan)
     steps = []
     for step in plan.get("steps", []):
         step = dict(step)
         if step.get("approval_mode"):
             step["approval_mode"] = _enum(pb.RiskClass, "RISK_CLASS_", step["approval_mode"])
         steps.append(step)
-    message = json_format.ParseDict({**plan, "steps": steps}, execution_pb.Plan())
-    return execution_pb.CheckPlanRequest(instance_id=instance_id, plan=message)
+    return json_format.ParseDict({**plan, "steps": steps}, execution_pb.Plan())
+
+
+def _check_plan_request(
+    instance_id: str, plan: Mapping[str, Any] | WireMessage
+) -> execution_pb.CheckPlanRequest:
+    return execution_pb.CheckPlanRequest(instance_id=instance_id, plan=_plan(plan))
+
+
+def _submit_plan_request(
+    instance_id: str, plan: Mapping[str, Any] | WireMessage
+) -> execution_pb.SubmitPlanRequest:
+    return execution_pb.SubmitPlanRequest(instance_id=instance_id, plan=_plan(plan))
+
+
+def plan_decision(instance_id: str, answer: execution_pb.SubmitPlanResponse) -> Decision | None:
+    """Where a submitted plan's approval stands: None when policy gated no step (nothing to
+    approve); an APPROVED or WAITING_FOR_HUMAN Decision about the plan approval (its
+    `params` are the gated steps as approved, {step_id: {"tool", "params"}}: request
+    those). Raises ActionRejected when it was rejected or expired, InstanceTerminated when
+    the instance was cancelled: no gated step may run under it."""
+    if not answer.HasField("approval"):
+        return None
+    approval = answer.approval
+    state = pb.ActionState.Name(approval.state).removeprefix("ACTION_STATE_")
+    decision = Decision(
+        outcome=state,
+        action_id=approval.action_id,
+        action_sha256=approval.action_sha256,
+        params=json_numbers(json_format.MessageToDict(approval.params)),
+        approver=approval.decided_by,
+        reason=approval.decision_reason,
+        revision=answer.revision,
+        action=approval,
+        instance_id=instance_id,
+        gate_ids=tuple(g.gate_id for g in approval.gates if g.state == pb.GATE_STATE_WAITING),
+    )
+    if state in ("REJECTED", "EXPIRED"):
+        raise ActionRejected(replace(decision, outcome=REJECTED))
+    if state not in (APPROVED, WAITING_FOR_HUMAN):
+        raise InstanceTerminated(instance_id, approval.decision_reason, decision)
+    return decision
 
 
 def _evaluate_request(

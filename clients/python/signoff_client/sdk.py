@@ -34,6 +34,7 @@ from signoff_client._common import (
     Decision,
     WireMessage,
     json_numbers,
+    plan_decision,
     proposed_action,
 )
 from signoff_client._sync.client import Signoff
@@ -50,5 +51,6 @@ __all__ = [
     "Signoff",
     "WireMessage",
     "json_numbers",
+    "plan_decision",
     "proposed_action",
 ]

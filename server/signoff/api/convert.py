@@ -203,6 +203,7 @@ def record_to_pb(record: models.DecisionRecord) -> pb.DecisionRecord:
         ),
         budget=budget_to_pb(record.budget),
         compiled_context_sha256=record.compiled_context_sha256,
+        plan_approval=pb.PlanApprovalRef(**record.plan_approval) if record.plan_approval else None,
     )
 
 

@@ -224,6 +224,33 @@ class ExecutionService(execution_grpc.ExecutionServiceServicer):
         )
 
     @unary
+    async def SubmitPlan(
+        self, request: execution_pb.SubmitPlanRequest, context: grpc.aio.ServicerContext
+    ) -> execution_pb.SubmitPlanResponse:
+        v = Validator()
+        v.identifier("instance_id", request.instance_id)
+        _validate_plan(v, request)
+        v.done()
+        submitted = await plans.submit_plan(
+            self.ctx, caller(), request.instance_id, convert.message_to_json(request.plan)
+        )
+        return execution_pb.SubmitPlanResponse(
+            plan_sha256=submitted.plan.plan_sha256,
+            steps=[
+                execution_pb.PlanStepRoute(
+                    step_id=s["id"],
+                    tool=s["tool"],
+                    effect=s["effect"],
+                    gate_ids=s["gate_ids"],
+                    reason=s["reason"],
+                )
+                for s in submitted.plan.steps()
+            ],
+            approval=convert.action_to_pb(submitted.approval) if submitted.approval else None,
+            revision=submitted.revision,
+        )
+
+    @unary
     async def RecordCheckpoint(
         self, request: execution_pb.RecordCheckpointRequest, context: grpc.aio.ServicerContext
     ) -> execution_pb.RecordCheckpointResponse:
@@ -437,7 +464,9 @@ def _validate_proposal(v: Validator, request: Any) -> None:
     v.cents("action.estimated_cost_cents", action.estimated_cost_cents)
 
 
-def _validate_plan(v: Validator, request: execution_pb.CheckPlanRequest) -> None:
+def _validate_plan(
+    v: Validator, request: execution_pb.CheckPlanRequest | execution_pb.SubmitPlanRequest
+) -> None:
     """The wire-level limits of a plan (sizes, numbers in its JSON); its shape is checked
     by domain/plans.py, which names the same fields."""
     if not request.HasField("plan"):

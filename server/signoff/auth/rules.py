@@ -40,6 +40,7 @@ RULES: dict[str, Allowed] = {
     "/signoff.v1.ExecutionService/ListInstances": either(agents, humans),
     "/signoff.v1.ExecutionService/CheckPlan": agents,
     "/signoff.v1.ExecutionService/RecordCheckpoint": agents,
+    "/signoff.v1.ExecutionService/SubmitPlan": agents,
     "/signoff.v1.ApprovalService/ListPendingApprovals": humans,
     "/signoff.v1.ApprovalService/SubmitDecision": humans,
     "/signoff.v1.ApprovalService/WatchApprovals": humans,

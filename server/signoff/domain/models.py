@@ -371,6 +371,9 @@ class DecisionRecord:
     # example "eligible"; "" for the record of an action. A checkpoint's record has no
     # action: action_id, tool and action_sha256 are "".
     checkpoint_outcome: str = ""
+    # Set when the action was approved under a plan approval (SubmitPlan): {"action_id",
+    # "plan_id", "plan_sha256", "step_id", "approvers"}; {} otherwise.
+    plan_approval: Json = field(default_factory=dict)
 
 
 class PrincipalKind(StrEnum):

@@ -7,8 +7,11 @@ given as findings with stable reasons.
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
+
+from json_logic import jsonLogic
 
 from signoff.domain.canonical import sha256_of
 from signoff.domain.errors import FieldViolation, InvalidArgument
@@ -22,6 +25,9 @@ MAX_DEPENDS_ON = 100
 MAX_REQUIRES = 16
 MAX_CONDITION_DEPTH = 16
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+# The reserved tool of a plan approval: the action whose approval covers a submitted plan's
+# gated steps (services/plans.py). No agent may request it, nor plan it.
+PLAN_TOOL = "signoff.plan"
 
 
 class FindingReason(StrEnum):
@@ -133,6 +139,8 @@ def _step(raw: Any, where: str, bad: list[FieldViolation]) -> Step | None:
     if not isinstance(tool, str) or not tool:
         bad.append(FieldViolation(f"{where}.tool", "is required"))
         tool = ""
+    elif tool == PLAN_TOOL:
+        bad.append(FieldViolation(f"{where}.tool", f"{PLAN_TOOL} is reserved for plan approvals"))
     params = raw.get("params") or {}
     if not isinstance(params, dict):
         bad.append(FieldViolation(f"{where}.params", "must be an object"))
@@ -279,3 +287,79 @@ def ancestors(plan: Plan, step_id: str) -> set[str]:
             seen.add(d)
             todo.extend(dep.depends_on)
     return seen
+
+
+_MISSING = object()
+
+
+def _read(data: Any, dotted: str) -> Any:
+    """The value at a dotted name (as JSON Logic's var reads it), or _MISSING."""
+    value = data
+    for part in dotted.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return _MISSING
+    return value
+
+
+@dataclass(frozen=True)
+class ConditionResult:
+    holds: bool
+    # Each name the condition reads, with the value it saw (None: not reported).
+    seen: Json
+    # Why it does not hold ("" when it does).
+    why: str = ""
+
+
+def evaluate_condition(
+    expression: Any, outputs: dict[str, Json], names: set[str]
+) -> ConditionResult:
+    """Evaluates an execute_when (JSON Logic, by the json-logic library) over
+    {"outputs": outputs}. `names` are the dotted names it reads (policy.critic.variables).
+    Fails closed: a name with no reported value makes the condition false without
+    evaluating it (JSON Logic would read it as null, and null < 0.7 is true), and so does an
+    expression the library cannot evaluate."""
+    data = {"outputs": outputs}
+    seen = {name: _read(data, name) for name in sorted(names)}
+    missing = [name for name, value in seen.items() if value is _MISSING]
+    shown = {name: (None if value is _MISSING else value) for name, value in seen.items()}
+    if missing:
+        return ConditionResult(False, shown, f"not reported: {', '.join(missing)}")
+    try:
+        holds = bool(jsonLogic(expression, data))
+    except Exception as error:  # noqa: BLE001 - any failure to evaluate is a false condition
+        return ConditionResult(False, shown, f"cannot be evaluated: {error}")
+    return ConditionResult(holds, shown, "" if holds else "is false")
+
+
+@dataclass
+class SubmittedPlan:
+    """A plan SubmitPlan stored: `plan` is the parsed plan as JSON, each step with its route
+    ({"effect", "gate_ids", "reason"}), the sha256 of its params as approved
+    ("params_sha256") and its params as stored (redacted)."""
+
+    instance_id: str
+    tenant_id: str
+    plan_id: str
+    plan_sha256: str
+    # The plan approval's action id; "" when policy gated no step.
+    approval_action_id: str
+    plan: Json
+    create_time: datetime
+
+    def steps(self) -> list[Json]:
+        return list(self.plan.get("steps", []))
+
+
+@dataclass(frozen=True)
+class StepUse:
+    """The action that ran one step of a submitted plan (a step runs once)."""
+
+    instance_id: str
+    plan_id: str
+    step_id: str
+    action_id: str
+    create_time: datetime

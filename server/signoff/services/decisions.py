@@ -2,7 +2,6 @@
 
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
 from signoff.domain.canonical import sha256_of
 from signoff.domain.errors import (
@@ -32,6 +31,7 @@ from signoff.domain.models import (
     ProposedAction,
     Vote,
 )
+from signoff.domain.plans import PLAN_TOOL
 from signoff.domain.states import (
     DECIDED_ACTION_STATES,
     ActionState,
@@ -46,14 +46,14 @@ from signoff.domain.states import (
 )
 from signoff.policy import Effect, PolicyDecision
 from signoff.policy.manifest import CompiledContext
-from signoff.services import grants, pagination
+from signoff.services import grants, pagination, plans
 from signoff.services.context import Context, once_more_on_key_conflict
+from signoff.services.evaluation import evaluate_policy
 from signoff.services.gating import decider, may_decide, open_gate, params_diff, waiting_rules
 from signoff.services.instances import locked_instance, revoke_open_actions, scoped_tenant
 from signoff.services.records import record_for
 from signoff.services.settling import settle
 from signoff.store.unit import Repository
-from signoff.telemetry import tracing
 
 _STATE_FOR_EFFECT = {
     Effect.ALLOW: ActionState.APPROVED,
@@ -71,42 +71,6 @@ class DecisionAnswer:
     action: Action | None
     # On APPROVED: the single-use token to execute with (see services/grants.py).
     grant_token: str = ""
-
-
-def evaluation_input(
-    instance: Instance, proposal: ProposedAction, who: Principal
-) -> dict[str, Any]:
-    """What a bundle's rules see: the envelope, the action, and the authenticated caller."""
-    return {
-        "envelope": instance.envelope,
-        "action": proposal.as_json(),
-        "principal": {
-            "id": who.id,
-            "kind": who.kind.value,
-            "tenant": who.tenant,
-            "roles": sorted(who.roles),
-        },
-        "instance": instance.budget().policy_input(),
-    }
-
-
-def evaluate_policy(
-    ctx: Context, instance: Instance, proposal: ProposedAction, who: Principal
-) -> PolicyDecision:
-    """What policy says about the proposal (in a span of its own when tracing is on)."""
-    with tracing.span("signoff policy evaluate", **{"signoff.action.tool": proposal.tool}) as span:
-        decision = ctx.policy.evaluate(evaluation_input(instance, proposal, who))
-        if span.is_recording():
-            span.set_attributes(
-                {
-                    "signoff.policy.bundle_id": decision.bundle.bundle_id,
-                    "signoff.policy.version": decision.bundle.version,
-                    "signoff.policy.effect": decision.effect.value,
-                    "signoff.policy.rule_ids": decision.rule_ids,
-                    "signoff.policy.gate_ids": decision.gate_ids,
-                }
-            )
-    return decision
 
 
 def _budget_exhausted(
@@ -150,6 +114,21 @@ async def request_decision(
     ctx: Context, who: Principal, instance_id: str, proposal: ProposedAction, traceparent: str = ""
 ) -> DecisionAnswer:
     """`traceparent` is the W3C trace context of the call, stored with a new action."""
+    if proposal.tool == PLAN_TOOL:
+        raise InvalidArgument(
+            [FieldViolation("action.tool", f"{PLAN_TOOL} is reserved for plan approvals")]
+        )
+
+    # Two calls racing for one step of a plan: the second finds the step's use the first
+    # wrote (plan_step_uses), and its call gets a decision of its own.
+    return await once_more_on_key_conflict(
+        lambda: _request_decision(ctx, who, instance_id, proposal, traceparent)
+    )
+
+
+async def _request_decision(
+    ctx: Context, who: Principal, instance_id: str, proposal: ProposedAction, traceparent: str
+) -> DecisionAnswer:
     digest = proposal.sha256()
     async with ctx.db.write() as tx:
         instance = await locked_instance(tx, instance_id, who)
@@ -186,10 +165,20 @@ async def request_decision(
 
         outside = _outside_context(ctx, instance, proposal)
         decision = evaluate_policy(ctx, instance, proposal, who)
-        if not decision.must_refuse:  # a refusal ends the instance, context or budget or not
-            decision = outside or _budget_exhausted(ctx, instance, proposal) or decision
         now = ctx.clock()
-        state = _STATE_FOR_EFFECT[decision.effect]
+        planned = await plans.step_of(tx, instance, proposal, now)
+        under_plan = False
+        if not decision.must_refuse:  # a refusal ends the instance, context or budget or not
+            denial = (
+                outside
+                or _budget_exhausted(ctx, instance, proposal)
+                or plans.unmet_condition(ctx, planned)
+            )
+            # A live plan approval stands in for the humans policy asks for, never for a
+            # denial.
+            under_plan = denial is None and plans.covered_by_approval(decision, planned)
+            decision = denial or decision
+        state = ActionState.APPROVED if under_plan else _STATE_FOR_EFFECT[decision.effect]
         waits = state is ActionState.WAITING_FOR_HUMAN
         stored = replace(
             proposal, params=ctx.policy.redact(proposal.params, decision.redaction_rules_active)
@@ -211,16 +200,30 @@ async def request_decision(
             policy=decision.as_json(),
             traceparent=traceparent,
         )
+        if under_plan:
+            assert planned is not None and planned.approval is not None
+            action.decided_by = planned.approval.decided_by
+            action.decision_reason = (
+                f"approved under plan approval {planned.approval.action_id} (plan "
+                f"{planned.plan.plan_id}, step {planned.step['id']})"
+            )
         # Through the transition table, which moves the instance's cost totals with it.
         action.move(instance, state)
         token = grants.issue(action, now, now, ctx.grant_ttl)
         await tx.insert_action(action)
+        if planned is not None and planned.runs:
+            await plans.record_use(tx, planned, action, now)
         instance.tool_calls_used += 1
         if waits and instance.state is InstanceState.RUNNING:
             instance.state = transition_instance(instance.state, InstanceState.WAITING_FOR_HUMAN)
         record = None
         if not waits:
             record = record_for(action, instance, _status_at_once(state, decision), now)
+            if under_plan:
+                assert planned is not None
+                record.approvals, record.plan_approval = await plans.approvals_under_plan(
+                    tx, planned, proposal.risk_class
+                )
             await tx.insert_record(record)
         await tx.append_event(
             instance,
@@ -261,6 +264,9 @@ def _status_at_once(state: ActionState, decision: PolicyDecision) -> DecisionSta
     people outside the agent's run: ESCALATED, as the reference refund workflow records
     it. An approval, and a refusal that ends the instance, are DECIDED."""
     if state is ActionState.REJECTED and not decision.must_refuse:
+        # A plan's false execute_when is the plan deciding, not a matter for others.
+        if decision.rule_ids == [plans.CONDITION_NOT_MET]:
+            return DecisionStatus.DECIDED
         return DecisionStatus.ESCALATED
     return DecisionStatus.DECIDED
 
@@ -387,7 +393,11 @@ async def submit_decision(
             now = ctx.clock()
             seen_hash = action.action_sha256
             diff: Json = {}
-            if edited_params is not None:
+            if edited_params is not None and action.proposal.tool == PLAN_TOOL:
+                diff, eligible = await plans.apply_plan_edit(
+                    ctx, tx, who, instance, action, edited_params, eligible, now
+                )
+            elif edited_params is not None:
                 diff, eligible = _apply_edit(
                     ctx, who, instance, action, edited_params, eligible, now
                 )

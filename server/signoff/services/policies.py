@@ -5,10 +5,12 @@ from datetime import UTC, datetime
 from signoff.domain.canonical import sha256_of
 from signoff.domain.errors import NotFound
 from signoff.domain.models import Instance, Json, Principal, ProposedAction
+from signoff.domain.plans import PLAN_TOOL
 from signoff.domain.states import InstanceState
 from signoff.policy import PolicyDecision
+from signoff.services import plans
 from signoff.services.context import Context
-from signoff.services.decisions import evaluate_policy
+from signoff.services.evaluation import evaluate_policy
 from signoff.services.instances import visible
 
 
@@ -22,6 +24,8 @@ async def evaluate(
         if not who.sees(envelope.get("tenant_id", "")):
             raise NotFound("tenant", envelope.get("tenant_id", ""))
         instance = _unsaved(envelope)
+    if proposal.tool == PLAN_TOOL:  # a plan approval: its steps are what policy judges
+        return plans.dry_run(ctx, instance, proposal, who)
     return evaluate_policy(ctx, instance, proposal, who)
 
 

@@ -4,8 +4,9 @@ from datetime import datetime
 from typing import Any
 
 from signoff.domain.ids import new_id
-from signoff.domain.models import Action, Approval, DecisionRecord, Instance, Vote
-from signoff.domain.states import DecisionStatus, outcome_of
+from signoff.domain.models import Action, Approval, DecisionRecord, Instance, Json, Vote
+from signoff.domain.plans import PLAN_TOOL
+from signoff.domain.states import DecisionStatus, Verdict, outcome_of
 from signoff.policy.manifest import CompiledContext
 from signoff.telemetry import tracing
 
@@ -54,6 +55,7 @@ def record_for(
     """The record of the action's decision (see instance_part for what it says of the
     instance)."""
     policy = action.policy
+    approvals = approvals or []
     return DecisionRecord(
         record_id=new_id("dr"),
         decision_key=policy.get("decision_key", "") or action.proposal.tool,
@@ -63,7 +65,7 @@ def record_for(
         tool=action.proposal.tool,
         action_sha256=action.action_sha256,
         evidence_refs=list(action.proposal.evidence_refs),
-        approvals=approvals or [],
+        approvals=approvals,
         approval_gates_active=list(action.gate_ids),
         must_refuse=list(policy.get("must_refuse", [])),
         must_escalate=list(policy.get("must_escalate", [])),
@@ -74,5 +76,22 @@ def record_for(
         rule_ids=list(policy.get("rule_ids", [])),
         estimated_cost_cents=action.proposal.estimated_cost_cents,
         cost_cents=action.cost_cents,
+        plan_approval=_plan_of_approval(action, approvals),
         **instance_part(instance, now, action.traceparent),
     )
+
+
+def _plan_of_approval(action: Action, approvals: list[Approval]) -> Json:
+    """A plan approval's own record names the plan it is about (no step: it covers all the
+    gated ones); an action approved under it gets its plan_approval from services/plans."""
+    if action.proposal.tool != PLAN_TOOL or not action.policy.get("plan_sha256"):
+        return {}
+    return {
+        "action_id": action.action_id,
+        "plan_id": action.policy["plan_id"],
+        "plan_sha256": action.policy["plan_sha256"],
+        "step_id": "",
+        "approvers": list(
+            dict.fromkeys(a.approver for a in approvals if a.verdict is Verdict.APPROVE)
+        ),
+    }

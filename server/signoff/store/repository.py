@@ -31,6 +31,7 @@ from signoff.domain.models import (
     Json,
     Vote,
 )
+from signoff.domain.plans import StepUse, SubmittedPlan
 from signoff.domain.states import (
     ActionState,
     DecisionStatus,
@@ -46,6 +47,8 @@ from signoff.store.schema import (
     decision_records,
     events,
     instances,
+    plan_step_uses,
+    plans,
     votes,
 )
 from signoff.telemetry import tracing
@@ -173,6 +176,24 @@ _INSERT = {
     table.name: insert(table)
     for table in (instances, actions, events, votes, decision_records, approval_changes)
 }
+# Submitted plans and the uses of their steps (SubmitPlan, RequestDecision).
+_INSERT_PLAN = insert(plans)
+_PLAN = select(plans).where(
+    plans.c.instance_id == bindparam("instance_id"), plans.c.plan_id == bindparam("plan_id")
+)
+_PLANS_OF = (
+    select(plans).where(plans.c.instance_id == bindparam("instance_id")).order_by(plans.c.seq)
+)
+_SAVE_PLAN = (
+    update(plans)
+    .where(
+        plans.c.instance_id == bindparam("match_instance"),
+        plans.c.plan_id == bindparam("match_plan"),
+    )
+    .values(plan=bindparam("new_plan"))
+)
+_INSERT_STEP_USE = insert(plan_step_uses)
+_STEP_USES = select(plan_step_uses).where(plan_step_uses.c.instance_id == bindparam("instance_id"))
 _NEXT_FEED_CURSOR = text(
     "INSERT INTO approval_feeds (tenant_id, last_cursor) VALUES (:t, 1) "
     "ON CONFLICT (tenant_id) DO UPDATE "
@@ -587,6 +608,36 @@ class Tx:
                 return _record(body)
         return None
 
+    # -- plans ---------------------------------------------------------------------------
+
+    async def insert_plan(self, plan: SubmittedPlan) -> None:
+        await self.connection.execute(_INSERT_PLAN, PLANS.values(plan))
+
+    async def get_plan(self, instance_id: str, plan_id: str) -> SubmittedPlan | None:
+        values = {"instance_id": instance_id, "plan_id": plan_id}
+        row = (await self.connection.execute(_PLAN, values)).first()
+        return PLANS.of(row) if row else None
+
+    async def plans_of(self, instance_id: str) -> list[SubmittedPlan]:
+        """The instance's submitted plans, in the order they were submitted."""
+        rows = await self.connection.execute(_PLANS_OF, {"instance_id": instance_id})
+        return [PLANS.of(row) for row in rows]
+
+    async def save_plan(self, plan: SubmittedPlan) -> None:
+        """Writes the plan's steps again (an approver narrowed a gated step's params)."""
+        await self.connection.execute(
+            _SAVE_PLAN,
+            {"match_instance": plan.instance_id, "match_plan": plan.plan_id, "new_plan": plan.plan},
+        )
+
+    async def insert_step_use(self, use: StepUse) -> None:
+        """KeyConflict (at commit, or here) when the step was used already."""
+        await self.connection.execute(_INSERT_STEP_USE, STEP_USES.values(use))
+
+    async def step_uses(self, instance_id: str) -> list[StepUse]:
+        rows = await self.connection.execute(_STEP_USES, {"instance_id": instance_id})
+        return [STEP_USES.of(row) for row in rows]
+
     async def record_bodies(self, instance_id: str) -> dict[str, Json]:
         """Every record of an instance as stored, for verifying the chain."""
         query = select(decision_records.c.record_id, decision_records.c.body).where(
@@ -709,6 +760,8 @@ ACTIONS = Mapper(
 EVENTS = Mapper(Event, events)
 VOTES = Mapper(Vote, votes)
 APPROVAL_CHANGES = Mapper(ApprovalChange, approval_changes)
+PLANS = Mapper(SubmittedPlan, plans)
+STEP_USES = Mapper(StepUse, plan_step_uses, database_only=())
 
 _INSTANCE_FIXED = frozenset(
     {

@@ -280,3 +280,34 @@ slack_messages = Table(
     Column("create_time", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("webhook", "action_id"),
 )
+
+# The plans agents submitted (SubmitPlan), one per (instance, plan_id): the parsed plan with
+# each step's route (what policy said of it at submission), the sha256 of its params as
+# approved (narrowed by an approver's edit), and its params as stored (redacted).
+plans = Table(
+    "plans",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("instance_id", Id, nullable=False),
+    Column("plan_id", Key, nullable=False),
+    Column("tenant_id", Key, nullable=False),
+    Column("plan_sha256", String(71), nullable=False),
+    # The action whose approval covers the gated steps ("" when no step is gated).
+    Column("approval_action_id", Id, nullable=False, server_default=""),
+    Column("plan", Document, nullable=False),
+    Column("create_time", UTCDateTime, nullable=False),
+    UniqueConstraint("instance_id", "plan_id"),
+)
+
+# Which action ran which step of a submitted plan. The primary key is the rule that a step
+# runs once: of two calls racing for one step, exactly one inserts its row.
+plan_step_uses = Table(
+    "plan_step_uses",
+    metadata,
+    Column("instance_id", Id, nullable=False),
+    Column("plan_id", Key, nullable=False),
+    Column("step_id", Key, nullable=False),
+    Column("action_id", Id, nullable=False, unique=True),
+    Column("create_time", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("instance_id", "plan_id", "step_id"),
+)

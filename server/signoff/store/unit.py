@@ -16,6 +16,7 @@ from signoff.domain.models import (
     Json,
     Vote,
 )
+from signoff.domain.plans import StepUse, SubmittedPlan
 from signoff.domain.states import ActionState, EventType, InstanceState
 
 
@@ -117,3 +118,15 @@ class Repository(Protocol):
     async def list_records(
         self, tenant_id: str, instance_id: str, before_seq: int | None, limit: int
     ) -> list[tuple[int, DecisionRecord]]: ...
+
+    async def insert_plan(self, plan: SubmittedPlan) -> None: ...
+
+    async def get_plan(self, instance_id: str, plan_id: str) -> SubmittedPlan | None: ...
+
+    async def plans_of(self, instance_id: str) -> list[SubmittedPlan]: ...
+
+    async def save_plan(self, plan: SubmittedPlan) -> None: ...
+
+    async def insert_step_use(self, use: StepUse) -> None: ...
+
+    async def step_uses(self, instance_id: str) -> list[StepUse]: ...

@@ -27,6 +27,12 @@ type ExecutionServiceClient interface {
 	// waits on. Idempotent by (instance_id, action.tool_call_id): a repeat returns
 	// the action's current outcome; a different action under the same
 	// tool_call_id fails with ALREADY_EXISTS, reason IDEMPOTENCY_KEY_REUSED.
+	// When the action is a step of a plan submitted with SubmitPlan (same tool,
+	// canonical params equal to the step's as approved): a false execute_when
+	// answers REJECTED with rule CONDITION_NOT_MET and the values it read; a
+	// gated step whose plan approval is APPROVED (and not expired) is APPROVED
+	// under it, once, and its record names the approval (plan_approval). The
+	// tool "signoff.plan" is reserved for plan approvals (INVALID_ARGUMENT).
 	RequestDecision(ctx context.Context, in *RequestDecisionRequest, opts ...grpc.CallOption) (*RequestDecisionResponse, error)
 	// Streams an instance's events with revision > after_revision: first the
 	// stored ones, then live ones. Ordered, gapless, no duplicates; progress
@@ -69,6 +75,20 @@ type ExecutionServiceClient interface {
 	// with FAILED_PRECONDITION, reason INSTANCE_NOT_ACTIVE, once the instance
 	// is completed or terminated.
 	RecordCheckpoint(ctx context.Context, in *RecordCheckpointRequest, opts ...grpc.CallOption) (*RecordCheckpointResponse, error)
+	// Submits a plan to be run: the critic checks it as CheckPlan does (a plan
+	// with findings fails with FAILED_PRECONDITION, reason PLAN_REJECTED, naming
+	// them), then signoff stores it and asks policy about each step. The steps
+	// policy routes to a human become ONE waiting approval of their own (an
+	// action with tool "signoff.plan", whose params are the gated steps), decided
+	// like any action: same gates, quorum, separation of duties, expiry and
+	// edits (an approver may narrow a step's params). Once it is approved, a
+	// RequestDecision of the same instance whose tool and canonical params equal
+	// a gated step's is APPROVED under it, once per step. A step's execute_when
+	// is evaluated when the step is requested (CONDITION_NOT_MET when false).
+	// Idempotent by (instance_id, plan.plan_id): the same plan again answers how
+	// it stands now; a different plan under the same plan_id fails with
+	// ALREADY_EXISTS, reason IDEMPOTENCY_KEY_REUSED. See docs/plans.md.
+	SubmitPlan(ctx context.Context, in *SubmitPlanRequest, opts ...grpc.CallOption) (*SubmitPlanResponse, error)
 }
 
 type executionServiceClient struct {
@@ -201,6 +221,15 @@ func (c *executionServiceClient) RecordCheckpoint(ctx context.Context, in *Recor
 	return out, nil
 }
 
+func (c *executionServiceClient) SubmitPlan(ctx context.Context, in *SubmitPlanRequest, opts ...grpc.CallOption) (*SubmitPlanResponse, error) {
+	out := new(SubmitPlanResponse)
+	err := c.cc.Invoke(ctx, "/signoff.v1.ExecutionService/SubmitPlan", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ExecutionServiceServer is the server API for ExecutionService service.
 // All implementations must embed UnimplementedExecutionServiceServer
 // for forward compatibility
@@ -215,6 +244,12 @@ type ExecutionServiceServer interface {
 	// waits on. Idempotent by (instance_id, action.tool_call_id): a repeat returns
 	// the action's current outcome; a different action under the same
 	// tool_call_id fails with ALREADY_EXISTS, reason IDEMPOTENCY_KEY_REUSED.
+	// When the action is a step of a plan submitted with SubmitPlan (same tool,
+	// canonical params equal to the step's as approved): a false execute_when
+	// answers REJECTED with rule CONDITION_NOT_MET and the values it read; a
+	// gated step whose plan approval is APPROVED (and not expired) is APPROVED
+	// under it, once, and its record names the approval (plan_approval). The
+	// tool "signoff.plan" is reserved for plan approvals (INVALID_ARGUMENT).
 	RequestDecision(context.Context, *RequestDecisionRequest) (*RequestDecisionResponse, error)
 	// Streams an instance's events with revision > after_revision: first the
 	// stored ones, then live ones. Ordered, gapless, no duplicates; progress
@@ -257,6 +292,20 @@ type ExecutionServiceServer interface {
 	// with FAILED_PRECONDITION, reason INSTANCE_NOT_ACTIVE, once the instance
 	// is completed or terminated.
 	RecordCheckpoint(context.Context, *RecordCheckpointRequest) (*RecordCheckpointResponse, error)
+	// Submits a plan to be run: the critic checks it as CheckPlan does (a plan
+	// with findings fails with FAILED_PRECONDITION, reason PLAN_REJECTED, naming
+	// them), then signoff stores it and asks policy about each step. The steps
+	// policy routes to a human become ONE waiting approval of their own (an
+	// action with tool "signoff.plan", whose params are the gated steps), decided
+	// like any action: same gates, quorum, separation of duties, expiry and
+	// edits (an approver may narrow a step's params). Once it is approved, a
+	// RequestDecision of the same instance whose tool and canonical params equal
+	// a gated step's is APPROVED under it, once per step. A step's execute_when
+	// is evaluated when the step is requested (CONDITION_NOT_MET when false).
+	// Idempotent by (instance_id, plan.plan_id): the same plan again answers how
+	// it stands now; a different plan under the same plan_id fails with
+	// ALREADY_EXISTS, reason IDEMPOTENCY_KEY_REUSED. See docs/plans.md.
+	SubmitPlan(context.Context, *SubmitPlanRequest) (*SubmitPlanResponse, error)
 	mustEmbedUnimplementedExecutionServiceServer()
 }
 
@@ -296,6 +345,9 @@ func (UnimplementedExecutionServiceServer) CheckPlan(context.Context, *CheckPlan
 }
 func (UnimplementedExecutionServiceServer) RecordCheckpoint(context.Context, *RecordCheckpointRequest) (*RecordCheckpointResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RecordCheckpoint not implemented")
+}
+func (UnimplementedExecutionServiceServer) SubmitPlan(context.Context, *SubmitPlanRequest) (*SubmitPlanResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SubmitPlan not implemented")
 }
 func (UnimplementedExecutionServiceServer) mustEmbedUnimplementedExecutionServiceServer() {}
 
@@ -511,6 +563,24 @@ func _ExecutionService_RecordCheckpoint_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ExecutionService_SubmitPlan_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SubmitPlanRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExecutionServiceServer).SubmitPlan(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/signoff.v1.ExecutionService/SubmitPlan",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExecutionServiceServer).SubmitPlan(ctx, req.(*SubmitPlanRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _ExecutionService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "signoff.v1.ExecutionService",
 	HandlerType: (*ExecutionServiceServer)(nil),
@@ -554,6 +624,10 @@ var _ExecutionService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RecordCheckpoint",
 			Handler:    _ExecutionService_RecordCheckpoint_Handler,
+		},
+		{
+			MethodName: "SubmitPlan",
+			Handler:    _ExecutionService_SubmitPlan_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -152,3 +152,7 @@ class ErrorReason(StrEnum):
     # UNAUTHENTICATED: a call with the console's session cookie without the session's CSRF
     # header.
     CSRF_TOKEN_MISSING = "CSRF_TOKEN_MISSING"  # = 40
+
+    # FAILED_PRECONDITION: SubmitPlan with a plan the critic rejects; the message and the
+    # metadata (reasons, findings as JSON) name each finding as CheckPlan would.
+    PLAN_REJECTED = "PLAN_REJECTED"  # = 41

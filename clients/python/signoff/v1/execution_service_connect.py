@@ -21,7 +21,7 @@ from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint
 from pyqwest import Client
 
-from .execution_service_pb2 import CancelInstanceRequest, CancelInstanceResponse, CheckPlanRequest, CheckPlanResponse, CompleteInstanceRequest, CompleteInstanceResponse, ConsumeGrantRequest, ConsumeGrantResponse, GetInstanceRequest, GetInstanceResponse, InvokeAgentRequest, InvokeAgentResponse, ListInstancesRequest, ListInstancesResponse, RecordCheckpointRequest, RecordCheckpointResponse, ReportExecutionRequest, ReportExecutionResponse, RequestDecisionRequest, RequestDecisionResponse, WatchInstanceRequest, WatchInstanceResponse
+from .execution_service_pb2 import CancelInstanceRequest, CancelInstanceResponse, CheckPlanRequest, CheckPlanResponse, CompleteInstanceRequest, CompleteInstanceResponse, ConsumeGrantRequest, ConsumeGrantResponse, GetInstanceRequest, GetInstanceResponse, InvokeAgentRequest, InvokeAgentResponse, ListInstancesRequest, ListInstancesResponse, RecordCheckpointRequest, RecordCheckpointResponse, ReportExecutionRequest, ReportExecutionResponse, RequestDecisionRequest, RequestDecisionResponse, SubmitPlanRequest, SubmitPlanResponse, WatchInstanceRequest, WatchInstanceResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
@@ -58,6 +58,12 @@ class ExecutionService(Protocol):
         waits on. Idempotent by (instance_id, action.tool_call_id): a repeat returns
         the action's current outcome; a different action under the same
         tool_call_id fails with ALREADY_EXISTS, reason IDEMPOTENCY_KEY_REUSED.
+        When the action is a step of a plan submitted with SubmitPlan (same tool,
+        canonical params equal to the step's as approved): a false execute_when
+        answers REJECTED with rule CONDITION_NOT_MET and the values it read; a
+        gated step whose plan approval is APPROVED (and not expired) is APPROVED
+        under it, once, and its record names the approval (plan_approval). The
+        tool "signoff.plan" is reserved for plan approvals (INVALID_ARGUMENT).
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -135,6 +141,24 @@ class ExecutionService(Protocol):
         outputs fails with ALREADY_EXISTS, reason IDEMPOTENCY_KEY_REUSED. Fails
         with FAILED_PRECONDITION, reason INSTANCE_NOT_ACTIVE, once the instance
         is completed or terminated.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def submit_plan(self, request: SubmitPlanRequest, ctx: RequestContext[SubmitPlanRequest, SubmitPlanResponse], /) -> SubmitPlanResponse:
+        """
+        Submits a plan to be run: the critic checks it as CheckPlan does (a plan
+        with findings fails with FAILED_PRECONDITION, reason PLAN_REJECTED, naming
+        them), then signoff stores it and asks policy about each step. The steps
+        policy routes to a human become ONE waiting approval of their own (an
+        action with tool "signoff.plan", whose params are the gated steps), decided
+        like any action: same gates, quorum, separation of duties, expiry and
+        edits (an approver may narrow a step's params). Once it is approved, a
+        RequestDecision of the same instance whose tool and canonical params equal
+        a gated step's is APPROVED under it, once per step. A step's execute_when
+        is evaluated when the step is requested (CONDITION_NOT_MET when false).
+        Idempotent by (instance_id, plan.plan_id): the same plan again answers how
+        it stands now; a different plan under the same plan_id fails with
+        ALREADY_EXISTS, reason IDEMPOTENCY_KEY_REUSED. See docs/plans.md.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -273,6 +297,17 @@ class ExecutionServiceASGIApplication(ConnectASGIApplication[ExecutionService]):
                     ),
                     function=svc.record_checkpoint,
                 ),
+                "/signoff.v1.ExecutionService/SubmitPlan": Endpoint.unary(
+                    method=MethodInfo(
+                        name="SubmitPlan",
+                        service_name="signoff.v1.ExecutionService",
+                        input=SubmitPlanRequest,
+                        output=SubmitPlanResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.submit_plan,
+                ),
             },
             interceptors=interceptors,
             read_max_bytes=read_max_bytes,
@@ -354,6 +389,12 @@ class ExecutionServiceClient(ConnectClient):
         waits on. Idempotent by (instance_id, action.tool_call_id): a repeat returns
         the action's current outcome; a different action under the same
         tool_call_id fails with ALREADY_EXISTS, reason IDEMPOTENCY_KEY_REUSED.
+        When the action is a step of a plan submitted with SubmitPlan (same tool,
+        canonical params equal to the step's as approved): a false execute_when
+        answers REJECTED with rule CONDITION_NOT_MET and the values it read; a
+        gated step whose plan approval is APPROVED (and not expired) is APPROVED
+        under it, once, and its record names the approval (plan_approval). The
+        tool "signoff.plan" is reserved for plan approvals (INVALID_ARGUMENT).
         """
         return await self.execute_unary(
             request=request,
@@ -592,6 +633,41 @@ class ExecutionServiceClient(ConnectClient):
                 service_name="signoff.v1.ExecutionService",
                 input=RecordCheckpointRequest,
                 output=RecordCheckpointResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def submit_plan(
+        self,
+        request: SubmitPlanRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> SubmitPlanResponse:
+        """
+        Submits a plan to be run: the critic checks it as CheckPlan does (a plan
+        with findings fails with FAILED_PRECONDITION, reason PLAN_REJECTED, naming
+        them), then signoff stores it and asks policy about each step. The steps
+        policy routes to a human become ONE waiting approval of their own (an
+        action with tool "signoff.plan", whose params are the gated steps), decided
+        like any action: same gates, quorum, separation of duties, expiry and
+        edits (an approver may narrow a step's params). Once it is approved, a
+        RequestDecision of the same instance whose tool and canonical params equal
+        a gated step's is APPROVED under it, once per step. A step's execute_when
+        is evaluated when the step is requested (CONDITION_NOT_MET when false).
+        Idempotent by (instance_id, plan.plan_id): the same plan again answers how
+        it stands now; a different plan under the same plan_id fails with
+        ALREADY_EXISTS, reason IDEMPOTENCY_KEY_REUSED. See docs/plans.md.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="SubmitPlan",
+                service_name="signoff.v1.ExecutionService",
+                input=SubmitPlanRequest,
+                output=SubmitPlanResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),

@@ -105,6 +105,40 @@ class RecordCheckpointRequest(_message.Message):
     outputs: _struct_pb2.Struct
     def __init__(self, instance_id: _Optional[str] = ..., decision_id: _Optional[str] = ..., outcome: _Optional[str] = ..., evidence_refs: _Optional[_Iterable[str]] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
+class SubmitPlanRequest(_message.Message):
+    __slots__ = ("instance_id", "plan")
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    plan: Plan
+    def __init__(self, instance_id: _Optional[str] = ..., plan: _Optional[_Union[Plan, _Mapping]] = ...) -> None: ...
+
+class PlanStepRoute(_message.Message):
+    __slots__ = ("step_id", "tool", "effect", "gate_ids", "reason")
+    STEP_ID_FIELD_NUMBER: _ClassVar[int]
+    TOOL_FIELD_NUMBER: _ClassVar[int]
+    EFFECT_FIELD_NUMBER: _ClassVar[int]
+    GATE_IDS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    step_id: str
+    tool: str
+    effect: str
+    gate_ids: _containers.RepeatedScalarFieldContainer[str]
+    reason: str
+    def __init__(self, step_id: _Optional[str] = ..., tool: _Optional[str] = ..., effect: _Optional[str] = ..., gate_ids: _Optional[_Iterable[str]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class SubmitPlanResponse(_message.Message):
+    __slots__ = ("plan_sha256", "steps", "approval", "revision")
+    PLAN_SHA256_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    plan_sha256: str
+    steps: _containers.RepeatedCompositeFieldContainer[PlanStepRoute]
+    approval: _types_pb2.Action
+    revision: int
+    def __init__(self, plan_sha256: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[PlanStepRoute, _Mapping]]] = ..., approval: _Optional[_Union[_types_pb2.Action, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
+
 class RecordCheckpointResponse(_message.Message):
     __slots__ = ("record",)
     RECORD_FIELD_NUMBER: _ClassVar[int]

@@ -91,6 +91,11 @@ class ExecutionServiceStub:
                 request_serializer=signoff_dot_v1_dot_execution__service__pb2.RecordCheckpointRequest.SerializeToString,
                 response_deserializer=signoff_dot_v1_dot_execution__service__pb2.RecordCheckpointResponse.FromString,
                 _registered_method=True)
+        self.SubmitPlan = channel.unary_unary(
+                '/signoff.v1.ExecutionService/SubmitPlan',
+                request_serializer=signoff_dot_v1_dot_execution__service__pb2.SubmitPlanRequest.SerializeToString,
+                response_deserializer=signoff_dot_v1_dot_execution__service__pb2.SubmitPlanResponse.FromString,
+                _registered_method=True)
 
 
 class ExecutionServiceServicer:
@@ -114,6 +119,12 @@ class ExecutionServiceServicer:
         waits on. Idempotent by (instance_id, action.tool_call_id): a repeat returns
         the action's current outcome; a different action under the same
         tool_call_id fails with ALREADY_EXISTS, reason IDEMPOTENCY_KEY_REUSED.
+        When the action is a step of a plan submitted with SubmitPlan (same tool,
+        canonical params equal to the step's as approved): a false execute_when
+        answers REJECTED with rule CONDITION_NOT_MET and the values it read; a
+        gated step whose plan approval is APPROVED (and not expired) is APPROVED
+        under it, once, and its record names the approval (plan_approval). The
+        tool "signoff.plan" is reserved for plan approvals (INVALID_ARGUMENT).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -205,6 +216,25 @@ class ExecutionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitPlan(self, request, context):
+        """Submits a plan to be run: the critic checks it as CheckPlan does (a plan
+        with findings fails with FAILED_PRECONDITION, reason PLAN_REJECTED, naming
+        them), then signoff stores it and asks policy about each step. The steps
+        policy routes to a human become ONE waiting approval of their own (an
+        action with tool "signoff.plan", whose params are the gated steps), decided
+        like any action: same gates, quorum, separation of duties, expiry and
+        edits (an approver may narrow a step's params). Once it is approved, a
+        RequestDecision of the same instance whose tool and canonical params equal
+        a gated step's is APPROVED under it, once per step. A step's execute_when
+        is evaluated when the step is requested (CONDITION_NOT_MET when false).
+        Idempotent by (instance_id, plan.plan_id): the same plan again answers how
+        it stands now; a different plan under the same plan_id fails with
+        ALREADY_EXISTS, reason IDEMPOTENCY_KEY_REUSED. See docs/plans.md.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecutionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -262,6 +292,11 @@ def add_ExecutionServiceServicer_to_server(servicer, server):
                     servicer.RecordCheckpoint,
                     request_deserializer=signoff_dot_v1_dot_execution__service__pb2.RecordCheckpointRequest.FromString,
                     response_serializer=signoff_dot_v1_dot_execution__service__pb2.RecordCheckpointResponse.SerializeToString,
+            ),
+            'SubmitPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitPlan,
+                    request_deserializer=signoff_dot_v1_dot_execution__service__pb2.SubmitPlanRequest.FromString,
+                    response_serializer=signoff_dot_v1_dot_execution__service__pb2.SubmitPlanResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -563,6 +598,33 @@ class ExecutionService:
             '/signoff.v1.ExecutionService/RecordCheckpoint',
             signoff_dot_v1_dot_execution__service__pb2.RecordCheckpointRequest.SerializeToString,
             signoff_dot_v1_dot_execution__service__pb2.RecordCheckpointResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signoff.v1.ExecutionService/SubmitPlan',
+            signoff_dot_v1_dot_execution__service__pb2.SubmitPlanRequest.SerializeToString,
+            signoff_dot_v1_dot_execution__service__pb2.SubmitPlanResponse.FromString,
             options,
             channel_credentials,
             insecure,

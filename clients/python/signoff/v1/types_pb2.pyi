@@ -87,6 +87,7 @@ class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_TYPE_ACTION_EXECUTING: _ClassVar[EventType]
     EVENT_TYPE_PLAN_CHECKED: _ClassVar[EventType]
     EVENT_TYPE_CHECKPOINT_RECORDED: _ClassVar[EventType]
+    EVENT_TYPE_PLAN_SUBMITTED: _ClassVar[EventType]
 
 class DecisionStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -148,6 +149,7 @@ EVENT_TYPE_ACTION_REMINDER: EventType
 EVENT_TYPE_ACTION_EXECUTING: EventType
 EVENT_TYPE_PLAN_CHECKED: EventType
 EVENT_TYPE_CHECKPOINT_RECORDED: EventType
+EVENT_TYPE_PLAN_SUBMITTED: EventType
 DECISION_STATUS_UNSPECIFIED: DecisionStatus
 DECISION_STATUS_DECIDED: DecisionStatus
 DECISION_STATUS_ESCALATED: DecisionStatus
@@ -488,7 +490,7 @@ class PolicyRef(_message.Message):
     def __init__(self, bundle_id: _Optional[str] = ..., version: _Optional[str] = ..., sha256: _Optional[str] = ..., rule_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DecisionRecord(_message.Message):
-    __slots__ = ("record_id", "decision_key", "status", "outcome", "outputs", "evidence_refs", "approvals", "controls_active", "trace_id", "tenant_id", "instance_id", "action_id", "tool", "action_sha256", "revision", "create_time", "execution_state", "estimated_cost_cents", "cost_cents", "budget", "compiled_context_sha256", "checkpoint_outcome")
+    __slots__ = ("record_id", "decision_key", "status", "outcome", "outputs", "evidence_refs", "approvals", "controls_active", "trace_id", "tenant_id", "instance_id", "action_id", "tool", "action_sha256", "revision", "create_time", "execution_state", "estimated_cost_cents", "cost_cents", "budget", "compiled_context_sha256", "checkpoint_outcome", "plan_approval")
     RECORD_ID_FIELD_NUMBER: _ClassVar[int]
     DECISION_KEY_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -511,6 +513,7 @@ class DecisionRecord(_message.Message):
     BUDGET_FIELD_NUMBER: _ClassVar[int]
     COMPILED_CONTEXT_SHA256_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    PLAN_APPROVAL_FIELD_NUMBER: _ClassVar[int]
     record_id: str
     decision_key: str
     status: DecisionStatus
@@ -533,4 +536,19 @@ class DecisionRecord(_message.Message):
     budget: BudgetReport
     compiled_context_sha256: str
     checkpoint_outcome: str
-    def __init__(self, record_id: _Optional[str] = ..., decision_key: _Optional[str] = ..., status: _Optional[_Union[DecisionStatus, str]] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., evidence_refs: _Optional[_Iterable[str]] = ..., approvals: _Optional[_Iterable[_Union[Approval, _Mapping]]] = ..., controls_active: _Optional[_Union[ControlsActive, _Mapping]] = ..., trace_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., action_id: _Optional[str] = ..., tool: _Optional[str] = ..., action_sha256: _Optional[str] = ..., revision: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., execution_state: _Optional[_Union[ActionState, str]] = ..., estimated_cost_cents: _Optional[float] = ..., cost_cents: _Optional[float] = ..., budget: _Optional[_Union[BudgetReport, _Mapping]] = ..., compiled_context_sha256: _Optional[str] = ..., checkpoint_outcome: _Optional[str] = ...) -> None: ...
+    plan_approval: PlanApprovalRef
+    def __init__(self, record_id: _Optional[str] = ..., decision_key: _Optional[str] = ..., status: _Optional[_Union[DecisionStatus, str]] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., evidence_refs: _Optional[_Iterable[str]] = ..., approvals: _Optional[_Iterable[_Union[Approval, _Mapping]]] = ..., controls_active: _Optional[_Union[ControlsActive, _Mapping]] = ..., trace_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., action_id: _Optional[str] = ..., tool: _Optional[str] = ..., action_sha256: _Optional[str] = ..., revision: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., execution_state: _Optional[_Union[ActionState, str]] = ..., estimated_cost_cents: _Optional[float] = ..., cost_cents: _Optional[float] = ..., budget: _Optional[_Union[BudgetReport, _Mapping]] = ..., compiled_context_sha256: _Optional[str] = ..., checkpoint_outcome: _Optional[str] = ..., plan_approval: _Optional[_Union[PlanApprovalRef, _Mapping]] = ...) -> None: ...
+
+class PlanApprovalRef(_message.Message):
+    __slots__ = ("action_id", "plan_id", "plan_sha256", "step_id", "approvers")
+    ACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    PLAN_SHA256_FIELD_NUMBER: _ClassVar[int]
+    STEP_ID_FIELD_NUMBER: _ClassVar[int]
+    APPROVERS_FIELD_NUMBER: _ClassVar[int]
+    action_id: str
+    plan_id: str
+    plan_sha256: str
+    step_id: str
+    approvers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, action_id: _Optional[str] = ..., plan_id: _Optional[str] = ..., plan_sha256: _Optional[str] = ..., step_id: _Optional[str] = ..., approvers: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -29,6 +29,7 @@ from signoff.v1 import types_pb2 as pb
 from signoff_client._common import (
     APPROVED,
     CHANNEL_OPTIONS,
+    WAITING_FOR_HUMAN,
     SyncChannel,
     Backoff,
     Decision,
@@ -49,9 +50,11 @@ from signoff_client._common import (
     _report_request,
     _revision,
     _settles,
+    _submit_plan_request,
     _submit_request,
     _Timeout,
     _watch_request,
+    plan_decision,
     proposed_action,
 )
 from signoff_client.auth import bearer_channel
@@ -344,6 +347,41 @@ class Signoff:
             self._execution.CheckPlan, _check_plan_request(instance_id, plan)
         )
         return response
+
+    def submit_plan(
+        self,
+        instance_id: str,
+        plan: Mapping[str, Any] | WireMessage,
+        *,
+        wait: bool = True,
+        timeout: float | None = None,
+    ) -> execution_pb.SubmitPlanResponse:
+        """Submits a plan to run (see docs/plans.md): the critic checks it (a rejected plan
+        raises SignoffError, reason PLAN_REJECTED, naming the findings), and the steps
+        policy routes to a human become one plan approval (`answer.approval`). Once it is
+        approved, each gated step requested with the params in `answer.approval.params`
+        ({step_id: {"tool", "params"}}, an approver's narrowing included) is APPROVED under
+        it, once. A repeat answers how the plan stands now.
+
+        With `wait` (the default) returns once the plan approval is APPROVED, waiting on
+        WatchInstance (or at once when no step is gated); raises ActionRejected (rejected or
+        expired), InstanceTerminated or DecisionTimeout (it still waits server-side).
+        `plan_decision(instance_id, answer)` tells where an answer stands."""
+        deadline = _deadline(timeout)
+        request = _submit_plan_request(instance_id, plan)
+        answer: execution_pb.SubmitPlanResponse = self._call(
+            self._execution.SubmitPlan, request, _remaining(deadline)
+        )
+        pending = plan_decision(instance_id, answer)
+        if not wait or pending is None or pending.outcome != WAITING_FOR_HUMAN:
+            return answer
+        self._await(instance_id, pending, answer.revision, None, deadline)
+        # Approved: the same plan again answers with the steps as approved.
+        again: execution_pb.SubmitPlanResponse = self._retrying(
+            self._execution.SubmitPlan, request, deadline
+        )
+        plan_decision(instance_id, again)
+        return again
 
     def record_checkpoint(
         self,

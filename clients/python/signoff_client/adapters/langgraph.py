@@ -38,6 +38,20 @@ rejected the call or it already ran.
 
 The resume value only wakes the node: the node asks signoff again, and signoff's answer,
 never the resume value, decides whether the tool runs.
+
+To have a whole plan approved once, up front, instead of a pause per gated call, submit it
+in the graph's first node (docs/plans.md)::
+
+    def plan(state):
+        answer = submit_plan(signoff, state["instance_id"], PLAN)   # pauses until approved
+        return {"approved_steps": approved_steps(answer)}   # {step_id: {"tool", "params"}}
+
+`submit_plan` interrupts the graph while the plan approval waits, exactly as a gated tool
+call does (`resume_command` resumes it), and returns once it is approved (at once when no
+step is gated); it raises ActionRejected or InstanceTerminated when the approval was
+rejected, expired or cancelled. Afterwards each gated step's call, with the params in
+`approved_steps` (an approver may have narrowed them), is APPROVED under the plan approval
+at once: `gate_tool_call` and `tool_call_wrapper` return without pausing again.
 """
 
 from __future__ import annotations
@@ -47,9 +61,23 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from google.protobuf import json_format
+
+from signoff.v1 import execution_service_pb2 as execution_pb
 from signoff_client.adapters import stable_key
 from signoff_client.errors import ActionRejected, ErrorReason, InstanceTerminated, SignoffError
-from signoff_client.sdk import APPROVED, REJECTED, TERMINATED, AsyncSignoff, Decision, Signoff
+from signoff_client.sdk import (
+    APPROVED,
+    REJECTED,
+    TERMINATED,
+    WAITING_FOR_HUMAN,
+    AsyncSignoff,
+    Decision,
+    Signoff,
+    WireMessage,
+    json_numbers,
+    plan_decision,
+)
 
 try:
     from langchain_core.messages import ToolMessage
@@ -69,12 +97,15 @@ __all__ = [
     "aclaim_tool_call",
     "agate_tool_call",
     "approval_key",
+    "approved_steps",
     "aresume_command",
+    "asubmit_plan",
     "atool_call_wrapper",
     "claim_tool_call",
     "gate_tool_call",
     "pauses",
     "resume_command",
+    "submit_plan",
     "tool_call_wrapper",
 ]
 
@@ -195,6 +226,54 @@ async def agate_tool_call(
         interrupt(_pause_value(decision, ask["tool_call_id"], tool))
         decision = await client.request_decision(instance_id, **ask)
     return decision
+
+
+# ---- a plan approved once, before the tools run -----------------------------------------
+
+
+def _plan_pause(decision: Decision) -> dict[str, Any]:
+    assert decision.action is not None
+    return _pause_value(decision, decision.action.tool_call_id, decision.action.tool)
+
+
+def approved_steps(answer: execution_pb.SubmitPlanResponse) -> dict[str, Any]:
+    """The gated steps as approved: {step_id: {"tool", "params"}} ({} when none is gated).
+    Request each with exactly these params to run it under the plan approval."""
+    if not answer.HasField("approval"):
+        return {}
+    steps: dict[str, Any] = json_numbers(json_format.MessageToDict(answer.approval.params))
+    return steps
+
+
+def submit_plan(
+    client: Signoff, instance_id: str, plan: Mapping[str, Any] | WireMessage
+) -> execution_pb.SubmitPlanResponse:
+    """Submits the plan from inside a node; while its plan approval waits for a human it
+    interrupts the graph (resume it with `resume_command`) and submits again when resumed
+    (SubmitPlan is idempotent by plan_id, so re-running the node never submits twice).
+    Returns the answer once the approval is APPROVED, or at once when no step is gated.
+    Raises ActionRejected, InstanceTerminated or SignoffError (PLAN_REJECTED: the critic's
+    findings): run no gated step then."""
+    answer = client.submit_plan(instance_id, plan, wait=False)
+    decision = plan_decision(instance_id, answer)
+    while decision is not None and decision.outcome == WAITING_FOR_HUMAN:
+        interrupt(_plan_pause(decision))  # returns once resumed
+        answer = client.submit_plan(instance_id, plan, wait=False)  # signoff decides
+        decision = plan_decision(instance_id, answer)
+    return answer
+
+
+async def asubmit_plan(
+    client: AsyncSignoff, instance_id: str, plan: Mapping[str, Any] | WireMessage
+) -> execution_pb.SubmitPlanResponse:
+    """`submit_plan` for async nodes."""
+    answer = await client.submit_plan(instance_id, plan, wait=False)
+    decision = plan_decision(instance_id, answer)
+    while decision is not None and decision.outcome == WAITING_FOR_HUMAN:
+        interrupt(_plan_pause(decision))
+        answer = await client.submit_plan(instance_id, plan, wait=False)
+        decision = plan_decision(instance_id, answer)
+    return answer
 
 
 # Why spending a grant failed when another resumer of the same pause got there first: ask

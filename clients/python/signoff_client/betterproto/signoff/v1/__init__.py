@@ -67,8 +67,10 @@ __all__ = (
     "Mode",
     "Outcome",
     "Plan",
+    "PlanApprovalRef",
     "PlanFinding",
     "PlanStep",
+    "PlanStepRoute",
     "PolicyManifestEntry",
     "PolicyRef",
     "PolicyServiceAsyncStub",
@@ -84,6 +86,8 @@ __all__ = (
     "Runtime",
     "SubmitDecisionRequest",
     "SubmitDecisionResponse",
+    "SubmitPlanRequest",
+    "SubmitPlanResponse",
     "ToolBinding",
     "ToolManifestEntry",
     "User",
@@ -244,8 +248,10 @@ class DecisionStatus(betterproto2.Enum):
 
     DECIDED = 1
     """
-    Approvers decided, policy approved at once, or a must_refuse rule refused
-    the action and ended the instance (see outcome).
+    Approvers decided (a plan approval's approvers included), policy approved at
+    once, a must_refuse rule refused the action and ended the instance, or a
+    planned step's execute_when was false (rule CONDITION_NOT_MET) (see
+    outcome).
     """
 
     ESCALATED = 2
@@ -549,6 +555,12 @@ class ErrorReason(betterproto2.Enum):
     header.
     """
 
+    PLAN_REJECTED = 41
+    """
+    FAILED_PRECONDITION: SubmitPlan with a plan the critic rejects; the message and the
+    metadata (reasons, findings as JSON) name each finding as CheckPlan would.
+    """
+
     @classmethod
     def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
         return {
@@ -593,6 +605,7 @@ class ErrorReason(betterproto2.Enum):
             38: "ERROR_REASON_INTERNAL",
             39: "ERROR_REASON_SESSION_EXPIRED",
             40: "ERROR_REASON_CSRF_TOKEN_MISSING",
+            41: "ERROR_REASON_PLAN_REJECTED",
         }
 
     @classmethod
@@ -639,6 +652,7 @@ class ErrorReason(betterproto2.Enum):
             "ERROR_REASON_INTERNAL": 38,
             "ERROR_REASON_SESSION_EXPIRED": 39,
             "ERROR_REASON_CSRF_TOKEN_MISSING": 40,
+            "ERROR_REASON_PLAN_REJECTED": 41,
         }
 
 
@@ -724,6 +738,13 @@ class EventType(betterproto2.Enum):
     No action: action_id is "".
     """
 
+    PLAN_SUBMITTED = 15
+    """
+    SubmitPlan stored an accepted plan (plan_sha256; reason: which steps wait
+    on which gates). When a step is gated, an ACTION_REQUESTED event of the
+    plan approval (tool "signoff.plan") follows.
+    """
+
     @classmethod
     def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
         return {
@@ -742,6 +763,7 @@ class EventType(betterproto2.Enum):
             12: "EVENT_TYPE_ACTION_EXECUTING",
             13: "EVENT_TYPE_PLAN_CHECKED",
             14: "EVENT_TYPE_CHECKPOINT_RECORDED",
+            15: "EVENT_TYPE_PLAN_SUBMITTED",
         }
 
     @classmethod
@@ -762,6 +784,7 @@ class EventType(betterproto2.Enum):
             "EVENT_TYPE_ACTION_EXECUTING": 12,
             "EVENT_TYPE_PLAN_CHECKED": 13,
             "EVENT_TYPE_CHECKPOINT_RECORDED": 14,
+            "EVENT_TYPE_PLAN_SUBMITTED": 15,
         }
 
 
@@ -1618,6 +1641,17 @@ class DecisionRecord(betterproto2.Message):
     ""). "" for the record of an action's decision.
     """
 
+    plan_approval: "PlanApprovalRef | None" = betterproto2.field(
+        24, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    Set when the action was APPROVED under a plan approval (SubmitPlan): it
+    names that approval, its approvers, the plan and the step the action ran.
+    The approvers' votes are in approvals. On the plan approval's own record
+    (tool "signoff.plan") it names the plan the approval is about, with
+    step_id "".
+    """
+
 
 default_message_pool.register_message("signoff.v1", "DecisionRecord", DecisionRecord)
 
@@ -2352,6 +2386,39 @@ default_message_pool.register_message("signoff.v1", "Plan", Plan)
 
 
 @dataclass(eq=False, repr=False)
+class PlanApprovalRef(betterproto2.Message):
+    """
+    The plan approval an action was approved under.
+    """
+
+    action_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    The plan approval's action id (tool "signoff.plan").
+    """
+
+    plan_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    plan_sha256: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    "sha256:<hex>" of the plan as submitted.
+    """
+
+    step_id: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    The step of the plan this action ran (a step runs once); "" on the plan
+    approval's own record.
+    """
+
+    approvers: "list[str]" = betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True)
+    """
+    Who approved the plan approval.
+    """
+
+
+default_message_pool.register_message("signoff.v1", "PlanApprovalRef", PlanApprovalRef)
+
+
+@dataclass(eq=False, repr=False)
 class PlanFinding(betterproto2.Message):
     """
     One problem the critic found.
@@ -2414,7 +2481,10 @@ class PlanStep(betterproto2.Message):
     )
     """
     JSON Logic over {"outputs": {step_id: outputs}}, reading only the outputs
-    of steps this one depends on; unset: the step always runs.
+    of steps this one depends on; unset: the step always runs. For a plan
+    submitted with SubmitPlan, evaluated when the step is requested, over the
+    outputs ReportExecution reported for those steps; false, or a value not
+    reported, answers REJECTED with rule CONDITION_NOT_MET.
     """
 
     estimated_cost_cents: "float" = betterproto2.field(8, betterproto2.TYPE_DOUBLE)
@@ -2424,6 +2494,37 @@ class PlanStep(betterproto2.Message):
 
 
 default_message_pool.register_message("signoff.v1", "PlanStep", PlanStep)
+
+
+@dataclass(eq=False, repr=False)
+class PlanStepRoute(betterproto2.Message):
+    """
+    How policy routes one step of a submitted plan.
+    """
+
+    step_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    tool: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    effect: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    ALLOW: the step runs without a human when requested. REQUIRE_APPROVAL: it
+    is part of the plan approval (gate_ids). DENY: policy refuses it now; when
+    requested it gets a decision of its own.
+    """
+
+    gate_ids: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
+    """
+    The gates policy routes the step to (REQUIRE_APPROVAL).
+    """
+
+    reason: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    """
+    Why policy answered as it did.
+    """
+
+
+default_message_pool.register_message("signoff.v1", "PlanStepRoute", PlanStepRoute)
 
 
 @dataclass(eq=False, repr=False)
@@ -2765,6 +2866,52 @@ class SubmitDecisionResponse(betterproto2.Message):
 default_message_pool.register_message(
     "signoff.v1", "SubmitDecisionResponse", SubmitDecisionResponse
 )
+
+
+@dataclass(eq=False, repr=False)
+class SubmitPlanRequest(betterproto2.Message):
+    instance_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Required.
+    """
+
+    plan: "Plan | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    Required; the limits of CheckPlan's plan.
+    """
+
+
+default_message_pool.register_message("signoff.v1", "SubmitPlanRequest", SubmitPlanRequest)
+
+
+@dataclass(eq=False, repr=False)
+class SubmitPlanResponse(betterproto2.Message):
+    plan_sha256: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    "sha256:<hex>" of the plan's RFC 8785 JSON (its proto JSON form).
+    """
+
+    steps: "list[PlanStepRoute]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    Each step, in plan order, with what policy said of it at submission.
+    """
+
+    approval: "Action | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The plan approval: the action whose approval covers the gated steps; unset
+    when no step is gated (the plan needed no human). Watch it with
+    WatchInstance like any action: WAITING_FOR_HUMAN, then APPROVED, REJECTED,
+    EXPIRED or CANCELLED. Its params are {step_id: {"tool", "params"}} as
+    approved (an approver may have narrowed them): request those params.
+    """
+
+    revision: "int" = betterproto2.field(4, betterproto2.TYPE_INT64)
+    """
+    The instance revision after this call (or, on a repeat, now).
+    """
+
+
+default_message_pool.register_message("signoff.v1", "SubmitPlanResponse", SubmitPlanResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -3267,6 +3414,12 @@ class ExecutionServiceStub:
         waits on. Idempotent by (instance_id, action.tool_call_id): a repeat returns
         the action's current outcome; a different action under the same
         tool_call_id fails with ALREADY_EXISTS, reason IDEMPOTENCY_KEY_REUSED.
+        When the action is a step of a plan submitted with SubmitPlan (same tool,
+        canonical params equal to the step's as approved): a false execute_when
+        answers REJECTED with rule CONDITION_NOT_MET and the values it read; a
+        gated step whose plan approval is APPROVED (and not expired) is APPROVED
+        under it, once, and its record names the approval (plan_approval). The
+        tool "signoff.plan" is reserved for plan approvals (INVALID_ARGUMENT).
         """
 
         return self._channel.unary_unary(
@@ -3397,6 +3550,29 @@ class ExecutionServiceStub:
             RecordCheckpointResponse.FromString,
         )(message)
 
+    def submit_plan(self, message: "SubmitPlanRequest") -> "SubmitPlanResponse":
+        """
+        Submits a plan to be run: the critic checks it as CheckPlan does (a plan
+        with findings fails with FAILED_PRECONDITION, reason PLAN_REJECTED, naming
+        them), then signoff stores it and asks policy about each step. The steps
+        policy routes to a human become ONE waiting approval of their own (an
+        action with tool "signoff.plan", whose params are the gated steps), decided
+        like any action: same gates, quorum, separation of duties, expiry and
+        edits (an approver may narrow a step's params). Once it is approved, a
+        RequestDecision of the same instance whose tool and canonical params equal
+        a gated step's is APPROVED under it, once per step. A step's execute_when
+        is evaluated when the step is requested (CONDITION_NOT_MET when false).
+        Idempotent by (instance_id, plan.plan_id): the same plan again answers how
+        it stands now; a different plan under the same plan_id fails with
+        ALREADY_EXISTS, reason IDEMPOTENCY_KEY_REUSED. See docs/plans.md.
+        """
+
+        return self._channel.unary_unary(
+            "/signoff.v1.ExecutionService/SubmitPlan",
+            SubmitPlanRequest.SerializeToString,
+            SubmitPlanResponse.FromString,
+        )(message)
+
 
 class ExecutionServiceAsyncStub(betterproto2_grpclib.ServiceStub):
     """
@@ -3442,6 +3618,12 @@ class ExecutionServiceAsyncStub(betterproto2_grpclib.ServiceStub):
         waits on. Idempotent by (instance_id, action.tool_call_id): a repeat returns
         the action's current outcome; a different action under the same
         tool_call_id fails with ALREADY_EXISTS, reason IDEMPOTENCY_KEY_REUSED.
+        When the action is a step of a plan submitted with SubmitPlan (same tool,
+        canonical params equal to the step's as approved): a false execute_when
+        answers REJECTED with rule CONDITION_NOT_MET and the values it read; a
+        gated step whose plan approval is APPROVED (and not expired) is APPROVED
+        under it, once, and its record names the approval (plan_approval). The
+        tool "signoff.plan" is reserved for plan approvals (INVALID_ARGUMENT).
         """
 
         return await self._unary_unary(
@@ -3661,6 +3843,39 @@ class ExecutionServiceAsyncStub(betterproto2_grpclib.ServiceStub):
             "/signoff.v1.ExecutionService/RecordCheckpoint",
             message,
             RecordCheckpointResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def submit_plan(
+        self,
+        message: "SubmitPlanRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "SubmitPlanResponse":
+        """
+        Submits a plan to be run: the critic checks it as CheckPlan does (a plan
+        with findings fails with FAILED_PRECONDITION, reason PLAN_REJECTED, naming
+        them), then signoff stores it and asks policy about each step. The steps
+        policy routes to a human become ONE waiting approval of their own (an
+        action with tool "signoff.plan", whose params are the gated steps), decided
+        like any action: same gates, quorum, separation of duties, expiry and
+        edits (an approver may narrow a step's params). Once it is approved, a
+        RequestDecision of the same instance whose tool and canonical params equal
+        a gated step's is APPROVED under it, once per step. A step's execute_when
+        is evaluated when the step is requested (CONDITION_NOT_MET when false).
+        Idempotent by (instance_id, plan.plan_id): the same plan again answers how
+        it stands now; a different plan under the same plan_id fails with
+        ALREADY_EXISTS, reason IDEMPOTENCY_KEY_REUSED. See docs/plans.md.
+        """
+
+        return await self._unary_unary(
+            "/signoff.v1.ExecutionService/SubmitPlan",
+            message,
+            SubmitPlanResponse,
             timeout=timeout,
             deadline=deadline,
             metadata=metadata,

@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file signoff/v1/execution_service.proto.
  */
 export const file_signoff_v1_execution_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJzaWdub2ZmL3YxL2V4ZWN1dGlvbl9zZXJ2aWNlLnByb3RvEgpzaWdub2ZmLnYxIooBCgRQbGFuEg8KB3BsYW5faWQYASABKAkSDgoGaW50ZW50GAIgASgJEiMKBXN0ZXBzGAMgAygLMhQuc2lnbm9mZi52MS5QbGFuU3RlcBI8ChRkZWNpc2lvbl9jaGVja3BvaW50cxgEIAMoCzIeLnNpZ25vZmYudjEuRGVjaXNpb25DaGVja3BvaW50Iu0BCghQbGFuU3RlcBIKCgJpZBgBIAEoCRIMCgR0b29sGAIgASgJEicKBnBhcmFtcxgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEgoKZGVwZW5kc19vbhgEIAMoCRIsCg1hcHByb3ZhbF9tb2RlGAUgASgOMhUuc2lnbm9mZi52MS5SaXNrQ2xhc3MSEAoIcmVxdWlyZXMYBiADKAkSLAoMZXhlY3V0ZV93aGVuGAcgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEhwKFGVzdGltYXRlZF9jb3N0X2NlbnRzGAggASgBIj0KEkRlY2lzaW9uQ2hlY2twb2ludBITCgtkZWNpc2lvbl9pZBgBIAEoCRISCgphZnRlcl9zdGVwGAIgASgJIkcKEENoZWNrUGxhblJlcXVlc3QSEwoLaW5zdGFuY2VfaWQYASABKAkSHgoEcGxhbhgCIAEoCzIQLnNpZ25vZmYudjEuUGxhbiI/CgtQbGFuRmluZGluZxIOCgZyZWFzb24YASABKAkSDwoHc3RlcF9pZBgCIAEoCRIPCgdtZXNzYWdlGAMgASgJIncKEUNoZWNrUGxhblJlc3BvbnNlEhAKCGFjY2VwdGVkGAEgASgIEikKCGZpbmRpbmdzGAIgAygLMhcuc2lnbm9mZi52MS5QbGFuRmluZGluZxITCgtwbGFuX3NoYTI1NhgDIAEoCRIQCghyZXZpc2lvbhgEIAEoAyKVAQoXUmVjb3JkQ2hlY2twb2ludFJlcXVlc3QSEwoLaW5zdGFuY2VfaWQYASABKAkSEwoLZGVjaXNpb25faWQYAiABKAkSDwoHb3V0Y29tZRgDIAEoCRIVCg1ldmlkZW5jZV9yZWZzGAQgAygJEigKB291dHB1dHMYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0IkYKGFJlY29yZENoZWNrcG9pbnRSZXNwb25zZRIqCgZyZWNvcmQYASABKAsyGi5zaWdub2ZmLnYxLkRlY2lzaW9uUmVjb3JkIsMCChJJbnZva2VBZ2VudFJlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEhEKCXRlbmFudF9pZBgDIAEoCRIeCgR1c2VyGAQgASgLMhAuc2lnbm9mZi52MS5Vc2VyEiAKBWFnZW50GAUgASgLMhEuc2lnbm9mZi52MS5BZ2VudBITCgt3b3JrZmxvd19pZBgGIAEoCRIYChB3b3JrZmxvd192ZXJzaW9uGAcgASgJEhkKEWNvbnRleHRfcGFja19yZWZzGAggAygJEiAKBWlucHV0GAkgASgLMhEuc2lnbm9mZi52MS5JbnB1dBIeCgRtb2RlGAogASgOMhAuc2lnbm9mZi52MS5Nb2RlEiQKB3J1bnRpbWUYCyABKAsyEy5zaWdub2ZmLnYxLlJ1bnRpbWUiPQoTSW52b2tlQWdlbnRSZXNwb25zZRImCghpbnN0YW5jZRgBIAEoCzIULnNpZ25vZmYudjEuSW5zdGFuY2UiWQoWUmVxdWVzdERlY2lzaW9uUmVxdWVzdBITCgtpbnN0YW5jZV9pZBgBIAEoCRIqCgZhY3Rpb24YAiABKAsyGi5zaWdub2ZmLnYxLlByb3Bvc2VkQWN0aW9uIrsCChdSZXF1ZXN0RGVjaXNpb25SZXNwb25zZRIkCgdvdXRjb21lGAEgASgOMhMuc2lnbm9mZi52MS5PdXRjb21lEhEKCWFjdGlvbl9pZBgCIAEoCRIVCg1hY3Rpb25fc2hhMjU2GAMgASgJEhAKCGdhdGVfaWRzGAQgAygJEg4KBnJlYXNvbhgFIAEoCRIiCgZhY3Rpb24YBiABKAsyEi5zaWdub2ZmLnYxLkFjdGlvbhIQCghyZXZpc2lvbhgHIAEoAxIsCghjb250cm9scxgIIAEoCzIaLnNpZ25vZmYudjEuQ29udHJvbHNBY3RpdmUSEwoLZ3JhbnRfdG9rZW4YCSABKAkSNQoRZ3JhbnRfZXhwaXJlX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIj0KE0NvbnN1bWVHcmFudFJlcXVlc3QSEQoJYWN0aW9uX2lkGAEgASgJEhMKC2dyYW50X3Rva2VuGAIgASgJIjoKFENvbnN1bWVHcmFudFJlc3BvbnNlEiIKBmFjdGlvbhgBIAEoCzISLnNpZ25vZmYudjEuQWN0aW9uIkMKFFdhdGNoSW5zdGFuY2VSZXF1ZXN0EhMKC2luc3RhbmNlX2lkGAEgASgJEhYKDmFmdGVyX3JldmlzaW9uGAIgASgDIkYKCEJvb2ttYXJrEhAKCHJldmlzaW9uGAEgASgDEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIm0KFVdhdGNoSW5zdGFuY2VSZXNwb25zZRIiCgVldmVudBgBIAEoCzIRLnNpZ25vZmYudjEuRXZlbnRIABIoCghib29rbWFyaxgCIAEoCzIULnNpZ25vZmYudjEuQm9va21hcmtIAEIGCgRraW5kIuwBChZSZXBvcnRFeGVjdXRpb25SZXF1ZXN0EhEKCWFjdGlvbl9pZBgBIAEoCRIrCgZyZXN1bHQYAiABKA4yGy5zaWdub2ZmLnYxLkV4ZWN1dGlvblJlc3VsdBIUCgxldmlkZW5jZV9yZWYYAyABKAkSKAoHb3V0cHV0cxgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFQoNZXJyb3JfbWVzc2FnZRgFIAEoCRITCgtncmFudF90b2tlbhgGIAEoCRIXCgpjb3N0X2NlbnRzGAcgASgBSACIAQFCDQoLX2Nvc3RfY2VudHMiPQoXUmVwb3J0RXhlY3V0aW9uUmVzcG9uc2USIgoGYWN0aW9uGAEgASgLMhIuc2lnbm9mZi52MS5BY3Rpb24iLgoXQ29tcGxldGVJbnN0YW5jZVJlcXVlc3QSEwoLaW5zdGFuY2VfaWQYASABKAkiQgoYQ29tcGxldGVJbnN0YW5jZVJlc3BvbnNlEiYKCGluc3RhbmNlGAEgASgLMhQuc2lnbm9mZi52MS5JbnN0YW5jZSI8ChVDYW5jZWxJbnN0YW5jZVJlcXVlc3QSEwoLaW5zdGFuY2VfaWQYASABKAkSDgoGcmVhc29uGAIgASgJIkAKFkNhbmNlbEluc3RhbmNlUmVzcG9uc2USJgoIaW5zdGFuY2UYASABKAsyFC5zaWdub2ZmLnYxLkluc3RhbmNlIikKEkdldEluc3RhbmNlUmVxdWVzdBITCgtpbnN0YW5jZV9pZBgBIAEoCSI9ChNHZXRJbnN0YW5jZVJlc3BvbnNlEiYKCGluc3RhbmNlGAEgASgLMhQuc2lnbm9mZi52MS5JbnN0YW5jZSJ6ChRMaXN0SW5zdGFuY2VzUmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSKAoFc3RhdGUYAiABKA4yGS5zaWdub2ZmLnYxLkluc3RhbmNlU3RhdGUSEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkiWQoVTGlzdEluc3RhbmNlc1Jlc3BvbnNlEicKCWluc3RhbmNlcxgBIAMoCzIULnNpZ25vZmYudjEuSW5zdGFuY2USFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJKnAKD0V4ZWN1dGlvblJlc3VsdBIgChxFWEVDVVRJT05fUkVTVUxUX1VOU1BFQ0lGSUVEEAASHgoaRVhFQ1VUSU9OX1JFU1VMVF9TVUNDRUVERUQQARIbChdFWEVDVVRJT05fUkVTVUxUX0ZBSUxFRBACMswHChBFeGVjdXRpb25TZXJ2aWNlEk4KC0ludm9rZUFnZW50Eh4uc2lnbm9mZi52MS5JbnZva2VBZ2VudFJlcXVlc3QaHy5zaWdub2ZmLnYxLkludm9rZUFnZW50UmVzcG9uc2USWgoPUmVxdWVzdERlY2lzaW9uEiIuc2lnbm9mZi52MS5SZXF1ZXN0RGVjaXNpb25SZXF1ZXN0GiMuc2lnbm9mZi52MS5SZXF1ZXN0RGVjaXNpb25SZXNwb25zZRJWCg1XYXRjaEluc3RhbmNlEiAuc2lnbm9mZi52MS5XYXRjaEluc3RhbmNlUmVxdWVzdBohLnNpZ25vZmYudjEuV2F0Y2hJbnN0YW5jZVJlc3BvbnNlMAESUQoMQ29uc3VtZUdyYW50Eh8uc2lnbm9mZi52MS5Db25zdW1lR3JhbnRSZXF1ZXN0GiAuc2lnbm9mZi52MS5Db25zdW1lR3JhbnRSZXNwb25zZRJaCg9SZXBvcnRFeGVjdXRpb24SIi5zaWdub2ZmLnYxLlJlcG9ydEV4ZWN1dGlvblJlcXVlc3QaIy5zaWdub2ZmLnYxLlJlcG9ydEV4ZWN1dGlvblJlc3BvbnNlEl0KEENvbXBsZXRlSW5zdGFuY2USIy5zaWdub2ZmLnYxLkNvbXBsZXRlSW5zdGFuY2VSZXF1ZXN0GiQuc2lnbm9mZi52MS5Db21wbGV0ZUluc3RhbmNlUmVzcG9uc2USVwoOQ2FuY2VsSW5zdGFuY2USIS5zaWdub2ZmLnYxLkNhbmNlbEluc3RhbmNlUmVxdWVzdBoiLnNpZ25vZmYudjEuQ2FuY2VsSW5zdGFuY2VSZXNwb25zZRJOCgtHZXRJbnN0YW5jZRIeLnNpZ25vZmYudjEuR2V0SW5zdGFuY2VSZXF1ZXN0Gh8uc2lnbm9mZi52MS5HZXRJbnN0YW5jZVJlc3BvbnNlElQKDUxpc3RJbnN0YW5jZXMSIC5zaWdub2ZmLnYxLkxpc3RJbnN0YW5jZXNSZXF1ZXN0GiEuc2lnbm9mZi52MS5MaXN0SW5zdGFuY2VzUmVzcG9uc2USSAoJQ2hlY2tQbGFuEhwuc2lnbm9mZi52MS5DaGVja1BsYW5SZXF1ZXN0Gh0uc2lnbm9mZi52MS5DaGVja1BsYW5SZXNwb25zZRJdChBSZWNvcmRDaGVja3BvaW50EiMuc2lnbm9mZi52MS5SZWNvcmRDaGVja3BvaW50UmVxdWVzdBokLnNpZ25vZmYudjEuUmVjb3JkQ2hlY2twb2ludFJlc3BvbnNlQilaJ3NpZ25vZmYvY2xpZW50cy9nby9zaWdub2ZmL3YxO3NpZ25vZmZ2MWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_signoff_v1_types]);
+  fileDesc("CiJzaWdub2ZmL3YxL2V4ZWN1dGlvbl9zZXJ2aWNlLnByb3RvEgpzaWdub2ZmLnYxIooBCgRQbGFuEg8KB3BsYW5faWQYASABKAkSDgoGaW50ZW50GAIgASgJEiMKBXN0ZXBzGAMgAygLMhQuc2lnbm9mZi52MS5QbGFuU3RlcBI8ChRkZWNpc2lvbl9jaGVja3BvaW50cxgEIAMoCzIeLnNpZ25vZmYudjEuRGVjaXNpb25DaGVja3BvaW50Iu0BCghQbGFuU3RlcBIKCgJpZBgBIAEoCRIMCgR0b29sGAIgASgJEicKBnBhcmFtcxgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEgoKZGVwZW5kc19vbhgEIAMoCRIsCg1hcHByb3ZhbF9tb2RlGAUgASgOMhUuc2lnbm9mZi52MS5SaXNrQ2xhc3MSEAoIcmVxdWlyZXMYBiADKAkSLAoMZXhlY3V0ZV93aGVuGAcgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEhwKFGVzdGltYXRlZF9jb3N0X2NlbnRzGAggASgBIj0KEkRlY2lzaW9uQ2hlY2twb2ludBITCgtkZWNpc2lvbl9pZBgBIAEoCRISCgphZnRlcl9zdGVwGAIgASgJIkcKEENoZWNrUGxhblJlcXVlc3QSEwoLaW5zdGFuY2VfaWQYASABKAkSHgoEcGxhbhgCIAEoCzIQLnNpZ25vZmYudjEuUGxhbiI/CgtQbGFuRmluZGluZxIOCgZyZWFzb24YASABKAkSDwoHc3RlcF9pZBgCIAEoCRIPCgdtZXNzYWdlGAMgASgJIncKEUNoZWNrUGxhblJlc3BvbnNlEhAKCGFjY2VwdGVkGAEgASgIEikKCGZpbmRpbmdzGAIgAygLMhcuc2lnbm9mZi52MS5QbGFuRmluZGluZxITCgtwbGFuX3NoYTI1NhgDIAEoCRIQCghyZXZpc2lvbhgEIAEoAyKVAQoXUmVjb3JkQ2hlY2twb2ludFJlcXVlc3QSEwoLaW5zdGFuY2VfaWQYASABKAkSEwoLZGVjaXNpb25faWQYAiABKAkSDwoHb3V0Y29tZRgDIAEoCRIVCg1ldmlkZW5jZV9yZWZzGAQgAygJEigKB291dHB1dHMYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0IkgKEVN1Ym1pdFBsYW5SZXF1ZXN0EhMKC2luc3RhbmNlX2lkGAEgASgJEh4KBHBsYW4YAiABKAsyEC5zaWdub2ZmLnYxLlBsYW4iYAoNUGxhblN0ZXBSb3V0ZRIPCgdzdGVwX2lkGAEgASgJEgwKBHRvb2wYAiABKAkSDgoGZWZmZWN0GAMgASgJEhAKCGdhdGVfaWRzGAQgAygJEg4KBnJlYXNvbhgFIAEoCSKLAQoSU3VibWl0UGxhblJlc3BvbnNlEhMKC3BsYW5fc2hhMjU2GAEgASgJEigKBXN0ZXBzGAIgAygLMhkuc2lnbm9mZi52MS5QbGFuU3RlcFJvdXRlEiQKCGFwcHJvdmFsGAMgASgLMhIuc2lnbm9mZi52MS5BY3Rpb24SEAoIcmV2aXNpb24YBCABKAMiRgoYUmVjb3JkQ2hlY2twb2ludFJlc3BvbnNlEioKBnJlY29yZBgBIAEoCzIaLnNpZ25vZmYudjEuRGVjaXNpb25SZWNvcmQiwwIKEkludm9rZUFnZW50UmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSEQoJdGVuYW50X2lkGAMgASgJEh4KBHVzZXIYBCABKAsyEC5zaWdub2ZmLnYxLlVzZXISIAoFYWdlbnQYBSABKAsyES5zaWdub2ZmLnYxLkFnZW50EhMKC3dvcmtmbG93X2lkGAYgASgJEhgKEHdvcmtmbG93X3ZlcnNpb24YByABKAkSGQoRY29udGV4dF9wYWNrX3JlZnMYCCADKAkSIAoFaW5wdXQYCSABKAsyES5zaWdub2ZmLnYxLklucHV0Eh4KBG1vZGUYCiABKA4yEC5zaWdub2ZmLnYxLk1vZGUSJAoHcnVudGltZRgLIAEoCzITLnNpZ25vZmYudjEuUnVudGltZSI9ChNJbnZva2VBZ2VudFJlc3BvbnNlEiYKCGluc3RhbmNlGAEgASgLMhQuc2lnbm9mZi52MS5JbnN0YW5jZSJZChZSZXF1ZXN0RGVjaXNpb25SZXF1ZXN0EhMKC2luc3RhbmNlX2lkGAEgASgJEioKBmFjdGlvbhgCIAEoCzIaLnNpZ25vZmYudjEuUHJvcG9zZWRBY3Rpb24iuwIKF1JlcXVlc3REZWNpc2lvblJlc3BvbnNlEiQKB291dGNvbWUYASABKA4yEy5zaWdub2ZmLnYxLk91dGNvbWUSEQoJYWN0aW9uX2lkGAIgASgJEhUKDWFjdGlvbl9zaGEyNTYYAyABKAkSEAoIZ2F0ZV9pZHMYBCADKAkSDgoGcmVhc29uGAUgASgJEiIKBmFjdGlvbhgGIAEoCzISLnNpZ25vZmYudjEuQWN0aW9uEhAKCHJldmlzaW9uGAcgASgDEiwKCGNvbnRyb2xzGAggASgLMhouc2lnbm9mZi52MS5Db250cm9sc0FjdGl2ZRITCgtncmFudF90b2tlbhgJIAEoCRI1ChFncmFudF9leHBpcmVfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiPQoTQ29uc3VtZUdyYW50UmVxdWVzdBIRCglhY3Rpb25faWQYASABKAkSEwoLZ3JhbnRfdG9rZW4YAiABKAkiOgoUQ29uc3VtZUdyYW50UmVzcG9uc2USIgoGYWN0aW9uGAEgASgLMhIuc2lnbm9mZi52MS5BY3Rpb24iQwoUV2F0Y2hJbnN0YW5jZVJlcXVlc3QSEwoLaW5zdGFuY2VfaWQYASABKAkSFgoOYWZ0ZXJfcmV2aXNpb24YAiABKAMiRgoIQm9va21hcmsSEAoIcmV2aXNpb24YASABKAMSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAibQoVV2F0Y2hJbnN0YW5jZVJlc3BvbnNlEiIKBWV2ZW50GAEgASgLMhEuc2lnbm9mZi52MS5FdmVudEgAEigKCGJvb2ttYXJrGAIgASgLMhQuc2lnbm9mZi52MS5Cb29rbWFya0gAQgYKBGtpbmQi7AEKFlJlcG9ydEV4ZWN1dGlvblJlcXVlc3QSEQoJYWN0aW9uX2lkGAEgASgJEisKBnJlc3VsdBgCIAEoDjIbLnNpZ25vZmYudjEuRXhlY3V0aW9uUmVzdWx0EhQKDGV2aWRlbmNlX3JlZhgDIAEoCRIoCgdvdXRwdXRzGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIVCg1lcnJvcl9tZXNzYWdlGAUgASgJEhMKC2dyYW50X3Rva2VuGAYgASgJEhcKCmNvc3RfY2VudHMYByABKAFIAIgBAUINCgtfY29zdF9jZW50cyI9ChdSZXBvcnRFeGVjdXRpb25SZXNwb25zZRIiCgZhY3Rpb24YASABKAsyEi5zaWdub2ZmLnYxLkFjdGlvbiIuChdDb21wbGV0ZUluc3RhbmNlUmVxdWVzdBITCgtpbnN0YW5jZV9pZBgBIAEoCSJCChhDb21wbGV0ZUluc3RhbmNlUmVzcG9uc2USJgoIaW5zdGFuY2UYASABKAsyFC5zaWdub2ZmLnYxLkluc3RhbmNlIjwKFUNhbmNlbEluc3RhbmNlUmVxdWVzdBITCgtpbnN0YW5jZV9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiQAoWQ2FuY2VsSW5zdGFuY2VSZXNwb25zZRImCghpbnN0YW5jZRgBIAEoCzIULnNpZ25vZmYudjEuSW5zdGFuY2UiKQoSR2V0SW5zdGFuY2VSZXF1ZXN0EhMKC2luc3RhbmNlX2lkGAEgASgJIj0KE0dldEluc3RhbmNlUmVzcG9uc2USJgoIaW5zdGFuY2UYASABKAsyFC5zaWdub2ZmLnYxLkluc3RhbmNlInoKFExpc3RJbnN0YW5jZXNSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRIoCgVzdGF0ZRgCIAEoDjIZLnNpZ25vZmYudjEuSW5zdGFuY2VTdGF0ZRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSJZChVMaXN0SW5zdGFuY2VzUmVzcG9uc2USJwoJaW5zdGFuY2VzGAEgAygLMhQuc2lnbm9mZi52MS5JbnN0YW5jZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkqcAoPRXhlY3V0aW9uUmVzdWx0EiAKHEVYRUNVVElPTl9SRVNVTFRfVU5TUEVDSUZJRUQQABIeChpFWEVDVVRJT05fUkVTVUxUX1NVQ0NFRURFRBABEhsKF0VYRUNVVElPTl9SRVNVTFRfRkFJTEVEEAIymQgKEEV4ZWN1dGlvblNlcnZpY2USTgoLSW52b2tlQWdlbnQSHi5zaWdub2ZmLnYxLkludm9rZUFnZW50UmVxdWVzdBofLnNpZ25vZmYudjEuSW52b2tlQWdlbnRSZXNwb25zZRJaCg9SZXF1ZXN0RGVjaXNpb24SIi5zaWdub2ZmLnYxLlJlcXVlc3REZWNpc2lvblJlcXVlc3QaIy5zaWdub2ZmLnYxLlJlcXVlc3REZWNpc2lvblJlc3BvbnNlElYKDVdhdGNoSW5zdGFuY2USIC5zaWdub2ZmLnYxLldhdGNoSW5zdGFuY2VSZXF1ZXN0GiEuc2lnbm9mZi52MS5XYXRjaEluc3RhbmNlUmVzcG9uc2UwARJRCgxDb25zdW1lR3JhbnQSHy5zaWdub2ZmLnYxLkNvbnN1bWVHcmFudFJlcXVlc3QaIC5zaWdub2ZmLnYxLkNvbnN1bWVHcmFudFJlc3BvbnNlEloKD1JlcG9ydEV4ZWN1dGlvbhIiLnNpZ25vZmYudjEuUmVwb3J0RXhlY3V0aW9uUmVxdWVzdBojLnNpZ25vZmYudjEuUmVwb3J0RXhlY3V0aW9uUmVzcG9uc2USXQoQQ29tcGxldGVJbnN0YW5jZRIjLnNpZ25vZmYudjEuQ29tcGxldGVJbnN0YW5jZVJlcXVlc3QaJC5zaWdub2ZmLnYxLkNvbXBsZXRlSW5zdGFuY2VSZXNwb25zZRJXCg5DYW5jZWxJbnN0YW5jZRIhLnNpZ25vZmYudjEuQ2FuY2VsSW5zdGFuY2VSZXF1ZXN0GiIuc2lnbm9mZi52MS5DYW5jZWxJbnN0YW5jZVJlc3BvbnNlEk4KC0dldEluc3RhbmNlEh4uc2lnbm9mZi52MS5HZXRJbnN0YW5jZVJlcXVlc3QaHy5zaWdub2ZmLnYxLkdldEluc3RhbmNlUmVzcG9uc2USVAoNTGlzdEluc3RhbmNlcxIgLnNpZ25vZmYudjEuTGlzdEluc3RhbmNlc1JlcXVlc3QaIS5zaWdub2ZmLnYxLkxpc3RJbnN0YW5jZXNSZXNwb25zZRJICglDaGVja1BsYW4SHC5zaWdub2ZmLnYxLkNoZWNrUGxhblJlcXVlc3QaHS5zaWdub2ZmLnYxLkNoZWNrUGxhblJlc3BvbnNlEl0KEFJlY29yZENoZWNrcG9pbnQSIy5zaWdub2ZmLnYxLlJlY29yZENoZWNrcG9pbnRSZXF1ZXN0GiQuc2lnbm9mZi52MS5SZWNvcmRDaGVja3BvaW50UmVzcG9uc2USSwoKU3VibWl0UGxhbhIdLnNpZ25vZmYudjEuU3VibWl0UGxhblJlcXVlc3QaHi5zaWdub2ZmLnYxLlN1Ym1pdFBsYW5SZXNwb25zZUIpWidzaWdub2ZmL2NsaWVudHMvZ28vc2lnbm9mZi92MTtzaWdub2ZmdjFiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_signoff_v1_types]);
 
 /**
  * An agent's plan: the steps it means to take, in dependency order.
@@ -105,7 +105,10 @@ export type PlanStep = Message<"signoff.v1.PlanStep"> & {
 
   /**
    * JSON Logic over {"outputs": {step_id: outputs}}, reading only the outputs
-   * of steps this one depends on; unset: the step always runs.
+   * of steps this one depends on; unset: the step always runs. For a plan
+   * submitted with SubmitPlan, evaluated when the step is requested, over the
+   * outputs ReportExecution reported for those steps; false, or a value not
+   * reported, answers REJECTED with rule CONDITION_NOT_MET.
    *
    * @generated from field: google.protobuf.Value execute_when = 7;
    */
@@ -299,6 +302,123 @@ export const RecordCheckpointRequestSchema: GenMessage<RecordCheckpointRequest> 
   messageDesc(file_signoff_v1_execution_service, 6);
 
 /**
+ * @generated from message signoff.v1.SubmitPlanRequest
+ */
+export type SubmitPlanRequest = Message<"signoff.v1.SubmitPlanRequest"> & {
+  /**
+   * Required.
+   *
+   * @generated from field: string instance_id = 1;
+   */
+  instanceId: string;
+
+  /**
+   * Required; the limits of CheckPlan's plan.
+   *
+   * @generated from field: signoff.v1.Plan plan = 2;
+   */
+  plan?: Plan | undefined;
+};
+
+/**
+ * Describes the message signoff.v1.SubmitPlanRequest.
+ * Use `create(SubmitPlanRequestSchema)` to create a new message.
+ */
+export const SubmitPlanRequestSchema: GenMessage<SubmitPlanRequest> = /*@__PURE__*/
+  messageDesc(file_signoff_v1_execution_service, 7);
+
+/**
+ * How policy routes one step of a submitted plan.
+ *
+ * @generated from message signoff.v1.PlanStepRoute
+ */
+export type PlanStepRoute = Message<"signoff.v1.PlanStepRoute"> & {
+  /**
+   * @generated from field: string step_id = 1;
+   */
+  stepId: string;
+
+  /**
+   * @generated from field: string tool = 2;
+   */
+  tool: string;
+
+  /**
+   * ALLOW: the step runs without a human when requested. REQUIRE_APPROVAL: it
+   * is part of the plan approval (gate_ids). DENY: policy refuses it now; when
+   * requested it gets a decision of its own.
+   *
+   * @generated from field: string effect = 3;
+   */
+  effect: string;
+
+  /**
+   * The gates policy routes the step to (REQUIRE_APPROVAL).
+   *
+   * @generated from field: repeated string gate_ids = 4;
+   */
+  gateIds: string[];
+
+  /**
+   * Why policy answered as it did.
+   *
+   * @generated from field: string reason = 5;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message signoff.v1.PlanStepRoute.
+ * Use `create(PlanStepRouteSchema)` to create a new message.
+ */
+export const PlanStepRouteSchema: GenMessage<PlanStepRoute> = /*@__PURE__*/
+  messageDesc(file_signoff_v1_execution_service, 8);
+
+/**
+ * @generated from message signoff.v1.SubmitPlanResponse
+ */
+export type SubmitPlanResponse = Message<"signoff.v1.SubmitPlanResponse"> & {
+  /**
+   * "sha256:<hex>" of the plan's RFC 8785 JSON (its proto JSON form).
+   *
+   * @generated from field: string plan_sha256 = 1;
+   */
+  planSha256: string;
+
+  /**
+   * Each step, in plan order, with what policy said of it at submission.
+   *
+   * @generated from field: repeated signoff.v1.PlanStepRoute steps = 2;
+   */
+  steps: PlanStepRoute[];
+
+  /**
+   * The plan approval: the action whose approval covers the gated steps; unset
+   * when no step is gated (the plan needed no human). Watch it with
+   * WatchInstance like any action: WAITING_FOR_HUMAN, then APPROVED, REJECTED,
+   * EXPIRED or CANCELLED. Its params are {step_id: {"tool", "params"}} as
+   * approved (an approver may have narrowed them): request those params.
+   *
+   * @generated from field: signoff.v1.Action approval = 3;
+   */
+  approval?: Action | undefined;
+
+  /**
+   * The instance revision after this call (or, on a repeat, now).
+   *
+   * @generated from field: int64 revision = 4;
+   */
+  revision: bigint;
+};
+
+/**
+ * Describes the message signoff.v1.SubmitPlanResponse.
+ * Use `create(SubmitPlanResponseSchema)` to create a new message.
+ */
+export const SubmitPlanResponseSchema: GenMessage<SubmitPlanResponse> = /*@__PURE__*/
+  messageDesc(file_signoff_v1_execution_service, 9);
+
+/**
  * @generated from message signoff.v1.RecordCheckpointResponse
  */
 export type RecordCheckpointResponse = Message<"signoff.v1.RecordCheckpointResponse"> & {
@@ -315,7 +435,7 @@ export type RecordCheckpointResponse = Message<"signoff.v1.RecordCheckpointRespo
  * Use `create(RecordCheckpointResponseSchema)` to create a new message.
  */
 export const RecordCheckpointResponseSchema: GenMessage<RecordCheckpointResponse> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 7);
+  messageDesc(file_signoff_v1_execution_service, 10);
 
 /**
  * The request envelope: who acts, for whom, on what, within which budget.
@@ -392,7 +512,7 @@ export type InvokeAgentRequest = Message<"signoff.v1.InvokeAgentRequest"> & {
  * Use `create(InvokeAgentRequestSchema)` to create a new message.
  */
 export const InvokeAgentRequestSchema: GenMessage<InvokeAgentRequest> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 8);
+  messageDesc(file_signoff_v1_execution_service, 11);
 
 /**
  * @generated from message signoff.v1.InvokeAgentResponse
@@ -409,7 +529,7 @@ export type InvokeAgentResponse = Message<"signoff.v1.InvokeAgentResponse"> & {
  * Use `create(InvokeAgentResponseSchema)` to create a new message.
  */
 export const InvokeAgentResponseSchema: GenMessage<InvokeAgentResponse> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 9);
+  messageDesc(file_signoff_v1_execution_service, 12);
 
 /**
  * @generated from message signoff.v1.RequestDecisionRequest
@@ -435,7 +555,7 @@ export type RequestDecisionRequest = Message<"signoff.v1.RequestDecisionRequest"
  * Use `create(RequestDecisionRequestSchema)` to create a new message.
  */
 export const RequestDecisionRequestSchema: GenMessage<RequestDecisionRequest> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 10);
+  messageDesc(file_signoff_v1_execution_service, 13);
 
 /**
  * @generated from message signoff.v1.RequestDecisionResponse
@@ -513,7 +633,7 @@ export type RequestDecisionResponse = Message<"signoff.v1.RequestDecisionRespons
  * Use `create(RequestDecisionResponseSchema)` to create a new message.
  */
 export const RequestDecisionResponseSchema: GenMessage<RequestDecisionResponse> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 11);
+  messageDesc(file_signoff_v1_execution_service, 14);
 
 /**
  * @generated from message signoff.v1.ConsumeGrantRequest
@@ -539,7 +659,7 @@ export type ConsumeGrantRequest = Message<"signoff.v1.ConsumeGrantRequest"> & {
  * Use `create(ConsumeGrantRequestSchema)` to create a new message.
  */
 export const ConsumeGrantRequestSchema: GenMessage<ConsumeGrantRequest> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 12);
+  messageDesc(file_signoff_v1_execution_service, 15);
 
 /**
  * @generated from message signoff.v1.ConsumeGrantResponse
@@ -558,7 +678,7 @@ export type ConsumeGrantResponse = Message<"signoff.v1.ConsumeGrantResponse"> & 
  * Use `create(ConsumeGrantResponseSchema)` to create a new message.
  */
 export const ConsumeGrantResponseSchema: GenMessage<ConsumeGrantResponse> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 13);
+  messageDesc(file_signoff_v1_execution_service, 16);
 
 /**
  * @generated from message signoff.v1.WatchInstanceRequest
@@ -584,7 +704,7 @@ export type WatchInstanceRequest = Message<"signoff.v1.WatchInstanceRequest"> & 
  * Use `create(WatchInstanceRequestSchema)` to create a new message.
  */
 export const WatchInstanceRequestSchema: GenMessage<WatchInstanceRequest> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 14);
+  messageDesc(file_signoff_v1_execution_service, 17);
 
 /**
  * Sent on idle streams: the instance has no event newer than revision.
@@ -608,7 +728,7 @@ export type Bookmark = Message<"signoff.v1.Bookmark"> & {
  * Use `create(BookmarkSchema)` to create a new message.
  */
 export const BookmarkSchema: GenMessage<Bookmark> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 15);
+  messageDesc(file_signoff_v1_execution_service, 18);
 
 /**
  * @generated from message signoff.v1.WatchInstanceResponse
@@ -637,7 +757,7 @@ export type WatchInstanceResponse = Message<"signoff.v1.WatchInstanceResponse"> 
  * Use `create(WatchInstanceResponseSchema)` to create a new message.
  */
 export const WatchInstanceResponseSchema: GenMessage<WatchInstanceResponse> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 16);
+  messageDesc(file_signoff_v1_execution_service, 19);
 
 /**
  * @generated from message signoff.v1.ReportExecutionRequest
@@ -699,7 +819,7 @@ export type ReportExecutionRequest = Message<"signoff.v1.ReportExecutionRequest"
  * Use `create(ReportExecutionRequestSchema)` to create a new message.
  */
 export const ReportExecutionRequestSchema: GenMessage<ReportExecutionRequest> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 17);
+  messageDesc(file_signoff_v1_execution_service, 20);
 
 /**
  * @generated from message signoff.v1.ReportExecutionResponse
@@ -716,7 +836,7 @@ export type ReportExecutionResponse = Message<"signoff.v1.ReportExecutionRespons
  * Use `create(ReportExecutionResponseSchema)` to create a new message.
  */
 export const ReportExecutionResponseSchema: GenMessage<ReportExecutionResponse> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 18);
+  messageDesc(file_signoff_v1_execution_service, 21);
 
 /**
  * @generated from message signoff.v1.CompleteInstanceRequest
@@ -735,7 +855,7 @@ export type CompleteInstanceRequest = Message<"signoff.v1.CompleteInstanceReques
  * Use `create(CompleteInstanceRequestSchema)` to create a new message.
  */
 export const CompleteInstanceRequestSchema: GenMessage<CompleteInstanceRequest> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 19);
+  messageDesc(file_signoff_v1_execution_service, 22);
 
 /**
  * @generated from message signoff.v1.CompleteInstanceResponse
@@ -752,7 +872,7 @@ export type CompleteInstanceResponse = Message<"signoff.v1.CompleteInstanceRespo
  * Use `create(CompleteInstanceResponseSchema)` to create a new message.
  */
 export const CompleteInstanceResponseSchema: GenMessage<CompleteInstanceResponse> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 20);
+  messageDesc(file_signoff_v1_execution_service, 23);
 
 /**
  * @generated from message signoff.v1.CancelInstanceRequest
@@ -776,7 +896,7 @@ export type CancelInstanceRequest = Message<"signoff.v1.CancelInstanceRequest"> 
  * Use `create(CancelInstanceRequestSchema)` to create a new message.
  */
 export const CancelInstanceRequestSchema: GenMessage<CancelInstanceRequest> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 21);
+  messageDesc(file_signoff_v1_execution_service, 24);
 
 /**
  * @generated from message signoff.v1.CancelInstanceResponse
@@ -793,7 +913,7 @@ export type CancelInstanceResponse = Message<"signoff.v1.CancelInstanceResponse"
  * Use `create(CancelInstanceResponseSchema)` to create a new message.
  */
 export const CancelInstanceResponseSchema: GenMessage<CancelInstanceResponse> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 22);
+  messageDesc(file_signoff_v1_execution_service, 25);
 
 /**
  * @generated from message signoff.v1.GetInstanceRequest
@@ -812,7 +932,7 @@ export type GetInstanceRequest = Message<"signoff.v1.GetInstanceRequest"> & {
  * Use `create(GetInstanceRequestSchema)` to create a new message.
  */
 export const GetInstanceRequestSchema: GenMessage<GetInstanceRequest> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 23);
+  messageDesc(file_signoff_v1_execution_service, 26);
 
 /**
  * @generated from message signoff.v1.GetInstanceResponse
@@ -829,7 +949,7 @@ export type GetInstanceResponse = Message<"signoff.v1.GetInstanceResponse"> & {
  * Use `create(GetInstanceResponseSchema)` to create a new message.
  */
 export const GetInstanceResponseSchema: GenMessage<GetInstanceResponse> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 24);
+  messageDesc(file_signoff_v1_execution_service, 27);
 
 /**
  * @generated from message signoff.v1.ListInstancesRequest
@@ -867,7 +987,7 @@ export type ListInstancesRequest = Message<"signoff.v1.ListInstancesRequest"> & 
  * Use `create(ListInstancesRequestSchema)` to create a new message.
  */
 export const ListInstancesRequestSchema: GenMessage<ListInstancesRequest> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 25);
+  messageDesc(file_signoff_v1_execution_service, 28);
 
 /**
  * @generated from message signoff.v1.ListInstancesResponse
@@ -891,7 +1011,7 @@ export type ListInstancesResponse = Message<"signoff.v1.ListInstancesResponse"> 
  * Use `create(ListInstancesResponseSchema)` to create a new message.
  */
 export const ListInstancesResponseSchema: GenMessage<ListInstancesResponse> = /*@__PURE__*/
-  messageDesc(file_signoff_v1_execution_service, 26);
+  messageDesc(file_signoff_v1_execution_service, 29);
 
 /**
  * What happened when the agent executed an approved action.
@@ -947,6 +1067,12 @@ export const ExecutionService: GenService<{
    * waits on. Idempotent by (instance_id, action.tool_call_id): a repeat returns
    * the action's current outcome; a different action under the same
    * tool_call_id fails with ALREADY_EXISTS, reason IDEMPOTENCY_KEY_REUSED.
+   * When the action is a step of a plan submitted with SubmitPlan (same tool,
+   * canonical params equal to the step's as approved): a false execute_when
+   * answers REJECTED with rule CONDITION_NOT_MET and the values it read; a
+   * gated step whose plan approval is APPROVED (and not expired) is APPROVED
+   * under it, once, and its record names the approval (plan_approval). The
+   * tool "signoff.plan" is reserved for plan approvals (INVALID_ARGUMENT).
    *
    * @generated from rpc signoff.v1.ExecutionService.RequestDecision
    */
@@ -1067,6 +1193,28 @@ export const ExecutionService: GenService<{
     methodKind: "unary";
     input: typeof RecordCheckpointRequestSchema;
     output: typeof RecordCheckpointResponseSchema;
+  },
+  /**
+   * Submits a plan to be run: the critic checks it as CheckPlan does (a plan
+   * with findings fails with FAILED_PRECONDITION, reason PLAN_REJECTED, naming
+   * them), then signoff stores it and asks policy about each step. The steps
+   * policy routes to a human become ONE waiting approval of their own (an
+   * action with tool "signoff.plan", whose params are the gated steps), decided
+   * like any action: same gates, quorum, separation of duties, expiry and
+   * edits (an approver may narrow a step's params). Once it is approved, a
+   * RequestDecision of the same instance whose tool and canonical params equal
+   * a gated step's is APPROVED under it, once per step. A step's execute_when
+   * is evaluated when the step is requested (CONDITION_NOT_MET when false).
+   * Idempotent by (instance_id, plan.plan_id): the same plan again answers how
+   * it stands now; a different plan under the same plan_id fails with
+   * ALREADY_EXISTS, reason IDEMPOTENCY_KEY_REUSED. See docs/plans.md.
+   *
+   * @generated from rpc signoff.v1.ExecutionService.SubmitPlan
+   */
+  submitPlan: {
+    methodKind: "unary";
+    input: typeof SubmitPlanRequestSchema;
+    output: typeof SubmitPlanResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_signoff_v1_execution_service, 0);
