@@ -1,5 +1,5 @@
 """The log line of every committed state transition, and the trace id log lines carry.
-(One line per RPC is written by api/observe.py; `signoff serve` picks JSON or text.)"""
+(One line per call is written by api/calls.py; `signoff serve` picks JSON or text.)"""
 
 import logging
 from collections.abc import Iterable
