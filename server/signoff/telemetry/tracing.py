@@ -9,9 +9,9 @@ transactions, and the human wait, whose parent is the agent's call even days lat
 
 import logging
 import os
-from contextvars import Token
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from contextvars import Token
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
