@@ -36,11 +36,21 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"signoff: {error}", file=sys.stderr)
         return 2
+    supervisor = options.workers > 1 and args.worker is None
+    if supervisor:
+        from signoff.api import workers
+
+        problem = workers.refusal(options)
+        if problem is not None:
+            print(f"signoff: {problem}", file=sys.stderr)
+            return 2
     _configure_logging(options.log_level, options.log_format, background=True)
     # From here on, what stops the server is a log line (JSON by default), not bare text.
     log = logging.getLogger("signoff")
+    if supervisor:
+        return _supervise(args, options)
     try:
-        asyncio.run(serve(options))
+        asyncio.run(serve(options, args.worker))
     except BundleError as error:
         log.critical("policy bundle: %s", error)
         return 2
@@ -51,6 +61,22 @@ def _serve(args: argparse.Namespace) -> int:
         log.critical("signoff stopped on an unexpected error", exc_info=True)
         return 1
     return 0
+
+
+def _supervise(args: argparse.Namespace, options: Any) -> int:
+    """`serve --workers N`: migrates once, then runs and watches the workers (api/workers.py)."""
+    from signoff.api import workers
+    from signoff.store.migrate import migrate
+
+    try:
+        return workers.supervise(
+            options,
+            args.argv,
+            lambda: _on_database(options.database_url, migrate, reads=False),
+        )
+    except CommandError as error:  # the database cannot be migrated
+        logging.getLogger("signoff").critical("%s", error)
+        return 2
 
 
 class CommandError(Exception):
@@ -295,6 +321,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Options come from --config FILE, then SIGNOFF_* variables, then flags.",
     )
     add_flags(serve)
+    # Set by `serve --workers N` on the workers it starts (api/workers.py), never by hand.
+    serve.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     serve.set_defaults(run=_serve)
 
     audit = commands.add_parser("audit", help="export the hash-chained trail and verify it")
@@ -383,6 +411,7 @@ def _configure_logging(level: str, log_format: str = "text", background: bool = 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # serve --workers starts it again
     _configure_logging("WARNING")
     try:
         return int(args.run(args))

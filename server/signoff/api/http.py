@@ -475,7 +475,10 @@ class HttpListener:
     """uvicorn on a socket bound before the start (so that a port in use is a clear error,
     and port 0 reports the port it picked), in the running event loop."""
 
-    def __init__(self, app: ASGIApp, host: str, port: int, grace: float) -> None:
+    def __init__(
+        self, app: ASGIApp, host: str, port: int, grace: float, reuse_port: bool = False
+    ) -> None:
+        """reuse_port: the port is shared with the other workers of `serve --workers`."""
         self.host = host
         try:
             family, kind, proto, _, address = socket.getaddrinfo(
@@ -483,6 +486,8 @@ class HttpListener:
             )[0]
             self.socket = socket.socket(family, kind, proto)
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             self.socket.bind(address)
             self.socket.listen(1024)
         except OSError as error:

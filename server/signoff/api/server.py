@@ -177,6 +177,7 @@ def _http_listener(
     readiness: http.Readiness,
     calls: Calls,
     more: Sequence[BaseRoute] = (),
+    shared: bool = False,
 ) -> http.HttpListener | None:
     """The HTTP listener (Connect, health, and `more` routes) if one is asked for, or
     development mode's."""
@@ -205,24 +206,32 @@ def _http_listener(
             "(generated tokens) is for loopback addresses only"
         )
     try:
-        return http.HttpListener(app, host, int(port), options.shutdown_grace)
+        return http.HttpListener(app, host, int(port), options.shutdown_grace, reuse_port=shared)
     except OSError as error:
         raise StartupError(str(error)) from None
 
 
-async def serve(options: ServeOptions) -> None:
-    """Runs until SIGINT or SIGTERM, then drains and stops. One server per SQLite file."""
+async def serve(options: ServeOptions, worker: int | None = None) -> None:
+    """Runs until SIGINT or SIGTERM, then drains and stops. One server per SQLite file.
+    worker: this process is worker `worker` of `signoff serve --workers N` (api/workers.py):
+    the supervisor migrated the database, and the ports are shared (SO_REUSEPORT)."""
     try:
         release = database_files.hold(options.database_url)
     except database_files.DatabaseFileError as error:
         raise StartupError(str(error)) from None
     try:
-        await _serve(options)
+        await _serve(options, worker)
     finally:
         release()
 
 
-async def _serve(options: ServeOptions) -> None:
+def _server_options(shared: bool) -> list[tuple[str, int]]:
+    if not shared:
+        return SERVER_OPTIONS
+    return [(key, 1 if key == "grpc.so_reuseport" else value) for key, value in SERVER_OPTIONS]
+
+
+async def _serve(options: ServeOptions, worker: int | None = None) -> None:
     policy = RegoPolicy.load(options.policy)  # fails before anything listens
     try:
         tracing.setup()  # only when the OTEL_* variables ask for it
@@ -230,7 +239,8 @@ async def _serve(options: ServeOptions) -> None:
         raise StartupError(str(error)) from None
     auth = _authentication(options)
     database = Database(options.database_url)
-    await migrate(database)
+    if worker is None:  # workers start on a database their supervisor migrated
+        await migrate(database)
     ctx = Context(
         db=database,
         policy=policy,
@@ -247,7 +257,8 @@ async def _serve(options: ServeOptions) -> None:
     # One call layer for both listeners (calls.py): span, metrics and log line,
     # authentication and the rules table, and the error table, once per call.
     calls = Calls(auth.authenticator)
-    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[calls.interceptor()])
+    shared = worker is not None  # the ports are the workers' together (SO_REUSEPORT)
+    server = grpc.aio.server(options=_server_options(shared), interceptors=[calls.interceptor()])
     # One servicer per service, for both listeners.
     execution, approval = ExecutionService(ctx), ApprovalService(ctx)
     audit, policy_servicer = AuditService(ctx), PolicyService(ctx)
@@ -279,7 +290,13 @@ async def _serve(options: ServeOptions) -> None:
         raise StartupError(f"cannot listen on {address}: in use, or not an address of this host")
     readiness = http.Readiness(database)
     http_listener = _http_listener(
-        options, auth, servicers, readiness, calls, slack.actions.routes() if slack else ()
+        options,
+        auth,
+        servicers,
+        readiness,
+        calls,
+        slack.actions.routes() if slack else (),
+        shared=shared,
     )
     await server.start()
     for name in ["", *SIGNOFF_SERVICES]:
@@ -292,6 +309,8 @@ async def _serve(options: ServeOptions) -> None:
             print(f"signoff console on {http_listener.url}/", flush=True)
     # The one line scripts and tests read to find the port (useful with --port 0).
     print(f"signoff listening on {options.host}:{port}", flush=True)
+    if worker is not None:
+        log.info("worker %d of %d", worker, options.workers)
     log.info("database %s", database.url.render_as_string(hide_password=True))
     log.info("policy %s %s (%s)", policy.bundle.bundle_id, policy.bundle.version, options.policy)
 
