@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from connectrpc.errors import ConnectError
 from google.protobuf.message import DecodeError, Message
 from google.rpc import status_pb2
 
@@ -63,8 +62,6 @@ _MAX_ID = 128  # an invalid request may carry anything; the line stays short
 _STATUS_DETAILS = "grpc-status-details-bin"
 # Codes that mean the server failed, not the caller: their lines are warnings.
 _SERVER_FAULTS = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS}
-# A call that already ended with a status: gRPC's abort, or the Connect error of HTTP's.
-_ABORTED = (grpc.aio.AbortError, ConnectError)
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 _CALLER: contextvars.ContextVar[Principal] = contextvars.ContextVar("signoff_caller")
@@ -200,8 +197,10 @@ class Calls:
         if isinstance(error, asyncio.CancelledError | GeneratorExit):
             call.code = grpc.StatusCode.CANCELLED  # the client went away or its deadline passed
             return
-        if isinstance(error, _ABORTED):
-            return  # the status is on the context already
+        if isinstance(error, grpc.aio.AbortError) or error is getattr(
+            call.context, "abort_error", None
+        ):
+            return  # an abort: the status is on the context already (HTTP's raises its own)
         if isinstance(error, SignoffError):
             status = to_status(error)
         elif isinstance(error, Exception):
