@@ -8,16 +8,18 @@ printed is one JSON object with every figure.
 """
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,8 @@ from signoff.v1 import execution_service_pb2 as execution_pb
 from tests.support import AGENT_TOKEN, ServerProcess, envelope, mint, refund_action
 
 ROOT = Path(__file__).resolve().parents[1]
+# A statement in PostgreSQL's log with log_statement = all (first line only).
+LOGGED = re.compile(r"LOG:  (?:statement|execute [^:]*): (.*)")
 Params = dict[str, Any]
 
 
@@ -45,10 +49,12 @@ class Sizes:
     pending: int
     pages: int
     race_rounds: int
+    hotpath_calls: int  # one at a time, per kind of call (decide, submit)
+    hotpath_warmup: int
 
 
-QUICK = Sizes(4, 64, 200, 40, 1_000, 20_000, 300, 5)
-FULL = Sizes(15, 64, 1_000, 200, 10_000, 1_000_000, 2_000, 20)
+QUICK = Sizes(4, 64, 200, 40, 1_000, 20_000, 300, 5, 300, 50)
+FULL = Sizes(15, 64, 1_000, 200, 10_000, 1_000_000, 2_000, 20, 2_000, 200)
 
 
 def say(message: str) -> None:
@@ -75,10 +81,92 @@ def client(mode: str, params: Params) -> Params:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+Counters = dict[str, float]
+
+
+def phased_client(
+    mode: str, params: Params, read: Callable[[], Counters]
+) -> tuple[Params, dict[str, Counters]]:
+    """Runs a client load whose phases are bracketed by READY/DONE lines (bench/load.py
+    `phase`): `read()` is called just before each phase starts and just after it ends, and
+    the answer comes with, per phase, how far each counter moved."""
+    with tempfile.TemporaryFile("w+") as errors:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bench.load", mode],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+            cwd=ROOT,
+        )
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write(json.dumps(params) + "\n")
+        process.stdin.flush()
+        moved: dict[str, Counters] = {}
+        before: Counters = {}
+        last = ""
+        for line in process.stdout:
+            word, _, name = line.strip().partition(" ")
+            if word == "READY":
+                before = read()
+                process.stdin.write("\n")
+                process.stdin.flush()
+            elif word == "DONE":
+                after = read()
+                moved[name] = {key: after[key] - before.get(key, 0) for key in after}
+            elif line.strip():
+                last = line
+        if process.wait() != 0:
+            errors.seek(0)
+            raise RuntimeError(f"client {mode} failed:\n{errors.read()[-2000:]}")
+    return json.loads(last), moved
+
+
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time the process has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every process descended from it (the workers of `signoff serve --workers`)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue  # gone meanwhile
+            children.setdefault(ppid, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        tree.append(todo.pop())
+        todo.extend(children.get(tree[-1], []))
+    return tree
+
+
+def tree_cpu_seconds(pids: list[int]) -> dict[int, float]:
+    found = {}
+    for pid in pids:
+        try:
+            found[pid] = cpu_seconds(pid)
+        except OSError:
+            found[pid] = 0.0
+    return found
+
+
+def backends(database: str) -> list[int]:
+    """The PostgreSQL backend processes connected to `database` (by their process title)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                title = (entry / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if title.startswith("postgres: ") and f" {database} " in title:
+                found.append(int(entry.name))
+    return found
 
 
 def busy(pid: int, run: Callable[[], Params]) -> tuple[Params, float]:
@@ -117,6 +205,15 @@ class Bench:
             raise RuntimeError(started.stderr[-2000:])
         self.postgres = started.stdout.strip().splitlines()[-1]
 
+    def logged_statements(self, start: int, end: int) -> list[str]:
+        """The statements PostgreSQL logged (log_statement = all) between two sizes of its
+        log: one per simple query, BEGIN, COMMIT and the pool's empty pre-ping `;` included,
+        and one per execution of an extended-protocol (prepared or not) statement."""
+        with (self.work / "pg" / "postgres.log").open("rb") as log:
+            log.seek(start)
+            text = log.read(end - start).decode(errors="replace")
+        return LOGGED.findall(text)
+
     def stop_postgres(self) -> None:
         if self.postgres:
             subprocess.run([str(ROOT / "scripts" / "postgres"), "stop", str(self.work / "pg")])
@@ -144,7 +241,10 @@ class Bench:
 
     # -- measurements ------------------------------------------------------------------------
 
-    def echo(self) -> None:
+    @contextlib.contextmanager
+    def echo_server(self) -> Iterator[tuple[int, str]]:
+        """A no-op grpc.aio server (bench/load.py echo_server) in its own process: its pid
+        and target."""
         process = subprocess.Popen(
             [sys.executable, "-m", "bench.load", "echo_server"],
             stdout=subprocess.PIPE,
@@ -153,12 +253,15 @@ class Bench:
         )
         try:
             assert process.stdout is not None
-            target = process.stdout.readline().split()[-1]
-            params = self.throughput_params(target)
-            result, cpu = busy(process.pid, lambda: client("echo", params))
+            yield process.pid, process.stdout.readline().split()[-1]
         finally:
             process.terminate()
             process.wait()
+
+    def echo(self) -> None:
+        with self.echo_server() as (pid, target):
+            params = self.throughput_params(target)
+            result, cpu = busy(pid, lambda: client("echo", params))
         self.figures["echo_rps"] = round(result["rps"])
         say(
             f"echo ({self.sizes.concurrency} clients): {result['rps']:.0f} calls/s "
@@ -188,6 +291,109 @@ class Bench:
             )
             if instances > 1:
                 self.figures[f"decide_rps_{kind}"] = round(result["rps"])
+
+    def hotpath(self) -> None:
+        """Issue 14's one-at-a-time figures: on SQLite (the unsuffixed keys), then on
+        PostgreSQL (`_postgres`, and the statements per call)."""
+        with self.echo_server() as (echo_pid, echo_target):
+            for kind in ("sqlite", "postgres"):
+                try:
+                    self.hotpath_on(kind, echo_pid, echo_target)
+                finally:
+                    self.stop_servers()
+
+    def hotpath_on(self, kind: str, echo_pid: int, echo_target: str) -> None:
+        url = self.database(kind)
+        name = make_url(url).database or ""
+        postgres = kind == "postgres"
+        if postgres:  # this database's sessions only: the other steps' log nothing
+            with psycopg.connect(self.psycopg_url(self.postgres), autocommit=True) as conn:
+                conn.execute(f"ALTER DATABASE \"{name}\" SET log_statement = 'all'")
+        server = self.server(url)
+        assert server.process is not None
+        pids = process_tree(server.process.pid)
+        log = self.work / "pg" / "postgres.log"
+        marks: list[int] = []  # the log's size at each read: idle, decide, submit windows
+
+        def read() -> Counters:
+            counters = {
+                "seconds": time.monotonic(),
+                "server_cpu": sum(tree_cpu_seconds(pids).values()),
+                "echo_cpu": cpu_seconds(echo_pid),
+            }
+            if postgres:
+                counters["postgres_cpu"] = sum(tree_cpu_seconds(backends(name)).values())
+                marks.append(log.stat().st_size)
+            return counters
+
+        # What the idle server does on its own (timers, bookmarks, NOTIFY heartbeats).
+        start = read()
+        time.sleep(2)
+        end = read()
+        idle = {key: (end[key] - start[key]) / (end["seconds"] - start["seconds"]) for key in end}
+        calls = self.sizes.hotpath_calls
+        result, moved = phased_client(
+            "hotpath",
+            {
+                "target": server.target,
+                "echo_target": echo_target,
+                "agent": AGENT_TOKEN,
+                "approver": mint("bench_approver"),
+                "calls": calls,
+                "warmup": self.sizes.hotpath_warmup,
+            },
+            read,
+        )
+        suffix = "" if kind == "sqlite" else "_postgres"
+        echo_cpu = (moved["decide"]["echo_cpu"] + moved["submit"]["echo_cpu"]) / (2 * calls)
+        say(
+            f"hot path ({kind}, {calls} calls of each kind one at a time after "
+            f"{self.sizes.hotpath_warmup}, each after an echo call; idle server "
+            f"{idle['server_cpu']:.1%} of a core):"
+        )
+        for index, call in enumerate(("decide", "submit")):
+            mine = percentile(result[f"{call}_ms"], 0.5)
+            echo = percentile(result[f"{call}_echo_ms"], 0.5)
+            cpu_ms = moved[call]["server_cpu"] / calls * 1000
+            line = (
+                f"  {call}: p50 {mine} ms, echo p50 {echo} ms (ratio {mine / echo:.2f}), "
+                f"p99 {percentile(result[f'{call}_ms'], 0.99)} ms; server CPU {cpu_ms:.2f} ms "
+                f"a call (echo server {moved[call]['echo_cpu'] / calls * 1000:.2f} ms)"
+            )
+            if postgres:
+                line += f", PostgreSQL backends {moved[call]['postgres_cpu'] / calls * 1000:.2f} ms"
+            say(line)
+            self.figures[f"{call}_p50_ratio{suffix}"] = round(mine / echo, 2)
+            self.figures[f"{call}_p50_ms{suffix}"] = mine
+            self.figures[f"{call}_cpu_ms{suffix}"] = round(cpu_ms, 2)
+            if call == "decide":
+                self.figures[f"echo_p50_ms{suffix}"] = echo
+            if postgres:
+                self.count_statements(call, calls, marks, index, idle, moved[call]["seconds"])
+        if kind == "sqlite":
+            self.figures["echo_cpu_ms"] = round(echo_cpu * 1000, 3)
+        say(f"  echo server CPU per echo call: {echo_cpu * 1000:.3f} ms")
+
+    def count_statements(
+        self, call: str, calls: int, marks: list[int], index: int, idle: Counters, seconds: float
+    ) -> None:
+        """statements_per_<call>: what the server sent in the phase's window, less what the
+        idle server sends in as long (its own timers and heartbeats), per call."""
+        statements = self.logged_statements(marks[2 + 2 * index], marks[3 + 2 * index])
+        idle_rate = len(self.logged_statements(marks[0], marks[1])) / idle["seconds"]
+        background = idle_rate * seconds
+        per_call = (len(statements) - background) / calls
+        self.figures[f"statements_per_{call}"] = round(per_call, 2)
+        say(
+            f"  {call}: {per_call:.2f} statements a call ({len(statements)} logged in the "
+            f"window, less {background:.1f} at the idle rate), by text:"
+        )
+        counted: dict[str, int] = {}
+        for text in statements:
+            key = " ".join(text.split())[:100]
+            counted[key] = counted.get(key, 0) + 1
+        for text, n in sorted(counted.items(), key=lambda item: -item[1])[:15]:
+            say(f"    {n / calls:5.2f}  {text}")
 
     def race(self, kind: str, server: ServerProcess) -> tuple[int, float]:
         tokens = [mint(f"approver_{i}") for i in range(50)]
@@ -538,6 +744,7 @@ STEPS: dict[str, Callable[[Bench], None]] = {
     "replicas": Bench.replicas,
     "watchers": Bench.watch_memory,
     "pending": Bench.list_pending,
+    "hotpath": Bench.hotpath,
 }
 
 
@@ -593,6 +800,27 @@ def main() -> None:
         "list_pending_p99_ms_1m",
         "race_winners",
         "race_p99_ms",
+        # issue 14
+        "decide_p50_ratio",
+        "decide_p50_ms",
+        "echo_p50_ms",
+        "submit_p50_ratio",
+        "submit_p50_ms",
+        "decide_cpu_ms",
+        "submit_cpu_ms",
+        "echo_cpu_ms",
+        "decide_p50_ratio_postgres",
+        "decide_p50_ms_postgres",
+        "echo_p50_ms_postgres",
+        "submit_p50_ratio_postgres",
+        "submit_p50_ms_postgres",
+        "decide_cpu_ms_postgres",
+        "submit_cpu_ms_postgres",
+        "statements_per_decide",
+        "statements_per_submit",
+        "rss_mb_10k_bare_streams",
+        "decide_rps_postgres_workers_1",
+        "decide_rps_postgres_workers_2",
     ]
     verdicts(bench.figures)
     say(f"\n{'quick' if args.quick else 'full'} run took {time.monotonic() - started:.0f} s")
