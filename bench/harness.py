@@ -243,10 +243,9 @@ class Bench:
 
     @contextlib.contextmanager
     def echo_server(self) -> Iterator[tuple[int, str]]:
-        """A no-op grpc.aio server (bench/load.py echo_server) in its own process: its pid
-        and target."""
+        """A no-op grpc.aio server (bench/bare.py) in its own process: its pid and target."""
         process = subprocess.Popen(
-            [sys.executable, "-m", "bench.load", "echo_server"],
+            [sys.executable, "-m", "bench.bare"],
             stdout=subprocess.PIPE,
             text=True,
             cwd=ROOT,
@@ -441,7 +440,6 @@ class Bench:
     def watchers(self, server: ServerProcess) -> None:
         count = self.sizes.watchers
         assert server.process is not None
-        idle = rss_mb(server.process.pid)
         params = {
             "target": server.target,
             "channels": 20,
@@ -449,6 +447,26 @@ class Bench:
             "instances": max(10, count // 100),
             "watchers": count,
         }
+        signoff, result = self.hold_streams(server.process.pid, params, "watchers")
+        signoff_per = result["per_stream_kb"]
+        self.figures["rss_mb_10k_watchers"] = signoff
+        # The same streams on a bare grpc.aio server: same client, channels, authorization
+        # header and size of first message, a generic handler that then waits forever.
+        with self.echo_server() as (pid, target):
+            params = {**params, "target": target, "bare_bytes": result["first_bytes"]}
+            bare, result = self.hold_streams(pid, params, "bare grpc.aio streams")
+        self.figures["rss_mb_10k_bare_streams"] = bare
+        say(
+            f"  10,000 streams: signoff {signoff:.0f} MB, bare grpc.aio {bare:.0f} MB "
+            f"(ratio {signoff / bare:.2f}; target ≤ 1.10); per stream {signoff_per:.1f} KB "
+            f"against {result['per_stream_kb']:.1f} KB"
+        )
+
+    def hold_streams(self, pid: int, params: Params, label: str) -> tuple[float, Params]:
+        """RSS of server process `pid` holding `params['watchers']` idle streams, scaled to
+        10,000 streams, and the client's answer."""
+        count = params["watchers"]
+        idle = rss_mb(pid)
         process = subprocess.Popen(
             [sys.executable, "-m", "bench.load", "watchers"],
             stdin=subprocess.PIPE,
@@ -462,26 +480,26 @@ class Bench:
         ready = process.stdout.readline().split()
         if not ready or ready[0] != "READY":
             process.kill()
-            raise RuntimeError(f"watchers did not open: {ready}")
+            raise RuntimeError(f"{label} did not open: {ready}")
         time.sleep(2)  # let the server settle
-        held = max(rss_mb(server.process.pid) for _ in range(3) if time.sleep(0.2) is None)
+        held = max(rss_mb(pid) for _ in range(3) if time.sleep(0.2) is None)
         process.stdin.write("\n")
         process.stdin.flush()
         result = json.loads(process.stdout.read().strip().splitlines()[-1])
         process.wait()
         per = (held - idle) * 1024 / max(1, count)
         say(
-            f"watchers: {result['opened']} streams opened in {result['ramp_s']:.1f} s "
-            f"(failed: {result['failed'] or 'none'}), {result['alive']} still open; "
-            f"server RSS {idle:.0f} MB idle → {held:.0f} MB "
-            f"({per:.1f} KB per watcher)"
+            f"{label}: {result['opened']} streams opened in {result['ramp_s']:.1f} s "
+            f"(failed: {result['failed'] or 'none'}), {result['alive']} still open, first "
+            f"message {result['first_bytes']} bytes; server RSS {idle:.0f} MB idle → "
+            f"{held:.0f} MB ({per:.1f} KB per stream)"
         )
+        result["per_stream_kb"] = per
         scale = 10_000 / max(1, result["opened"])
-        self.figures["rss_mb_10k_watchers"] = round(idle + (held - idle) * scale, 1)
+        figure = round(idle + (held - idle) * scale, 1)
         if scale != 1:
-            say(
-                f"  (quick: extrapolated to 10,000 watchers: {idle + (held - idle) * scale:.0f} MB)"
-            )
+            say(f"  (quick: extrapolated to 10,000 streams: {figure:.0f} MB)")
+        return figure, result
 
     def seed_pending(self, server: ServerProcess, url: str, count: int) -> None:
         """`count` waiting actions, each in its own instance, copied from one real one.

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.load MODE < params.json    (prints one JSON object, last line)
 
-MODE echo_server serves a no-op echo and prints its port; every other mode is a client.
+Every mode is a client; the no-op server they are compared with is bench/bare.py.
 """
 
 import asyncio
@@ -11,11 +11,12 @@ import resource
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 
+from bench.bare import ECHO_METHOD, HOLD_METHOD
 from signoff.v1 import approval_service_pb2 as approval_pb
 from signoff.v1 import approval_service_pb2_grpc as approval_grpc
 from signoff.v1 import execution_service_pb2 as execution_pb
@@ -23,8 +24,6 @@ from signoff.v1 import execution_service_pb2_grpc as execution_grpc
 from signoff.v1 import types_pb2 as pb
 from tests.support import envelope, lookup_action, refund_action
 
-ECHO_METHOD = "/bench.Echo/Echo"
-HOLD_METHOD = "/bench.Echo/Hold"
 Params = dict[str, Any]
 Metadata = tuple[tuple[str, str], ...]
 
@@ -37,29 +36,6 @@ def channels(target: str, count: int) -> list[grpc.aio.Channel]:
     # A local subchannel pool gives each channel its own TCP connection.
     options = [("grpc.use_local_subchannel_pool", 1)]
     return [grpc.aio.insecure_channel(target, options=options) for _ in range(count)]
-
-
-async def echo_server() -> None:
-    """A no-op grpc.aio server: Echo answers its request; Hold (a bare server-streaming
-    call) sends one message of as many bytes as its request names, then waits forever."""
-
-    async def echo(request: bytes, _context: grpc.aio.ServicerContext) -> bytes:
-        return request
-
-    async def hold(request: bytes, _context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
-        yield b"x" * int(request or b"128")
-        await asyncio.Event().wait()
-
-    server = grpc.aio.server()
-    handlers = {
-        "Echo": grpc.unary_unary_rpc_method_handler(echo),
-        "Hold": grpc.unary_stream_rpc_method_handler(hold),
-    }
-    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("bench.Echo", handlers)])
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    print(f"echo listening on 127.0.0.1:{port}", flush=True)
-    await server.wait_for_termination()
 
 
 async def closed_loop(
@@ -385,9 +361,6 @@ MODES: dict[str, Callable[[Params], Awaitable[Params]]] = {
 
 def main() -> None:
     mode = sys.argv[1]
-    if mode == "echo_server":
-        asyncio.run(echo_server())
-        return
     params = json.loads(sys.stdin.readline())
     print(json.dumps(asyncio.run(MODES[mode](params))), flush=True)
 
