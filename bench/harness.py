@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -105,17 +106,22 @@ def phased_client(
         moved: dict[str, Counters] = {}
         before: Counters = {}
         last = ""
-        for line in process.stdout:
-            word, _, name = line.strip().partition(" ")
-            if word == "READY":
-                before = read()
-                process.stdin.write("\n")
-                process.stdin.flush()
-            elif word == "DONE":
-                after = read()
-                moved[name] = {key: after[key] - before.get(key, 0) for key in after}
-            elif line.strip():
-                last = line
+        try:
+            for line in process.stdout:
+                word, _, name = line.strip().partition(" ")
+                if word == "READY":
+                    before = read()
+                    process.stdin.write("\n")
+                    process.stdin.flush()
+                elif word == "DONE":
+                    after = read()
+                    moved[name] = {key: after[key] - before.get(key, 0) for key in after}
+                elif line.strip():
+                    last = line
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
         if process.wait() != 0:
             errors.seek(0)
             raise RuntimeError(f"client {mode} failed:\n{errors.read()[-2000:]}")
@@ -807,6 +813,15 @@ class Bench:
             )
             self.figures[key] = round(result["rps"])
             self.stop_servers()
+            # A worker that outlives its server would hold the port and skew later steps.
+            for pid in pids:
+                try:
+                    alive = "signoff.cli" in Path(f"/proc/{pid}/cmdline").read_text()
+                except OSError:
+                    continue
+                if alive:
+                    say(f"  workers: process {pid} outlived its server; terminating it")
+                    os.kill(pid, signal.SIGTERM)
 
     def run(self, only: list[str]) -> None:
         say(f"machine: {os.cpu_count()} CPUs; sizes: {self.sizes}")
