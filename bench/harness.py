@@ -897,7 +897,7 @@ def verdicts(figures: dict[str, float | int | None]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, about four minutes")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, about five minutes")
     parser.add_argument("--only", nargs="*", default=[], choices=list(STEPS), help="some steps")
     args = parser.parse_args()
     started = time.monotonic()
