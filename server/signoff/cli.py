@@ -36,7 +36,7 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"signoff: {error}", file=sys.stderr)
         return 2
-    _configure_logging(options.log_level, options.log_format)
+    _configure_logging(options.log_level, options.log_format, background=True)
     # From here on, what stops the server is a log line (JSON by default), not bare text.
     log = logging.getLogger("signoff")
     try:
@@ -357,20 +357,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(level: str, log_format: str = "text") -> None:
-    """Standard error, as text (operator commands) or one JSON object per line (serve)."""
+def _configure_logging(level: str, log_format: str = "text", background: bool = False) -> None:
+    """Standard error, as text (operator commands) or one JSON object per line (serve).
+    background: written by a thread of its own (serve: the event loop never waits on it)."""
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
-    handler = logging.StreamHandler(sys.stderr)
+    handler: logging.Handler
+    if background:
+        from signoff.telemetry.logs import BackgroundHandler
+
+        handler = BackgroundHandler(sys.stderr)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
     formatter: logging.Formatter
     if log_format == "json":
-        from pythonjsonlogger.json import JsonFormatter
+        from signoff.telemetry.logs import JsonFormatter
 
         # Fields a line's `extra` adds (the RPC and transition lines) become JSON keys too.
-        formatter = JsonFormatter(
-            "%(levelname)s %(name)s %(message)s",
-            rename_fields={"levelname": "level", "name": "logger"},
-            timestamp="time",
-        )
+        formatter = JsonFormatter()
         logging.captureWarnings(True)  # Python warnings too, not as a bare stderr line
     else:
         formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")

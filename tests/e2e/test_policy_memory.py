@@ -29,7 +29,7 @@ def rss_kb():
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
 
-policy = RegoPolicy.load(Path(sys.argv[1]))
+policy = RegoPolicy.load(Path(sys.argv[1]), memo_size=0)  # regopy itself, not the memo
 inputs = [case_input(case) for case in json.loads(sys.argv[2])]
 count = int(sys.argv[3])
 for i in range(500):  # warm up: caches and allocator arenas reach their working size

@@ -1,9 +1,8 @@
-"""The one error table: domain errors → google.rpc.Status with one ErrorInfo (AIP-193)."""
+"""The one error table: domain errors → google.rpc.Status with one ErrorInfo (AIP-193).
+The call layer (calls.py) applies it to every call, over gRPC and HTTP."""
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from functools import wraps
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 from google.protobuf import any_pb2
@@ -63,41 +62,3 @@ def internal_status() -> grpc.Status:
             ],
         )
     )
-
-
-Request = TypeVar("Request")
-Response = TypeVar("Response")
-Unary = Callable[[Any, Request, grpc.aio.ServicerContext], Awaitable[Response]]
-Streaming = Callable[[Any, Request, grpc.aio.ServicerContext], AsyncIterator[Response]]
-
-
-def unary(handler: Unary[Request, Response]) -> Unary[Request, Response]:
-    @wraps(handler)
-    async def wrapper(self: Any, request: Request, context: grpc.aio.ServicerContext) -> Response:
-        try:
-            return await handler(self, request, context)
-        except SignoffError as error:
-            await context.abort_with_status(to_status(error))
-        except Exception:
-            log.exception("unexpected error in %s", handler.__name__)
-            await context.abort_with_status(internal_status())
-        raise AssertionError("abort_with_status always raises")
-
-    return wrapper
-
-
-def streaming(handler: Streaming[Request, Response]) -> Streaming[Request, Response]:
-    @wraps(handler)
-    async def wrapper(
-        self: Any, request: Request, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[Response]:
-        try:
-            async for item in handler(self, request, context):
-                yield item
-        except SignoffError as error:
-            await context.abort_with_status(to_status(error))
-        except Exception:
-            log.exception("unexpected error in %s", handler.__name__)
-            await context.abort_with_status(internal_status())
-
-    return wrapper

@@ -5,11 +5,10 @@ It is one ASGI application (Starlette, so that more routes can be mounted beside
 services), served by uvicorn in the gRPC server's event loop and stopped with it. The
 routes of the services are the generated Connect applications (signoff/v1/*_connect.py,
 from scripts/generate); each of their methods runs the gRPC servicer's own method
-(servicers.py) inside the gRPC server's own interceptors, in the same order: observe.py's
-(log line, metrics), then auth.py's (authentication, the rules table, and decoding the
-request only once the caller is known). Its errors are the gRPC status of the one error
-table (errors.py), carried as a Connect error: the same code, message, ErrorInfo and
-BadRequest.
+(servicers.py) through the same call layer as gRPC (calls.py): the span, metrics and log
+line, authentication and the rules table (decoding the request only once the caller is
+known), and the one error table. Its errors are the gRPC status of that table, carried as
+a Connect error: the same code, message, ErrorInfo and BadRequest.
 """
 
 import asyncio
@@ -45,9 +44,8 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.types import Message as AsgiMessage
 
-from signoff.api.auth import AuthInterceptor
+from signoff.api.calls import Calls, Method
 from signoff.api.errors import to_status
-from signoff.api.observe import ObserveInterceptor
 from signoff.auth.authenticators import Authenticator
 from signoff.domain.errors import (
     ErrorReason,
@@ -142,7 +140,7 @@ def _error_body(rich: status_pb2.Status) -> bytes:
 
 
 class _Context:
-    """What signoff's interceptors and servicers use of grpc.aio.ServicerContext, for a
+    """What the call layer and servicers use of grpc.aio.ServicerContext, for a
     Connect request: its headers as metadata, its peer, and the abort that ends the call
     with a status (raised as the Connect error of that status)."""
 
@@ -171,15 +169,6 @@ class _Context:
         return self._status.trailing_metadata if self._status is not None else ()
 
 
-def _connected(chain: Any) -> Any:
-    """A Connect handler: (request, ctx) -> the response, or the stream of responses."""
-
-    def call(request: Message, ctx: RequestContext[Any, Any]) -> Any:
-        return chain(request, _Context(ctx))
-
-    return call
-
-
 def _message(method: MethodDescriptor) -> type[Message]:
     return message_factory.GetMessageClass(method.input_type)
 
@@ -190,12 +179,9 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
-def _application(
-    servicer: object, observe: ObserveInterceptor, auth: AuthInterceptor, max_bytes: int
-) -> ConnectASGIApplication:
+def _application(servicer: object, calls: Calls, max_bytes: int) -> ConnectASGIApplication:
     """The generated Connect application of the servicer's service. Each method is the
-    servicer's, inside the gRPC server's own interceptors in the same order: observed
-    (metrics, log line), then authenticated and checked against the rules table."""
+    servicer's, through the call layer (calls.py) as over gRPC."""
     base = next((cls for cls in _GENERATED if isinstance(servicer, cls)), None)
     if base is None:
         raise TypeError(f"{type(servicer).__name__} is not a signoff servicer")
@@ -205,16 +191,33 @@ def _application(
         name = _snake(method.name)
         if not callable(getattr(protocol, name, None)):  # the generator's naming changed
             raise RuntimeError(f"{protocol.__name__} has no method {name}")
-        path = f"/{descriptor.full_name}/{method.name}"
-        behavior, decode = getattr(servicer, method.name), _decode_as(_message(method))
-        if method.server_streaming:
-            chain = observe.stream(auth.stream(behavior, path, decode), path, None)
-        else:
-            chain = observe.unary(auth.unary(behavior, path, decode), path, None)
-        handlers[name] = _connected(chain)
+        handlers[name] = _handler(
+            calls,
+            calls.method(f"/{descriptor.full_name}/{method.name}"),
+            getattr(servicer, method.name),
+            _decode_as(_message(method)),
+            method.server_streaming,
+        )
     return application(
         SimpleNamespace(**handlers), read_max_bytes=max_bytes, codecs=[_BINARY, _JSON]
     )
+
+
+def _handler(
+    calls: Calls, method: Method, behavior: Any, decode: Callable[[Any], Message], streams: bool
+) -> Any:
+    """A Connect handler: (request, ctx) -> the response, or the stream of responses."""
+    if streams:
+
+        def stream(request: _Body, ctx: RequestContext[Any, Any]) -> Any:
+            return calls.stream(method, behavior, decode, request, _Context(ctx))
+
+        return stream
+
+    def unary(request: _Body, ctx: RequestContext[Any, Any]) -> Any:
+        return calls.unary(method, behavior, decode, request, _Context(ctx))
+
+    return unary
 
 
 # -- codecs ---------------------------------------------------------------------------------
@@ -274,12 +277,12 @@ def _not_json(constant: str) -> Any:
 
 
 def _from_binary(data: bytes, message_class: type[Message]) -> Message:
-    return message_class.FromString(data)  # DecodeError: AuthInterceptor answers it
+    return message_class.FromString(data)  # DecodeError: the call layer answers it
 
 
 class _Body:
     """A request as sent, with the parser of its format. The codecs leave requests as
-    they came: AuthInterceptor decodes them (_decode_as) once the caller is authenticated,
+    they came: the call layer decodes them (_decode_as) once the caller is authenticated,
     so that a caller without credentials learns nothing about the messages (as over gRPC).
     """
 
@@ -430,10 +433,12 @@ def application(
     readiness: Readiness,
     max_bytes: int,
     more: Sequence[BaseRoute] = (),
+    calls: Calls | None = None,
 ) -> ASGIApp:
     """The HTTP listener's application: the services at /signoff.v1.<Service>/<Method>,
     /healthz and /readyz, and `more` routes beside them (a console, callbacks). Every
-    route's request body is limited to `max_bytes`."""
+    route's request body is limited to `max_bytes`. `calls`: the gRPC server's call layer,
+    to share (else one of its own, authenticating with `authenticator`)."""
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "SERVING"})
@@ -449,9 +454,9 @@ def application(
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
         *more,
     ]
-    observe, auth = ObserveInterceptor(), AuthInterceptor(authenticator)
+    calls = calls if calls is not None else Calls(authenticator)
     for servicer in servicers:
-        app = _application(servicer, observe, auth, max_bytes)
+        app = _application(servicer, calls, max_bytes)
         routes.append(Mount(app.path, app=app))
     starlette = Starlette(routes=routes, exception_handlers={_TooLarge: _too_large})
     return _Limits(starlette, max_bytes)

@@ -16,8 +16,7 @@ from starlette.routing import BaseRoute
 
 from signoff import database_files
 from signoff.api import http
-from signoff.api.auth import AuthInterceptor
-from signoff.api.observe import ObserveInterceptor
+from signoff.api.calls import Calls
 from signoff.api.servicers import ApprovalService, AuditService, ExecutionService, PolicyService
 from signoff.auth.authenticators import (
     AuthConfig,
@@ -176,6 +175,7 @@ def _http_listener(
     auth: AuthConfig,
     servicers: list[Any],
     readiness: http.Readiness,
+    calls: Calls,
     more: Sequence[BaseRoute] = (),
 ) -> http.HttpListener | None:
     """The HTTP listener (Connect, health, and `more` routes) if one is asked for, or
@@ -192,7 +192,12 @@ def _http_listener(
     if auth.console is not None:  # the approvers' console at / (signoff.web)
         routes += console_routes(auth.console, auth.authenticator, not is_loopback_host(host))
     app = http.application(
-        servicers, auth.authenticator, readiness, options.http_max_request_bytes, more=routes
+        servicers,
+        auth.authenticator,
+        readiness,
+        options.http_max_request_bytes,
+        more=routes,
+        calls=calls,
     )
     if options.auth_config is None and not is_loopback_host(host):
         raise StartupError(
@@ -239,16 +244,10 @@ async def _serve(options: ServeOptions) -> None:
     if options.metrics_port is not None:
         metrics_server = _serve_metrics(options.metrics_host or options.host, options.metrics_port)
 
-    # Tracing (when on) is outermost, so the other two run inside the call's span; observe
-    # wraps authentication, so refused calls are counted and logged too.
-    server = grpc.aio.server(
-        options=SERVER_OPTIONS,
-        interceptors=[
-            *tracing.server_interceptors(),
-            ObserveInterceptor(),
-            AuthInterceptor(auth.authenticator),
-        ],
-    )
+    # One call layer for both listeners (calls.py): span, metrics and log line,
+    # authentication and the rules table, and the error table, once per call.
+    calls = Calls(auth.authenticator)
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[calls.interceptor()])
     # One servicer per service, for both listeners.
     execution, approval = ExecutionService(ctx), ApprovalService(ctx)
     audit, policy_servicer = AuditService(ctx), PolicyService(ctx)
@@ -280,7 +279,7 @@ async def _serve(options: ServeOptions) -> None:
         raise StartupError(f"cannot listen on {address}: in use, or not an address of this host")
     readiness = http.Readiness(database)
     http_listener = _http_listener(
-        options, auth, servicers, readiness, slack.actions.routes() if slack else ()
+        options, auth, servicers, readiness, calls, slack.actions.routes() if slack else ()
     )
     await server.start()
     for name in ["", *SIGNOFF_SERVICES]:

@@ -1,4 +1,5 @@
-"""The gRPC services: validate, call one use case, translate the answer."""
+"""The gRPC services: validate, call one use case, translate the answer. Authentication,
+errors and observation are the call layer's (calls.py), for gRPC and HTTP alike."""
 
 from collections.abc import AsyncIterator
 from typing import Any
@@ -7,8 +8,7 @@ import grpc
 from google.protobuf import json_format, struct_pb2
 
 from signoff.api import convert
-from signoff.api.auth import caller
-from signoff.api.errors import streaming, unary
+from signoff.api.calls import caller
 from signoff.api.validation import MAX_ID, TOOL, Validator
 from signoff.domain.models import Bookmark, Event
 from signoff.domain.plans import ID_PATTERN, MAX_STEPS
@@ -40,7 +40,6 @@ class ExecutionService(execution_grpc.ExecutionServiceServicer):
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
-    @unary
     async def InvokeAgent(
         self, request: execution_pb.InvokeAgentRequest, context: grpc.aio.ServicerContext
     ) -> execution_pb.InvokeAgentResponse:
@@ -55,7 +54,6 @@ class ExecutionService(execution_grpc.ExecutionServiceServicer):
         )
         return execution_pb.InvokeAgentResponse(instance=convert.instance_to_pb(instance))
 
-    @unary
     async def RequestDecision(
         self, request: execution_pb.RequestDecisionRequest, context: grpc.aio.ServicerContext
     ) -> execution_pb.RequestDecisionResponse:
@@ -89,7 +87,6 @@ class ExecutionService(execution_grpc.ExecutionServiceServicer):
                 response.grant_expire_time.FromDatetime(answer.action.grant_expires)
         return response
 
-    @streaming
     async def WatchInstance(
         self, request: execution_pb.WatchInstanceRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[execution_pb.WatchInstanceResponse]:
@@ -111,7 +108,6 @@ class ExecutionService(execution_grpc.ExecutionServiceServicer):
                 )
             del item  # an idle stream keeps no event alive
 
-    @unary
     async def ConsumeGrant(
         self, request: execution_pb.ConsumeGrantRequest, context: grpc.aio.ServicerContext
     ) -> execution_pb.ConsumeGrantResponse:
@@ -124,7 +120,6 @@ class ExecutionService(execution_grpc.ExecutionServiceServicer):
         )
         return execution_pb.ConsumeGrantResponse(action=convert.action_to_pb(action))
 
-    @unary
     async def ReportExecution(
         self, request: execution_pb.ReportExecutionRequest, context: grpc.aio.ServicerContext
     ) -> execution_pb.ReportExecutionResponse:
@@ -155,7 +150,6 @@ class ExecutionService(execution_grpc.ExecutionServiceServicer):
         )
         return execution_pb.ReportExecutionResponse(action=convert.action_to_pb(action))
 
-    @unary
     async def CompleteInstance(
         self, request: execution_pb.CompleteInstanceRequest, context: grpc.aio.ServicerContext
     ) -> execution_pb.CompleteInstanceResponse:
@@ -163,7 +157,6 @@ class ExecutionService(execution_grpc.ExecutionServiceServicer):
         instance = await instances.complete_instance(self.ctx, caller(), request.instance_id)
         return execution_pb.CompleteInstanceResponse(instance=convert.instance_to_pb(instance))
 
-    @unary
     async def CancelInstance(
         self, request: execution_pb.CancelInstanceRequest, context: grpc.aio.ServicerContext
     ) -> execution_pb.CancelInstanceResponse:
@@ -176,7 +169,6 @@ class ExecutionService(execution_grpc.ExecutionServiceServicer):
         )
         return execution_pb.CancelInstanceResponse(instance=convert.instance_to_pb(instance))
 
-    @unary
     async def GetInstance(
         self, request: execution_pb.GetInstanceRequest, context: grpc.aio.ServicerContext
     ) -> execution_pb.GetInstanceResponse:
@@ -184,7 +176,6 @@ class ExecutionService(execution_grpc.ExecutionServiceServicer):
         instance = await instances.get_instance(self.ctx, caller(), request.instance_id)
         return execution_pb.GetInstanceResponse(instance=convert.instance_to_pb(instance))
 
-    @unary
     async def ListInstances(
         self, request: execution_pb.ListInstancesRequest, context: grpc.aio.ServicerContext
     ) -> execution_pb.ListInstancesResponse:
@@ -205,7 +196,6 @@ class ExecutionService(execution_grpc.ExecutionServiceServicer):
             instances=[convert.instance_to_pb(i) for i in found], next_page_token=token
         )
 
-    @unary
     async def CheckPlan(
         self, request: execution_pb.CheckPlanRequest, context: grpc.aio.ServicerContext
     ) -> execution_pb.CheckPlanResponse:
@@ -223,7 +213,6 @@ class ExecutionService(execution_grpc.ExecutionServiceServicer):
             revision=verdict.revision,
         )
 
-    @unary
     async def SubmitPlan(
         self, request: execution_pb.SubmitPlanRequest, context: grpc.aio.ServicerContext
     ) -> execution_pb.SubmitPlanResponse:
@@ -250,7 +239,6 @@ class ExecutionService(execution_grpc.ExecutionServiceServicer):
             revision=submitted.revision,
         )
 
-    @unary
     async def RecordCheckpoint(
         self, request: execution_pb.RecordCheckpointRequest, context: grpc.aio.ServicerContext
     ) -> execution_pb.RecordCheckpointResponse:
@@ -285,7 +273,6 @@ class ApprovalService(approval_grpc.ApprovalServiceServicer):
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
-    @unary
     async def ListPendingApprovals(
         self, request: approval_pb.ListPendingApprovalsRequest, context: grpc.aio.ServicerContext
     ) -> approval_pb.ListPendingApprovalsResponse:
@@ -300,7 +287,6 @@ class ApprovalService(approval_grpc.ApprovalServiceServicer):
             actions=[convert.action_to_pb(a) for a in found], next_page_token=token
         )
 
-    @unary
     async def SubmitDecision(
         self, request: approval_pb.SubmitDecisionRequest, context: grpc.aio.ServicerContext
     ) -> approval_pb.SubmitDecisionResponse:
@@ -331,7 +317,6 @@ class ApprovalService(approval_grpc.ApprovalServiceServicer):
             record=convert.record_to_pb(record) if record else None,
         )
 
-    @streaming
     async def WatchApprovals(
         self, request: approval_pb.WatchApprovalsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[approval_pb.WatchApprovalsResponse]:
@@ -354,7 +339,6 @@ class AuditService(audit_grpc.AuditServiceServicer):
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
-    @unary
     async def GetDecisionRecord(
         self, request: audit_pb.GetDecisionRecordRequest, context: grpc.aio.ServicerContext
     ) -> audit_pb.GetDecisionRecordResponse:
@@ -362,7 +346,6 @@ class AuditService(audit_grpc.AuditServiceServicer):
         record = await audit.get_record(self.ctx, caller(), request.record_id)
         return audit_pb.GetDecisionRecordResponse(record=convert.record_to_pb(record))
 
-    @unary
     async def ListDecisionRecords(
         self, request: audit_pb.ListDecisionRecordsRequest, context: grpc.aio.ServicerContext
     ) -> audit_pb.ListDecisionRecordsResponse:
@@ -383,7 +366,6 @@ class AuditService(audit_grpc.AuditServiceServicer):
             records=[convert.record_to_pb(r) for r in found], next_page_token=token
         )
 
-    @unary
     async def ListEvents(
         self, request: audit_pb.ListEventsRequest, context: grpc.aio.ServicerContext
     ) -> audit_pb.ListEventsResponse:
@@ -400,7 +382,6 @@ class AuditService(audit_grpc.AuditServiceServicer):
             events=[convert.event_to_pb(e) for e in found], next_after_revision=next_after
         )
 
-    @unary
     async def VerifyChain(
         self, request: audit_pb.VerifyChainRequest, context: grpc.aio.ServicerContext
     ) -> audit_pb.VerifyChainResponse:
@@ -494,7 +475,6 @@ class PolicyService(policy_grpc.PolicyServiceServicer):
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
-    @unary
     async def EvaluatePolicy(
         self, request: policy_pb.EvaluatePolicyRequest, context: grpc.aio.ServicerContext
     ) -> policy_pb.EvaluatePolicyResponse:
@@ -518,7 +498,6 @@ class PolicyService(policy_grpc.PolicyServiceServicer):
         )
         return convert.evaluation_to_pb(decision)
 
-    @unary
     async def GetPolicy(
         self, request: policy_pb.GetPolicyRequest, context: grpc.aio.ServicerContext
     ) -> policy_pb.GetPolicyResponse:

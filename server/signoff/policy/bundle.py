@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from signoff.policy import BundleRef, Effect
 from signoff.policy.gates import Gate, gate_from_yaml
 from signoff.policy.manifest import Manifest, ManifestError, load_manifest
+from signoff.policy.reads import Reads, analyse
 from signoff.policy.rego import Interpreter, RegoError
 from signoff.problems import summary
 
@@ -68,6 +69,9 @@ class LoadedBundle:
     on_error: OnError
     # Tools and intents: what InvokeAgent compiles into an instance's context.
     manifest: Manifest
+    # What the modules read: the input paths handed to regopy, and whether the answer
+    # depends on the input alone (then it is memoized).
+    reads: Reads
 
 
 def _read_yaml(path: Path) -> Any:
@@ -201,11 +205,12 @@ def load_bundle(directory: Path) -> LoadedBundle:
     modules = sorted(directory.glob("*.rego"))
     if not modules:
         raise BundleError(f"{directory}: no .rego modules")
+    sources = {path.name: path.read_text() for path in modules}
     builder = Interpreter()
     try:
         builder.add_data_json(json.dumps(data))
-        for path in modules:
-            builder.add_module(path.name, path.read_text())
+        for name, source in sources.items():
+            builder.add_module(name, source)
         builder.add_module("signoff_prelude.rego", PRELUDE)
         compiled = builder.build(None, [ENTRYPOINT])
     except RegoError as error:
@@ -220,4 +225,5 @@ def load_bundle(directory: Path) -> LoadedBundle:
         redactions=redactions,
         on_error=on_error,
         manifest=intents,
+        reads=analyse([*sources.values(), PRELUDE]),
     )

@@ -1,27 +1,48 @@
-"""Evaluating a compiled bundle, and combining what its rules found into one decision."""
+"""Evaluating a compiled bundle, and combining what its rules found into one decision.
 
+regopy sees only the input paths the bundle's modules read (policy/reads.py), and a
+decision is memoized on (bundle hash, hash of that reduced input) in a bounded LRU, unless
+the bundle asks the clock, randomness or the network. A failed evaluation (the bundle's
+fail-closed answer) is never memoized.
+"""
+
+import dataclasses
 import hashlib
 import json
 import logging
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 from signoff.policy import BundleRef, Effect, Finding, PolicyDecision
 from signoff.policy.bundle import ENTRYPOINT, LoadedBundle, load_bundle
 from signoff.policy.gates import Gate
+from signoff.policy.reads import reduce_input
 from signoff.policy.rego import Interpreter
 
 log = logging.getLogger("signoff.policy")
 
+MEMO_SIZE = 4096
+
 
 class RegoPolicy:
-    def __init__(self, bundle: LoadedBundle) -> None:
+    def __init__(self, bundle: LoadedBundle, memo_size: int = MEMO_SIZE) -> None:
+        """memo_size: decisions remembered (0: none; a bundle that reads the clock,
+        randomness or the network is never memoized)."""
         self._bundle = bundle
         self._interpreter = Interpreter()
+        self._memo = _Memo(memo_size if bundle.reads.deterministic else 0)
+        if not bundle.reads.deterministic:
+            log.info(
+                "policy bundle %s calls %s: decisions are not memoized",
+                bundle.ref.bundle_id,
+                ", ".join(bundle.reads.nondeterministic_calls),
+            )
 
     @classmethod
-    def load(cls, directory: Path) -> "RegoPolicy":
-        return cls(load_bundle(directory))
+    def load(cls, directory: Path, memo_size: int = MEMO_SIZE) -> "RegoPolicy":
+        return cls(load_bundle(directory), memo_size)
 
     @property
     def bundle(self) -> BundleRef:
@@ -45,15 +66,22 @@ class RegoPolicy:
     def evaluate(self, evaluation_input: dict[str, Any]) -> PolicyDecision:
         """Never raises and never approves on error: failures give the bundle's on_error answer."""
         try:
-            self._interpreter.set_input(evaluation_input)
+            reduced = reduce_input(evaluation_input, self._bundle.reads.input_paths)
+            key = self._memo.key(self._bundle.ref.sha256, reduced)
+            if key is not None and (known := self._memo.get(key)) is not None:
+                return _copy(known)
+            self._interpreter.set_input(reduced)
             output = self._interpreter.query_bundle_entrypoint(self._bundle.compiled, ENTRYPOINT)
             expressions = json.loads(str(output)).get("expressions") or []
             if not expressions:
                 raise ValueError("the bundle's signoff.result is undefined for this input")
-            return self._combine(expressions[0])
+            decision = self._combine(expressions[0])
         except Exception as error:  # noqa: BLE001 - any failure must fail closed
             log.warning("policy evaluation failed, failing closed: %s", error)
             return self._fail_closed(str(error))
+        if key is not None:
+            self._memo.put(key, _copy(decision))
+        return decision
 
     def _combine(self, result: dict[str, Any]) -> PolicyDecision:
         findings = [_finding(raw) for raw in result["findings"]]
@@ -108,6 +136,59 @@ class RegoPolicy:
         if not patterns:
             return value
         return _redact(value, patterns)
+
+
+class _Memo:
+    """A bounded LRU of decisions, safe to share between threads."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[tuple[str, bytes], PolicyDecision] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def key(self, bundle_sha256: str, reduced: Any) -> tuple[str, bytes] | None:
+        """(bundle hash, sha256 of the reduced input's canonical JSON), or None when off
+        or the input is not plain JSON (then it is evaluated as it is)."""
+        if not self.size:
+            return None
+        try:
+            text = json.dumps(
+                reduced, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+            )
+        except (TypeError, ValueError):
+            return None
+        return bundle_sha256, hashlib.sha256(text.encode()).digest()
+
+    def get(self, key: tuple[str, bytes]) -> PolicyDecision | None:
+        with self._lock:
+            decision = self._entries.get(key)
+            if decision is not None:
+                self._entries.move_to_end(key)
+            return decision
+
+    def put(self, key: tuple[str, bytes], decision: PolicyDecision) -> None:
+        with self._lock:
+            self._entries[key] = decision
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _copy(decision: PolicyDecision) -> PolicyDecision:
+    """A decision whose lists the caller may keep or change without touching the memo's."""
+    return dataclasses.replace(
+        decision,
+        reasons=list(decision.reasons),
+        rule_ids=list(decision.rule_ids),
+        gate_ids=list(decision.gate_ids),
+        must_refuse=list(decision.must_refuse),
+        must_escalate=list(decision.must_escalate),
+        redaction_rules_active=list(decision.redaction_rules_active),
+        findings=list(decision.findings),
+    )
 
 
 def _finding(raw: Any) -> Finding:

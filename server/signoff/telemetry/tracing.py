@@ -9,15 +9,18 @@ transactions, and the human wait, whose parent is the agent's call even days lat
 
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from contextvars import Token
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, TypeVar
 
 import grpc
+from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -122,11 +125,32 @@ def enabled() -> bool:
     return _tracer is not None
 
 
-def server_interceptors() -> list[grpc.aio.ServerInterceptor]:
-    """The outermost server interceptors: none when tracing is off."""
-    if _provider is None:
-        return []
-    return [_ServerSpans(_provider)]
+def start_server_span(method: str, metadata: Any) -> tuple[Span, Token[Context]] | None:
+    """The SERVER span of a call to `method` (/package.Service/Method), in the trace of the
+    caller's `traceparent`, made the current span; None when tracing is off. OpenTelemetry's
+    RPC conventions: rpc.system, rpc.service, rpc.method, and rpc.grpc.status_code at the end
+    (end_server_span)."""
+    if _tracer is None:
+        return None
+    sent = {key: value for key, value in metadata or () if isinstance(value, str)}
+    service, _, name = method.lstrip("/").rpartition("/")
+    started = _tracer.start_span(
+        method,
+        context=_PROPAGATOR.extract(sent),
+        kind=SpanKind.SERVER,
+        attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name},
+    )
+    return started, otel_context.attach(trace.set_span_in_context(started))
+
+
+def end_server_span(started: tuple[Span, Token[Context]], code: grpc.StatusCode) -> None:
+    """Ends the call's span with its status: an error only for server faults."""
+    current, token = started
+    current.set_attribute("rpc.grpc.status_code", code.value[0])
+    if code in _SERVER_ERRORS:
+        current.set_status(Status(StatusCode.ERROR, code.name))
+    otel_context.detach(token)
+    current.end()
 
 
 @contextmanager
@@ -224,76 +248,3 @@ def end_human_wait(wait: HumanWait) -> None:
         start_time=_nanoseconds(wait.start),
     )
     wait_span.end(end_time=_nanoseconds(wait.end))
-
-
-# -- the gRPC server interceptor ---------------------------------------------------------------
-
-
-class _ServerSpans(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """OpenTelemetry's grpc.aio server interceptor (a SERVER span per signoff RPC, in the
-    caller's trace), plus what it misses: the status of calls that end with
-    abort_with_status, as signoff's errors do."""
-
-    def __init__(self, provider: Any) -> None:
-        from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
-
-        # Health checks and reflection are not worth a span each.
-        self._traced = aio_server_interceptor(provider, filters.service_prefix("signoff."))
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await self._traced.intercept_service(continuation, details)
-        if handler is None:
-            return None
-        if handler.unary_unary is not None:
-            unary = handler.unary_unary
-
-            async def unary_call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                return await unary(request, _StatusOnAbort(context))
-
-            return grpc.unary_unary_rpc_method_handler(
-                unary_call,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            stream = handler.unary_stream
-
-            async def stream_call(request: Any, context: grpc.aio.ServicerContext) -> None:
-                # Written here rather than yielded: grpc.aio leaves a yielding handler
-                # unclosed when the call is cancelled while it writes, and closes it later
-                # from another Context, where OpenTelemetry cannot detach the span's
-                # context. Closed here, the span ends within the call's own task.
-                responses = stream(request, _StatusOnAbort(context))
-                try:
-                    async for item in responses:
-                        await context.write(item)
-                finally:
-                    await responses.aclose()
-
-            return grpc.unary_stream_rpc_method_handler(
-                stream_call,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler  # signoff has no client-streaming RPC
-
-
-class _StatusOnAbort:
-    """The servicer context, recording an abort's status on the current (server) span."""
-
-    def __init__(self, context: grpc.aio.ServicerContext) -> None:
-        self._context = context
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._context, name)
-
-    async def abort_with_status(self, status: grpc.Status) -> None:
-        current = trace.get_current_span()
-        current.set_attribute("rpc.grpc.status_code", status.code.value[0])
-        if status.code in _SERVER_ERRORS:
-            current.set_status(Status(StatusCode.ERROR, f"{status.code}:{status.details}"))
-        await self._context.abort_with_status(status)
