@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.load MODE < params.json    (prints one JSON object, last line)
 
-MODE echo_server serves a no-op echo and prints its port; every other mode is a client.
+Every mode is a client; the no-op server they are compared with is bench/bare.py.
 """
 
 import asyncio
@@ -16,6 +16,7 @@ from typing import Any
 
 import grpc
 
+from bench.bare import ECHO_METHOD, HOLD_METHOD
 from signoff.v1 import approval_service_pb2 as approval_pb
 from signoff.v1 import approval_service_pb2_grpc as approval_grpc
 from signoff.v1 import execution_service_pb2 as execution_pb
@@ -23,7 +24,6 @@ from signoff.v1 import execution_service_pb2_grpc as execution_grpc
 from signoff.v1 import types_pb2 as pb
 from tests.support import envelope, lookup_action, refund_action
 
-ECHO_METHOD = "/bench.Echo/Echo"
 Params = dict[str, Any]
 Metadata = tuple[tuple[str, str], ...]
 
@@ -36,21 +36,6 @@ def channels(target: str, count: int) -> list[grpc.aio.Channel]:
     # A local subchannel pool gives each channel its own TCP connection.
     options = [("grpc.use_local_subchannel_pool", 1)]
     return [grpc.aio.insecure_channel(target, options=options) for _ in range(count)]
-
-
-async def echo_server() -> None:
-    async def echo(request: bytes, _context: grpc.aio.ServicerContext) -> bytes:
-        return request
-
-    server = grpc.aio.server()
-    handler = grpc.unary_unary_rpc_method_handler(echo)
-    server.add_generic_rpc_handlers(
-        [grpc.method_handlers_generic_handler("bench.Echo", {"Echo": handler})]
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    print(f"echo listening on 127.0.0.1:{port}", flush=True)
-    await server.wait_for_termination()
 
 
 async def closed_loop(
@@ -176,31 +161,41 @@ async def push(p: Params) -> Params:
 
 
 async def watchers(p: Params) -> Params:
-    """Opens `watchers` idle WatchInstance streams, says READY, holds them until stdin closes."""
+    """Opens `watchers` idle WatchInstance streams, says READY, holds them until stdin closes.
+    With `bare_bytes`, the streams are bare grpc.aio calls (the echo server's Hold, its one
+    message `bare_bytes` long) with the same channels and authorization header instead."""
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     md = auth(p["agent"])
     chans = channels(p["target"], p["channels"])
     stubs = [execution_grpc.ExecutionServiceStub(c) for c in chans]
-    instances = await open_instances(stubs[0], md, p["instances"])
+    bare = p.get("bare_bytes", 0)
+    holds = [c.unary_stream(HOLD_METHOD) for c in chans]
+    instances = [] if bare else await open_instances(stubs[0], md, p["instances"])
     revisions = {i.instance_id: i.revision for i in instances}
     streams = []
     failed: dict[str, int] = {}
+    first_bytes: list[int] = []  # the size of each stream's first message
     opened = asyncio.Semaphore(200)  # a steady ramp, not 10,000 at once
 
     async def watch(index: int) -> None:
-        instance = instances[index % len(instances)]
         async with opened:
-            request = execution_pb.WatchInstanceRequest(
-                instance_id=instance.instance_id,
-                after_revision=revisions[instance.instance_id] - 1,
-            )
-            stream = stubs[index % len(stubs)].WatchInstance(request, metadata=md)
+            if bare:
+                stream = holds[index % len(holds)](str(bare).encode(), metadata=md)
+            else:
+                instance = instances[index % len(instances)]
+                request = execution_pb.WatchInstanceRequest(
+                    instance_id=instance.instance_id,
+                    after_revision=revisions[instance.instance_id] - 1,
+                )
+                stream = stubs[index % len(stubs)].WatchInstance(request, metadata=md)
             try:
-                await stream.read()  # the one backlog event: this stream is established
+                first = await stream.read()  # the one backlog event: this stream is established
             except grpc.aio.AioRpcError as error:
                 failed[error.code().name] = failed.get(error.code().name, 0) + 1
                 return
+            if len(first_bytes) < 100:
+                first_bytes.append(len(first if bare else first.SerializeToString()))
             streams.append(stream)
             if len(streams) % 1000 == 0:
                 print(f"  {len(streams)} watchers open", file=sys.stderr, flush=True)
@@ -213,7 +208,13 @@ async def watchers(p: Params) -> Params:
     alive = sum(1 for s in streams if not s.done())
     for stream in streams:
         stream.cancel()
-    return {"opened": len(streams), "alive": alive, "ramp_s": ramp, "failed": failed}
+    return {
+        "opened": len(streams),
+        "alive": alive,
+        "ramp_s": ramp,
+        "failed": failed,
+        "first_bytes": max(first_bytes, default=0),
+    }
 
 
 async def list_pending(p: Params) -> Params:
@@ -266,6 +267,87 @@ async def race(p: Params) -> Params:
     return {"winners": winners, "samples_ms": samples, "loser_codes": codes}
 
 
+async def phase(name: str) -> None:
+    """Tells the harness a measured phase is about to start, and waits for its go (a line on
+    stdin): the harness reads the servers' counters in between."""
+    print(f"READY {name}", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+
+
+async def hotpath(p: Params) -> Params:
+    """One call at a time from one client: `calls` RequestDecision (auto-approved), then
+    `calls` SubmitDecision (approve, each on its own waiting action), every call preceded by
+    a no-op echo call to the echo server on its own channel. Each phase follows `warmup`
+    calls of its kind and is bracketed by READY/DONE lines for the harness."""
+    chan = channels(p["target"], 1)[0]
+    echo_call = channels(p["echo_target"], 1)[0].unary_unary(ECHO_METHOD)
+    agent, approver = auth(p["agent"]), auth(p["approver"])
+    stub = execution_grpc.ExecutionServiceStub(chan)
+    approval_stub = approval_grpc.ApprovalServiceStub(chan)
+    calls, warmup = p["calls"], p["warmup"]
+    payload = b"x" * 128
+    run = uuid.uuid4().hex[:8]
+    # Twenty instances in turn (about 115 calls each in the full run), not all on one.
+    instances = await open_instances(stub, agent, 20)
+
+    async def interleaved(op: Callable[[int], Awaitable[None]], n: int) -> tuple[list, list]:
+        mine: list[float] = []
+        echoes: list[float] = []
+        for i in range(n):
+            start = time.monotonic()
+            await echo_call(payload)
+            middle = time.monotonic()
+            await op(i)
+            mine.append((time.monotonic() - middle) * 1000)
+            echoes.append((middle - start) * 1000)
+        return mine, echoes
+
+    async def decide(i: int) -> None:
+        instance = instances[i % len(instances)]
+        request = execution_pb.RequestDecisionRequest(
+            instance_id=instance.instance_id, action=lookup_action(f"tc_{run}_{i}_{time.time_ns()}")
+        )
+        response = await stub.RequestDecision(request, metadata=agent)
+        assert response.outcome == pb.OUTCOME_APPROVED, response.outcome
+
+    await interleaved(decide, warmup)
+    await phase("decide")
+    decide_ms, decide_echo_ms = await interleaved(decide, calls)
+    print("DONE decide", flush=True)
+
+    # Waiting actions to approve, made before the phase (16 at a time; not measured).
+    waiting: list[str] = []
+    gate = asyncio.Semaphore(16)
+
+    async def make() -> None:
+        async with gate:
+            waiting.append((await waiting_action(stub, agent))[1])
+
+    await asyncio.gather(*(make() for _ in range(calls + warmup)))
+
+    async def submit(i: int) -> None:
+        await approval_stub.SubmitDecision(
+            approval_pb.SubmitDecisionRequest(
+                action_id=waiting.pop(),
+                verdict=pb.VERDICT_APPROVE,
+                reason="bench",
+                request_id=f"bench_{uuid.uuid4().hex}",
+            ),
+            metadata=approver,
+        )
+
+    await interleaved(submit, warmup)
+    await phase("submit")
+    submit_ms, submit_echo_ms = await interleaved(submit, calls)
+    print("DONE submit", flush=True)
+    return {
+        "decide_ms": decide_ms,
+        "decide_echo_ms": decide_echo_ms,
+        "submit_ms": submit_ms,
+        "submit_echo_ms": submit_echo_ms,
+    }
+
+
 MODES: dict[str, Callable[[Params], Awaitable[Params]]] = {
     "echo": echo,
     "decide": decide,
@@ -273,14 +355,12 @@ MODES: dict[str, Callable[[Params], Awaitable[Params]]] = {
     "watchers": watchers,
     "list_pending": list_pending,
     "race": race,
+    "hotpath": hotpath,
 }
 
 
 def main() -> None:
     mode = sys.argv[1]
-    if mode == "echo_server":
-        asyncio.run(echo_server())
-        return
     params = json.loads(sys.stdin.readline())
     print(json.dumps(asyncio.run(MODES[mode](params))), flush=True)
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, Mapping
 from enum import Enum
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Row, Table
+from sqlalchemy import Table
 
 M = TypeVar("M")
 
@@ -100,7 +100,7 @@ class Mapper(Generic[M]):
                 found[column] = derive(model)
         return found
 
-    def of(self, row: Row[Any]) -> M:
+    def of(self, row: Any) -> M:
         """The model a row (of this table, and perhaps more columns) holds."""
         fields: dict[str, Any] = {}
         nested: dict[str, dict[str, Any]] = {name: {} for name in self._nested}

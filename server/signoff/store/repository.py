@@ -1,4 +1,5 @@
-"""Queries, one method each, on one open transaction (SQLAlchemy Core: no ORM on hot paths)."""
+"""Queries, one method each, on one open transaction: SQLAlchemy Core statements, run on
+the driver directly (store/execution.py)."""
 
 from collections.abc import Callable
 from dataclasses import asdict
@@ -6,8 +7,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, exists, func, insert, select, text, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import and_, bindparam, exists, func, insert, select, text, update
 
 from signoff.domain import trail
 from signoff.domain.chain import (
@@ -40,6 +40,7 @@ from signoff.domain.states import (
     Outcome,
     Verdict,
 )
+from signoff.store.execution import Connection, Row
 from signoff.store.mapping import Mapper
 from signoff.store.schema import (
     actions,
@@ -202,7 +203,7 @@ _NEXT_FEED_CURSOR = text(
 
 
 class Tx:
-    def __init__(self, connection: AsyncConnection, dialect: str) -> None:
+    def __init__(self, connection: Connection, dialect: str) -> None:
         self.connection = connection
         self.dialect = dialect
         # Events and approval changes appended in this transaction, published after commit.
@@ -359,7 +360,7 @@ class Tx:
         self._unsealed[action.action_id] = sealed
         return sealed
 
-    def _checked_action(self, row: Row[Any]) -> Action:
+    def _checked_action(self, row: Row) -> Action:
         """The action, if it matches the event that last changed it (StateTampered if not).
         An action this transaction wrote, whose event is not appended yet, was checked when
         it was read."""
@@ -699,14 +700,14 @@ def _party_column(path: tuple[str, ...]) -> Any:
     return column[path[1:]].as_string() if len(path) > 1 else column
 
 
-def _joined(row: Row[Any], **labels: str) -> Json | None:
+def _joined(row: Row, **labels: str) -> Json | None:
     """The joined event's columns of `row` (labelled as given) under their names in an event
     body; None when there was no such event (the first column is never NULL in an event)."""
     found = {key: getattr(row, label) for key, label in labels.items()}
     return found if next(iter(found.values())) is not None else None
 
 
-def _sealed_instance(row: Row[Any]) -> tuple[Instance, str]:
+def _sealed_instance(row: Row) -> tuple[Instance, str]:
     """The instance of a row of _INSTANCE_SEALED, and why it disagrees with its chain."""
     instance = INSTANCES.of(row)
     head = _joined(row, hash="head_hash", instance_state="head_state", instance_seal="head_seal")
