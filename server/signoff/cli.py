@@ -97,6 +97,9 @@ def _shown(url: str) -> str:
 def _on_database(url: str, work: Callable[[Any], Awaitable[T]], *, reads: bool = True) -> T:
     """Runs `work(database)` on the database at `url`; a database that is missing (a command
     that only reads never creates one) or does not answer is a CommandError."""
+    import sqlite3
+
+    import psycopg
     from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
     from signoff.database_files import DatabaseFileError, require_existing
@@ -126,12 +129,14 @@ def _on_database(url: str, work: Callable[[Any], Awaitable[T]], *, reads: bool =
         return asyncio.run(run())
     except ArgumentError as error:
         raise CommandError(f"--database-url {url}: {error}") from None
-    except SQLAlchemyError as error:
+    except (SQLAlchemyError, sqlite3.Error, psycopg.Error) as error:
+        # SQLAlchemy's (migrations) or the driver's own (the store runs on the drivers).
         raise CommandError(f"database {_shown(url)}: {first_line(error)}") from None
     except Unavailable as error:
         # Raised from the driver's error, which says why (connection refused, say).
         cause = error.__context__
-        why = first_line(cause) if isinstance(cause, SQLAlchemyError) else error.message
+        drivers = (SQLAlchemyError, sqlite3.Error, psycopg.Error)
+        why = first_line(cause) if isinstance(cause, drivers) else error.message
         raise CommandError(f"database {_shown(url)} does not answer: {why}") from None
     except OSError as error:
         raise CommandError(f"database {_shown(url)}: {error}") from None
