@@ -1,9 +1,12 @@
 """The pure domain: transition table, outcomes, canonical hashing, ids. No I/O."""
 
 import itertools
+import random
 import time
+from contextlib import nullcontext
 
 import pytest
+import rfc8785
 
 from signoff.domain.canonical import canonical_json, sha256_of
 from signoff.domain.errors import IllegalTransition
@@ -136,6 +139,49 @@ def test_canonical_json_is_rfc8785() -> None:
     assert (
         canonical_json({"b": 1.0, "a": [True, None, "é"]}) == '{"a":[true,null,"é"],"b":1}'.encode()
     )
+
+
+def _random_json(rng: random.Random, depth: int = 0) -> object:
+    """A JSON value with what canonical form is particular about: key order by UTF-16 code
+    units (U+E000..U+FFFF against characters beyond U+FFFF), escapes, integers at the edge
+    of doubles, floats."""
+    alphabet = ["a", "B", "é", "\n", "\x01", "\x7f", '"', "\\", "\u2028", "\ue000", "\U0001f600"]
+    text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 4)))
+    leaves = [
+        text,
+        None,
+        True,
+        False,
+        rng.randint(-10, 10),
+        2**53 - 1,
+        -(2**53 - 1),
+        2**53,
+        0.1,
+        1.0,
+        1e21,
+    ]
+    if depth > 3 or rng.random() < 0.4:
+        return rng.choice(leaves)
+    if rng.random() < 0.5:
+        return [_random_json(rng, depth + 1) for _ in range(rng.randint(0, 4))]
+    return {
+        "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 3))): _random_json(
+            rng, depth + 1
+        )
+        for _ in range(rng.randint(0, 4))
+    }
+
+
+def test_canonical_json_takes_the_fast_path_only_where_it_is_rfc8785() -> None:
+    rng = random.Random(8785)
+    for _ in range(5_000):
+        value = _random_json(rng)
+        try:
+            expected: bytes | type[Exception] = rfc8785.dumps(value)
+        except rfc8785.CanonicalizationError as error:  # an integer a double cannot hold
+            expected = type(error)
+        with pytest.raises(expected) if isinstance(expected, type) else nullcontext():
+            assert canonical_json(value) == expected, value
 
 
 def test_action_hash_ignores_key_order_and_covers_what_runs() -> None:

@@ -99,7 +99,9 @@ class BackgroundHandler(logging.Handler):
     def __init__(self, stream: TextIO | None = None, capacity: int = 100_000) -> None:
         super().__init__()
         self.stream = stream if stream is not None else sys.stderr
-        self._lines: queue.Queue[str | None] = queue.Queue(capacity)
+        # SimpleQueue: put is one C call, no Python-level condition to notify per line.
+        self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._capacity = capacity
         self._dropped = 0
         self._writer = threading.Thread(target=self._write, name="signoff-log-writer", daemon=True)
         self._writer.start()
@@ -110,9 +112,9 @@ class BackgroundHandler(logging.Handler):
         except Exception:  # noqa: BLE001 - logging never raises
             self.handleError(record)
             return
-        try:
-            self._lines.put_nowait(line)
-        except queue.Full:
+        if self._lines.qsize() < self._capacity:
+            self._lines.put(line)
+        else:
             self._dropped += 1
 
     def _write(self) -> None:
