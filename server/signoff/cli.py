@@ -49,6 +49,15 @@ def _serve(args: argparse.Namespace) -> int:
     log = logging.getLogger("signoff")
     if supervisor:
         return _supervise(args, options)
+    if args.worker is not None:  # every line of a worker of `serve --workers` says which
+        worker = args.worker
+
+        def tag(record: logging.LogRecord) -> bool:
+            record.worker = worker
+            return True
+
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(tag)
     try:
         asyncio.run(serve(options, args.worker))
     except BundleError as error:

@@ -24,6 +24,7 @@ from tests.support import (
     decide,
     envelope,
     eventually,
+    log_lines,
     refund_action,
 )
 
@@ -139,6 +140,11 @@ def test_two_workers_answer_on_one_port_and_share_decisions(workers: ServerProce
     stream.cancel()
     for channel in opened:
         channel.close()
+    # Both wrote the calls they answered to the one log, each line saying which worker.
+    answered = {
+        line.get("worker") for line in log_lines(workers) if line.get("logger") == "signoff.rpc"
+    }
+    assert answered == {0, 1}
 
 
 def test_a_worker_that_dies_takes_the_others_down(workers: ServerProcess) -> None:
