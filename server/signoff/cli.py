@@ -36,11 +36,30 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"signoff: {error}", file=sys.stderr)
         return 2
+    supervisor = options.workers > 1 and args.worker is None
+    if supervisor:
+        from signoff.api import workers
+
+        problem = workers.refusal(options)
+        if problem is not None:
+            print(f"signoff: {problem}", file=sys.stderr)
+            return 2
     _configure_logging(options.log_level, options.log_format, background=True)
     # From here on, what stops the server is a log line (JSON by default), not bare text.
     log = logging.getLogger("signoff")
+    if supervisor:
+        return _supervise(args, options)
+    if args.worker is not None:  # every line of a worker of `serve --workers` says which
+        worker = args.worker
+
+        def tag(record: logging.LogRecord) -> bool:
+            record.worker = worker
+            return True
+
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(tag)
     try:
-        asyncio.run(serve(options))
+        asyncio.run(serve(options, args.worker))
     except BundleError as error:
         log.critical("policy bundle: %s", error)
         return 2
@@ -51,6 +70,22 @@ def _serve(args: argparse.Namespace) -> int:
         log.critical("signoff stopped on an unexpected error", exc_info=True)
         return 1
     return 0
+
+
+def _supervise(args: argparse.Namespace, options: Any) -> int:
+    """`serve --workers N`: migrates once, then runs and watches the workers (api/workers.py)."""
+    from signoff.api import workers
+    from signoff.store.migrate import migrate
+
+    try:
+        return workers.supervise(
+            options,
+            args.argv,
+            lambda: _on_database(options.database_url, migrate, reads=False),
+        )
+    except CommandError as error:  # the database cannot be migrated
+        logging.getLogger("signoff").critical("%s", error)
+        return 2
 
 
 class CommandError(Exception):
@@ -71,6 +106,9 @@ def _shown(url: str) -> str:
 def _on_database(url: str, work: Callable[[Any], Awaitable[T]], *, reads: bool = True) -> T:
     """Runs `work(database)` on the database at `url`; a database that is missing (a command
     that only reads never creates one) or does not answer is a CommandError."""
+    import sqlite3
+
+    import psycopg
     from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
     from signoff.database_files import DatabaseFileError, require_existing
@@ -100,12 +138,14 @@ def _on_database(url: str, work: Callable[[Any], Awaitable[T]], *, reads: bool =
         return asyncio.run(run())
     except ArgumentError as error:
         raise CommandError(f"--database-url {url}: {error}") from None
-    except SQLAlchemyError as error:
+    except (SQLAlchemyError, sqlite3.Error, psycopg.Error) as error:
+        # SQLAlchemy's (migrations) or the driver's own (the store runs on the drivers).
         raise CommandError(f"database {_shown(url)}: {first_line(error)}") from None
     except Unavailable as error:
         # Raised from the driver's error, which says why (connection refused, say).
         cause = error.__context__
-        why = first_line(cause) if isinstance(cause, SQLAlchemyError) else error.message
+        drivers = (SQLAlchemyError, sqlite3.Error, psycopg.Error)
+        why = first_line(cause) if isinstance(cause, drivers) else error.message
         raise CommandError(f"database {_shown(url)} does not answer: {why}") from None
     except OSError as error:
         raise CommandError(f"database {_shown(url)}: {error}") from None
@@ -295,6 +335,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Options come from --config FILE, then SIGNOFF_* variables, then flags.",
     )
     add_flags(serve)
+    # Set by `serve --workers N` on the workers it starts (api/workers.py), never by hand.
+    serve.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     serve.set_defaults(run=_serve)
 
     audit = commands.add_parser("audit", help="export the hash-chained trail and verify it")
@@ -383,6 +425,7 @@ def _configure_logging(level: str, log_format: str = "text", background: bool = 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # serve --workers starts it again
     _configure_logging("WARNING")
     try:
         return int(args.run(args))

@@ -287,6 +287,13 @@ class ServeOptions(BaseSettings):
         ge=0,
         description="seconds sent and FAILED webhook notifications are kept; 0 keeps them all",
     )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="server processes sharing the ports (SO_REUSEPORT), each a replica; "
+        "more than 1 needs PostgreSQL and an auth config",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="DEBUG, INFO, WARNING or ERROR"
     )

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 from opentelemetry.instrumentation.grpc import client_interceptor
 from opentelemetry.instrumentation.grpc.grpcext import intercept_channel
@@ -36,7 +37,7 @@ from signoff.v1 import execution_service_pb2_grpc as execution_grpc
 from signoff.v1 import types_pb2 as pb
 from signoff_client import AsyncSignoff, Signoff
 from signoff_client.tracing import trace_metadata
-from tests.support import ServerProcess, Stubs, decide, envelope, refund_action
+from tests.support import AGENT_TOKEN, ServerProcess, Stubs, decide, envelope, refund_action
 
 PATIENCE = 60.0  # seconds to wait for spans before a test fails
 WAIT_SPAN = "signoff await human decision"
@@ -352,6 +353,32 @@ def test_a_cancelled_wait_ends_its_span_and_streams_and_errors_are_traced(
     assert failed.span.status.code != trace_pb2.Status.STATUS_CODE_ERROR
     # The stream the client cancelled (the first test's) closed its span within its call.
     assert "Failed to detach context" not in traced_server.log_path.read_text()
+
+
+def test_http_calls_are_traced_as_grpc_calls_are(
+    traced_server: ServerProcess, receiver: OtlpReceiver
+) -> None:
+    """The one call layer opens the same SERVER span for a Connect call over HTTP, in the
+    caller's trace, with its status code."""
+    trace_id, caller_span = new_trace()
+    missing = f"ins_{secrets.token_hex(6)}"
+    answer = httpx.post(
+        f"{traced_server.http_url}/signoff.v1.ExecutionService/GetInstance",
+        json={"instance_id": missing},
+        headers={
+            "authorization": f"Bearer {AGENT_TOKEN}",
+            "traceparent": f"00-{trace_id}-{caller_span}-01",
+        },
+        timeout=10,
+    )
+    assert answer.status_code == 404
+    spans = receiver.wait_for(trace_id, has("/signoff.v1.ExecutionService/GetInstance"))
+    call = one(spans, "/signoff.v1.ExecutionService/GetInstance")
+    assert call.span.kind == trace_pb2.Span.SPAN_KIND_SERVER
+    assert call.parent_id == caller_span
+    assert call.attributes["rpc.grpc.status_code"] == grpc.StatusCode.NOT_FOUND.value[0]
+    assert call.attributes["rpc.service"] == "signoff.v1.ExecutionService"
+    assert call.attributes["rpc.method"] == "GetInstance"
 
 
 async def test_the_sdk_sends_the_current_span_s_trace(

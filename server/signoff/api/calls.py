@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from connectrpc.errors import ConnectError
 from google.protobuf.message import DecodeError, Message
 from google.rpc import status_pb2
 
@@ -63,8 +62,6 @@ _MAX_ID = 128  # an invalid request may carry anything; the line stays short
 _STATUS_DETAILS = "grpc-status-details-bin"
 # Codes that mean the server failed, not the caller: their lines are warnings.
 _SERVER_FAULTS = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS}
-# A call that already ended with a status: gRPC's abort, or the Connect error of HTTP's.
-_ABORTED = (grpc.aio.AbortError, ConnectError)
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 _CALLER: contextvars.ContextVar[Principal] = contextvars.ContextVar("signoff_caller")
@@ -170,7 +167,7 @@ class Calls:
         return call.request
 
     async def _principal(self, call: "_Call") -> Principal:
-        sent = call.metadata
+        sent = call.context.invocation_metadata() or ()
         metadata = {key: value for key, value in sent}
         headers = sum(1 for key, _ in sent if key == "authorization")
         if headers > 1:  # never "the last one wins": which one a proxy adds is anyone's guess
@@ -200,8 +197,10 @@ class Calls:
         if isinstance(error, asyncio.CancelledError | GeneratorExit):
             call.code = grpc.StatusCode.CANCELLED  # the client went away or its deadline passed
             return
-        if isinstance(error, _ABORTED):
-            return  # the status is on the context already
+        if isinstance(error, grpc.aio.AbortError) or error is getattr(
+            call.context, "abort_error", None
+        ):
+            return  # an abort: the status is on the context already (HTTP's raises its own)
         if isinstance(error, SignoffError):
             status = to_status(error)
         elif isinstance(error, Exception):
@@ -219,7 +218,6 @@ class _Call:
     __slots__ = (
         "code",
         "context",
-        "metadata",
         "method",
         "peer",
         "principal",
@@ -228,16 +226,20 @@ class _Call:
         "span",
         "started",
         "status",
+        "traceparent",
     )
 
     def __init__(self, method: Method, context: Any) -> None:
         self.method = method
         self.context = context
         self.started = time.perf_counter()
-        self.metadata: tuple[tuple[str, Any], ...] = tuple(context.invocation_metadata() or ())
+        # Not the metadata itself: a stream keeps its _Call for its whole life, and the
+        # metadata holds the caller's credentials.
+        metadata = context.invocation_metadata() or ()
+        self.traceparent: Any = next((v for k, v in metadata if k == "traceparent"), None)
         # Read now: once a cancelled call is gone, context.peer() reads freed memory.
         self.peer: str = context.peer()
-        self.span = tracing.start_server_span(method.path, self.metadata) if method.traced else None
+        self.span = tracing.start_server_span(method.path, metadata) if method.traced else None
         self.principal: Principal | None = None
         self.request: Any = None
         self.response: Any = None
@@ -300,7 +302,7 @@ class _Call:
     def _incoming_trace_id(self) -> str:
         """The caller's trace id from a W3C `traceparent` header (for when the server does
         not trace, so that no span is current)."""
-        sent = next((value for key, value in self.metadata if key == "traceparent"), None)
+        sent = self.traceparent
         return tracing.trace_id_of(sent) if isinstance(sent, str) else ""
 
     def _error_reason(self) -> str:

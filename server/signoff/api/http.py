@@ -148,6 +148,7 @@ class _Context:
         self._headers = ctx.request_headers
         self._peer = ctx.client_address or ""
         self._status: grpc.Status | None = None
+        self.abort_error: ConnectError | None = None
 
     def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
         return tuple((key.lower(), value) for key, value in self._headers.allitems())
@@ -160,7 +161,9 @@ class _Context:
 
     async def abort_with_status(self, status: grpc.Status) -> NoReturn:
         self._status = status
-        raise connect_error(status)
+        # The call layer (calls.py) knows the call ended with this status by this error.
+        self.abort_error = connect_error(status)
+        raise self.abort_error
 
     def code(self) -> grpc.StatusCode | None:
         return self._status.code if self._status is not None else None
@@ -475,14 +478,27 @@ class HttpListener:
     """uvicorn on a socket bound before the start (so that a port in use is a clear error,
     and port 0 reports the port it picked), in the running event loop."""
 
-    def __init__(self, app: ASGIApp, host: str, port: int, grace: float) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        host: str,
+        port: int,
+        grace: float,
+        readiness: Readiness | None = None,
+        reuse_port: bool = False,
+    ) -> None:
+        """readiness: the application's, set draining when the server stops. reuse_port: the
+        port is shared with the other workers of `serve --workers`."""
         self.host = host
+        self.readiness = readiness
         try:
             family, kind, proto, _, address = socket.getaddrinfo(
                 host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
             )[0]
             self.socket = socket.socket(family, kind, proto)
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             self.socket.bind(address)
             self.socket.listen(1024)
         except OSError as error:

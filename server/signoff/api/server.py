@@ -2,9 +2,11 @@
 
 import asyncio
 import logging
+import re
 import signal
 from collections.abc import Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIServer
 
@@ -12,10 +14,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
-from starlette.routing import BaseRoute
+from sqlalchemy import text
 
 from signoff import database_files
-from signoff.api import http
 from signoff.api.calls import Calls
 from signoff.api.servicers import ApprovalService, AuditService, ExecutionService, PolicyService
 from signoff.auth.authenticators import (
@@ -32,7 +33,6 @@ from signoff.services.context import Context
 from signoff.services.notifier import Notifier
 from signoff.services.webhooks import EVENTS, RetryPolicy, Webhook
 from signoff.store.database import Database
-from signoff.store.migrate import migrate
 from signoff.store.notify import Listener
 from signoff.telemetry import tracing
 from signoff.v1 import (
@@ -45,9 +45,11 @@ from signoff.v1 import approval_service_pb2_grpc as approval_grpc
 from signoff.v1 import audit_service_pb2_grpc as audit_grpc
 from signoff.v1 import execution_service_pb2_grpc as execution_grpc
 from signoff.v1 import policy_service_pb2_grpc as policy_grpc
-from signoff.web.console import console_routes
 
 if TYPE_CHECKING:
+    from starlette.routing import BaseRoute
+
+    from signoff.api import http
     from signoff.slack.app import Slack
 
 log = logging.getLogger("signoff.server")
@@ -174,10 +176,11 @@ def _http_listener(
     options: ServeOptions,
     auth: AuthConfig,
     servicers: list[Any],
-    readiness: http.Readiness,
+    database: Database,
     calls: Calls,
-    more: Sequence[BaseRoute] = (),
-) -> http.HttpListener | None:
+    more: Sequence["BaseRoute"] = (),
+    shared: bool = False,
+) -> "http.HttpListener | None":
     """The HTTP listener (Connect, health, and `more` routes) if one is asked for, or
     development mode's."""
     port = options.http_port
@@ -187,10 +190,16 @@ def _http_listener(
         if more:
             raise StartupError("slack needs the HTTP listener (--http-port) for its button clicks")
         return None
+    # Imported here: a server without the HTTP listener loads neither it nor the console.
+    from signoff.api import http
+
     host = options.http_host or options.host
     routes = list(more)  # Slack's callbacks, when configured
     if auth.console is not None:  # the approvers' console at / (signoff.web)
+        from signoff.web.console import console_routes
+
         routes += console_routes(auth.console, auth.authenticator, not is_loopback_host(host))
+    readiness = http.Readiness(database)
     app = http.application(
         servicers,
         auth.authenticator,
@@ -205,24 +214,77 @@ def _http_listener(
             "(generated tokens) is for loopback addresses only"
         )
     try:
-        return http.HttpListener(app, host, int(port), options.shutdown_grace)
+        return http.HttpListener(
+            app, host, int(port), options.shutdown_grace, readiness, reuse_port=shared
+        )
     except OSError as error:
         raise StartupError(str(error)) from None
 
 
-async def serve(options: ServeOptions) -> None:
-    """Runs until SIGINT or SIGTERM, then drains and stops. One server per SQLite file."""
+async def serve(options: ServeOptions, worker: int | None = None) -> None:
+    """Runs until SIGINT or SIGTERM, then drains and stops. One server per SQLite file.
+    worker: this process is worker `worker` of `signoff serve --workers N` (api/workers.py):
+    the supervisor migrated the database, and the ports are shared (SO_REUSEPORT)."""
     try:
         release = database_files.hold(options.database_url)
     except database_files.DatabaseFileError as error:
         raise StartupError(str(error)) from None
     try:
-        await _serve(options)
+        await _serve(options, worker)
     finally:
         release()
 
 
-async def _serve(options: ServeOptions) -> None:
+def _migration_heads() -> set[str] | None:
+    """The head revisions of signoff's migrations, read from their files without Alembic;
+    None when a file does not say plainly."""
+    import signoff.store
+
+    heads: set[str] = set()
+    parents: set[str] = set()
+    for path in (Path(signoff.store.__file__).parent / "migrations" / "versions").glob("*.py"):
+        text = path.read_text()
+        revision = _REVISION.search(text)
+        down = _DOWN_REVISION.search(text)
+        if revision is None or down is None:
+            return None
+        heads.add(revision[1])
+        parents.update(re.findall(r"[\"']([^\"']+)[\"']", down[1]))
+    return (heads - parents) or None
+
+
+_REVISION = re.compile(r"^revision\s*(?::[^=\n]*)?=\s*[\"']([^\"']+)[\"']", re.M)
+_SCHEMA_VERSION = text("SELECT version_num FROM alembic_version")
+_DOWN_REVISION = re.compile(r"^down_revision\s*(?::[^=\n]*)?=\s*(.+)$", re.M)
+
+
+async def migrate_if_needed(database: Database) -> None:
+    """Migrates unless the schema is already at the newest revision. A current schema is
+    told without Alembic, on the store's own connections, so a serving process never
+    imports the migration machinery nor makes a SQLAlchemy engine (about 9 MB of resident
+    memory) unless it migrates."""
+    heads = _migration_heads()
+    if heads is not None:
+        try:
+            async with database.read() as tx:
+                result = await tx.connection.execute(_SCHEMA_VERSION)
+                current = set(result.scalars().all())
+        except Exception:  # noqa: BLE001 - no table, no database: migrate says what is wrong
+            current = set()
+        if current == heads:
+            return
+    from signoff.store.migrate import migrate
+
+    await migrate(database)
+
+
+def _server_options(shared: bool) -> list[tuple[str, int]]:
+    if not shared:
+        return SERVER_OPTIONS
+    return [(key, 1 if key == "grpc.so_reuseport" else value) for key, value in SERVER_OPTIONS]
+
+
+async def _serve(options: ServeOptions, worker: int | None = None) -> None:
     policy = RegoPolicy.load(options.policy)  # fails before anything listens
     try:
         tracing.setup()  # only when the OTEL_* variables ask for it
@@ -230,7 +292,8 @@ async def _serve(options: ServeOptions) -> None:
         raise StartupError(str(error)) from None
     auth = _authentication(options)
     database = Database(options.database_url)
-    await migrate(database)
+    if worker is None:  # workers start on a database their supervisor migrated
+        await migrate_if_needed(database)
     ctx = Context(
         db=database,
         policy=policy,
@@ -247,7 +310,8 @@ async def _serve(options: ServeOptions) -> None:
     # One call layer for both listeners (calls.py): span, metrics and log line,
     # authentication and the rules table, and the error table, once per call.
     calls = Calls(auth.authenticator)
-    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[calls.interceptor()])
+    shared = worker is not None  # the ports are the workers' together (SO_REUSEPORT)
+    server = grpc.aio.server(options=_server_options(shared), interceptors=[calls.interceptor()])
     # One servicer per service, for both listeners.
     execution, approval = ExecutionService(ctx), ApprovalService(ctx)
     audit, policy_servicer = AuditService(ctx), PolicyService(ctx)
@@ -277,9 +341,14 @@ async def _serve(options: ServeOptions) -> None:
         port = 0
     if port == 0:
         raise StartupError(f"cannot listen on {address}: in use, or not an address of this host")
-    readiness = http.Readiness(database)
     http_listener = _http_listener(
-        options, auth, servicers, readiness, calls, slack.actions.routes() if slack else ()
+        options,
+        auth,
+        servicers,
+        database,
+        calls,
+        slack.actions.routes() if slack else (),
+        shared=shared,
     )
     await server.start()
     for name in ["", *SIGNOFF_SERVICES]:
@@ -292,6 +361,8 @@ async def _serve(options: ServeOptions) -> None:
             print(f"signoff console on {http_listener.url}/", flush=True)
     # The one line scripts and tests read to find the port (useful with --port 0).
     print(f"signoff listening on {options.host}:{port}", flush=True)
+    if worker is not None:
+        log.info("worker %d of %d", worker, options.workers)
     log.info("database %s", database.url.render_as_string(hide_password=True))
     log.info("policy %s %s (%s)", policy.bundle.bundle_id, policy.bundle.version, options.policy)
 
@@ -315,7 +386,8 @@ async def _serve(options: ServeOptions) -> None:
 
     log.info("shutting down: health NOT_SERVING, draining for %ss", options.shutdown_grace)
     await health_servicer.enter_graceful_shutdown()
-    readiness.draining = True  # /readyz answers 503
+    if http_listener is not None and http_listener.readiness is not None:
+        http_listener.readiness.draining = True  # /readyz answers 503
     database.hub.close()  # watch streams end now with UNAVAILABLE; clients resume elsewhere
     await asyncio.gather(
         server.stop(options.shutdown_grace), *([http_listener.stop()] if http_listener else [])
