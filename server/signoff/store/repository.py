@@ -7,7 +7,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, insert, select, text, update
+from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, text, update
 
 from signoff.domain import trail
 from signoff.domain.chain import (
@@ -96,21 +96,35 @@ def _later_event(table: Any, revision: Any, *more: Any) -> Any:
     )
 
 
-_INSTANCE_SEALED = (
-    select(
-        instances,
-        _head.c.hash.label("head_hash"),
-        _head.c.instance_state.label("head_state"),
-        _head.c.instance_seal.label("head_seal"),
-        _later_event(instances, instances.c.revision).label("beyond"),
-    )
-    .select_from(_event_at(instances, _head, instances.c.revision))
-    .where(instances.c.instance_id == bindparam("instance_id"))
-)
+_SEALED_INSTANCES = select(
+    instances,
+    _head.c.hash.label("head_hash"),
+    _head.c.instance_state.label("head_state"),
+    _head.c.instance_seal.label("head_seal"),
+    _later_event(instances, instances.c.revision).label("beyond"),
+).select_from(_event_at(instances, _head, instances.c.revision))
+_INSTANCE_SEALED = _SEALED_INSTANCES.where(instances.c.instance_id == bindparam("instance_id"))
 # Serializes every change to one instance, so revisions follow commit order (PostgreSQL;
 # SQLite serializes all writers with BEGIN IMMEDIATE).
+#
+# Lock order: a transaction locks the instance first, and only then reads (and writes) its
+# actions. No writer locks an action row before its instance (an UPDATE of an action takes
+# that row's lock, but always under its instance's lock), so two transactions never wait
+# for each other in opposite orders.
 _INSTANCE_LOCKED = _INSTANCE_SEALED.with_for_update(of=instances)
+# The instance of an action, found by the action's id (which never changes instance), to
+# lock it before the action is read: the read that follows sees every decision that
+# committed before the lock was granted, so the action is read once.
+_INSTANCE_OF_ACTION_SEALED = _SEALED_INSTANCES.where(
+    instances.c.instance_id
+    == select(actions.c.instance_id)
+    .where(actions.c.action_id == bindparam("action_id"))
+    .scalar_subquery()
+)
+_INSTANCE_OF_ACTION_LOCKED = _INSTANCE_OF_ACTION_SEALED.with_for_update(of=instances)
+
 _INSTANCE_TRY_LOCK = _INSTANCE_SEALED.with_for_update(of=instances, skip_locked=True)
+_LOCKING = (_INSTANCE_LOCKED, _INSTANCE_TRY_LOCK, _INSTANCE_OF_ACTION_LOCKED)
 _SAVE_INSTANCE = update(instances).where(instances.c.instance_id == bindparam("match_instance"))
 # Actions with the event that last changed them (and whether a later one names them), read
 # in the same statement: see _checked_action.
@@ -150,6 +164,20 @@ _EVENTS_AFTER = (
     .limit(bindparam("limit"))
 )
 _VOTES = select(votes).where(votes.c.action_id == bindparam("action_id")).order_by(votes.c.seq)
+# The votes on an action and the vote of a request (on whichever action), in one read.
+_VOTES_AND_REQUEST = (
+    select(votes)
+    .where(
+        or_(
+            votes.c.action_id == bindparam("action_id"),
+            and_(
+                votes.c.tenant_id == bindparam("tenant_id"),
+                votes.c.request_id == bindparam("request_id"),
+            ),
+        )
+    )
+    .order_by(votes.c.seq)
+)
 _VOTE_BY_REQUEST = select(votes).where(
     votes.c.tenant_id == bindparam("tenant_id"), votes.c.request_id == bindparam("request_id")
 )
@@ -233,20 +261,22 @@ class Tx:
         query = _INSTANCE_LOCKED if self.dialect == "postgresql" else _INSTANCE_SEALED
         return await self._checked_instance(query, instance_id)
 
-    async def _checked_instance(self, query: Any, instance_id: str) -> Instance | None:
-        values = {"instance_id": instance_id}
-        row = (await self.connection.execute(query, values)).first()
+    async def _checked_instance(
+        self, query: Any, instance_id: str, values: dict[str, str] | None = None
+    ) -> Instance | None:
+        row = (await self.connection.execute(query, values or {"instance_id": instance_id})).first()
         if row is None:
             return None
         instance, problem = _sealed_instance(row)
-        if problem and query is not _INSTANCE_SEALED:
+        if problem and any(query is locking for locking in _LOCKING):
             # PostgreSQL: when a write commits while this statement waits for the lock, the
             # statement sees that write's instance row but not its event. Read both again,
             # now that the lock is held.
-            row = (await self.connection.execute(_INSTANCE_SEALED, values)).one()
+            again = {"instance_id": instance.instance_id}
+            row = (await self.connection.execute(_INSTANCE_SEALED, again)).one()
             instance, problem = _sealed_instance(row)
         if problem:
-            raise StateTampered("instance", instance_id, instance_id, problem)
+            raise StateTampered("instance", instance.instance_id, instance.instance_id, problem)
         self._instances[instance.instance_id] = instance
         return instance
 
@@ -420,15 +450,21 @@ class Tx:
         row = (await self.connection.execute(_ACTION_BY_CALL, values)).first()
         return self._checked_action(row) if row else None
 
-    async def reread_under_lock(self, action: Action) -> Action:
-        """The action as it is now that its instance is locked: a decision that committed
-        between the first read and the lock is seen. SQLite's BEGIN IMMEDIATE held the
-        lock for the first read already."""
-        if self.dialect != "postgresql":
-            return action
-        again = await self.get_action(action.action_id)
-        assert again is not None, "actions are never deleted"
-        return again
+    async def locked_action(self, action_id: str) -> tuple[Action, Instance] | None:
+        """The action and its instance, the instance locked first and the action read
+        after (see the lock order above): a decision that committed before the lock was
+        granted is seen. None if there is no such action."""
+        query = (
+            _INSTANCE_OF_ACTION_LOCKED
+            if self.dialect == "postgresql"
+            else _INSTANCE_OF_ACTION_SEALED
+        )
+        instance = await self._checked_instance(query, "", {"action_id": action_id})
+        if instance is None:
+            return None
+        action = await self.get_action(action_id)
+        assert action is not None, "actions are never deleted"
+        return action, instance
 
     async def actions_of(self, instance_id: str) -> list[Action]:
         """Every action of an instance as stored, unchecked: for verifying the chain."""
@@ -547,6 +583,17 @@ class Tx:
         return [
             VOTES.of(row) for row in await self.connection.execute(_VOTES, {"action_id": action_id})
         ]
+
+    async def votes_and_request(
+        self, action_id: str, tenant_id: str, request_id: str
+    ) -> tuple[list[Vote], Vote | None]:
+        """votes_for(action_id) and find_vote_by_request(tenant_id, request_id), in one read."""
+        values = {"action_id": action_id, "tenant_id": tenant_id, "request_id": request_id}
+        found = [VOTES.of(row) for row in await self.connection.execute(_VOTES_AND_REQUEST, values)]
+        by_request = [v for v in found if v.tenant_id == tenant_id and v.request_id == request_id]
+        return [v for v in found if v.action_id == action_id], (
+            by_request[0] if by_request else None
+        )
 
     async def find_vote_by_request(self, tenant_id: str, request_id: str) -> Vote | None:
         values = {"tenant_id": tenant_id, "request_id": request_id}
