@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import bindparam, create_engine, event, func, select
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -186,9 +186,10 @@ class Database:
                 for hook in self.before_commit:
                     await hook(tx)
                 committing = self.hub.committing(tx.events, tx.approval_changes)
-                if tx.events and self.dialect == "postgresql":
-                    # One wake-up per transaction for the other replicas, sent at commit.
-                    await tx.connection.execute(
+                if tx.events and isinstance(tx.connection, PostgresUnit):
+                    # One wake-up per transaction for the other replicas, sent at commit
+                    # (with the deferred writes, in one statement).
+                    await tx.connection.defer(
                         _NOTIFY, {"channel": CHANNEL, "payload": payload(committing)}
                     )
         except BaseException:
@@ -321,4 +322,4 @@ class Database:
             await self._pool.close()
 
 
-_NOTIFY = text("SELECT pg_notify(:channel, :payload)")
+_NOTIFY = select(func.pg_notify(bindparam("channel"), bindparam("payload")))

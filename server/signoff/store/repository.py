@@ -250,6 +250,20 @@ class Tx:
         self._sealed_instances: dict[str, Json] = {}
         self._unsealed: dict[str, tuple[int, str]] = {}
 
+    async def _write(
+        self, statement: Any, values: dict[str, Any], check: Callable[[int], None] | None = None
+    ) -> None:
+        """A write whose answer nothing waits for: on PostgreSQL it is deferred and sent
+        with the others as one statement (execution.PostgresUnit.defer); on SQLite, where
+        a statement is a function call, it runs now. `check(rowcount)` runs once it ran."""
+        defer = getattr(self.connection, "defer", None)
+        if defer is not None:
+            await defer(statement, values, check)
+            return
+        result = await self.connection.execute(statement, values)
+        if check is not None:
+            check(result.rowcount)
+
     # -- instances ---------------------------------------------------------------------
 
     async def get_instance(self, instance_id: str, *, lock: bool = False) -> Instance | None:
@@ -288,7 +302,7 @@ class Tx:
         return INSTANCES.of(row) if row else None
 
     async def insert_instance(self, instance: Instance) -> None:
-        await self.connection.execute(_INSERT["instances"], INSTANCES.values(instance))
+        await self._write(_INSERT["instances"], INSTANCES.values(instance))
         self._instances[instance.instance_id] = instance
 
     async def save_instance(self, instance: Instance) -> None:
@@ -298,9 +312,7 @@ class Tx:
             "an instance changes only with an event, appended after the change"
         )
         values = INSTANCES.values(instance, without=_INSTANCE_FIXED)
-        await self.connection.execute(
-            _SAVE_INSTANCE, {"match_instance": instance.instance_id, **values}
-        )
+        await self._write(_SAVE_INSTANCE, {"match_instance": instance.instance_id, **values})
 
     async def list_instances(
         self, tenant_id: str, state: InstanceState | None, before_seq: int | None, limit: int
@@ -366,7 +378,7 @@ class Tx:
         return event
 
     async def insert_event(self, event: Event) -> None:
-        await self.connection.execute(_INSERT["events"], EVENTS.values(event))
+        await self._write(_INSERT["events"], EVENTS.values(event))
         self.events.append(event)
 
     def _action_seal(self, revision: int, action: Action | None) -> str:
@@ -411,12 +423,14 @@ class Tx:
     async def _next_feed_cursor(self, tenant_id: str) -> int:
         # The upsert locks the tenant's feed row until commit (see schema.approval_feeds).
         cursor: int = (
-            await self.connection.execute(_NEXT_FEED_CURSOR, {"t": tenant_id})
+            await self.connection.execute(
+                _NEXT_FEED_CURSOR, {"t": tenant_id}, touches=frozenset({"approval_feeds"})
+            )
         ).scalar_one()
         return cursor
 
     async def insert_approval_change(self, change: ApprovalChange) -> None:
-        await self.connection.execute(_INSERT["approval_changes"], APPROVAL_CHANGES.values(change))
+        await self._write(_INSERT["approval_changes"], APPROVAL_CHANGES.values(change))
         self.approval_changes.append(change)
 
     async def list_approval_changes(
@@ -481,7 +495,7 @@ class Tx:
     async def insert_action(self, action: Action) -> None:
         """Stores a new action; the next event appended (ACTION_REQUESTED) seals it."""
         self._seal_action(action)
-        await self.connection.execute(_INSERT["actions"], ACTIONS.values(action))
+        await self._write(_INSERT["actions"], ACTIONS.values(action))
 
     async def save_action(self, action: Action, *, expected_state: ActionState) -> None:
         """Writes the action's mutable fields if it is still in expected_state; otherwise
@@ -489,12 +503,11 @@ class Tx:
         appended must be about this action: it seals what was written."""
         self._seal_action(action)
         values = ACTIONS.values(action, without=_ACTION_FIXED)
-        result = await self.connection.execute(
+        await self._write(
             _SAVE_ACTION,
             {"match_action": action.action_id, "match_state": expected_state.value, **values},
+            partial(_one_row, action.action_id),
         )
-        if result.rowcount != 1:
-            raise ConcurrentChange(action.action_id)
 
     async def save_grant(self, action: Action) -> None:
         """Writes a fresh grant of an approved action, with no event: the grant's token
@@ -505,9 +518,7 @@ class Tx:
             grant_sha256=action.grant_sha256,
             grant_expires=action.grant_expires,
         )
-        result = await self.connection.execute(_SAVE_GRANT, values)
-        if result.rowcount != 1:
-            raise ConcurrentChange(action.action_id)
+        await self._write(_SAVE_GRANT, values, partial(_one_row, action.action_id))
 
     async def list_waiting_actions(
         self, tenant_id: str, after_seq: int | None, limit: int, not_party: str = ""
@@ -577,7 +588,7 @@ class Tx:
     # -- votes -------------------------------------------------------------------------------
 
     async def insert_vote(self, vote: Vote) -> None:
-        await self.connection.execute(_INSERT["votes"], VOTES.values(vote))
+        await self._write(_INSERT["votes"], VOTES.values(vote))
 
     async def votes_for(self, action_id: str) -> list[Vote]:
         return [
@@ -603,7 +614,7 @@ class Tx:
     # -- decision records -------------------------------------------------------------------
 
     async def insert_record(self, record: DecisionRecord) -> None:
-        await self.connection.execute(
+        await self._write(
             _INSERT["decision_records"],
             dict(
                 record_id=record.record_id,
@@ -680,7 +691,7 @@ class Tx:
 
     async def insert_step_use(self, use: StepUse) -> None:
         """KeyConflict (at commit, or here) when the step was used already."""
-        await self.connection.execute(_INSERT_STEP_USE, STEP_USES.values(use))
+        await self._write(_INSERT_STEP_USE, STEP_USES.values(use))
 
     async def step_uses(self, instance_id: str) -> list[StepUse]:
         rows = await self.connection.execute(_STEP_USES, {"instance_id": instance_id})
@@ -766,6 +777,12 @@ def _sealed_instance(row: Row) -> tuple[Instance, str]:
         bool(row.beyond),
     )
     return instance, problem
+
+
+def _one_row(action_id: str, rowcount: int) -> None:
+    """The check of a save of an action: another transaction changed it first if not."""
+    if rowcount != 1:
+        raise ConcurrentChange(action_id)
 
 
 def _human_wait(instance: Instance, action: Action, event: Event) -> tracing.HumanWait:
