@@ -247,3 +247,42 @@ def test_a_postgresql_connection_that_broke_while_idle_is_replaced(
             await database.close()
 
     asyncio.run(main())
+
+
+def test_postgresql_defers_writes_until_a_statement_needs_them_or_the_commit(
+    make_database: Callable[[str], str],
+) -> None:
+    require_database("postgresql")
+
+    class Refused(Exception):
+        pass
+
+    def one_row(count: int) -> None:
+        if count != 1:
+            raise Refused(count)
+
+    async def main() -> None:
+        database = await fresh(make_database("postgresql"))
+        try:
+            async with database.write() as tx:
+                start = execution.statements
+                await tx.insert_vote(vote("lead", "req_1"))
+                assert execution.statements == start  # not sent yet
+                await tx.get_instance("ins_none")  # another table: still not sent
+                assert execution.statements == start + 2  # BEGIN and the read
+                assert [v.approver for v in await tx.votes_for("act_1")] == ["lead"]
+                assert execution.statements == start + 4  # the vote, then the read
+            # A write's check runs when it is sent (here at commit): it fails the unit.
+            with pytest.raises(Refused):
+                async with database.write() as tx:
+                    await tx.insert_vote(vote("second", "req_2"))
+                    unit = tx.connection
+                    assert isinstance(unit, execution.PostgresUnit)
+                    missing = votes.update().where(votes.c.request_id == "req_none")
+                    await unit.defer(missing.values(reason="x"), {}, one_row)
+            async with database.read() as tx:
+                assert [v.approver for v in await tx.votes_for("act_1")] == ["lead"]
+        finally:
+            await database.close()
+
+    asyncio.run(main())
