@@ -139,7 +139,6 @@ class _Bind(NamedTuple):
     key: str  # the bindparam's key: what the caller's dict names
     name: str  # its name in the compiled statement
     out: str  # the name the driver gets (escaped), for named paramstyles
-    default: Any  # its own value, or _MISSING
     process: Callable[[Any], Any] | None
 
 
@@ -170,7 +169,6 @@ class Plan:
                 names[name].key,
                 name,
                 escaped.get(name, name),
-                _MISSING,
                 processors.get(name),
             )
             for name in order
@@ -186,23 +184,27 @@ class Plan:
         self.converters: list[Callable[[Any], Any] | None] | None = None
         self.converts = True
 
-    def values(self, params: Mapping[str, Any], extracted: Any) -> Any:
-        """What the driver gets for `params`: a list (positional) or a dict (named)."""
+    def bound(self, params: Mapping[str, Any], extracted: Any) -> tuple[str, Any]:
+        """The SQL and what the driver gets for `params`: a list (positional) or a dict
+        (named). `extracted`: the statement's own bound values (Compiler.plan)."""
         if self.fast:
-            found = []
-            for bind in self.binds:
-                value = params.get(bind.key, _MISSING)
-                if value is _MISSING:
-                    value = params.get(bind.name, _MISSING)
-                    if value is _MISSING:
-                        raise KeyError(f"no value for bind parameter {bind.key!r}")
-                found.append(bind.process(value) if bind.process else value)
-            if self.positional:
-                return found
-            return {bind.out: value for bind, value in zip(self.binds, found, strict=True)}
-        return self._values_slowly(params, extracted)
+            return self.sql, self._values(params)
+        return self._bound_slowly(params, extracted)
 
-    def _values_slowly(self, params: Mapping[str, Any], extracted: Any) -> Any:
+    def _values(self, params: Mapping[str, Any]) -> Any:
+        found = []
+        for bind in self.binds:
+            value = params.get(bind.key, _MISSING)
+            if value is _MISSING:
+                value = params.get(bind.name, _MISSING)
+                if value is _MISSING:
+                    raise KeyError(f"no value for bind parameter {bind.key!r}")
+            found.append(bind.process(value) if bind.process else value)
+        if self.positional:
+            return found
+        return {bind.out: value for bind, value in zip(self.binds, found, strict=True)}
+
+    def _bound_slowly(self, params: Mapping[str, Any], extracted: Any) -> tuple[str, Any]:
         """As SQLAlchemy's default execution context does (engine/default.py)."""
         compiled = self.compiled
         constructed = compiled.construct_params(
@@ -323,14 +325,6 @@ def _tables_of(statement: ClauseElement) -> frozenset[str] | None:
     return frozenset(x.name for x in visitors.iterate(statement) if isinstance(x, Table))
 
 
-def _bound(plan: Plan, params: Mapping[str, Any], extracted: Any) -> tuple[str, Any]:
-    values = plan.values(params, extracted)
-    if plan.fast:
-        return plan.sql, values
-    sql, values = values
-    return sql, values
-
-
 # -- SQLite -----------------------------------------------------------------------------------
 
 SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON")
@@ -378,11 +372,11 @@ class SQLiteConnection:
         statements += 1
         if isinstance(params, Sequence):  # executemany
             plan, extracted = self.compiler.plan(statement, params[0])
-            bound = [_bound(plan, p, extracted) for p in params]
+            bound = [plan.bound(p, extracted) for p in params]
             cursor = self.raw.executemany(bound[0][0], [values for _, values in bound])
             return Result([], cursor.rowcount)
         plan, extracted = self.compiler.plan(statement, params or {})
-        sql, values = _bound(plan, params or {}, extracted)
+        sql, values = plan.bound(params or {}, extracted)
         cursor = self.raw.execute(sql, values)
         description = cursor.description
         raw = cursor.fetchall() if description else []
@@ -598,7 +592,7 @@ class PostgresUnit:
         first statement that touches a table one of them writes, or at commit.
         `check(rowcount)` runs then (it raises if the write did not do what it should)."""
         plan, extracted = self.compiler.plan(statement, params)
-        sql, values = _bound(plan, params, extracted)
+        sql, values = plan.bound(params, extracted)
         if self._deferred and (plan.tables is None or plan.tables & self._deferred_tables):
             # The clauses of one statement share a snapshot: a write would not see another
             # to the same table (an UPDATE of a row inserted before it), so those go first.
@@ -646,10 +640,10 @@ class PostgresUnit:
                 await self.flush()
         if isinstance(params, Sequence):
             plan, extracted = self.compiler.plan(statement, params[0])
-            bound = [_bound(plan, p, extracted) for p in params]
+            bound = [plan.bound(p, extracted) for p in params]
             return await self._send(bound[0][0], [values for _, values in bound], many=True)
         plan, extracted = self.compiler.plan(statement, params or {})
-        sql, values = _bound(plan, params or {}, extracted)
+        sql, values = plan.bound(params or {}, extracted)
         return await self._send(sql, values or None, plan=plan)
 
     async def _send(
