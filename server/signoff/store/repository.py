@@ -96,12 +96,17 @@ def _later_event(table: Any, revision: Any, *more: Any) -> Any:
     )
 
 
+# Also whether the instance has a submitted plan, so that a call on an instance without
+# any (most) need not read its plans. A plan is inserted under the instance's lock with an
+# event, so a lock that waited for it sees the instance ahead of the event it joined, and
+# reads all of this again (_checked_instance).
 _SEALED_INSTANCES = select(
     instances,
     _head.c.hash.label("head_hash"),
     _head.c.instance_state.label("head_state"),
     _head.c.instance_seal.label("head_seal"),
     _later_event(instances, instances.c.revision).label("beyond"),
+    exists().where(plans.c.instance_id == instances.c.instance_id).label("has_plans"),
 ).select_from(_event_at(instances, _head, instances.c.revision))
 _INSTANCE_SEALED = _SEALED_INSTANCES.where(instances.c.instance_id == bindparam("instance_id"))
 # Serializes every change to one instance, so revisions follow commit order (PostgreSQL;
@@ -249,6 +254,8 @@ class Tx:
         self._instances: dict[str, Instance] = {}
         self._sealed_instances: dict[str, Json] = {}
         self._unsealed: dict[str, tuple[int, str]] = {}
+        # Instances read with their seal (and lock) that had no plan then.
+        self._planless: set[str] = set()
 
     async def _write(
         self, statement: Any, values: dict[str, Any], check: Callable[[int], None] | None = None
@@ -291,6 +298,8 @@ class Tx:
             instance, problem = _sealed_instance(row)
         if problem:
             raise StateTampered("instance", instance.instance_id, instance.instance_id, problem)
+        if not row.has_plans:
+            self._planless.add(instance.instance_id)
         self._instances[instance.instance_id] = instance
         return instance
 
@@ -670,6 +679,7 @@ class Tx:
     # -- plans ---------------------------------------------------------------------------
 
     async def insert_plan(self, plan: SubmittedPlan) -> None:
+        self._planless.discard(plan.instance_id)
         await self.connection.execute(_INSERT_PLAN, PLANS.values(plan))
 
     async def get_plan(self, instance_id: str, plan_id: str) -> SubmittedPlan | None:
@@ -679,6 +689,8 @@ class Tx:
 
     async def plans_of(self, instance_id: str) -> list[SubmittedPlan]:
         """The instance's submitted plans, in the order they were submitted."""
+        if instance_id in self._planless:
+            return []  # it had none when it was locked, and plans are added under the lock
         rows = await self.connection.execute(_PLANS_OF, {"instance_id": instance_id})
         return [PLANS.of(row) for row in rows]
 
