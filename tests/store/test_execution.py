@@ -13,6 +13,7 @@ import psycopg
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from signoff.domain.errors import ErrorReason, Unavailable
 from signoff.domain.models import Vote
@@ -282,6 +283,25 @@ def test_postgresql_defers_writes_until_a_statement_needs_them_or_the_commit(
                     await unit.defer(missing.values(reason="x"), {}, one_row)
             async with database.read() as tx:
                 assert [v.approver for v in await tx.votes_for("act_1")] == ["lead"]
+        finally:
+            await database.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("kind", DATABASE_KINDS)
+def test_any_other_driver_error_reaches_callers_as_sqlalchemy_wraps_it(
+    kind: str, make_database: Callable[[str], str]
+) -> None:
+    async def main() -> None:
+        database = await fresh(make_database(kind))
+        try:
+            with pytest.raises(DBAPIError) as raised:
+                async with database.read() as tx:
+                    await tx.connection.execute(text("SELECT * FROM missing_table"))
+            assert isinstance(raised.value.orig, (sqlite3.Error, psycopg.Error))
+            async with database.read() as tx:  # the connection is still good
+                assert (await tx.connection.execute(text("SELECT 1"))).scalar() == 1
         finally:
             await database.close()
 
