@@ -13,6 +13,7 @@ import psycopg
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from signoff.domain.errors import ErrorReason, Unavailable
 from signoff.domain.models import Vote
@@ -243,6 +244,64 @@ def test_a_postgresql_connection_that_broke_while_idle_is_replaced(
                 await tx.insert_vote(vote("second", "req_2"))
             async with database.read() as tx:
                 assert len(await tx.votes_for("act_1")) == 2
+        finally:
+            await database.close()
+
+    asyncio.run(main())
+
+
+def test_postgresql_defers_writes_until_a_statement_needs_them_or_the_commit(
+    make_database: Callable[[str], str],
+) -> None:
+    require_database("postgresql")
+
+    class Refused(Exception):
+        pass
+
+    def one_row(count: int) -> None:
+        if count != 1:
+            raise Refused(count)
+
+    async def main() -> None:
+        database = await fresh(make_database("postgresql"))
+        try:
+            async with database.write() as tx:
+                start = execution.statements
+                await tx.insert_vote(vote("lead", "req_1"))
+                assert execution.statements == start  # not sent yet
+                await tx.get_instance("ins_none")  # another table: still not sent
+                assert execution.statements == start + 2  # BEGIN and the read
+                assert [v.approver for v in await tx.votes_for("act_1")] == ["lead"]
+                assert execution.statements == start + 4  # the vote, then the read
+            # A write's check runs when it is sent (here at commit): it fails the unit.
+            with pytest.raises(Refused):
+                async with database.write() as tx:
+                    await tx.insert_vote(vote("second", "req_2"))
+                    unit = tx.connection
+                    assert isinstance(unit, execution.PostgresUnit)
+                    missing = votes.update().where(votes.c.request_id == "req_none")
+                    await unit.defer(missing.values(reason="x"), {}, one_row)
+            async with database.read() as tx:
+                assert [v.approver for v in await tx.votes_for("act_1")] == ["lead"]
+        finally:
+            await database.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("kind", DATABASE_KINDS)
+def test_any_other_driver_error_reaches_callers_as_sqlalchemy_wraps_it(
+    kind: str, make_database: Callable[[str], str]
+) -> None:
+    async def main() -> None:
+        database = await fresh(make_database(kind))
+        try:
+            with pytest.raises(DBAPIError) as raised:
+                async with database.read() as tx:
+                    await tx.connection.execute(text("SELECT * FROM missing_table"))
+            assert isinstance(raised.value.orig, (sqlite3.Error, psycopg.Error))
+            async with database.read() as tx:  # the connection is still good
+                assert (await tx.connection.execute(text("SELECT 1"))).scalar() == 1
         finally:
             await database.close()
 

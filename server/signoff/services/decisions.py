@@ -281,13 +281,13 @@ def _as_proposed(action: Action, proposal: ProposedAction, proposal_sha256: str)
 
 
 async def _locked_action(tx: Repository, action_id: str, who: Principal) -> tuple[Action, Instance]:
-    """The action and its instance, read under the instance lock, so a concurrent
-    decision that committed first is seen. Another tenant's action is not found."""
-    found = await tx.get_action(action_id)
-    if found is None or not who.sees(found.tenant_id):
+    """The action and its instance, the action read under the instance lock, so a
+    concurrent decision that committed first is seen. Another tenant's action is not
+    found."""
+    found = await tx.locked_action(action_id)
+    if found is None or not who.sees(found[0].tenant_id):
         raise NotFound("action", action_id)
-    instance = await locked_instance(tx, found.instance_id, who)
-    return await tx.reread_under_lock(found), instance
+    return found
 
 
 def _winning_verdict(action: Action) -> Verdict:
@@ -359,7 +359,7 @@ async def submit_decision(
         async with ctx.db.write() as tx:
             action, instance = await _locked_action(tx, action_id, who)
             # Under the lock, so a retry racing its own first attempt still gets its answer.
-            prior = await tx.find_vote_by_request(action.tenant_id, request_id)
+            earlier, prior = await tx.votes_and_request(action_id, action.tenant_id, request_id)
             if prior is not None:
                 if prior.request_sha256 != request_digest:
                     raise IdempotencyKeyReused("request_id", "decision")
@@ -383,7 +383,6 @@ async def submit_decision(
                     metadata={"action_sha256": action.action_sha256},
                 )
             eligible = _check_voter(ctx, instance, action, who)
-            earlier = await tx.votes_for(action_id)
             if any(v.approver == approver for v in earlier):
                 raise FailedPrecondition(
                     ErrorReason.ALREADY_VOTED,

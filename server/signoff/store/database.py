@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import bindparam, create_engine, event, func, select
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -186,9 +186,10 @@ class Database:
                 for hook in self.before_commit:
                     await hook(tx)
                 committing = self.hub.committing(tx.events, tx.approval_changes)
-                if tx.events and self.dialect == "postgresql":
-                    # One wake-up per transaction for the other replicas, sent at commit.
-                    await tx.connection.execute(
+                if tx.events and isinstance(tx.connection, PostgresUnit):
+                    # One wake-up per transaction for the other replicas, sent at commit
+                    # (with the deferred writes, in one statement).
+                    await tx.connection.defer(
                         _NOTIFY, {"channel": CHANNEL, "payload": payload(committing)}
                     )
         except BaseException:
@@ -275,17 +276,31 @@ class Database:
     @asynccontextmanager
     async def _unavailable(self) -> AsyncIterator[None]:
         """Turns "the database cannot be reached" into Unavailable (without its traceback),
-        and a unique key taken by another transaction into KeyConflict."""
+        and a unique key taken by another transaction into KeyConflict. Any other error of
+        the driver reaches callers as SQLAlchemy's wrapping of it (DBAPIError, as when an
+        engine ran the statements), and so does the cause of an Unavailable."""
+        failure: BaseException | None = None
         try:
             yield
         except (sqlite3.IntegrityError, psycopg.IntegrityError) as error:
             raise KeyConflict(str(error)) from error
         except IntegrityError as error:
             raise KeyConflict(str(error.orig)) from error
-        except (sqlite3.Error, psycopg.Error, DBAPIError) as error:
+        except DBAPIError as error:
             if not unreachable(error):
                 raise
             raise self.outage.failed(error) from None
+        except (sqlite3.Error, psycopg.Error) as error:
+            failure = error
+        if failure is None:
+            return
+        base = sqlite3.Error if isinstance(failure, sqlite3.Error) else psycopg.Error
+        wrapped = DBAPIError.instance(None, None, failure, base, hide_parameters=True)  # type: ignore[arg-type]
+        if not unreachable(failure):
+            raise wrapped from failure
+        unavailable = self.outage.failed(failure)
+        unavailable.__context__ = wrapped  # what the CLI quotes (cli._on_database)
+        raise unavailable from None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -321,4 +336,4 @@ class Database:
             await self._pool.close()
 
 
-_NOTIFY = text("SELECT pg_notify(:channel, :payload)")
+_NOTIFY = select(func.pg_notify(bindparam("channel"), bindparam("payload")))

@@ -21,6 +21,7 @@ SQLAlchemy's Result API that signoff uses.
 
 import asyncio
 import collections
+import re
 import sqlite3
 import time
 import weakref
@@ -29,8 +30,9 @@ from typing import Any, ClassVar, NamedTuple, Protocol
 
 import psycopg
 from psycopg.pq import TransactionStatus
+from sqlalchemy import Table
 from sqlalchemy.engine import Dialect
-from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql import ClauseElement, TextClause, visitors
 
 # How many statements (BEGIN and COMMIT included) this process has sent to its database:
 # bench and tests read it to count the statements of a call.
@@ -49,6 +51,8 @@ class Connection(Protocol):
         self,
         statement: ClauseElement,
         params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+        *,
+        touches: frozenset[str] | None = None,
     ) -> "Result": ...
 
 
@@ -135,15 +139,16 @@ class _Bind(NamedTuple):
     key: str  # the bindparam's key: what the caller's dict names
     name: str  # its name in the compiled statement
     out: str  # the name the driver gets (escaped), for named paramstyles
-    default: Any  # its own value, or _MISSING
     process: Callable[[Any], Any] | None
 
 
 class Plan:
     """One statement compiled for one dialect and one set of parameter names."""
 
-    def __init__(self, compiled: Any, dialect: Dialect) -> None:
+    def __init__(self, compiled: Any, dialect: Dialect, tables: frozenset[str] | None) -> None:
         self.compiled = compiled
+        # The tables the statement reads or writes (None: not known, as for text()).
+        self.tables = tables
         self.sql: str = compiled.string
         self.positional: bool = compiled.positional
         assert not (compiled.insert_prefetch or compiled.update_prefetch), (
@@ -164,7 +169,6 @@ class Plan:
                 names[name].key,
                 name,
                 escaped.get(name, name),
-                _MISSING,
                 processors.get(name),
             )
             for name in order
@@ -180,23 +184,27 @@ class Plan:
         self.converters: list[Callable[[Any], Any] | None] | None = None
         self.converts = True
 
-    def values(self, params: Mapping[str, Any], extracted: Any) -> Any:
-        """What the driver gets for `params`: a list (positional) or a dict (named)."""
+    def bound(self, params: Mapping[str, Any], extracted: Any) -> tuple[str, Any]:
+        """The SQL and what the driver gets for `params`: a list (positional) or a dict
+        (named). `extracted`: the statement's own bound values (Compiler.plan)."""
         if self.fast:
-            found = []
-            for bind in self.binds:
-                value = params.get(bind.key, _MISSING)
-                if value is _MISSING:
-                    value = params.get(bind.name, _MISSING)
-                    if value is _MISSING:
-                        raise KeyError(f"no value for bind parameter {bind.key!r}")
-                found.append(bind.process(value) if bind.process else value)
-            if self.positional:
-                return found
-            return {bind.out: value for bind, value in zip(self.binds, found, strict=True)}
-        return self._values_slowly(params, extracted)
+            return self.sql, self._values(params)
+        return self._bound_slowly(params, extracted)
 
-    def _values_slowly(self, params: Mapping[str, Any], extracted: Any) -> Any:
+    def _values(self, params: Mapping[str, Any]) -> Any:
+        found = []
+        for bind in self.binds:
+            value = params.get(bind.key, _MISSING)
+            if value is _MISSING:
+                value = params.get(bind.name, _MISSING)
+                if value is _MISSING:
+                    raise KeyError(f"no value for bind parameter {bind.key!r}")
+            found.append(bind.process(value) if bind.process else value)
+        if self.positional:
+            return found
+        return {bind.out: value for bind, value in zip(self.binds, found, strict=True)}
+
+    def _bound_slowly(self, params: Mapping[str, Any], extracted: Any) -> tuple[str, Any]:
         """As SQLAlchemy's default execution context does (engine/default.py)."""
         compiled = self.compiled
         constructed = compiled.construct_params(
@@ -308,15 +316,13 @@ class Compiler:
         compiled = statement._compiler(  # type: ignore[attr-defined]
             self.dialect, cache_key=cache_key, column_keys=list(names), for_executemany=False
         )
-        return Plan(compiled, self.dialect)
+        return Plan(compiled, self.dialect, _tables_of(statement))
 
 
-def _bound(plan: Plan, params: Mapping[str, Any], extracted: Any) -> tuple[str, Any]:
-    values = plan.values(params, extracted)
-    if plan.fast:
-        return plan.sql, values
-    sql, values = values
-    return sql, values
+def _tables_of(statement: ClauseElement) -> frozenset[str] | None:
+    if isinstance(statement, TextClause):
+        return None
+    return frozenset(x.name for x in visitors.iterate(statement) if isinstance(x, Table))
 
 
 # -- SQLite -----------------------------------------------------------------------------------
@@ -352,6 +358,8 @@ class SQLiteConnection:
         self,
         statement: ClauseElement,
         params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+        *,
+        touches: frozenset[str] | None = None,
     ) -> Result:
         return self.run(statement, params)
 
@@ -364,11 +372,11 @@ class SQLiteConnection:
         statements += 1
         if isinstance(params, Sequence):  # executemany
             plan, extracted = self.compiler.plan(statement, params[0])
-            bound = [_bound(plan, p, extracted) for p in params]
+            bound = [plan.bound(p, extracted) for p in params]
             cursor = self.raw.executemany(bound[0][0], [values for _, values in bound])
             return Result([], cursor.rowcount)
         plan, extracted = self.compiler.plan(statement, params or {})
-        sql, values = _bound(plan, params or {}, extracted)
+        sql, values = plan.bound(params or {}, extracted)
         cursor = self.raw.execute(sql, values)
         description = cursor.description
         raw = cursor.fetchall() if description else []
@@ -517,6 +525,41 @@ class PostgresPool:
         await self.forget_idle()
 
 
+class _Deferred(NamedTuple):
+    sql: str
+    values: Any
+    check: Callable[[int], None] | None
+
+
+_PLACEHOLDER = re.compile(r"%\(([^)]+)\)s")
+_combined_sql: dict[tuple[str, ...], str] = {}
+
+
+def _combined(deferred: list[_Deferred]) -> tuple[str, dict[str, Any]]:
+    """One statement for several: each a WITH clause (its bind names prefixed by its
+    place), and a SELECT of how many rows each wrote (a clause that is a plain SELECT runs
+    only when referenced: this references every one)."""
+    shape = tuple(write.sql for write in deferred)
+    sql = _combined_sql.get(shape)
+    if sql is None:
+        clauses = []
+        for i, write in enumerate(deferred):
+            body = _PLACEHOLDER.sub(f"%(w{i}_\\1)s", write.sql)
+            # (An INSERT may return its new key already: SQLAlchemy's implicit returning.)
+            if not body.lstrip().upper().startswith("SELECT") and " RETURNING " not in body:
+                body += " RETURNING 1"
+            clauses.append(f"w{i} AS ({body})")
+        counts = ", ".join(f"(SELECT count(*) FROM w{i})" for i in range(len(deferred)))
+        sql = f"WITH {', '.join(clauses)} SELECT {counts}"
+        if len(_combined_sql) < 1000:
+            _combined_sql[shape] = sql
+    values: dict[str, Any] = {}
+    for i, write in enumerate(deferred):
+        for name, value in (write.values or {}).items():
+            values[f"w{i}_{name}"] = value
+    return sql, values
+
+
 class PostgresUnit:
     """One unit of work on one pooled connection: a transaction (BEGIN sent with the first
     statement), or with `transaction=False` statements each committed on its own (reads:
@@ -534,18 +577,73 @@ class PostgresUnit:
         # connection cannot be replaced without running the unit of work again.
         self.answered = False
         self.reuse = True
+        # Writes whose answer nobody waits for, sent together (see defer).
+        self._deferred: list[_Deferred] = []
+        self._deferred_tables: set[str] = set()
+
+    async def defer(
+        self,
+        statement: ClauseElement,
+        params: Mapping[str, Any],
+        check: Callable[[int], None] | None = None,
+    ) -> None:
+        """A write (or a SELECT of a function, pg_notify) sent later, with the other
+        deferred ones as the data-modifying WITH clauses of one statement: before the
+        first statement that touches a table one of them writes, or at commit.
+        `check(rowcount)` runs then (it raises if the write did not do what it should)."""
+        plan, extracted = self.compiler.plan(statement, params)
+        sql, values = plan.bound(params, extracted)
+        if self._deferred and (plan.tables is None or plan.tables & self._deferred_tables):
+            # The clauses of one statement share a snapshot: a write would not see another
+            # to the same table (an UPDATE of a row inserted before it), so those go first.
+            await self.flush()
+        self._deferred.append(_Deferred(sql, values, check))
+        self._deferred_tables.update(plan.tables or ())
+
+    async def flush(self) -> None:
+        """Sends the deferred writes, as one statement."""
+        deferred, self._deferred = self._deferred, []
+        self._deferred_tables = set()
+        if not deferred:
+            return
+        if len(deferred) == 1:
+            only = deferred[0]
+            result = await self._send(only.sql, only.values or None)
+            if only.check is not None:
+                only.check(result.rowcount)
+            return
+        sql, values = _combined(deferred)
+        result = await self._send(sql, values)
+        counts = result.one()
+        for write, count in zip(deferred, counts, strict=True):
+            if write.check is not None:
+                write.check(count)
 
     async def execute(
         self,
         statement: ClauseElement,
         params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+        *,
+        touches: frozenset[str] | None = None,
     ) -> Result:
+        """Runs a statement now. `touches` names the tables a text() statement reads or
+        writes, so that deferred writes to others need not go first."""
+        if self._deferred:
+            plan_tables = (
+                touches
+                if touches is not None
+                else self.compiler.plan(
+                    statement, params[0] if isinstance(params, Sequence) else params or {}
+                )[0].tables
+            )
+            if plan_tables is None or plan_tables & self._deferred_tables:
+                await self.flush()
         if isinstance(params, Sequence):
             plan, extracted = self.compiler.plan(statement, params[0])
-            bound = [_bound(plan, p, extracted) for p in params]
+            bound = [plan.bound(p, extracted) for p in params]
             return await self._send(bound[0][0], [values for _, values in bound], many=True)
         plan, extracted = self.compiler.plan(statement, params or {})
-        sql, values = _bound(plan, params or {}, extracted)
+        sql, values = plan.bound(params or {}, extracted)
         return await self._send(sql, values or None, plan=plan)
 
     async def _send(
@@ -591,11 +689,18 @@ class PostgresUnit:
             # unknown, so it is closed rather than reused (closing rolls back).
             self.reuse = False
             raise
-        rows = (plan.rows(raw, description) if plan else []) if raw else []
+        if not raw:
+            rows: list[Row] = []
+        elif plan is not None:
+            rows = plan.rows(raw, description)
+        else:
+            row_type = _described(tuple(column[0] for column in description or ()))
+            rows = [row_type(row) for row in raw]
         return Result(rows, cursor.rowcount)
 
     async def commit(self) -> None:
         global statements
+        await self.flush()
         if self.began:
             assert self.raw is not None
             self.answered = True  # whatever happens now, the commit may have happened

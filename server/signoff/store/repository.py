@@ -7,7 +7,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, insert, select, text, update
+from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, text, update
 
 from signoff.domain import trail
 from signoff.domain.chain import (
@@ -96,21 +96,40 @@ def _later_event(table: Any, revision: Any, *more: Any) -> Any:
     )
 
 
-_INSTANCE_SEALED = (
-    select(
-        instances,
-        _head.c.hash.label("head_hash"),
-        _head.c.instance_state.label("head_state"),
-        _head.c.instance_seal.label("head_seal"),
-        _later_event(instances, instances.c.revision).label("beyond"),
-    )
-    .select_from(_event_at(instances, _head, instances.c.revision))
-    .where(instances.c.instance_id == bindparam("instance_id"))
-)
+# Also whether the instance has a submitted plan, so that a call on an instance without
+# any (most) need not read its plans. A plan is inserted under the instance's lock with an
+# event, so a lock that waited for it sees the instance ahead of the event it joined, and
+# reads all of this again (_checked_instance).
+_SEALED_INSTANCES = select(
+    instances,
+    _head.c.hash.label("head_hash"),
+    _head.c.instance_state.label("head_state"),
+    _head.c.instance_seal.label("head_seal"),
+    _later_event(instances, instances.c.revision).label("beyond"),
+    exists().where(plans.c.instance_id == instances.c.instance_id).label("has_plans"),
+).select_from(_event_at(instances, _head, instances.c.revision))
+_INSTANCE_SEALED = _SEALED_INSTANCES.where(instances.c.instance_id == bindparam("instance_id"))
 # Serializes every change to one instance, so revisions follow commit order (PostgreSQL;
 # SQLite serializes all writers with BEGIN IMMEDIATE).
+#
+# Lock order: a transaction locks the instance first, and only then reads (and writes) its
+# actions. No writer locks an action row before its instance (an UPDATE of an action takes
+# that row's lock, but always under its instance's lock), so two transactions never wait
+# for each other in opposite orders.
 _INSTANCE_LOCKED = _INSTANCE_SEALED.with_for_update(of=instances)
+# The instance of an action, found by the action's id (which never changes instance), to
+# lock it before the action is read: the read that follows sees every decision that
+# committed before the lock was granted, so the action is read once.
+_INSTANCE_OF_ACTION_SEALED = _SEALED_INSTANCES.where(
+    instances.c.instance_id
+    == select(actions.c.instance_id)
+    .where(actions.c.action_id == bindparam("action_id"))
+    .scalar_subquery()
+)
+_INSTANCE_OF_ACTION_LOCKED = _INSTANCE_OF_ACTION_SEALED.with_for_update(of=instances)
+
 _INSTANCE_TRY_LOCK = _INSTANCE_SEALED.with_for_update(of=instances, skip_locked=True)
+_LOCKING = (_INSTANCE_LOCKED, _INSTANCE_TRY_LOCK, _INSTANCE_OF_ACTION_LOCKED)
 _SAVE_INSTANCE = update(instances).where(instances.c.instance_id == bindparam("match_instance"))
 # Actions with the event that last changed them (and whether a later one names them), read
 # in the same statement: see _checked_action.
@@ -150,6 +169,20 @@ _EVENTS_AFTER = (
     .limit(bindparam("limit"))
 )
 _VOTES = select(votes).where(votes.c.action_id == bindparam("action_id")).order_by(votes.c.seq)
+# The votes on an action and the vote of a request (on whichever action), in one read.
+_VOTES_AND_REQUEST = (
+    select(votes)
+    .where(
+        or_(
+            votes.c.action_id == bindparam("action_id"),
+            and_(
+                votes.c.tenant_id == bindparam("tenant_id"),
+                votes.c.request_id == bindparam("request_id"),
+            ),
+        )
+    )
+    .order_by(votes.c.seq)
+)
 _VOTE_BY_REQUEST = select(votes).where(
     votes.c.tenant_id == bindparam("tenant_id"), votes.c.request_id == bindparam("request_id")
 )
@@ -221,6 +254,22 @@ class Tx:
         self._instances: dict[str, Instance] = {}
         self._sealed_instances: dict[str, Json] = {}
         self._unsealed: dict[str, tuple[int, str]] = {}
+        # Instances read with their seal (and lock) that had no plan then.
+        self._planless: set[str] = set()
+
+    async def _write(
+        self, statement: Any, values: dict[str, Any], check: Callable[[int], None] | None = None
+    ) -> None:
+        """A write whose answer nothing waits for: on PostgreSQL it is deferred and sent
+        with the others as one statement (execution.PostgresUnit.defer); on SQLite, where
+        a statement is a function call, it runs now. `check(rowcount)` runs once it ran."""
+        defer = getattr(self.connection, "defer", None)
+        if defer is not None:
+            await defer(statement, values, check)
+            return
+        result = await self.connection.execute(statement, values)
+        if check is not None:
+            check(result.rowcount)
 
     # -- instances ---------------------------------------------------------------------
 
@@ -233,20 +282,24 @@ class Tx:
         query = _INSTANCE_LOCKED if self.dialect == "postgresql" else _INSTANCE_SEALED
         return await self._checked_instance(query, instance_id)
 
-    async def _checked_instance(self, query: Any, instance_id: str) -> Instance | None:
-        values = {"instance_id": instance_id}
-        row = (await self.connection.execute(query, values)).first()
+    async def _checked_instance(
+        self, query: Any, instance_id: str, values: dict[str, str] | None = None
+    ) -> Instance | None:
+        row = (await self.connection.execute(query, values or {"instance_id": instance_id})).first()
         if row is None:
             return None
         instance, problem = _sealed_instance(row)
-        if problem and query is not _INSTANCE_SEALED:
+        if problem and any(query is locking for locking in _LOCKING):
             # PostgreSQL: when a write commits while this statement waits for the lock, the
             # statement sees that write's instance row but not its event. Read both again,
             # now that the lock is held.
-            row = (await self.connection.execute(_INSTANCE_SEALED, values)).one()
+            again = {"instance_id": instance.instance_id}
+            row = (await self.connection.execute(_INSTANCE_SEALED, again)).one()
             instance, problem = _sealed_instance(row)
         if problem:
-            raise StateTampered("instance", instance_id, instance_id, problem)
+            raise StateTampered("instance", instance.instance_id, instance.instance_id, problem)
+        if not row.has_plans:
+            self._planless.add(instance.instance_id)
         self._instances[instance.instance_id] = instance
         return instance
 
@@ -258,7 +311,7 @@ class Tx:
         return INSTANCES.of(row) if row else None
 
     async def insert_instance(self, instance: Instance) -> None:
-        await self.connection.execute(_INSERT["instances"], INSTANCES.values(instance))
+        await self._write(_INSERT["instances"], INSTANCES.values(instance))
         self._instances[instance.instance_id] = instance
 
     async def save_instance(self, instance: Instance) -> None:
@@ -268,9 +321,7 @@ class Tx:
             "an instance changes only with an event, appended after the change"
         )
         values = INSTANCES.values(instance, without=_INSTANCE_FIXED)
-        await self.connection.execute(
-            _SAVE_INSTANCE, {"match_instance": instance.instance_id, **values}
-        )
+        await self._write(_SAVE_INSTANCE, {"match_instance": instance.instance_id, **values})
 
     async def list_instances(
         self, tenant_id: str, state: InstanceState | None, before_seq: int | None, limit: int
@@ -336,7 +387,7 @@ class Tx:
         return event
 
     async def insert_event(self, event: Event) -> None:
-        await self.connection.execute(_INSERT["events"], EVENTS.values(event))
+        await self._write(_INSERT["events"], EVENTS.values(event))
         self.events.append(event)
 
     def _action_seal(self, revision: int, action: Action | None) -> str:
@@ -381,12 +432,14 @@ class Tx:
     async def _next_feed_cursor(self, tenant_id: str) -> int:
         # The upsert locks the tenant's feed row until commit (see schema.approval_feeds).
         cursor: int = (
-            await self.connection.execute(_NEXT_FEED_CURSOR, {"t": tenant_id})
+            await self.connection.execute(
+                _NEXT_FEED_CURSOR, {"t": tenant_id}, touches=frozenset({"approval_feeds"})
+            )
         ).scalar_one()
         return cursor
 
     async def insert_approval_change(self, change: ApprovalChange) -> None:
-        await self.connection.execute(_INSERT["approval_changes"], APPROVAL_CHANGES.values(change))
+        await self._write(_INSERT["approval_changes"], APPROVAL_CHANGES.values(change))
         self.approval_changes.append(change)
 
     async def list_approval_changes(
@@ -420,15 +473,21 @@ class Tx:
         row = (await self.connection.execute(_ACTION_BY_CALL, values)).first()
         return self._checked_action(row) if row else None
 
-    async def reread_under_lock(self, action: Action) -> Action:
-        """The action as it is now that its instance is locked: a decision that committed
-        between the first read and the lock is seen. SQLite's BEGIN IMMEDIATE held the
-        lock for the first read already."""
-        if self.dialect != "postgresql":
-            return action
-        again = await self.get_action(action.action_id)
-        assert again is not None, "actions are never deleted"
-        return again
+    async def locked_action(self, action_id: str) -> tuple[Action, Instance] | None:
+        """The action and its instance, the instance locked first and the action read
+        after (see the lock order above): a decision that committed before the lock was
+        granted is seen. None if there is no such action."""
+        query = (
+            _INSTANCE_OF_ACTION_LOCKED
+            if self.dialect == "postgresql"
+            else _INSTANCE_OF_ACTION_SEALED
+        )
+        instance = await self._checked_instance(query, "", {"action_id": action_id})
+        if instance is None:
+            return None
+        action = await self.get_action(action_id)
+        assert action is not None, "actions are never deleted"
+        return action, instance
 
     async def actions_of(self, instance_id: str) -> list[Action]:
         """Every action of an instance as stored, unchecked: for verifying the chain."""
@@ -445,7 +504,7 @@ class Tx:
     async def insert_action(self, action: Action) -> None:
         """Stores a new action; the next event appended (ACTION_REQUESTED) seals it."""
         self._seal_action(action)
-        await self.connection.execute(_INSERT["actions"], ACTIONS.values(action))
+        await self._write(_INSERT["actions"], ACTIONS.values(action))
 
     async def save_action(self, action: Action, *, expected_state: ActionState) -> None:
         """Writes the action's mutable fields if it is still in expected_state; otherwise
@@ -453,12 +512,11 @@ class Tx:
         appended must be about this action: it seals what was written."""
         self._seal_action(action)
         values = ACTIONS.values(action, without=_ACTION_FIXED)
-        result = await self.connection.execute(
+        await self._write(
             _SAVE_ACTION,
             {"match_action": action.action_id, "match_state": expected_state.value, **values},
+            partial(_one_row, action.action_id),
         )
-        if result.rowcount != 1:
-            raise ConcurrentChange(action.action_id)
 
     async def save_grant(self, action: Action) -> None:
         """Writes a fresh grant of an approved action, with no event: the grant's token
@@ -469,9 +527,7 @@ class Tx:
             grant_sha256=action.grant_sha256,
             grant_expires=action.grant_expires,
         )
-        result = await self.connection.execute(_SAVE_GRANT, values)
-        if result.rowcount != 1:
-            raise ConcurrentChange(action.action_id)
+        await self._write(_SAVE_GRANT, values, partial(_one_row, action.action_id))
 
     async def list_waiting_actions(
         self, tenant_id: str, after_seq: int | None, limit: int, not_party: str = ""
@@ -541,12 +597,23 @@ class Tx:
     # -- votes -------------------------------------------------------------------------------
 
     async def insert_vote(self, vote: Vote) -> None:
-        await self.connection.execute(_INSERT["votes"], VOTES.values(vote))
+        await self._write(_INSERT["votes"], VOTES.values(vote))
 
     async def votes_for(self, action_id: str) -> list[Vote]:
         return [
             VOTES.of(row) for row in await self.connection.execute(_VOTES, {"action_id": action_id})
         ]
+
+    async def votes_and_request(
+        self, action_id: str, tenant_id: str, request_id: str
+    ) -> tuple[list[Vote], Vote | None]:
+        """votes_for(action_id) and find_vote_by_request(tenant_id, request_id), in one read."""
+        values = {"action_id": action_id, "tenant_id": tenant_id, "request_id": request_id}
+        found = [VOTES.of(row) for row in await self.connection.execute(_VOTES_AND_REQUEST, values)]
+        by_request = [v for v in found if v.tenant_id == tenant_id and v.request_id == request_id]
+        return [v for v in found if v.action_id == action_id], (
+            by_request[0] if by_request else None
+        )
 
     async def find_vote_by_request(self, tenant_id: str, request_id: str) -> Vote | None:
         values = {"tenant_id": tenant_id, "request_id": request_id}
@@ -556,7 +623,7 @@ class Tx:
     # -- decision records -------------------------------------------------------------------
 
     async def insert_record(self, record: DecisionRecord) -> None:
-        await self.connection.execute(
+        await self._write(
             _INSERT["decision_records"],
             dict(
                 record_id=record.record_id,
@@ -612,6 +679,7 @@ class Tx:
     # -- plans ---------------------------------------------------------------------------
 
     async def insert_plan(self, plan: SubmittedPlan) -> None:
+        self._planless.discard(plan.instance_id)
         await self.connection.execute(_INSERT_PLAN, PLANS.values(plan))
 
     async def get_plan(self, instance_id: str, plan_id: str) -> SubmittedPlan | None:
@@ -621,6 +689,8 @@ class Tx:
 
     async def plans_of(self, instance_id: str) -> list[SubmittedPlan]:
         """The instance's submitted plans, in the order they were submitted."""
+        if instance_id in self._planless:
+            return []  # it had none when it was locked, and plans are added under the lock
         rows = await self.connection.execute(_PLANS_OF, {"instance_id": instance_id})
         return [PLANS.of(row) for row in rows]
 
@@ -633,7 +703,7 @@ class Tx:
 
     async def insert_step_use(self, use: StepUse) -> None:
         """KeyConflict (at commit, or here) when the step was used already."""
-        await self.connection.execute(_INSERT_STEP_USE, STEP_USES.values(use))
+        await self._write(_INSERT_STEP_USE, STEP_USES.values(use))
 
     async def step_uses(self, instance_id: str) -> list[StepUse]:
         rows = await self.connection.execute(_STEP_USES, {"instance_id": instance_id})
@@ -719,6 +789,12 @@ def _sealed_instance(row: Row) -> tuple[Instance, str]:
         bool(row.beyond),
     )
     return instance, problem
+
+
+def _one_row(action_id: str, rowcount: int) -> None:
+    """The check of a save of an action: another transaction changed it first if not."""
+    if rowcount != 1:
+        raise ConcurrentChange(action_id)
 
 
 def _human_wait(instance: Instance, action: Action, event: Event) -> tracing.HumanWait:
