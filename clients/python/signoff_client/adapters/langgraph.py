@@ -56,6 +56,8 @@ at once: `gate_tool_call` and `tool_call_wrapper` return without pausing again.
 
 from __future__ import annotations
 
+import asyncio
+import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -279,7 +281,14 @@ async def asubmit_plan(
 # Why spending a grant failed when another resumer of the same pause got there first: ask
 # again, and the answer says whether the call ran (another grant voided ours) or not yet.
 _RACED = (ErrorReason.INVALID_GRANT, ErrorReason.ALREADY_EXECUTED)
-_CLAIM_ATTEMPTS = 5
+_CLAIM_ATTEMPTS = 8
+
+
+def _claim_pause(attempt: int) -> float:
+    """How long a resumer whose grant was voided waits before it asks again: random and
+    growing, so that the resumer holding the newest grant spends it before anyone asks
+    (each ask voids the grants before it) instead of all of them voiding each other."""
+    return random.uniform(0, 0.02 * 2**attempt)
 
 
 def _claim_failed(action_id: str) -> SignoffError:
@@ -316,7 +325,7 @@ def claim_tool_call(
         evidence_refs=evidence_refs,
         config=config,
     )
-    for _ in range(_CLAIM_ATTEMPTS):
+    for attempt in range(_CLAIM_ATTEMPTS):
         if decision.consumed:
             return None
         try:
@@ -325,6 +334,7 @@ def claim_tool_call(
         except SignoffError as error:
             if error.reason not in _RACED:
                 raise
+        time.sleep(_claim_pause(attempt))
         decision = client.request_decision(instance_id, **ask)  # did the other one run it?
     raise _claim_failed(decision.action_id)
 
@@ -350,7 +360,7 @@ async def aclaim_tool_call(
         evidence_refs=evidence_refs,
         config=config,
     )
-    for _ in range(_CLAIM_ATTEMPTS):
+    for attempt in range(_CLAIM_ATTEMPTS):
         if decision.consumed:
             return None
         try:
@@ -359,6 +369,7 @@ async def aclaim_tool_call(
         except SignoffError as error:
             if error.reason not in _RACED:
                 raise
+        await asyncio.sleep(_claim_pause(attempt))
         decision = await client.request_decision(instance_id, **ask)
     raise _claim_failed(decision.action_id)
 
