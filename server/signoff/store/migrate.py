@@ -25,8 +25,13 @@ def _upgrade(connection: Connection, *_: Any) -> None:
 
 async def migrate(database: Database) -> None:
     """Brings the schema to the newest revision; a no-op when it is current."""
-    async with database.engine.begin() as connection:
-        if database.dialect == "postgresql":
-            # Replicas starting together migrate one at a time.
-            await connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7710001)")
-        await connection.run_sync(_upgrade)
+    try:
+        async with database.engine.begin() as connection:
+            if database.dialect == "postgresql":
+                # Replicas starting together migrate one at a time.
+                await connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7710001)")
+            await connection.run_sync(_upgrade)
+    finally:
+        # The server's calls never use this engine: keep no connection (nor, on SQLite,
+        # aiosqlite's thread) open for the process's life.
+        await database.engine.dispose()
