@@ -363,7 +363,10 @@ async def _serve(options: ServeOptions, worker: int | None = None) -> None:
     print(f"signoff listening on {options.host}:{port}", flush=True)
     if worker is not None:
         log.info("worker %d of %d", worker, options.workers)
-    log.info("database %s", database.url.render_as_string(hide_password=True))
+    # The database as the operator names it: the engine's driver (aiosqlite) serves only
+    # migrations, not the server's calls.
+    shown = database.url.set(drivername=database.dialect)
+    log.info("database %s", shown.render_as_string(hide_password=True))
     log.info("policy %s %s (%s)", policy.bundle.bundle_id, policy.bundle.version, options.policy)
 
     stop = asyncio.Event()
