@@ -77,6 +77,6 @@ async def settle(
 
 async def leave_waiting_if_idle(tx: Repository, instance: Instance) -> None:
     """WAITING_FOR_HUMAN → RUNNING once no action of the instance waits any more."""
-    waiting = await tx.actions_in_states(instance.instance_id, {ActionState.WAITING_FOR_HUMAN})
+    waiting = await tx.waiting_actions(instance.instance_id)
     if not waiting and instance.state is InstanceState.WAITING_FOR_HUMAN:
         instance.state = transition_instance(instance.state, InstanceState.RUNNING)

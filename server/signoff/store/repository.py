@@ -7,7 +7,18 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, text, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    text,
+    update,
+)
 
 from signoff.domain import trail
 from signoff.domain.chain import (
@@ -97,9 +108,11 @@ def _later_event(table: Any, revision: Any, *more: Any) -> Any:
 
 
 # Also whether the instance has a submitted plan, so that a call on an instance without
-# any (most) need not read its plans. A plan is inserted under the instance's lock with an
-# event, so a lock that waited for it sees the instance ahead of the event it joined, and
-# reads all of this again (_checked_instance).
+# any (most) need not read its plans, and how many of its actions wait for a human, so that
+# a decision need not read them to know whether the instance still waits. Plans and
+# actions change only under the instance's lock with an event, so a lock that waited for
+# such a change sees the instance ahead of the event it joined, and reads all of this
+# again (_checked_instance).
 _SEALED_INSTANCES = select(
     instances,
     _head.c.hash.label("head_hash"),
@@ -107,6 +120,13 @@ _SEALED_INSTANCES = select(
     _head.c.instance_seal.label("head_seal"),
     _later_event(instances, instances.c.revision).label("beyond"),
     exists().where(plans.c.instance_id == instances.c.instance_id).label("has_plans"),
+    select(func.count())
+    .where(
+        actions.c.instance_id == instances.c.instance_id,
+        actions.c.state == literal_column("'WAITING_FOR_HUMAN'"),
+    )
+    .scalar_subquery()
+    .label("waiting_actions"),
 ).select_from(_event_at(instances, _head, instances.c.revision))
 _INSTANCE_SEALED = _SEALED_INSTANCES.where(instances.c.instance_id == bindparam("instance_id"))
 # Serializes every change to one instance, so revisions follow commit order (PostgreSQL;
@@ -256,6 +276,9 @@ class Tx:
         self._unsealed: dict[str, tuple[int, str]] = {}
         # Instances read with their seal (and lock) that had no plan then.
         self._planless: set[str] = set()
+        # Per instance locked in this unit: how many of its actions wait for a human, as
+        # read with the lock and kept by the writes of this unit (waiting_actions).
+        self._waiting: dict[str, int] = {}
 
     async def _write(
         self, statement: Any, values: dict[str, Any], check: Callable[[int], None] | None = None
@@ -300,6 +323,7 @@ class Tx:
             raise StateTampered("instance", instance.instance_id, instance.instance_id, problem)
         if not row.has_plans:
             self._planless.add(instance.instance_id)
+        self._waiting[instance.instance_id] = row.waiting_actions
         self._instances[instance.instance_id] = instance
         return instance
 
@@ -504,13 +528,27 @@ class Tx:
     async def insert_action(self, action: Action) -> None:
         """Stores a new action; the next event appended (ACTION_REQUESTED) seals it."""
         self._seal_action(action)
+        self._count_waiting(action, None)
         await self._write(_INSERT["actions"], ACTIONS.values(action))
+
+    def _count_waiting(self, action: Action, was: ActionState | None) -> None:
+        if action.instance_id in self._waiting:
+            waits = ActionState.WAITING_FOR_HUMAN
+            self._waiting[action.instance_id] += (action.state is waits) - (was is waits)
+
+    async def waiting_actions(self, instance_id: str) -> int:
+        """How many of the instance's actions wait for a human, this unit's writes included."""
+        if instance_id not in self._waiting:
+            waiting = {ActionState.WAITING_FOR_HUMAN}
+            return len(await self.actions_in_states(instance_id, waiting))
+        return self._waiting[instance_id]
 
     async def save_action(self, action: Action, *, expected_state: ActionState) -> None:
         """Writes the action's mutable fields if it is still in expected_state; otherwise
         another transaction changed it first and ConcurrentChange is raised. The next event
         appended must be about this action: it seals what was written."""
         self._seal_action(action)
+        self._count_waiting(action, expected_state)
         values = ACTIONS.values(action, without=_ACTION_FIXED)
         await self._write(
             _SAVE_ACTION,
