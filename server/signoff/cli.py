@@ -115,6 +115,8 @@ def _on_database(url: str, work: Callable[[Any], Awaitable[T]], *, reads: bool =
     from signoff.domain.errors import Unavailable
     from signoff.store.database import Database
 
+    # SQLAlchemy's (migrations) or the driver's own (the store runs on the drivers).
+    database_errors = (SQLAlchemyError, sqlite3.Error, psycopg.Error)
     try:
         if reads:
             require_existing(url)
@@ -138,14 +140,12 @@ def _on_database(url: str, work: Callable[[Any], Awaitable[T]], *, reads: bool =
         return asyncio.run(run())
     except ArgumentError as error:
         raise CommandError(f"--database-url {url}: {error}") from None
-    except (SQLAlchemyError, sqlite3.Error, psycopg.Error) as error:
-        # SQLAlchemy's (migrations) or the driver's own (the store runs on the drivers).
+    except database_errors as error:
         raise CommandError(f"database {_shown(url)}: {first_line(error)}") from None
     except Unavailable as error:
         # Raised from the driver's error, which says why (connection refused, say).
         cause = error.__context__
-        drivers = (SQLAlchemyError, sqlite3.Error, psycopg.Error)
-        why = first_line(cause) if isinstance(cause, drivers) else error.message
+        why = first_line(cause) if isinstance(cause, database_errors) else error.message
         raise CommandError(f"database {_shown(url)} does not answer: {why}") from None
     except OSError as error:
         raise CommandError(f"database {_shown(url)}: {error}") from None

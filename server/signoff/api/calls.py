@@ -154,9 +154,7 @@ class Calls:
             try:
                 call.request = decode(data)
             except DecodeError as error:
-                # upb's message names the type and what was wrong, never the bytes sent.
-                problem = FieldViolation("request", f"cannot be decoded: {error}")
-                undecodable = InvalidArgument([problem])
+                undecodable = InvalidArgument([_undecodable(error)])
             except InvalidArgument as error:  # a decoder that names the field (HTTP's JSON)
                 undecodable = error
         if not call.method.public:
@@ -324,6 +322,11 @@ class _Call:
         return ""
 
 
+def _undecodable(error: DecodeError) -> FieldViolation:
+    # upb's message names the type and what was wrong, never the bytes sent.
+    return FieldViolation("request", f"cannot be decoded: {error}")
+
+
 def _ids_in(message: Any) -> dict[str, str]:
     """request_id, instance_id and action_id of a message, or of a message it holds
     directly (the `instance` of InvokeAgentResponse, the `action` of SubmitDecisionResponse)."""
@@ -437,7 +440,7 @@ class _Interceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                         try:
                             yield decode(data)
                         except DecodeError as error:
-                            problem = FieldViolation("request", f"cannot be decoded: {error}")
+                            problem = _undecodable(error)
                             calls._undecodable.note(method.path, context.peer(), problem)
                             await context.abort_with_status(to_status(InvalidArgument([problem])))
 

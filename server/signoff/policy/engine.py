@@ -15,6 +15,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+from signoff.domain.canonical import canonical_json
 from signoff.policy import BundleRef, Effect, Finding, PolicyDecision
 from signoff.policy.bundle import ENTRYPOINT, LoadedBundle, load_bundle
 from signoff.policy.gates import Gate
@@ -148,16 +149,14 @@ class _Memo:
 
     def key(self, bundle_sha256: str, reduced: Any) -> tuple[str, bytes] | None:
         """(bundle hash, sha256 of the reduced input's canonical JSON), or None when off
-        or the input is not plain JSON (then it is evaluated as it is)."""
+        or the input has no canonical form (then it is evaluated as it is)."""
         if not self.size:
             return None
         try:
-            text = json.dumps(
-                reduced, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-            )
-        except (TypeError, ValueError):
+            canonical = canonical_json(reduced)
+        except ValueError:  # rfc8785.CanonicalizationError: not JSON, NaN, a huge integer
             return None
-        return bundle_sha256, hashlib.sha256(text.encode()).digest()
+        return bundle_sha256, hashlib.sha256(canonical).digest()
 
     def get(self, key: tuple[str, bytes]) -> PolicyDecision | None:
         with self._lock:

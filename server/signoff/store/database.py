@@ -21,7 +21,6 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from signoff.domain.errors import ErrorReason, Unavailable
-from signoff.store import execution
 from signoff.store.execution import (
     SQLITE_BUSY_TIMEOUT,
     SQLITE_PRAGMAS,
@@ -32,6 +31,7 @@ from signoff.store.execution import (
     SQLiteReaders,
     begin_immediate,
     connect_sqlite,
+    connection_lost,
 )
 from signoff.store.hub import Hub
 from signoff.store.notify import CHANNEL, payload
@@ -46,9 +46,8 @@ log = logging.getLogger("signoff.database")
 # SQLite primary result codes after which the same transaction may well succeed: BUSY and
 # LOCKED (another writer held the lock past busy_timeout), IOERR, CANTOPEN.
 _SQLITE_RETRYABLE = {5, 6, 10, 14}
-# PostgreSQL states that mean "not reachable now": class 08 (connection exception), and
-# admin shutdown, crash shutdown, cannot connect now (starting up), too many connections.
-_POSTGRES_UNAVAILABLE = {"57P01", "57P02", "57P03", "53300"}
+# PostgreSQL's "too many connections": not reachable now, though the connection is not lost.
+_TOO_MANY_CONNECTIONS = "53300"
 
 
 def unreachable(error: BaseException) -> bool:
@@ -64,8 +63,7 @@ def unreachable(error: BaseException) -> bool:
         code = getattr(cause, "sqlite_errorcode", None)
         return code is not None and code & 0xFF in _SQLITE_RETRYABLE
     if isinstance(cause, psycopg.OperationalError):
-        state = cause.sqlstate  # None: the client lost or could not open the connection
-        return state is None or state.startswith("08") or state in _POSTGRES_UNAVAILABLE
+        return connection_lost(cause) or cause.sqlstate == _TOO_MANY_CONNECTIONS
     return False
 
 
@@ -318,11 +316,6 @@ class Database:
                     hide_parameters=True,  # errors that are logged never quote the values
                 )
         return self._engine
-
-    @property
-    def statements(self) -> int:
-        """Statements this process has sent to its databases so far (BEGIN and COMMIT too)."""
-        return execution.statements
 
     async def close(self) -> None:
         if self._engine is not None:

@@ -55,6 +55,16 @@ class Connection(Protocol):
         touches: frozenset[str] | None = None,
     ) -> "Result": ...
 
+    async def defer(
+        self,
+        statement: ClauseElement,
+        params: Mapping[str, Any],
+        check: Callable[[int], None] | None = None,
+    ) -> None:
+        """A write whose answer nothing waits for: PostgreSQL sends the deferred ones
+        together as one statement, SQLite runs it now. `check(rowcount)` runs once it ran
+        (it raises if the write did not do what it should)."""
+
 
 class Row(tuple):  # type: ignore[type-arg]
     """A result row: by position, by attribute (`row.seq`) and by name (`row._mapping`)."""
@@ -71,10 +81,6 @@ class Row(tuple):  # type: ignore[type-arg]
     @property
     def _mapping(self) -> dict[str, Any]:
         return {name: self[i] for name, i in self._index.items()}
-
-    @property
-    def _fields(self) -> tuple[str, ...]:
-        return tuple(self._index)
 
 
 def _row_type(names: Sequence[str]) -> type[Row]:
@@ -108,20 +114,11 @@ class Result:
             raise LookupError(f"expected one row, got {len(self._rows)}")
         return self._rows[0]
 
-    def one_or_none(self) -> Row | None:
-        if len(self._rows) > 1:
-            raise LookupError(f"expected at most one row, got {len(self._rows)}")
-        return self.first()
-
     def scalar(self) -> Any:
         return self._rows[0][0] if self._rows else None
 
     def scalar_one(self) -> Any:
         return self.one()[0]
-
-    def scalar_one_or_none(self) -> Any:
-        row = self.one_or_none()
-        return None if row is None else row[0]
 
     def scalars(self) -> "Scalars":
         return Scalars([row[0] for row in self._rows])
@@ -130,9 +127,6 @@ class Result:
 class Scalars(list[Any]):
     def all(self) -> list[Any]:
         return list(self)
-
-    def first(self) -> Any:
-        return self[0] if self else None
 
 
 class _Bind(NamedTuple):
@@ -363,6 +357,17 @@ class SQLiteConnection:
     ) -> Result:
         return self.run(statement, params)
 
+    async def defer(
+        self,
+        statement: ClauseElement,
+        params: Mapping[str, Any],
+        check: Callable[[int], None] | None = None,
+    ) -> None:
+        """Runs the write now: on SQLite a statement is a function call, not a round trip."""
+        result = self.run(statement, params)
+        if check is not None:
+            check(result.rowcount)
+
     def run(
         self,
         statement: ClauseElement,
@@ -442,12 +447,18 @@ class PoolTimeout(psycopg.OperationalError):
     """No connection of the pool came free in time (counts as the database unavailable)."""
 
 
+# Admin shutdown, crash shutdown, cannot connect now (starting up).
+POSTGRES_SHUTDOWN = frozenset({"57P01", "57P02", "57P03"})
+
+
 def connection_lost(error: BaseException) -> bool:
-    """Whether a psycopg error means the connection (or the server) is gone."""
+    """Whether a psycopg error means the connection (or the server) is gone: class 08
+    (connection exception), the server shutting down or starting, or no state at all (the
+    client lost or could not open the connection)."""
     if not isinstance(error, psycopg.OperationalError):
         return False
     state = error.sqlstate
-    return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
+    return state is None or state.startswith("08") or state in POSTGRES_SHUTDOWN
 
 
 class PostgresPool:
@@ -628,22 +639,16 @@ class PostgresUnit:
     ) -> Result:
         """Runs a statement now. `touches` names the tables a text() statement reads or
         writes, so that deferred writes to others need not go first."""
+        first = params[0] if isinstance(params, Sequence) else params or {}
+        plan, extracted = self.compiler.plan(statement, first)
         if self._deferred:
-            plan_tables = (
-                touches
-                if touches is not None
-                else self.compiler.plan(
-                    statement, params[0] if isinstance(params, Sequence) else params or {}
-                )[0].tables
-            )
-            if plan_tables is None or plan_tables & self._deferred_tables:
+            tables = touches if touches is not None else plan.tables
+            if tables is None or tables & self._deferred_tables:
                 await self.flush()
         if isinstance(params, Sequence):
-            plan, extracted = self.compiler.plan(statement, params[0])
             bound = [plan.bound(p, extracted) for p in params]
             return await self._send(bound[0][0], [values for _, values in bound], many=True)
-        plan, extracted = self.compiler.plan(statement, params or {})
-        sql, values = plan.bound(params or {}, extracted)
+        sql, values = plan.bound(first, extracted)
         return await self._send(sql, values or None, plan=plan)
 
     async def _send(

@@ -280,20 +280,6 @@ class Tx:
         # read with the lock and kept by the writes of this unit (waiting_actions).
         self._waiting: dict[str, int] = {}
 
-    async def _write(
-        self, statement: Any, values: dict[str, Any], check: Callable[[int], None] | None = None
-    ) -> None:
-        """A write whose answer nothing waits for: on PostgreSQL it is deferred and sent
-        with the others as one statement (execution.PostgresUnit.defer); on SQLite, where
-        a statement is a function call, it runs now. `check(rowcount)` runs once it ran."""
-        defer = getattr(self.connection, "defer", None)
-        if defer is not None:
-            await defer(statement, values, check)
-            return
-        result = await self.connection.execute(statement, values)
-        if check is not None:
-            check(result.rowcount)
-
     # -- instances ---------------------------------------------------------------------
 
     async def get_instance(self, instance_id: str, *, lock: bool = False) -> Instance | None:
@@ -335,7 +321,7 @@ class Tx:
         return INSTANCES.of(row) if row else None
 
     async def insert_instance(self, instance: Instance) -> None:
-        await self._write(_INSERT["instances"], INSTANCES.values(instance))
+        await self.connection.defer(_INSERT["instances"], INSTANCES.values(instance))
         self._instances[instance.instance_id] = instance
 
     async def save_instance(self, instance: Instance) -> None:
@@ -345,7 +331,9 @@ class Tx:
             "an instance changes only with an event, appended after the change"
         )
         values = INSTANCES.values(instance, without=_INSTANCE_FIXED)
-        await self._write(_SAVE_INSTANCE, {"match_instance": instance.instance_id, **values})
+        await self.connection.defer(
+            _SAVE_INSTANCE, {"match_instance": instance.instance_id, **values}
+        )
 
     async def list_instances(
         self, tenant_id: str, state: InstanceState | None, before_seq: int | None, limit: int
@@ -411,7 +399,7 @@ class Tx:
         return event
 
     async def insert_event(self, event: Event) -> None:
-        await self._write(_INSERT["events"], EVENTS.values(event))
+        await self.connection.defer(_INSERT["events"], EVENTS.values(event))
         self.events.append(event)
 
     def _action_seal(self, revision: int, action: Action | None) -> str:
@@ -463,7 +451,7 @@ class Tx:
         return cursor
 
     async def insert_approval_change(self, change: ApprovalChange) -> None:
-        await self._write(_INSERT["approval_changes"], APPROVAL_CHANGES.values(change))
+        await self.connection.defer(_INSERT["approval_changes"], APPROVAL_CHANGES.values(change))
         self.approval_changes.append(change)
 
     async def list_approval_changes(
@@ -529,7 +517,7 @@ class Tx:
         """Stores a new action; the next event appended (ACTION_REQUESTED) seals it."""
         self._seal_action(action)
         self._count_waiting(action, None)
-        await self._write(_INSERT["actions"], ACTIONS.values(action))
+        await self.connection.defer(_INSERT["actions"], ACTIONS.values(action))
 
     def _count_waiting(self, action: Action, was: ActionState | None) -> None:
         if action.instance_id in self._waiting:
@@ -550,7 +538,7 @@ class Tx:
         self._seal_action(action)
         self._count_waiting(action, expected_state)
         values = ACTIONS.values(action, without=_ACTION_FIXED)
-        await self._write(
+        await self.connection.defer(
             _SAVE_ACTION,
             {"match_action": action.action_id, "match_state": expected_state.value, **values},
             partial(_one_row, action.action_id),
@@ -565,7 +553,7 @@ class Tx:
             grant_sha256=action.grant_sha256,
             grant_expires=action.grant_expires,
         )
-        await self._write(_SAVE_GRANT, values, partial(_one_row, action.action_id))
+        await self.connection.defer(_SAVE_GRANT, values, partial(_one_row, action.action_id))
 
     async def list_waiting_actions(
         self, tenant_id: str, after_seq: int | None, limit: int, not_party: str = ""
@@ -635,7 +623,7 @@ class Tx:
     # -- votes -------------------------------------------------------------------------------
 
     async def insert_vote(self, vote: Vote) -> None:
-        await self._write(_INSERT["votes"], VOTES.values(vote))
+        await self.connection.defer(_INSERT["votes"], VOTES.values(vote))
 
     async def votes_for(self, action_id: str) -> list[Vote]:
         return [
@@ -661,7 +649,7 @@ class Tx:
     # -- decision records -------------------------------------------------------------------
 
     async def insert_record(self, record: DecisionRecord) -> None:
-        await self._write(
+        await self.connection.defer(
             _INSERT["decision_records"],
             dict(
                 record_id=record.record_id,
@@ -741,7 +729,7 @@ class Tx:
 
     async def insert_step_use(self, use: StepUse) -> None:
         """KeyConflict (at commit, or here) when the step was used already."""
-        await self._write(_INSERT_STEP_USE, STEP_USES.values(use))
+        await self.connection.defer(_INSERT_STEP_USE, STEP_USES.values(use))
 
     async def step_uses(self, instance_id: str) -> list[StepUse]:
         rows = await self.connection.execute(_STEP_USES, {"instance_id": instance_id})
